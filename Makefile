@@ -1,0 +1,78 @@
+# Avatar Platform — every command sets up what it needs (idempotent; a second run reuses it).
+#   make run    set up tools, PostgreSQL+pgvector (and Redis if any), migrate, serve on :8000
+#   make test   set up everything the tests need (Redis included) and run every test
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+DATA_DIR ?= .data
+export DATA_DIR
+CARGO ?= cargo
+BIN := target/debug/avatar-platform
+# Loads the service URLs that scripts/services.sh wrote.
+WITH_SERVICES := set -a; . $(DATA_DIR)/services.env; set +a;
+
+.PHONY: help setup tools services services-test run dev worker migrate makemigration \
+        openapi build test test-unit test-int lint fmt bench clean services-down
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+tools: ## install build tools (mold linker) when missing
+	@scripts/ensure-tools.sh
+
+services: ## start PostgreSQL+pgvector (and Redis when available)
+	@scripts/services.sh up
+
+services-test: ## as services, and make sure a real Redis runs
+	@scripts/services.sh up --require-redis
+
+services-down: ## stop the services this project started
+	@scripts/services.sh down
+
+setup: tools services ## tools and services
+
+build: tools ## build the binary (debug)
+	$(CARGO) build --bin avatar-platform
+
+run: setup build ## serve the platform on http://127.0.0.1:8000 with embedded defaults
+	@$(WITH_SERVICES) $(BIN) migrate up
+	@echo "Avatar Platform: http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs/, health: /health/ready)"
+	@$(WITH_SERVICES) exec $(BIN) serve
+
+dev: setup build ## like run, with debug logs
+	@$(WITH_SERVICES) RUST_LOG=$${RUST_LOG:-debug,sqlx=info,hyper=info} exec $(BIN) serve
+
+worker: setup build ## job workers only (scale-out)
+	@$(WITH_SERVICES) exec $(BIN) worker
+
+migrate: setup build ## apply pending migrations (ARGS="down --steps 1" / ARGS=status)
+	@$(WITH_SERVICES) $(BIN) migrate $${ARGS:-up}
+
+makemigration: ## new migration file: make makemigration NAME=module_action
+	@scripts/new-migration.sh "$(NAME)"
+
+openapi: build ## print the OpenAPI document
+	@$(BIN) openapi
+
+test: tools services-test ## every test: unit and integration, against real services
+	@$(WITH_SERVICES) $(CARGO) test --workspace --all-targets --no-fail-fast
+
+test-unit: tools ## fast tests that need no server
+	$(CARGO) test --lib --test unit
+
+test-int: tools services-test ## integration tests only
+	@$(WITH_SERVICES) $(CARGO) test --test integration --no-fail-fast
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
+	@$(WITH_SERVICES) $(CARGO) bench --bench platform
+
+clean: services-down ## stop services, remove build output and local data
+	$(CARGO) clean
+	rm -rf $(DATA_DIR) .tools

@@ -1,0 +1,21 @@
+//! Database migrations, one ordered list. Files are `mYYYYMMDD_NNNNNN_<module>_<action>.rs`,
+//! each with a working `down`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_core_extensions;
+mod m20261122_000002_core_jobs;
+mod m20261122_000003_core_events;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_core_extensions::Migration),
+            Box::new(m20261122_000002_core_jobs::Migration),
+            Box::new(m20261122_000003_core_events::Migration),
+        ]
+    }
+}

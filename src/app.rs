@@ -1,0 +1,346 @@
+//! Wiring: settings -> database -> bus -> jobs -> modules -> HTTP server.
+//!
+//! [`Application::build`] binds the listener (port 0 in tests) and starts nothing it cannot
+//! stop: the binary and the integration tests start the very same application.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::{App, HttpRequest, HttpServer, web};
+use anyhow::Context;
+use async_trait::async_trait;
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::core::cache::{Cache, build_cache};
+use crate::core::config::Settings;
+use crate::core::db::{self, Db};
+use crate::core::error::{AppError, ErrorCode};
+use crate::core::events::EventBus;
+use crate::core::extract::configure_extractors;
+use crate::core::health::{self, Readiness};
+use crate::core::jobs::{JobContext, JobQueue, SweepStep, SweepSteps, Sweeper, WorkerPool};
+use crate::core::openapi;
+use crate::core::storage::{BlobStore, build_blob_store};
+use crate::core::telemetry::{metrics_handle, observe_request};
+use crate::modules::events::DomainEvent;
+
+/// How long a readiness probe waits for each dependency.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `serve`, `worker` and the tests choose to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Serve HTTP (false for `worker`).
+    pub http: bool,
+    /// Job workers in this process; `None` = `jobs.workers` from settings.
+    pub workers: Option<usize>,
+    /// Apply pending migrations first.
+    pub migrate: bool,
+    /// Stop on SIGINT/SIGTERM (the binary); tests stop the app themselves.
+    pub handle_signals: bool,
+    /// Run the event dispatcher in this process.
+    pub dispatch_events: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            http: true,
+            workers: None,
+            migrate: true,
+            handle_signals: true,
+            dispatch_events: true,
+        }
+    }
+}
+
+/// The shared pieces every module is built from.
+#[derive(Clone)]
+pub struct AppContext {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub bus: EventBus<DomainEvent>,
+    pub jobs: JobQueue,
+    pub cache: Arc<dyn Cache>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl AppContext {
+    /// Connects to every dependency named in `settings`.
+    pub async fn connect(settings: Settings) -> anyhow::Result<AppContext> {
+        let connection = db::connect(&settings.database).await.with_context(|| {
+            format!(
+                "cannot connect to the database at {}",
+                settings.database_url_redacted()
+            )
+        })?;
+        let db = Db::new(connection);
+        let bus = EventBus::new(db.clone(), settings.events.clone());
+        let jobs = JobQueue::connect(db.clone(), &settings.database, &settings.jobs)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("cannot start the job queue: {}", error.description)
+            })?;
+        let cache = build_cache(&settings.cache)
+            .await
+            .context("cannot connect to the cache")?;
+        let blobs = build_blob_store(&settings.storage, &settings.data_dir)
+            .await
+            .context("cannot open the blob store")?;
+        Ok(AppContext {
+            settings: Arc::new(settings),
+            db,
+            bus,
+            jobs,
+            cache,
+            blobs,
+        })
+    }
+
+    /// The context handed to every job: the pool plus the services tasks look up by type.
+    pub fn job_context(&self) -> JobContext {
+        let sweep_steps = SweepSteps(vec![
+            Arc::new(EventRelay(self.bus.clone())) as Arc<dyn SweepStep>
+        ]);
+        JobContext::new(self.db.clone(), self.settings.jobs.clone())
+            .with(Arc::new(sweep_steps))
+            .with(Arc::new(self.bus.clone()))
+    }
+}
+
+/// The sweeper's step that re-delivers events a crashed process left behind.
+struct EventRelay(EventBus<DomainEvent>);
+
+#[async_trait]
+impl SweepStep for EventRelay {
+    fn name(&self) -> &'static str {
+        "event-relay"
+    }
+
+    async fn sweep(&self) -> anyhow::Result<()> {
+        self.0.sweep().await?;
+        Ok(())
+    }
+}
+
+/// A running platform: HTTP server (optional), job workers, event dispatcher.
+pub struct Application {
+    context: AppContext,
+    port: Option<u16>,
+    server: Option<Server>,
+    workers: Option<WorkerPool>,
+    dispatcher: Option<JoinHandle<()>>,
+    stop_dispatcher: watch::Sender<bool>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, options: RunOptions) -> anyhow::Result<Application> {
+        let context = AppContext::connect(settings).await?;
+        Self::build_with(context, options).await
+    }
+
+    /// Builds on an existing context (tests prepare theirs).
+    pub async fn build_with(
+        context: AppContext,
+        options: RunOptions,
+    ) -> anyhow::Result<Application> {
+        let settings = context.settings.clone();
+        if options.migrate {
+            migration::Migrator::up(context.db.connection(), None)
+                .await
+                .context("applying migrations failed")?;
+        }
+
+        let worker_count = options.workers.unwrap_or(settings.jobs.workers);
+        let workers = if worker_count > 0 {
+            context
+                .jobs
+                .ensure_scheduled(&Sweeper {
+                    cron: settings.jobs.sweeper_cron.clone(),
+                })
+                .await
+                .context("scheduling the sweeper failed")?;
+            Some(WorkerPool::start(
+                context.jobs.clone(),
+                context.job_context(),
+                worker_count,
+            ))
+        } else {
+            None
+        };
+
+        let (stop_dispatcher, stop_receiver) = watch::channel(false);
+        let dispatcher = options
+            .dispatch_events
+            .then(|| tokio::spawn(context.bus.clone().run_dispatcher(stop_receiver)));
+
+        let (server, port) = if options.http {
+            let listener = TcpListener::bind(settings.bind_addr()?)
+                .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+            let port = listener.local_addr()?.port();
+            (
+                Some(http_server(&context, listener, options.handle_signals)?),
+                Some(port),
+            )
+        } else {
+            (None, None)
+        };
+
+        Ok(Application {
+            context,
+            port,
+            server,
+            workers,
+            dispatcher,
+            stop_dispatcher,
+        })
+    }
+
+    /// The bound port (for `--bind 127.0.0.1:0` and tests).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn context(&self) -> &AppContext {
+        &self.context
+    }
+
+    /// A handle to stop the HTTP server gracefully (in-flight requests finish).
+    pub fn server_handle(&self) -> Option<ServerHandle> {
+        self.server.as_ref().map(Server::handle)
+    }
+
+    /// Runs until the server stops (signal or handle), or until a signal when there is no
+    /// server; then lets in-flight jobs finish and stops the dispatcher.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await.context("HTTP server failed")?,
+            None => wait_for_signal().await,
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops workers (waiting for running jobs) and the dispatcher.
+    pub async fn shutdown(mut self) {
+        let grace = Duration::from_secs(self.context.settings.server.shutdown_timeout_secs);
+        if let Some(workers) = self.workers.take() {
+            workers.shutdown(grace).await;
+        }
+        let _ = self.stop_dispatcher.send(true);
+        if let Some(dispatcher) = self.dispatcher.take() {
+            let _ = tokio::time::timeout(grace, dispatcher).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn http_server(
+    context: &AppContext,
+    listener: TcpListener,
+    handle_signals: bool,
+) -> anyhow::Result<Server> {
+    let settings = context.settings.clone();
+    let readiness = web::Data::new(Readiness {
+        db: context.db.clone(),
+        cache: context.cache.clone(),
+        blobs: context.blobs.clone(),
+        check_timeout: READINESS_TIMEOUT,
+    });
+    metrics_handle();
+    let document = openapi::document();
+    let app_settings = settings.clone();
+    let mut server = HttpServer::new(move || {
+        let settings = app_settings.clone();
+        App::new()
+            .configure(|cfg| configure_extractors(cfg, settings.server.json_body_limit_bytes))
+            .app_data(web::PayloadConfig::new(settings.server.max_body_bytes))
+            .app_data(readiness.clone())
+            .configure(|cfg| health::configure(cfg, settings.server.metrics_enabled))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
+            .default_service(web::to(unknown_route))
+            .wrap(ErrorHandlers::new().handler(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                method_not_allowed,
+            ))
+            .wrap(cors(&settings.server.cors_allowed_origins))
+            .wrap(from_fn(observe_request))
+    })
+    .listen(listener)?
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if settings.server.http_workers > 0 {
+        server = server.workers(settings.server.http_workers);
+    }
+    if !handle_signals {
+        server = server.disable_signals();
+    }
+    Ok(server.run())
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(3600);
+    if origins.iter().any(|origin| origin == "*") {
+        return cors.allow_any_origin();
+    }
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+fn method_not_allowed<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let message = format!(
+        "{} is not allowed on {}",
+        res.request().method(),
+        res.request().path()
+    );
+    let response = actix_web::ResponseError::error_response(&AppError::new(
+        ErrorCode::MethodNotAllowed,
+        message,
+    ));
+    let (req, _) = res.into_parts();
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

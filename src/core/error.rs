@@ -1,0 +1,328 @@
+//! The error envelope of API.md and the table of stable error codes.
+//!
+//! Every failure a client sees is `{"error": {"code", "message", "field", "details"}}`.
+//! Each module keeps one `thiserror` enum and converts it into [`AppError`]; handlers return
+//! `Result<_, AppError>` and use `?`. Codes are part of the API contract: never rename one.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::core::telemetry::current_request_id;
+
+/// Stable error codes and the HTTP status each one answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    BadRequest,
+    ValidationError,
+    AuthenticationRequired,
+    InvalidToken,
+    TokenLimitExceeded,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RateLimited,
+    Internal,
+    ExternalServiceError,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::AuthenticationRequired | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::TokenLimitExceeded => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ExternalServiceError => StatusCode::BAD_GATEWAY,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::ValidationError => "VALIDATION_ERROR",
+            ErrorCode::AuthenticationRequired => "AUTHENTICATION_REQUIRED",
+            ErrorCode::InvalidToken => "INVALID_TOKEN",
+            ErrorCode::TokenLimitExceeded => "TOKEN_LIMIT_EXCEEDED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::ExternalServiceError => "EXTERNAL_SERVICE_ERROR",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The request field at fault (dotted path for nested fields), when there is one.
+    pub field: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// An error on its way to the client. Built with the constructors below; an internal cause is
+/// logged with its whole chain but never shown.
+pub struct AppError {
+    code: ErrorCode,
+    message: String,
+    field: Option<String>,
+    details: Value,
+    retry_after_secs: Option<u64>,
+    cause: Option<anyhow::Error>,
+}
+
+/// Modules implement this for their error enum; `From<E> for AppError` follows.
+pub trait ErrorKind: std::error::Error {
+    fn code(&self) -> ErrorCode;
+    fn field(&self) -> Option<&str> {
+        None
+    }
+    fn details(&self) -> Value {
+        Value::Object(Default::default())
+    }
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AppError {
+            code,
+            message: message.into(),
+            field: None,
+            details: Value::Object(Default::default()),
+            retry_after_secs: None,
+            cause: None,
+        }
+    }
+
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationError, message).with_field(field)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            ErrorCode::RateLimited,
+            format!("too many requests, retry in {retry_after_secs} s"),
+        );
+        error.retry_after_secs = Some(retry_after_secs.max(1));
+        error
+    }
+
+    /// An unexpected failure: the client sees only `INTERNAL` and the request id.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        let mut error = Self::new(ErrorCode::Internal, "internal error");
+        error.cause = Some(cause.into());
+        error
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let mut details = self.details.clone();
+        if self.code == ErrorCode::Internal
+            && let (Value::Object(map), Some(request_id)) = (&mut details, current_request_id())
+        {
+            map.insert("request_id".into(), Value::String(request_id));
+        }
+        ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message.clone(),
+                field: self.field.clone(),
+                details,
+            },
+        }
+    }
+}
+
+impl<E: ErrorKind> From<E> for AppError {
+    fn from(error: E) -> Self {
+        let code = error.code();
+        let mut app_error = AppError::new(code, error.to_string()).with_details(error.details());
+        if let Some(field) = error.field() {
+            app_error = app_error.with_field(field);
+        }
+        if code == ErrorCode::Internal {
+            app_error.message = "internal error".into();
+            app_error.cause = Some(anyhow::anyhow!(error.to_string()));
+        }
+        app_error
+    }
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        AppError::internal(error)
+    }
+}
+
+impl fmt::Debug for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        if let Some(cause) = &self.cause {
+            write!(f, "\nCaused by: {cause:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(cause) = &self.cause {
+            tracing::error!(error.code = self.code.as_str(), "request failed: {cause:?}");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after_secs
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.insert_header((header::RETRY_AFTER, value));
+        }
+        response.json(self.envelope())
+    }
+}
+
+/// Turns `validator` failures into one `VALIDATION_ERROR` naming the first failing field
+/// (dotted path), with every failure listed in `details.fields`.
+impl From<validator::ValidationErrors> for AppError {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let mut failures = Vec::new();
+        collect_validation_failures("", &errors, &mut failures);
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        let Some((field, message)) = failures.first().cloned() else {
+            return AppError::new(ErrorCode::ValidationError, "invalid request");
+        };
+        let fields: serde_json::Map<String, Value> = failures
+            .into_iter()
+            .map(|(field, message)| (field, Value::String(message)))
+            .collect();
+        AppError::validation(field.clone(), format!("{field}: {message}"))
+            .with_details(serde_json::json!({ "fields": fields }))
+    }
+}
+
+fn collect_validation_failures(
+    prefix: &str,
+    errors: &validator::ValidationErrors,
+    out: &mut Vec<(String, String)>,
+) {
+    use validator::ValidationErrorsKind;
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                if let Some(first) = list.first() {
+                    let message = first
+                        .message
+                        .as_ref()
+                        .map(|message| message.to_string())
+                        .unwrap_or_else(|| describe_validation_code(first));
+                    out.push((path, message));
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => collect_validation_failures(&path, inner, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    collect_validation_failures(&format!("{path}[{index}]"), inner, out);
+                }
+            }
+        }
+    }
+}
+
+fn describe_validation_code(error: &validator::ValidationError) -> String {
+    let param = |name: &str| error.params.get(name).map(|value| value.to_string());
+    match error.code.as_ref() {
+        "length" => match (param("min"), param("max")) {
+            (Some(min), Some(max)) => format!("length must be between {min} and {max}"),
+            (Some(min), None) => format!("length must be at least {min}"),
+            (None, Some(max)) => format!("length must be at most {max}"),
+            _ => "invalid length".into(),
+        },
+        "range" => match (param("min"), param("max")) {
+            (Some(min), Some(max)) => format!("must be between {min} and {max}"),
+            (Some(min), None) => format!("must be at least {min}"),
+            (None, Some(max)) => format!("must be at most {max}"),
+            _ => "out of range".into(),
+        },
+        "email" => "must be a valid email address".into(),
+        "url" => "must be a valid URL".into(),
+        "required" => "is required".into(),
+        other => format!("is invalid ({other})"),
+    }
+}

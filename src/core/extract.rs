@@ -1,0 +1,203 @@
+//! Request-body extraction that answers in the error envelope.
+//!
+//! [`ValidJson`] reads a JSON body, names the field at fault when it cannot be deserialized
+//! (`serde_path_to_error`), and runs `validator` rules. [`configure_extractors`] makes actix's
+//! own extractors (`web::Json`, `web::Query`, `web::Path`) answer in the same envelope.
+
+use std::ops::Deref;
+
+use actix_web::dev::Payload;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use validator::Validate;
+
+use crate::core::error::{AppError, ErrorCode};
+
+/// Largest JSON body, set from `server.json_body_limit_bytes` by the app.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonLimit(pub usize);
+
+/// A JSON body that deserialized and passed its `validator` rules.
+#[derive(Debug)]
+pub struct ValidJson<T>(pub T);
+
+impl<T> ValidJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> Deref for ValidJson<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<JsonLimit>()
+            .map(|limit| limit.0)
+            .unwrap_or(DEFAULT_JSON_LIMIT);
+        let content_type_ok = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                let essence = value.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+            })
+            .unwrap_or(false);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(AppError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "the request body must be JSON (Content-Type: application/json)",
+                ));
+            }
+            let bytes = body.await.map_err(|error| body_error(&error.to_string()))?;
+            if bytes.len() > limit {
+                return Err(too_large(limit));
+            }
+            let value = parse_json::<T>(&bytes)?;
+            value.validate()?;
+            Ok(ValidJson(value))
+        })
+    }
+}
+
+/// Default JSON limit when the app did not register one (tests of single handlers).
+const DEFAULT_JSON_LIMIT: usize = 1024 * 1024;
+
+/// Deserializes `bytes`, turning failures into `BAD_REQUEST` (not JSON) or `VALIDATION_ERROR`
+/// naming the field (wrong type, missing field, unknown variant).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("the request body is not valid JSON: {inner}"),
+                )
+            }
+            serde_json::error::Category::Io => {
+                AppError::new(ErrorCode::BadRequest, inner.to_string())
+            }
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                match missing_field(&message) {
+                    Some(field) => {
+                        let field = if path == "." {
+                            field
+                        } else {
+                            format!("{path}.{field}")
+                        };
+                        AppError::validation(field.clone(), format!("{field}: is required"))
+                    }
+                    None if path == "." => AppError::new(ErrorCode::ValidationError, message),
+                    None => AppError::validation(path.clone(), format!("{path}: {message}")),
+                }
+            }
+        }
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next().map(str::to_owned)
+}
+
+fn too_large(limit: usize) -> AppError {
+    AppError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the request body is larger than {limit} bytes"),
+    )
+    .with_details(serde_json::json!({ "limit_bytes": limit }))
+}
+
+fn body_error(message: &str) -> AppError {
+    if message.contains("overflow") || message.contains("too large") {
+        AppError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+    } else {
+        AppError::new(
+            ErrorCode::BadRequest,
+            format!("the request body could not be read: {message}"),
+        )
+    }
+}
+
+/// Registers error handlers so actix's standard extractors answer in the envelope too.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig, json_limit: usize) {
+    cfg.app_data(JsonLimit(json_limit))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(json_limit)
+                .error_handler(|error, _req| json_error(error).into()),
+        )
+        .app_data(
+            web::QueryConfig::default().error_handler(|error, _req| query_error(error).into()),
+        )
+        .app_data(web::PathConfig::default().error_handler(|error, _req| path_error(error).into()));
+}
+
+fn json_error(error: JsonPayloadError) -> AppError {
+    match error {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => too_large(limit),
+        JsonPayloadError::ContentType => AppError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the request body must be JSON (Content-Type: application/json)",
+        ),
+        JsonPayloadError::Deserialize(inner) => {
+            let message = strip_position(&inner.to_string());
+            match missing_field(&message) {
+                Some(field) => AppError::validation(field.clone(), format!("{field}: is required")),
+                None if inner.is_data() => AppError::new(ErrorCode::ValidationError, message),
+                None => AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("the request body is not valid JSON: {message}"),
+                ),
+            }
+        }
+        other => AppError::new(ErrorCode::BadRequest, other.to_string()),
+    }
+}
+
+fn query_error(error: QueryPayloadError) -> AppError {
+    let message = error.to_string();
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .map(str::to_owned);
+    let error = AppError::new(
+        ErrorCode::ValidationError,
+        format!("invalid query string: {message}"),
+    );
+    match field {
+        Some(field) => error.with_field(field),
+        None => error,
+    }
+}
+
+fn path_error(error: PathError) -> AppError {
+    // A malformed id in the path names nothing that exists.
+    AppError::new(ErrorCode::NotFound, format!("not found: {error}"))
+}

@@ -1,0 +1,13 @@
+//! Shared infrastructure. Knows no module.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod jobs;
+pub mod openapi;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,178 @@
+//! The `avatar-platform` binary: serve | worker | migrate | openapi.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use avatar_platform::app::{Application, RunOptions};
+use avatar_platform::core::config::Settings;
+use avatar_platform::core::{db, openapi, telemetry};
+use clap::{Parser, Subcommand};
+use sea_orm_migration::MigratorTrait;
+
+#[derive(Parser)]
+#[command(
+    name = "avatar-platform",
+    version,
+    about = "Multi-tenant backend for RAG-powered AI avatars"
+)]
+struct Cli {
+    /// Folder holding default.toml and <APP_ENV>.toml.
+    #[arg(long, env = "APP_CONFIG_DIR", default_value = "config", global = true)]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP server plus in-process job workers.
+    Serve {
+        /// HOST:PORT to listen on (default: server.bind, 127.0.0.1:8000).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Job workers in this process (default: jobs.workers); 0 for none.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Job workers only (scale-out).
+    Worker {
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Print the OpenAPI 3.1 document as JSON.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply all pending migrations.
+    Up,
+    /// Roll back the last `steps` migrations.
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return match serde_json::to_string_pretty(&openapi::document()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Two rustls crypto providers are compiled in (reqwest's aws-lc-rs, sqlx's ring): pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let settings = match Settings::load(&cli.config_dir) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init_tracing(&settings.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve {
+            bind,
+            workers,
+            no_migrate,
+        } => {
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
+                settings.bind_addr()?;
+            }
+            let environment = settings.environment;
+            let app = Application::build(
+                settings,
+                RunOptions {
+                    workers,
+                    migrate: !no_migrate,
+                    ..RunOptions::default()
+                },
+            )
+            .await?;
+            if let Some(port) = app.port() {
+                let host = app
+                    .context()
+                    .settings
+                    .server
+                    .bind
+                    .rsplit_once(':')
+                    .map(|(host, _)| host.to_owned())
+                    .unwrap_or_default();
+                tracing::info!(
+                    environment = environment.as_str(),
+                    "serving on http://{host}:{port} (API docs at http://{host}:{port}/docs/)"
+                );
+            }
+            app.run_until_stopped().await
+        }
+        Command::Worker { workers } => {
+            let app = Application::build(
+                settings,
+                RunOptions {
+                    http: false,
+                    workers,
+                    migrate: false,
+                    ..RunOptions::default()
+                },
+            )
+            .await?;
+            tracing::info!("job workers running; stop with Ctrl-C");
+            app.run_until_stopped().await
+        }
+        Command::Migrate { action } => {
+            let connection = db::connect(&settings.database).await.with_context(|| {
+                format!("cannot connect to {}", settings.database_url_redacted())
+            })?;
+            match action {
+                MigrateAction::Up => migration::Migrator::up(&connection, None).await?,
+                MigrateAction::Down { steps } => {
+                    migration::Migrator::down(&connection, Some(steps)).await?
+                }
+                MigrateAction::Status => migration::Migrator::status(&connection).await?,
+            }
+            Ok(())
+        }
+        Command::Openapi => Ok(()),
+    }
+}

@@ -1,0 +1,273 @@
+//! The integration-test harness: a fresh PostgreSQL database per test, the real app on a
+//! random port, and a typed HTTP client. Fixtures that later modules add (users, projects,
+//! avatars, ...) live beside this file and build on [`TestApp`].
+
+use std::path::PathBuf;
+use std::sync::Once;
+
+use actix_web::dev::ServerHandle;
+use avatar_platform::app::{AppContext, Application, RunOptions};
+use avatar_platform::core::config::Settings;
+use avatar_platform::core::db::Db;
+use reqwest::header::HeaderMap;
+use sea_orm::{ConnectionTrait, Database};
+use sea_orm_migration::MigratorTrait;
+use serde_json::Value;
+use tempfile::TempDir;
+
+static INIT: Once = Once::new();
+
+fn init() {
+    INIT.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// The server every test database is created on (`make test` exports it).
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: run the tests with `make test`, which starts PostgreSQL \
+             with pgvector and exports it"
+        )
+    })
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map(|index| index + 3).unwrap_or(0);
+    let server = match base[authority_start..].find('/') {
+        Some(index) => &base[..authority_start + index],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+/// A database of one's own, dropped (with any connections left) when this value drops.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        init();
+        let admin = admin_url();
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let connection = Database::connect(&admin)
+            .await
+            .expect("cannot connect to the test PostgreSQL server");
+        connection
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("cannot create a test database");
+        connection.close().await.ok();
+        TestDatabase {
+            url: with_database(&admin, &name),
+            name,
+        }
+    }
+
+    /// Connects and applies every migration.
+    pub async fn migrated_db(&self) -> Db {
+        let connection = Database::connect(&self.url).await.expect("connect");
+        migration::Migrator::up(&connection, None)
+            .await
+            .expect("migrations apply");
+        Db::new(connection)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = admin_url();
+        let name = self.name.clone();
+        // Drop runs outside async context: use a small runtime on its own thread.
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let connection = Database::connect(&admin).await?;
+                connection
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await?;
+                connection.close().await?;
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .join();
+        if !matches!(outcome, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Settings as the `test` environment gives them, for `database`, with `overrides`
+/// (`APP__SECTION__KEY` style) applied.
+pub fn test_settings(
+    database: &TestDatabase,
+    data_dir: &std::path::Path,
+    overrides: &[(&str, &str)],
+) -> Settings {
+    let mut env: Vec<(String, String)> = vec![
+        ("APP_ENV".into(), "test".into()),
+        ("DATABASE_URL".into(), database.url.clone()),
+        ("DATA_DIR".into(), data_dir.display().to_string()),
+        ("APP__SERVER__BIND".into(), "127.0.0.1:0".into()),
+        ("APP__SERVER__HTTP_WORKERS".into(), "2".into()),
+        ("APP__DATABASE__MAX_CONNECTIONS".into(), "10".into()),
+    ];
+    for (key, value) in overrides {
+        env.retain(|(existing, _)| existing != key);
+        env.push(((*key).into(), (*value).into()));
+    }
+    Settings::load_from(&config_dir(), &env).expect("test settings load")
+}
+
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// A running app and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub context: AppContext,
+    server: Option<ServerHandle>,
+    _data_dir: TempDir,
+    // Declared last: dropped after the server stopped using it.
+    _database: TestDatabase,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub struct AppOptions<'a> {
+    pub overrides: &'a [(&'a str, &'a str)],
+    /// Job workers in the app (default 0: tests that need jobs say so).
+    pub workers: usize,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
+    let database = TestDatabase::create().await;
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let settings = test_settings(&database, data_dir.path(), options.overrides);
+    let app = Application::build(
+        settings,
+        RunOptions {
+            workers: Some(options.workers),
+            handle_signals: false,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("the app starts");
+    let port = app.port().expect("an HTTP port");
+    let context = app.context().clone();
+    let server = app.server_handle();
+    tokio::spawn(async move {
+        if let Err(error) = app.run_until_stopped().await {
+            eprintln!("test app stopped with an error: {error:#}");
+        }
+    });
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        context,
+        server,
+        _data_dir: data_dir,
+        _database: database,
+    }
+}
+
+/// A response read whole: status, headers and JSON body (Null when not JSON).
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts the error envelope and returns its `error` object.
+    pub fn error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let error = &self.json["error"];
+        assert_eq!(
+            error["code"], code,
+            "unexpected error code; body: {}",
+            self.text
+        );
+        assert!(
+            error["message"].is_string(),
+            "message missing: {}",
+            self.text
+        );
+        assert!(error.get("field").is_some(), "field missing: {}", self.text);
+        assert!(
+            error["details"].is_object(),
+            "details missing: {}",
+            self.text
+        );
+        error
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The server's worker threads outlive the test's runtime unless told to stop; the
+        // command is sent at once, the returned future only waits for completion.
+        if let Some(server) = self.server.take() {
+            drop(server.stop(false));
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Fast tests: no servers, no network.
+
+mod cache;
+mod config;
+mod errors;

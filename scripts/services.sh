@@ -78,14 +78,14 @@ as_pg() {
     if ((IS_ROOT)); then
         # cd /: the caller's working directory may not be readable by the unprivileged user.
         if command -v setpriv >/dev/null 2>&1; then
-            (cd / && exec setpriv --reuid="$PG_UID" --regid="$PG_GID" --clear-groups -- "$@")
+            (cd / && exec setpriv --reuid="$PG_UID" --regid="$PG_GID" --clear-groups -- "$@") 9>&-
         elif command -v runuser >/dev/null 2>&1; then
-            (cd / && exec runuser -u "$(id -un "$PG_UID")" -- "$@")
+            (cd / && exec runuser -u "$(id -un "$PG_UID")" -- "$@") 9>&-
         else
             die "running as root, but neither setpriv nor runuser exists to drop privileges"
         fi
     else
-        "$@"
+        "$@" 9>&-
     fi
 }
 
@@ -100,6 +100,8 @@ port_free() {
         python3 - "$port" <<'PY' 2>/dev/null
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+# SO_REUSEADDR as the servers use it: a port left in TIME_WAIT counts as free, a listener not.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -187,6 +189,7 @@ PGDATA=""
 PGBIN=""
 PSQL=""
 PG_SHADOW=""
+PG_LINK_NEW=""
 
 resolve_pgdata() { # resolve_pgdata [create]
     local create="${1:-}" link="$DATA_DIR/pg"
@@ -203,6 +206,7 @@ resolve_pgdata() { # resolve_pgdata [create]
             PGDATA="$PG_SHADOW/pg"
             ensure_shadow_dir
             ln -sfn "$PGDATA" "$link"
+            PG_LINK_NEW=1
             log "$DATA_DIR is not reachable by uid $PG_UID; the cluster lives in $PGDATA ($link links there)"
         else
             PGDATA="$link"
@@ -325,7 +329,7 @@ ensure_local_postgres() {
 
     local port="" state="reused"
     if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
-        if [[ -L "$DATA_DIR/pg" ]]; then
+        if [[ -L "$DATA_DIR/pg" && -z "$PG_LINK_NEW" ]]; then
             log "note: the cluster under $PGDATA was gone (emptied /tmp?); starting afresh"
         fi
         if [[ -d "$PGDATA" ]] && [[ -n "$(ls -A "$PGDATA")" ]]; then
@@ -432,7 +436,7 @@ start_redis() { # prints the URL on success
     port_free "$port" || port="$(pick_port "$REDIS_PORT_BASE")" || return 1
     log "starting redis-server on 127.0.0.1:$port (log: $REDIS_LOG_FILE)"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-        --dir "$DATA_DIR" --pidfile "$REDIS_PID_FILE" --logfile "$REDIS_LOG_FILE" >/dev/null || return 1
+        --dir "$DATA_DIR" --pidfile "$REDIS_PID_FILE" --logfile "$REDIS_LOG_FILE" >/dev/null 9>&- || return 1
     write_file_atomic "$REDIS_PORT_FILE" "$port"$'\n'
     local i
     for ((i = 0; i < 50; i++)); do
@@ -499,6 +503,8 @@ ensure_redis() {
 # --------------------------------------------------------------------------------------------
 # Subcommands
 # --------------------------------------------------------------------------------------------
+# fd 9 holds the lock; every daemon we start gets it closed (`9>&-`), or the daemon would
+# inherit the lock and hold it for as long as it runs.
 lock() {
     mkdir -p "$DATA_DIR"
     exec 9>"$DATA_DIR/.services.lock"
@@ -514,7 +520,7 @@ cmd_up() {
         esac
         shift
     done
-    local started=$SECONDS
+    local started="${EPOCHREALTIME/[.,]/}"
     lock
 
     DATABASE_URL_OUT=""
@@ -541,7 +547,8 @@ REDIS_URL=$REDIS_URL_OUT
 "
     log "PostgreSQL: $DATABASE_URL_OUT ($PG_SUMMARY)"
     log "Redis:      ${REDIS_URL_OUT:-(none)} ($REDIS_SUMMARY)"
-    log "wrote ${ENV_FILE#"$REPO_ROOT"/} in $((SECONDS - started))s"
+    local elapsed_ms=$(((${EPOCHREALTIME/[.,]/} - started) / 1000))
+    log "wrote ${ENV_FILE#"$REPO_ROOT"/} ($((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000)))s)"
 }
 
 cmd_down() {

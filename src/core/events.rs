@@ -50,11 +50,14 @@ pub trait EventHandler<E: Event>: Send + Sync + 'static {
     async fn handle(&self, event: &E, delivery: &Delivery) -> anyhow::Result<()>;
 }
 
+/// Subscribers by name.
+type Handlers<E> = HashMap<&'static str, Arc<dyn EventHandler<E>>>;
+
 /// The bus. Cheap to clone; all clones share subscribers.
 pub struct EventBus<E: Event> {
     db: Db,
     settings: EventSettings,
-    handlers: Arc<RwLock<HashMap<&'static str, Arc<dyn EventHandler<E>>>>>,
+    handlers: Arc<RwLock<Handlers<E>>>,
 }
 
 impl<E: Event> Clone for EventBus<E> {

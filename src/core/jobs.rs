@@ -12,6 +12,7 @@
 //!   until `max_retries`, then stay visible as `failed`;
 //! - a worker that stops for any reason is restarted by its pool;
 //! - the sweeper (a cron task) puts `in_progress` rows whose worker died back in the queue.
+//!
 //! Tasks still must be idempotent (a crash after the effect and before the acknowledgement
 //! re-runs them): guard a side effect with [`claim_effect`] in the effect's own transaction.
 

@@ -237,7 +237,8 @@ pub async fn build_blob_store(
 /// Layout: `objects/<key>` holds the bytes, `meta/<key>` the content type, `tmp/` uploads in
 /// progress. A write goes to `tmp/` (same filesystem, so the final rename is atomic) and is
 /// synced before it is renamed into place: a crash leaves at most a stray file in `tmp/`,
-/// never a partial blob under a key. Like most filesystems-as-object-stores, `a` and `a/b`
+/// never a partial blob under a key. (A crash between writing the content type and the bytes
+/// of an overwrite can pair the old bytes with the new content type.) Like most filesystems-as-object-stores, `a` and `a/b`
 /// cannot both be keys (one would need to be a file and a directory at once).
 #[derive(Debug, Clone)]
 pub struct FilesystemBlobStore {
@@ -380,10 +381,11 @@ impl BlobStore for FilesystemBlobStore {
     async fn put(&self, key: &str, data: Bytes, content_type: &str) -> Result<(), StorageError> {
         let path = self.object_path(key)?;
         Self::ensure_inside(&path, &self.objects).await?;
-        // Metadata first: a blob that is visible always has its content type.
-        self.write_meta(key, content_type).await?;
         let temp = self.temp_file();
         write_synced(temp.path()?, &data).await?;
+        // Metadata once the bytes are safely down, before they become visible: a failed
+        // upload changes nothing, and a new blob never appears without its content type.
+        self.write_meta(key, content_type).await?;
         self.commit(temp, &path, &self.objects).await
     }
 
@@ -395,7 +397,6 @@ impl BlobStore for FilesystemBlobStore {
     ) -> Result<u64, StorageError> {
         let path = self.object_path(key)?;
         Self::ensure_inside(&path, &self.objects).await?;
-        self.write_meta(key, content_type).await?;
         let temp = self.temp_file();
         let file = tokio::fs::File::create(temp.path()?).await?;
         let mut writer = tokio::io::BufWriter::with_capacity(FILESYSTEM_WRITE_BUFFER_BYTES, file);
@@ -403,6 +404,7 @@ impl BlobStore for FilesystemBlobStore {
         writer.flush().await?;
         writer.get_mut().sync_all().await?;
         drop(writer);
+        self.write_meta(key, content_type).await?;
         self.commit(temp, &path, &self.objects).await?;
         Ok(size)
     }

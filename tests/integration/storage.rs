@@ -236,7 +236,9 @@ async fn failed_streamed_upload_leaves_the_previous_blob(store: &dyn BlobStore) 
         .expect("put");
     // Fails after 9 MiB: past the first part of a multipart upload on S3.
     let mut failing = ChunkedReader::new(pattern(9 * MIB), 1 << 20).failing_at_end();
-    let outcome = store.put_stream(key, &mut failing, "text/plain").await;
+    let outcome = store
+        .put_stream(key, &mut failing, "application/octet-stream")
+        .await;
     assert!(
         outcome.is_err(),
         "a reader error fails the upload: {outcome:?}"
@@ -244,6 +246,14 @@ async fn failed_streamed_upload_leaves_the_previous_blob(store: &dyn BlobStore) 
     assert_eq!(
         store.get(key).await.expect("the previous blob is intact"),
         Bytes::from_static(b"previous")
+    );
+    assert_eq!(
+        store.head(key).await.expect("head"),
+        Some(BlobMeta {
+            size: 8,
+            content_type: Some("text/plain".into())
+        }),
+        "and so is its content type"
     );
 
     let fresh = "contract/atomic/never-written.bin";

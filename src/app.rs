@@ -286,6 +286,7 @@ fn http_server(
             .app_data(web::PayloadConfig::new(settings.server.max_body_bytes))
             .app_data(readiness.clone())
             .configure(|cfg| health::configure(cfg, settings.server.metrics_enabled))
+            .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .default_service(web::to(unknown_route))
             .wrap(ErrorHandlers::new().handler(

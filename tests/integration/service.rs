@@ -152,6 +152,9 @@ async fn openapi_is_3_1_and_swagger_ui_renders() {
     }
     assert!(response.json["components"]["schemas"]["ErrorEnvelope"].is_object());
 
+    let redirect = app.get("/docs").await;
+    assert_eq!(redirect.status, 307);
+    assert_eq!(redirect.header("location"), Some("/docs/"));
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status, 200, "{}", docs.text);
     assert!(docs.text.contains("swagger-ui"), "{}", docs.text);

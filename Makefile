@@ -36,6 +36,7 @@ build: tools ## build the binary (debug)
 
 run: setup build ## serve the platform on http://127.0.0.1:8000 with embedded defaults
 	@$(WITH_SERVICES) $(BIN) migrate up
+	@$(WITH_SERVICES) $(BIN) admin bootstrap
 	@echo "Avatar Platform: http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs/, health: /health/ready)"
 	@$(WITH_SERVICES) exec $(BIN) serve
 

@@ -29,6 +29,7 @@ use crate::core::jobs::{JobContext, JobQueue, SweepStep, SweepSteps, Sweeper, Wo
 use crate::core::openapi;
 use crate::core::storage::{BlobStore, build_blob_store};
 use crate::core::telemetry::{metrics_handle, observe_request};
+use crate::modules::Services;
 use crate::modules::events::DomainEvent;
 
 /// How long a readiness probe waits for each dependency.
@@ -133,6 +134,7 @@ impl SweepStep for EventRelay {
 /// A running platform: HTTP server (optional), job workers, event dispatcher.
 pub struct Application {
     context: AppContext,
+    services: Services,
     port: Option<u16>,
     server: Option<Server>,
     workers: Option<WorkerPool>,
@@ -152,6 +154,7 @@ impl Application {
         options: RunOptions,
     ) -> anyhow::Result<Application> {
         let settings = context.settings.clone();
+        let services = Services::build(&context)?;
         if options.migrate {
             migration::Migrator::up(context.db.connection(), None)
                 .await
@@ -185,16 +188,17 @@ impl Application {
             let listener = TcpListener::bind(settings.bind_addr()?)
                 .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
             let port = listener.local_addr()?.port();
-            (
-                Some(http_server(&context, listener, options.handle_signals)?),
-                Some(port),
-            )
+            {
+                let server = http_server(&context, &services, listener, options.handle_signals)?;
+                (Some(server), Some(port))
+            }
         } else {
             (None, None)
         };
 
         Ok(Application {
             context,
+            services,
             port,
             server,
             workers,
@@ -210,6 +214,10 @@ impl Application {
 
     pub fn context(&self) -> &AppContext {
         &self.context
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// A handle to stop the HTTP server gracefully (in-flight requests finish).
@@ -266,6 +274,7 @@ async fn wait_for_signal() {
 
 fn http_server(
     context: &AppContext,
+    services: &Services,
     listener: TcpListener,
     handle_signals: bool,
 ) -> anyhow::Result<Server> {
@@ -276,6 +285,9 @@ fn http_server(
         blobs: context.blobs.clone(),
         check_timeout: READINESS_TIMEOUT,
     });
+    let auth_providers =
+        web::Data::new(services.auth_providers(settings.server.trust_forwarded_for));
+    let services = services.clone();
     metrics_handle();
     let document = openapi::document();
     let app_settings = settings.clone();
@@ -285,7 +297,9 @@ fn http_server(
             .configure(|cfg| configure_extractors(cfg, settings.server.json_body_limit_bytes))
             .app_data(web::PayloadConfig::new(settings.server.max_body_bytes))
             .app_data(readiness.clone())
+            .app_data(auth_providers.clone())
             .configure(|cfg| health::configure(cfg, settings.server.metrics_enabled))
+            .configure(|cfg| services.configure(cfg))
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .default_service(web::to(unknown_route))

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use avatar_platform::app::{Application, RunOptions};
+use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::{db, openapi, telemetry};
 use clap::{Parser, Subcommand};
@@ -50,6 +51,31 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document as JSON.
     Openapi,
+    /// Administration from the command line.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create a user (applies pending migrations first).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// The password (or set AVATAR_ADMIN_PASSWORD, which keeps it out of `ps`).
+        #[arg(long, env = "AVATAR_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Give the user the platform role saas_admin.
+        #[arg(long)]
+        saas_admin: bool,
+    },
+    /// Create the first saas_admin (auth.bootstrap_admin_email, random password) when the
+    /// database has none; its credentials are written to DATA_DIR/bootstrap-admin.txt.
+    Bootstrap,
 }
 
 #[derive(Subcommand)]
@@ -174,5 +200,90 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => Ok(()),
+        Command::Admin { action } => admin(action, settings).await,
     }
+}
+
+async fn admin(action: AdminAction, settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(
+        settings,
+        RunOptions {
+            http: false,
+            workers: Some(0),
+            migrate: true,
+            handle_signals: false,
+            dispatch_events: false,
+        },
+    )
+    .await?;
+    let auth = app.services().auth.clone();
+    match action {
+        AdminAction::CreateUser {
+            email,
+            password,
+            full_name,
+            saas_admin,
+        } => {
+            let role = if saas_admin {
+                PlatformRole::SaasAdmin
+            } else {
+                PlatformRole::User
+            };
+            let user = auth
+                .create_user(&email, &password, full_name, role, Actor::system())
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            println!(
+                "created {} ({}) with role {}",
+                user.email,
+                user.id,
+                role.as_str()
+            );
+        }
+        AdminAction::Bootstrap => {
+            let data_dir = app.context().settings.data_dir.clone();
+            let credentials = data_dir.join("bootstrap-admin.txt");
+            if auth
+                .has_saas_admin()
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?
+            {
+                println!("A saas_admin exists already; no bootstrap admin created.");
+                if credentials.exists() {
+                    println!(
+                        "Bootstrap credentials from the first run: {}",
+                        credentials.display()
+                    );
+                }
+            } else {
+                let email = app.context().settings.auth.bootstrap_admin_email.clone();
+                let password = avatar_platform::core::crypto::random_token("");
+                auth.create_user(
+                    &email,
+                    &password,
+                    Some("Platform admin".into()),
+                    PlatformRole::SaasAdmin,
+                    Actor::system(),
+                )
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+                std::fs::create_dir_all(&data_dir)?;
+                std::fs::write(
+                    &credentials,
+                    format!("email: {email}\npassword: {password}\n"),
+                )?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600))?;
+                }
+                println!(
+                    "Created the bootstrap saas_admin:\n  email:    {email}\n  password: {password}\n(kept in {}); log in with POST /api/v1/auth/login",
+                    credentials.display()
+                );
+            }
+        }
+    }
+    app.shutdown().await;
+    Ok(())
 }

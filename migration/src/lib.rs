@@ -6,6 +6,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_core_extensions;
 mod m20261122_000002_core_jobs;
 mod m20261122_000003_core_events;
+mod m20261122_000004_auth_users;
+mod m20261122_000005_projects;
+mod m20261122_000006_platform_config;
 
 pub struct Migrator;
 
@@ -16,6 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_core_extensions::Migration),
             Box::new(m20261122_000002_core_jobs::Migration),
             Box::new(m20261122_000003_core_events::Migration),
+            Box::new(m20261122_000004_auth_users::Migration),
+            Box::new(m20261122_000005_projects::Migration),
+            Box::new(m20261122_000006_platform_config::Migration),
         ]
     }
 }

@@ -73,6 +73,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub storage: StorageSettings,
     pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
     pub secrets: SecretSettings,
 }
 
@@ -89,6 +90,7 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     pub cors_allowed_origins: Vec<String>,
     pub metrics_enabled: bool,
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Clone, Deserialize)]
@@ -155,12 +157,31 @@ pub struct TelemetrySettings {
     pub log_level: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u32,
+    pub password_min_length: usize,
+    pub password_max_length: usize,
+    pub login_attempts_per_email: u32,
+    pub login_attempts_per_ip: u32,
+    pub login_window_secs: u64,
+    pub bootstrap_admin_email: String,
+}
+
 /// Process-wide secrets. `Debug` never shows them (`SecretString` prints `[REDACTED]`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SecretSettings {
     pub jwt_secret: SecretString,
     pub encryption_key: SecretString,
+    pub previous_encryption_keys: Vec<SecretString>,
 }
+
+/// Settings given as comma-separated lists in the environment.
+const LIST_KEYS: &[&str] = &[
+    "server.cors_allowed_origins",
+    "secrets.previous_encryption_keys",
+];
 
 /// Minimum length of the JWT signing secret.
 const MIN_JWT_SECRET_LEN: usize = 32;
@@ -212,7 +233,7 @@ impl Settings {
             );
         for (name, value) in &app_vars {
             let key = env_var_to_key(name);
-            builder = if key == "server.cors_allowed_origins" {
+            builder = if LIST_KEYS.contains(&key.as_str()) {
                 let origins: Vec<String> = value
                     .split(',')
                     .map(str::trim)
@@ -263,6 +284,14 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "jobs.task_timeout_secs".into(),
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self.jobs.stale_after_secs <= self.jobs.task_timeout_secs {
+            return Err(ConfigError::Invalid {
+                key: "jobs.stale_after_secs".into(),
+                reason: "must be longer than jobs.task_timeout_secs, or running tasks would be \
+                         requeued while they run"
+                    .into(),
             });
         }
         if self.events.max_attempts < 1 {
@@ -325,11 +354,27 @@ impl Settings {
                 reason: format!("must be at least {MIN_JWT_SECRET_LEN} characters"),
             });
         }
-        let key = self.secrets.encryption_key.expose_secret();
-        if key.len() != ENCRYPTION_KEY_HEX_LEN || hex::decode(key).is_err() {
+        let keys = std::iter::once(("secrets.encryption_key", &self.secrets.encryption_key)).chain(
+            self.secrets
+                .previous_encryption_keys
+                .iter()
+                .map(|key| ("secrets.previous_encryption_keys", key)),
+        );
+        for (name, key) in keys {
+            let key = key.expose_secret();
+            if key.len() != ENCRYPTION_KEY_HEX_LEN || hex::decode(key).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: name.into(),
+                    reason: "must be 32 bytes, hex-encoded (64 hex digits)".into(),
+                });
+            }
+        }
+        if self.auth.password_min_length < 8
+            || self.auth.password_max_length < self.auth.password_min_length
+        {
             return Err(ConfigError::Invalid {
-                key: "secrets.encryption_key".into(),
-                reason: "must be 32 bytes, hex-encoded (64 hex digits)".into(),
+                key: "auth.password_min_length".into(),
+                reason: "must be at least 8 and not above auth.password_max_length".into(),
             });
         }
         Ok(())

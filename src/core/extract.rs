@@ -10,6 +10,7 @@ use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
@@ -95,13 +96,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             }
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
+                let nested = |field: String| {
+                    if path == "." {
+                        field
+                    } else {
+                        format!("{path}.{field}")
+                    }
+                };
+                if let Some(field) = unknown_field(&message) {
+                    let field = nested(field);
+                    return AppError::validation(field.clone(), format!("{field}: unknown field"));
+                }
                 match missing_field(&message) {
                     Some(field) => {
-                        let field = if path == "." {
-                            field
-                        } else {
-                            format!("{path}.{field}")
-                        };
+                        let field = nested(field);
                         AppError::validation(field.clone(), format!("{field}: is required"))
                     }
                     None if path == "." => AppError::new(ErrorCode::ValidationError, message),
@@ -122,6 +130,21 @@ fn strip_position(message: &str) -> String {
 fn missing_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next().map(str::to_owned)
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next().map(str::to_owned)
+}
+
+/// For PATCH bodies: an absent field is `None`, an explicit `null` is `Some(None)`.
+/// Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 fn too_large(limit: usize) -> AppError {
@@ -200,4 +223,37 @@ fn query_error(error: QueryPayloadError) -> AppError {
 fn path_error(error: PathError) -> AppError {
     // A malformed id in the path names nothing that exists.
     AppError::new(ErrorCode::NotFound, format!("not found: {error}"))
+}
+
+/// Query parameters that deserialized and passed their `validator` rules.
+#[derive(Debug)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T> ValidQuery<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> Deref for ValidQuery<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidQuery<T> {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = web::Query::<T>::from_query(req.query_string())
+            .map_err(query_error)
+            .and_then(|query| {
+                let value = query.into_inner();
+                value.validate()?;
+                Ok(ValidQuery(value))
+            });
+        std::future::ready(result)
+    }
 }

@@ -1,7 +1,9 @@
 //! Shared infrastructure. Knows no module.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -9,5 +11,6 @@ pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod openapi;
+pub mod pagination;
 pub mod storage;
 pub mod telemetry;

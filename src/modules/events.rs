@@ -1,19 +1,29 @@
-//! Every domain event of the platform, one variant per module enum.
+//! Every domain event of the platform: one variant per module, holding that module's enum.
 //!
-//! Modules add their `domain::events` enum here as they are built (auth, projects, avatars,
-//! documents, chat, billing, ...); the outbox stores these as JSON, so variant names are part
-//! of the stored format: rename with a migration, never silently.
+//! The outbox stores these as JSON (`{"module": ..., "event": {"type": ..., ...}}`), so names
+//! are part of the stored format: rename with a migration, never silently.
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::events::Event;
+use crate::modules::auth::domain::events::AuthEvent;
+use crate::modules::platform_config::domain::events::PlatformConfigEvent;
+use crate::modules::projects::domain::events::ProjectsEvent;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "module", content = "event", rename_all = "snake_case")]
-pub enum DomainEvent {}
+pub enum DomainEvent {
+    Auth(AuthEvent),
+    Projects(ProjectsEvent),
+    PlatformConfig(PlatformConfigEvent),
+}
 
 impl Event for DomainEvent {
     fn event_type(&self) -> &'static str {
-        match *self {}
+        match self {
+            DomainEvent::Auth(event) => event.event_type(),
+            DomainEvent::Projects(event) => event.event_type(),
+            DomainEvent::PlatformConfig(event) => event.event_type(),
+        }
     }
 }

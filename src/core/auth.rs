@@ -1,0 +1,392 @@
+//! Who is calling: the extractors every module's handlers use.
+//!
+//! - [`CurrentUser`]: a valid `Authorization: Bearer <access token>` of an active user;
+//! - [`SaasAdmin`]: the same, with the platform role `saas_admin`;
+//! - [`ProjectAccess<R>`]: a member of the project in the path (`{pid}`) with at least role `R`
+//!   (saas_admin sees every project as owner). A project the caller may not see answers 404;
+//!   one they see with too small a role answers 403;
+//! - [`ApiKeyPrincipal`]: a live project API key in `X-Api-Key`.
+//!
+//! Core knows no module: the auth and projects modules register the lookups behind these
+//! extractors as an [`AuthProviders`] at start-up.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use async_trait::async_trait;
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::error::{AppError, ErrorCode};
+
+/// The platform-wide role of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformRole {
+    SaasAdmin,
+    User,
+}
+
+impl PlatformRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlatformRole::SaasAdmin => "saas_admin",
+            PlatformRole::User => "user",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "saas_admin" => Some(PlatformRole::SaasAdmin),
+            "user" => Some(PlatformRole::User),
+            _ => None,
+        }
+    }
+}
+
+/// A member's role in a project, ordered: owner > manager > operator > viewer.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectRole {
+    Viewer,
+    Operator,
+    Manager,
+    Owner,
+}
+
+impl ProjectRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectRole::Viewer => "viewer",
+            ProjectRole::Operator => "operator",
+            ProjectRole::Manager => "manager",
+            ProjectRole::Owner => "owner",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "viewer" => Some(ProjectRole::Viewer),
+            "operator" => Some(ProjectRole::Operator),
+            "manager" => Some(ProjectRole::Manager),
+            "owner" => Some(ProjectRole::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// Who did something, as events and the audit log record it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user_id: Option<Uuid>,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    /// The platform itself (jobs, the CLI).
+    pub fn system() -> Self {
+        Actor::default()
+    }
+}
+
+/// An authenticated, active user.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: Uuid,
+    pub role: PlatformRole,
+    /// The refresh-token family the access token was issued from (the "session").
+    pub session_id: Option<Uuid>,
+    pub ip: Option<String>,
+}
+
+impl CurrentUser {
+    pub fn is_saas_admin(&self) -> bool {
+        self.role == PlatformRole::SaasAdmin
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: Some(self.id),
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+/// What an access token proves, once checked against the user's current state.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    pub user_id: Uuid,
+    pub role: PlatformRole,
+    pub session_id: Option<Uuid>,
+}
+
+/// A live API key and the project it belongs to.
+#[derive(Debug, Clone)]
+pub struct ApiKeyPrincipal {
+    pub key_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub ip: Option<String>,
+}
+
+/// Checks an access token (auth module).
+#[async_trait]
+pub trait TokenVerifier: Send + Sync + 'static {
+    async fn verify_access_token(&self, token: &str) -> Result<VerifiedToken, AppError>;
+}
+
+/// The caller's role in a project, `None` if they may not see it (projects module).
+#[async_trait]
+pub trait ProjectRoles: Send + Sync + 'static {
+    async fn role_in_project(
+        &self,
+        project_id: Uuid,
+        user: &CurrentUser,
+    ) -> Result<Option<ProjectRole>, AppError>;
+}
+
+/// Resolves a presented API key (projects module).
+#[async_trait]
+pub trait ApiKeys: Send + Sync + 'static {
+    async fn resolve_api_key(&self, key: &str) -> Result<Option<ApiKeyPrincipal>, AppError>;
+}
+
+/// The lookups behind the extractors, registered as app data.
+#[derive(Clone)]
+pub struct AuthProviders {
+    pub tokens: Arc<dyn TokenVerifier>,
+    pub projects: Arc<dyn ProjectRoles>,
+    pub api_keys: Arc<dyn ApiKeys>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// The client's IP: the peer address, or the proxy's `X-Forwarded-For` when trusted.
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    let trusted = req
+        .app_data::<web::Data<AuthProviders>>()
+        .map(|providers| providers.trust_forwarded_for)
+        .unwrap_or(false);
+    let info = req.connection_info();
+    let address = if trusted {
+        info.realip_remote_addr()
+    } else {
+        info.peer_addr()
+    }?;
+    // `realip_remote_addr` may carry a port; IPv6 peers come bracketed.
+    let host = match address.parse::<std::net::SocketAddr>() {
+        Ok(socket) => socket.ip().to_string(),
+        Err(_) => address.to_owned(),
+    };
+    Some(host)
+}
+
+fn providers(req: &HttpRequest) -> Result<web::Data<AuthProviders>, AppError> {
+    req.app_data::<web::Data<AuthProviders>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("AuthProviders are not registered")))
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<String, AppError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorCode::AuthenticationRequired,
+                "send `Authorization: Bearer <access token>`",
+            )
+        })?;
+    let value = header
+        .to_str()
+        .map_err(|_| AppError::new(ErrorCode::InvalidToken, "malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim().to_owned())
+        }
+        _ => Err(AppError::new(
+            ErrorCode::InvalidToken,
+            "the Authorization header must be `Bearer <access token>`",
+        )),
+    }
+}
+
+async fn authenticate(req: HttpRequest) -> Result<CurrentUser, AppError> {
+    let token = bearer_token(&req)?;
+    let providers = providers(&req)?;
+    let verified = providers.tokens.verify_access_token(&token).await?;
+    Ok(CurrentUser {
+        id: verified.user_id,
+        role: verified.role,
+        session_id: verified.session_id,
+        ip: client_ip(&req),
+    })
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(authenticate(req.clone()))
+    }
+}
+
+/// A `saas_admin`; anyone else gets 403.
+#[derive(Debug, Clone)]
+pub struct SaasAdmin(pub CurrentUser);
+
+impl FromRequest for SaasAdmin {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let user = authenticate(req).await?;
+            if !user.is_saas_admin() {
+                return Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    "this needs the saas_admin role",
+                ));
+            }
+            Ok(SaasAdmin(user))
+        })
+    }
+}
+
+/// The least role a route needs, as a type: `ProjectAccess<Manager>`.
+pub trait MinimumRole {
+    const ROLE: ProjectRole;
+}
+
+pub struct Viewer;
+pub struct Operator;
+pub struct Manager;
+pub struct Owner;
+
+impl MinimumRole for Viewer {
+    const ROLE: ProjectRole = ProjectRole::Viewer;
+}
+impl MinimumRole for Operator {
+    const ROLE: ProjectRole = ProjectRole::Operator;
+}
+impl MinimumRole for Manager {
+    const ROLE: ProjectRole = ProjectRole::Manager;
+}
+impl MinimumRole for Owner {
+    const ROLE: ProjectRole = ProjectRole::Owner;
+}
+
+/// The caller, the project named by `{pid}` in the path, and their role in it (≥ `R`).
+pub struct ProjectAccess<R: MinimumRole> {
+    pub user: CurrentUser,
+    pub project_id: Uuid,
+    pub role: ProjectRole,
+    required: PhantomData<R>,
+}
+
+impl<R: MinimumRole> std::fmt::Debug for ProjectAccess<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectAccess")
+            .field("user", &self.user.id)
+            .field("project_id", &self.project_id)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl<R: MinimumRole> ProjectAccess<R> {
+    pub fn actor(&self) -> Actor {
+        self.user.actor()
+    }
+}
+
+fn project_not_found() -> AppError {
+    AppError::not_found("project")
+}
+
+impl<R: MinimumRole + 'static> FromRequest for ProjectAccess<R> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let user = authenticate(req.clone()).await?;
+            let project_id = req
+                .match_info()
+                .get("pid")
+                .and_then(|value| Uuid::parse_str(value).ok())
+                .ok_or_else(project_not_found)?;
+            let providers = providers(&req)?;
+            let role = providers
+                .projects
+                .role_in_project(project_id, &user)
+                .await?
+                .ok_or_else(project_not_found)?;
+            if role < R::ROLE {
+                return Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "this needs the {} role in the project; yours is {}",
+                        R::ROLE.as_str(),
+                        role.as_str()
+                    ),
+                ));
+            }
+            Ok(ProjectAccess {
+                user,
+                project_id,
+                role,
+                required: PhantomData,
+            })
+        })
+    }
+}
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+impl FromRequest for ApiKeyPrincipal {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let key = req
+                .headers()
+                .get(API_KEY_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorCode::AuthenticationRequired,
+                        "send the project API key in `X-Api-Key`",
+                    )
+                })?
+                .to_owned();
+            let providers = providers(&req)?;
+            let mut principal =
+                providers
+                    .api_keys
+                    .resolve_api_key(&key)
+                    .await?
+                    .ok_or_else(|| {
+                        AppError::new(ErrorCode::InvalidToken, "unknown or revoked API key")
+                    })?;
+            principal.ip = client_ip(&req);
+            Ok(principal)
+        })
+    }
+}

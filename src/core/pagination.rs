@@ -1,0 +1,47 @@
+//! `?limit=&offset=` and the list envelope `{"items", "total", "limit", "offset"}`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+pub const DEFAULT_LIMIT: u64 = 50;
+pub const MAX_LIMIT: u64 = 200;
+
+#[derive(Debug, Clone, Copy, Deserialize, Validate, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 200, default 50.
+    #[validate(range(min = 1, max = 200))]
+    pub limit: Option<u64>,
+    /// Items to skip, default 0.
+    pub offset: Option<u64>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> u64 {
+        self.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset.unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl<T> Page<T> {
+    pub fn new(items: Vec<T>, total: u64, params: &PageParams) -> Self {
+        Page {
+            items,
+            total,
+            limit: params.limit(),
+            offset: params.offset(),
+        }
+    }
+}

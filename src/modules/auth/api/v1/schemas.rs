@@ -1,0 +1,65 @@
+//! Request bodies of the auth routes.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+use crate::core::auth::PlatformRole;
+use crate::modules::auth::service::UserView;
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct RegisterRequest {
+    #[validate(email, length(max = 254))]
+    pub email: String,
+    /// Length limits come from settings (`auth.password_min_length`, `..._max_length`).
+    #[schema(value_type = String)]
+    pub password: SecretString,
+    #[validate(length(max = 200))]
+    pub full_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    pub user: UserView,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct LoginRequest {
+    #[validate(length(min = 1, max = 254))]
+    pub email: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct RefreshRequest {
+    #[validate(length(min = 1, max = 512))]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct ChangePasswordRequest {
+    #[schema(value_type = String)]
+    pub current_password: SecretString,
+    #[schema(value_type = String)]
+    pub new_password: SecretString,
+}
+
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Substring of the email.
+    #[validate(length(max = 254))]
+    pub q: Option<String>,
+    #[validate(range(min = 1, max = 200))]
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    pub role: Option<PlatformRole>,
+    pub is_active: Option<bool>,
+}

@@ -1,0 +1,87 @@
+//! `/api/v1/admin/platform-config` (saas_admin only).
+
+use actix_web::{HttpResponse, get, patch, web};
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use validator::Validate;
+
+use crate::core::auth::SaasAdmin;
+use crate::core::error::AppError;
+use crate::core::extract::{ValidJson, nullable};
+use crate::modules::platform_config::service::{
+    PlatformConfigPatch, PlatformConfigService, PlatformConfigView,
+};
+
+/// A change to the platform settings: absent fields stay, `null` clears.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPlatformConfig {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub llm_base_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub llm_api_key: Option<Option<SecretString>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub default_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub embedding_base_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub embedding_api_key: Option<Option<SecretString>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub embedding_model: Option<Option<String>>,
+    pub registration_open: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub notifications_bot_token: Option<Option<SecretString>>,
+}
+
+/// The platform settings, secret values masked.
+#[utoipa::path(get, path = "/api/v1/admin/platform-config", tag = "platform-config",
+    security(("bearer" = [])),
+    responses((status = 200, body = PlatformConfigView),
+              (status = 401, body = crate::core::error::ErrorEnvelope),
+              (status = 403, body = crate::core::error::ErrorEnvelope)))]
+#[get("/admin/platform-config")]
+pub async fn get_platform_config(
+    _admin: SaasAdmin,
+    service: web::Data<PlatformConfigService>,
+) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(service.view().await?))
+}
+
+/// Changes platform settings; publishes `PlatformConfigChanged` with the field names.
+#[utoipa::path(patch, path = "/api/v1/admin/platform-config", tag = "platform-config",
+    security(("bearer" = [])),
+    request_body = PatchPlatformConfig,
+    responses((status = 200, body = PlatformConfigView),
+              (status = 422, body = crate::core::error::ErrorEnvelope)))]
+#[patch("/admin/platform-config")]
+pub async fn patch_platform_config(
+    admin: SaasAdmin,
+    service: web::Data<PlatformConfigService>,
+    body: ValidJson<PatchPlatformConfig>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let patch = PlatformConfigPatch {
+        llm_base_url: body.llm_base_url,
+        llm_api_key: body.llm_api_key,
+        default_model: body.default_model,
+        embedding_base_url: body.embedding_base_url,
+        embedding_api_key: body.embedding_api_key,
+        embedding_model: body.embedding_model,
+        registration_open: body.registration_open,
+        notifications_bot_token: body.notifications_bot_token,
+    };
+    Ok(HttpResponse::Ok().json(service.update(patch, admin.0.actor()).await?))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_platform_config)
+        .service(patch_platform_config);
+}

@@ -1,0 +1,27 @@
+//! The single row of global settings. Visible to this module only.
+
+pub(in crate::modules::platform_config) mod platform_config {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "platform_config")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i16,
+        pub llm_base_url: Option<String>,
+        pub llm_api_key_sealed: Option<String>,
+        pub default_model: Option<String>,
+        pub embedding_base_url: Option<String>,
+        pub embedding_api_key_sealed: Option<String>,
+        pub embedding_model: Option<String>,
+        pub registration_open: bool,
+        pub notifications_bot_token_sealed: Option<String>,
+        pub updated_at: DateTimeUtc,
+        pub updated_by: Option<Uuid>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

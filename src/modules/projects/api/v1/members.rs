@@ -1,0 +1,77 @@
+//! Project members and their roles.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use uuid::Uuid;
+
+use crate::core::auth::{Owner, ProjectAccess, Viewer};
+use crate::core::error::{AppError, ErrorEnvelope};
+use crate::core::extract::ValidJson;
+use crate::modules::projects::service::{MemberView, ProjectsService};
+
+use super::schemas::{AddMemberRequest, ChangeRoleRequest, ItemsResponse};
+
+#[utoipa::path(get, path = "/api/v1/projects/{pid}/members", tag = "projects", security(("bearer" = [])),
+    params(("pid" = Uuid, Path)),
+    responses((status = 200, body = ItemsResponse<MemberView>), (status = 404, body = ErrorEnvelope)))]
+#[get("/projects/{pid}/members")]
+pub async fn list_members(
+    access: ProjectAccess<Viewer>,
+    projects: web::Data<ProjectsService>,
+) -> Result<HttpResponse, AppError> {
+    let items = projects.members(access.project_id).await?;
+    Ok(HttpResponse::Ok().json(ItemsResponse { items }))
+}
+
+/// Adds an existing user by email.
+#[utoipa::path(post, path = "/api/v1/projects/{pid}/members", tag = "projects", security(("bearer" = [])),
+    params(("pid" = Uuid, Path)), request_body = AddMemberRequest,
+    responses((status = 201, body = MemberView), (status = 409, body = ErrorEnvelope),
+              (status = 422, description = "no such user", body = ErrorEnvelope)))]
+#[post("/projects/{pid}/members")]
+pub async fn add_member(
+    access: ProjectAccess<Owner>,
+    projects: web::Data<ProjectsService>,
+    body: ValidJson<AddMemberRequest>,
+) -> Result<HttpResponse, AppError> {
+    let member = projects
+        .add_member(access.project_id, &body.email, body.role, access.actor())
+        .await?;
+    Ok(HttpResponse::Created().json(member))
+}
+
+/// Changes a member's role; the last owner cannot be demoted (409).
+#[utoipa::path(patch, path = "/api/v1/projects/{pid}/members/{user_id}", tag = "projects",
+    security(("bearer" = [])), params(("pid" = Uuid, Path), ("user_id" = Uuid, Path)),
+    request_body = ChangeRoleRequest,
+    responses((status = 200, body = MemberView), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope)))]
+#[patch("/projects/{pid}/members/{user_id}")]
+pub async fn change_member_role(
+    access: ProjectAccess<Owner>,
+    projects: web::Data<ProjectsService>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: ValidJson<ChangeRoleRequest>,
+) -> Result<HttpResponse, AppError> {
+    let (_, user_id) = path.into_inner();
+    let member = projects
+        .change_member_role(access.project_id, user_id, body.role, access.actor())
+        .await?;
+    Ok(HttpResponse::Ok().json(member))
+}
+
+/// Removes a member; the last owner cannot be removed (409).
+#[utoipa::path(delete, path = "/api/v1/projects/{pid}/members/{user_id}", tag = "projects",
+    security(("bearer" = [])), params(("pid" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+#[delete("/projects/{pid}/members/{user_id}")]
+pub async fn remove_member(
+    access: ProjectAccess<Owner>,
+    projects: web::Data<ProjectsService>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, AppError> {
+    let (_, user_id) = path.into_inner();
+    projects
+        .remove_member(access.project_id, user_id, access.actor())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

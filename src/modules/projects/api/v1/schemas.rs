@@ -1,0 +1,69 @@
+//! Request bodies of the projects routes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::core::auth::ProjectRole;
+use crate::core::extract::nullable;
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct CreateProjectRequest {
+    #[validate(length(min = 1, max = 200))]
+    pub name: String,
+    #[validate(length(max = 2000))]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectRequest {
+    #[validate(length(min = 1, max = 200))]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct AddMemberRequest {
+    #[validate(email)]
+    pub email: String,
+    pub role: ProjectRole,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct ChangeRoleRequest {
+    pub role: ProjectRole,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct PutSecretRequest {
+    /// Stored encrypted; never returned. 1 to 8192 bytes.
+    #[schema(value_type = String)]
+    pub value: secrecy::SecretString,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+pub struct CreateApiKeyRequest {
+    #[validate(length(min = 1, max = 100))]
+    pub name: String,
+    /// Free-form scope names; `chat` is what the public chat API will check.
+    #[validate(length(max = 20))]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// What an API key resolves to (`GET /api/v1/public/api-key`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyIdentity {
+    pub key_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemsResponse<T> {
+    pub items: Vec<T>,
+}

@@ -1,0 +1,61 @@
+//! The projects module's failures.
+
+use crate::core::error::{ErrorCode, ErrorKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectsError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("no active user has this email")]
+    UnknownUserEmail,
+    #[error("this user is already a member")]
+    AlreadyMember,
+    #[error("a project must keep at least one owner")]
+    LastOwner,
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ErrorKind for ProjectsError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ProjectsError::NotFound(_) => ErrorCode::NotFound,
+            ProjectsError::UnknownUserEmail | ProjectsError::InvalidField { .. } => {
+                ErrorCode::ValidationError
+            }
+            ProjectsError::AlreadyMember | ProjectsError::LastOwner => ErrorCode::Conflict,
+            ProjectsError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ProjectsError::UnknownUserEmail => Some("email"),
+            ProjectsError::InvalidField { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ProjectsError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        ProjectsError::Internal(error.to_string())
+    }
+}
+
+impl From<crate::core::crypto::CryptoError> for ProjectsError {
+    fn from(error: crate::core::crypto::CryptoError) -> Self {
+        ProjectsError::Internal(error.to_string())
+    }
+}
+
+impl From<crate::modules::auth::domain::errors::AuthError> for ProjectsError {
+    fn from(error: crate::modules::auth::domain::errors::AuthError) -> Self {
+        ProjectsError::Internal(error.to_string())
+    }
+}

@@ -1,0 +1,790 @@
+//! Projects (the tenants), their members and roles, encrypted secrets and API keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::{Actor, ApiKeyPrincipal, ApiKeys, CurrentUser, ProjectRole, ProjectRoles};
+use crate::core::crypto::{SecretBox, hash_token, random_token};
+use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
+use crate::core::error::AppError;
+use crate::core::events::EventBus;
+use crate::core::pagination::{Page, PageParams};
+use crate::modules::auth::AuthService;
+use crate::modules::events::DomainEvent;
+
+use super::domain::entities::{api_key, member, project, secret};
+use super::domain::errors::ProjectsError;
+use super::domain::events::ProjectsEvent;
+
+/// Plan of a new project, until billing assigns another.
+pub const DEFAULT_PLAN: &str = "free";
+const API_KEY_PREFIX: &str = "ap_";
+/// Characters of the key kept for display (after the `ap_` prefix).
+const API_KEY_DISPLAY_CHARS: usize = 8;
+/// `last_used_at` is written at most this often per key.
+const LAST_USED_RESOLUTION_SECS: i64 = 60;
+/// Largest secret value, in bytes.
+pub const MAX_SECRET_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProjectView {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub plan: String,
+    pub created_at: DateTime<Utc>,
+    /// The caller's role (owner for a saas_admin who is not a member).
+    pub role: ProjectRole,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberView {
+    pub user_id: Uuid,
+    pub email: String,
+    pub role: ProjectRole,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SecretView {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A new key: `key` is shown this once and never again.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub key: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProjectPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+}
+
+pub struct ProjectsService {
+    db: Db,
+    bus: EventBus<DomainEvent>,
+    secret_box: SecretBox,
+    auth: Arc<AuthService>,
+}
+
+fn role_of(value: &str) -> ProjectRole {
+    ProjectRole::parse(value).unwrap_or(ProjectRole::Viewer)
+}
+
+fn secret_context(project_id: Uuid, name: &str) -> String {
+    format!("project_secret:{project_id}:{name}")
+}
+
+fn api_key_view(model: &api_key::Model) -> ApiKeyView {
+    ApiKeyView {
+        id: model.id,
+        name: model.name.clone(),
+        prefix: model.prefix.clone(),
+        scopes: serde_json::from_value(model.scopes.clone()).unwrap_or_default(),
+        created_at: model.created_at,
+        last_used_at: model.last_used_at,
+        revoked_at: model.revoked_at,
+    }
+}
+
+/// Secret names read like environment variables: `OPENAI_API_KEY`.
+pub fn valid_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(first) if first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+}
+
+impl ProjectsService {
+    pub fn new(
+        db: Db,
+        bus: EventBus<DomainEvent>,
+        secret_box: SecretBox,
+        auth: Arc<AuthService>,
+    ) -> Self {
+        ProjectsService {
+            db,
+            bus,
+            secret_box,
+            auth,
+        }
+    }
+
+    async fn publish(
+        &self,
+        uow: &mut UnitOfWork,
+        event: ProjectsEvent,
+    ) -> Result<(), ProjectsError> {
+        self.bus.publish(uow, &DomainEvent::Projects(event)).await?;
+        Ok(())
+    }
+
+    async fn live_project(&self, project_id: Uuid) -> Result<project::Model, ProjectsError> {
+        project::Entity::find_live()
+            .filter(project::Column::Id.eq(project_id))
+            .one(self.db.connection())
+            .await?
+            .ok_or(ProjectsError::NotFound("project"))
+    }
+
+    fn view(model: &project::Model, role: ProjectRole) -> ProjectView {
+        ProjectView {
+            id: model.id,
+            name: model.name.clone(),
+            description: model.description.clone(),
+            plan: model.plan.clone(),
+            created_at: model.created_at,
+            role,
+        }
+    }
+
+    /// Creates a project; the creator becomes its owner.
+    pub async fn create(
+        &self,
+        user: &CurrentUser,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<ProjectView, ProjectsError> {
+        let timestamp = now();
+        let mut uow = self.db.begin().await?;
+        let created = project::ActiveModel {
+            id: Set(new_id()),
+            name: Set(name.trim().to_owned()),
+            description: Set(description),
+            plan: Set(DEFAULT_PLAN.to_owned()),
+            created_by: Set(user.id),
+            created_at: Set(timestamp),
+            updated_at: Set(timestamp),
+            deleted_at: Set(None),
+        }
+        .insert(&*uow)
+        .await?;
+        member::ActiveModel {
+            project_id: Set(created.id),
+            user_id: Set(user.id),
+            role: Set(ProjectRole::Owner.as_str().to_owned()),
+            created_at: Set(timestamp),
+        }
+        .insert(&*uow)
+        .await?;
+        let actor = user.actor();
+        self.publish(
+            &mut uow,
+            ProjectsEvent::ProjectCreated {
+                project_id: created.id,
+                name: created.name.clone(),
+                actor: actor.clone(),
+            },
+        )
+        .await?;
+        self.publish(
+            &mut uow,
+            ProjectsEvent::MemberAdded {
+                project_id: created.id,
+                user_id: user.id,
+                role: ProjectRole::Owner.as_str().to_owned(),
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(Self::view(&created, ProjectRole::Owner))
+    }
+
+    /// The caller's projects (every project for a saas_admin), newest first.
+    pub async fn list(
+        &self,
+        user: &CurrentUser,
+        page: &PageParams,
+    ) -> Result<Page<ProjectView>, ProjectsError> {
+        let memberships: HashMap<Uuid, ProjectRole> = member::Entity::find()
+            .filter(member::Column::UserId.eq(user.id))
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|row| (row.project_id, role_of(&row.role)))
+            .collect();
+        let mut select = project::Entity::find_live();
+        if !user.is_saas_admin() {
+            select = select.filter(project::Column::Id.is_in(memberships.keys().copied()));
+        }
+        let total = select.clone().count(self.db.connection()).await?;
+        let rows = select
+            .order_by_desc(project::Column::CreatedAt)
+            .offset(page.offset())
+            .limit(page.limit())
+            .all(self.db.connection())
+            .await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let role = memberships
+                    .get(&row.id)
+                    .copied()
+                    .unwrap_or(ProjectRole::Owner);
+                Self::view(row, role)
+            })
+            .collect();
+        Ok(Page::new(items, total, page))
+    }
+
+    pub async fn get(
+        &self,
+        project_id: Uuid,
+        role: ProjectRole,
+    ) -> Result<ProjectView, ProjectsError> {
+        Ok(Self::view(&self.live_project(project_id).await?, role))
+    }
+
+    pub async fn update(
+        &self,
+        project_id: Uuid,
+        patch: ProjectPatch,
+        role: ProjectRole,
+        actor: Actor,
+    ) -> Result<ProjectView, ProjectsError> {
+        let existing = self.live_project(project_id).await?;
+        let mut active = existing.into_active_model();
+        let mut fields = Vec::new();
+        if let Some(name) = patch.name {
+            active.name = Set(name.trim().to_owned());
+            fields.push("name".to_owned());
+        }
+        if let Some(description) = patch.description {
+            active.description = Set(description);
+            fields.push("description".to_owned());
+        }
+        active.updated_at = Set(now());
+        let mut uow = self.db.begin().await?;
+        let updated = active.update(&*uow).await?;
+        if !fields.is_empty() {
+            self.publish(
+                &mut uow,
+                ProjectsEvent::ProjectUpdated {
+                    project_id,
+                    fields,
+                    actor,
+                },
+            )
+            .await?;
+        }
+        uow.commit().await?;
+        Ok(Self::view(&updated, role))
+    }
+
+    /// Soft delete: the project and everything in it answer 404 from now on.
+    pub async fn delete(&self, project_id: Uuid, actor: Actor) -> Result<(), ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let deleted =
+            soft_delete::<project::Entity, _>(&*uow, project::Column::Id.eq(project_id)).await?;
+        if deleted == 0 {
+            return Err(ProjectsError::NotFound("project"));
+        }
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .filter(api_key::Column::ProjectId.eq(project_id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&*uow)
+            .await?;
+        self.publish(
+            &mut uow,
+            ProjectsEvent::ProjectDeleted { project_id, actor },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    pub async fn members(&self, project_id: Uuid) -> Result<Vec<MemberView>, ProjectsError> {
+        let rows = member::Entity::find()
+            .filter(member::Column::ProjectId.eq(project_id))
+            .order_by_asc(member::Column::CreatedAt)
+            .all(self.db.connection())
+            .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.user_id).collect();
+        let emails: HashMap<Uuid, String> = self
+            .auth
+            .users_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|user| (user.id, user.email))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .map(|row| MemberView {
+                email: emails.get(&row.user_id).cloned().unwrap_or_default(),
+                user_id: row.user_id,
+                role: role_of(&row.role),
+                created_at: row.created_at,
+            })
+            .collect())
+    }
+
+    pub async fn add_member(
+        &self,
+        project_id: Uuid,
+        email: &str,
+        role: ProjectRole,
+        actor: Actor,
+    ) -> Result<MemberView, ProjectsError> {
+        let user = self
+            .auth
+            .find_active_user_by_email(email)
+            .await?
+            .ok_or(ProjectsError::UnknownUserEmail)?;
+        let mut uow = self.db.begin().await?;
+        let created = member::ActiveModel {
+            project_id: Set(project_id),
+            user_id: Set(user.id),
+            role: Set(role.as_str().to_owned()),
+            created_at: Set(now()),
+        }
+        .insert(&*uow)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                ProjectsError::AlreadyMember
+            } else {
+                ProjectsError::from(error)
+            }
+        })?;
+        self.publish(
+            &mut uow,
+            ProjectsEvent::MemberAdded {
+                project_id,
+                user_id: user.id,
+                role: role.as_str().to_owned(),
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(MemberView {
+            user_id: user.id,
+            email: user.email,
+            role,
+            created_at: created.created_at,
+        })
+    }
+
+    /// Locks the project's owner rows, so two concurrent demotions cannot both pass the
+    /// last-owner check.
+    async fn owners_locked(
+        &self,
+        uow: &UnitOfWork,
+        project_id: Uuid,
+    ) -> Result<Vec<Uuid>, ProjectsError> {
+        Ok(member::Entity::find()
+            .filter(member::Column::ProjectId.eq(project_id))
+            .filter(member::Column::Role.eq(ProjectRole::Owner.as_str()))
+            .lock_exclusive()
+            .all(&**uow)
+            .await?
+            .into_iter()
+            .map(|row| row.user_id)
+            .collect())
+    }
+
+    pub async fn change_member_role(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        role: ProjectRole,
+        actor: Actor,
+    ) -> Result<MemberView, ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let owners = self.owners_locked(&uow, project_id).await?;
+        let existing = member::Entity::find_by_id((project_id, user_id))
+            .one(&*uow)
+            .await?
+            .ok_or(ProjectsError::NotFound("member"))?;
+        let old_role = role_of(&existing.role);
+        if old_role == ProjectRole::Owner && role != ProjectRole::Owner && owners.len() <= 1 {
+            return Err(ProjectsError::LastOwner);
+        }
+        let mut active = existing.into_active_model();
+        active.role = Set(role.as_str().to_owned());
+        let updated = active.update(&*uow).await?;
+        if old_role != role {
+            self.publish(
+                &mut uow,
+                ProjectsEvent::MemberRoleChanged {
+                    project_id,
+                    user_id,
+                    old_role: old_role.as_str().to_owned(),
+                    new_role: role.as_str().to_owned(),
+                    actor,
+                },
+            )
+            .await?;
+        }
+        uow.commit().await?;
+        let email = self
+            .auth
+            .users_by_ids(&[user_id])
+            .await?
+            .into_iter()
+            .next()
+            .map(|user| user.email)
+            .unwrap_or_default();
+        Ok(MemberView {
+            user_id,
+            email,
+            role,
+            created_at: updated.created_at,
+        })
+    }
+
+    pub async fn remove_member(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        actor: Actor,
+    ) -> Result<(), ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let owners = self.owners_locked(&uow, project_id).await?;
+        let existing = member::Entity::find_by_id((project_id, user_id))
+            .one(&*uow)
+            .await?
+            .ok_or(ProjectsError::NotFound("member"))?;
+        if role_of(&existing.role) == ProjectRole::Owner && owners.len() <= 1 {
+            return Err(ProjectsError::LastOwner);
+        }
+        member::Entity::delete_by_id((project_id, user_id))
+            .exec(&*uow)
+            .await?;
+        self.publish(
+            &mut uow,
+            ProjectsEvent::MemberRemoved {
+                project_id,
+                user_id,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_secrets(&self, project_id: Uuid) -> Result<Vec<SecretView>, ProjectsError> {
+        Ok(secret::Entity::find()
+            .filter(secret::Column::ProjectId.eq(project_id))
+            .order_by_asc(secret::Column::Name)
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|row| SecretView {
+                name: row.name,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            })
+            .collect())
+    }
+
+    /// Creates or replaces a secret, sealed with the current key.
+    pub async fn put_secret(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        value: &SecretString,
+        actor: Actor,
+    ) -> Result<(), ProjectsError> {
+        if !valid_secret_name(name) {
+            return Err(ProjectsError::InvalidField {
+                field: "name",
+                message: "letters, digits and `_`, not starting with a digit, at most 64".into(),
+            });
+        }
+        if value.expose_secret().is_empty() || value.expose_secret().len() > MAX_SECRET_BYTES {
+            return Err(ProjectsError::InvalidField {
+                field: "value",
+                message: format!("must be 1 to {MAX_SECRET_BYTES} bytes"),
+            });
+        }
+        let sealed = self
+            .secret_box
+            .seal(value.expose_secret(), &secret_context(project_id, name))?;
+        let timestamp = now();
+        let mut uow = self.db.begin().await?;
+        let existing = secret::Entity::find_by_id((project_id, name.to_owned()))
+            .one(&*uow)
+            .await?;
+        match existing {
+            Some(row) => {
+                let mut active = row.into_active_model();
+                active.sealed_value = Set(sealed);
+                active.key_id = Set(self.secret_box.current_key_id().to_owned());
+                active.updated_at = Set(timestamp);
+                active.update(&*uow).await?;
+            }
+            None => {
+                secret::ActiveModel {
+                    project_id: Set(project_id),
+                    name: Set(name.to_owned()),
+                    sealed_value: Set(sealed),
+                    key_id: Set(self.secret_box.current_key_id().to_owned()),
+                    created_at: Set(timestamp),
+                    updated_at: Set(timestamp),
+                }
+                .insert(&*uow)
+                .await?;
+            }
+        }
+        self.publish(
+            &mut uow,
+            ProjectsEvent::SecretChanged {
+                project_id,
+                name: name.to_owned(),
+                deleted: false,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_secret(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        actor: Actor,
+    ) -> Result<(), ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let deleted = secret::Entity::delete_by_id((project_id, name.to_owned()))
+            .exec(&*uow)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(ProjectsError::NotFound("secret"));
+        }
+        self.publish(
+            &mut uow,
+            ProjectsEvent::SecretChanged {
+                project_id,
+                name: name.to_owned(),
+                deleted: true,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// A secret's value, for other modules (an avatar's LLM key, a bot token...).
+    pub async fn secret_value(
+        &self,
+        project_id: Uuid,
+        name: &str,
+    ) -> Result<Option<SecretString>, ProjectsError> {
+        let Some(row) = secret::Entity::find_by_id((project_id, name.to_owned()))
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.secret_box.open(
+            &row.sealed_value,
+            &secret_context(project_id, name),
+        )?))
+    }
+
+    pub async fn create_api_key(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        scopes: Vec<String>,
+        actor: Actor,
+    ) -> Result<CreatedApiKey, ProjectsError> {
+        let key = random_token(API_KEY_PREFIX);
+        let prefix: String = key
+            .chars()
+            .take(API_KEY_PREFIX.len() + API_KEY_DISPLAY_CHARS)
+            .collect();
+        let created_by = actor
+            .user_id
+            .ok_or(ProjectsError::Internal("api key without a creator".into()))?;
+        let mut uow = self.db.begin().await?;
+        let created = api_key::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(project_id),
+            name: Set(name.trim().to_owned()),
+            prefix: Set(prefix.clone()),
+            key_hash: Set(hash_token(&key)),
+            scopes: Set(serde_json::json!(scopes)),
+            created_by: Set(created_by),
+            created_at: Set(now()),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&*uow)
+        .await?;
+        self.publish(
+            &mut uow,
+            ProjectsEvent::ApiKeyCreated {
+                project_id,
+                key_id: created.id,
+                name: created.name.clone(),
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(CreatedApiKey {
+            id: created.id,
+            name: created.name,
+            key,
+            prefix,
+            scopes,
+            created_at: created.created_at,
+        })
+    }
+
+    pub async fn list_api_keys(&self, project_id: Uuid) -> Result<Vec<ApiKeyView>, ProjectsError> {
+        Ok(api_key::Entity::find()
+            .filter(api_key::Column::ProjectId.eq(project_id))
+            .order_by_desc(api_key::Column::CreatedAt)
+            .all(self.db.connection())
+            .await?
+            .iter()
+            .map(api_key_view)
+            .collect())
+    }
+
+    pub async fn revoke_api_key(
+        &self,
+        project_id: Uuid,
+        key_id: Uuid,
+        actor: Actor,
+    ) -> Result<(), ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let revoked = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .filter(api_key::Column::Id.eq(key_id))
+            .filter(api_key::Column::ProjectId.eq(project_id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&*uow)
+            .await?;
+        if revoked.rows_affected == 0 {
+            let exists = api_key::Entity::find_by_id(key_id)
+                .filter(api_key::Column::ProjectId.eq(project_id))
+                .one(&*uow)
+                .await?
+                .is_some();
+            return if exists {
+                Ok(())
+            } else {
+                Err(ProjectsError::NotFound("API key"))
+            };
+        }
+        self.publish(
+            &mut uow,
+            ProjectsEvent::ApiKeyRevoked {
+                project_id,
+                key_id,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProjectRoles for ProjectsService {
+    async fn role_in_project(
+        &self,
+        project_id: Uuid,
+        user: &CurrentUser,
+    ) -> Result<Option<ProjectRole>, AppError> {
+        let Some(_project) = project::Entity::find_live()
+            .filter(project::Column::Id.eq(project_id))
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let membership = member::Entity::find_by_id((project_id, user.id))
+            .one(self.db.connection())
+            .await?
+            .map(|row| role_of(&row.role));
+        Ok(match membership {
+            Some(role) => Some(role),
+            None if user.is_saas_admin() => Some(ProjectRole::Owner),
+            None => None,
+        })
+    }
+}
+
+#[async_trait]
+impl ApiKeys for ProjectsService {
+    async fn resolve_api_key(&self, key: &str) -> Result<Option<ApiKeyPrincipal>, AppError> {
+        if !key.starts_with(API_KEY_PREFIX) {
+            return Ok(None);
+        }
+        let Some(row) = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(hash_token(key)))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if self.live_project(row.project_id).await.is_err() {
+            return Ok(None);
+        }
+        let stale = row
+            .last_used_at
+            .map(|at| (now() - at).num_seconds() >= LAST_USED_RESOLUTION_SECS)
+            .unwrap_or(true);
+        if stale {
+            api_key::Entity::update_many()
+                .col_expr(api_key::Column::LastUsedAt, Expr::value(now()))
+                .filter(api_key::Column::Id.eq(row.id))
+                .exec(self.db.connection())
+                .await?;
+        }
+        let view = api_key_view(&row);
+        Ok(Some(ApiKeyPrincipal {
+            key_id: row.id,
+            project_id: row.project_id,
+            name: row.name,
+            scopes: view.scopes,
+            ip: None,
+        }))
+    }
+}

@@ -104,7 +104,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
                     }
                 };
                 if let Some(field) = unknown_field(&message) {
-                    let field = nested(field);
+                    // The path already ends at the unknown field.
+                    let field = if path == "." { field } else { path.clone() };
                     return AppError::validation(field.clone(), format!("{field}: unknown field"));
                 }
                 match missing_field(&message) {

@@ -9,6 +9,7 @@ use actix_web::dev::ServerHandle;
 use avatar_platform::app::{AppContext, Application, RunOptions};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
+use avatar_platform::modules::Services;
 use reqwest::header::HeaderMap;
 use sea_orm::{ConnectionTrait, Database};
 use sea_orm_migration::MigratorTrait;
@@ -140,6 +141,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub context: AppContext,
+    pub services: Services,
     server: Option<ServerHandle>,
     _data_dir: TempDir,
     // Declared last: dropped after the server stopped using it.
@@ -174,6 +176,7 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
     .expect("the app starts");
     let port = app.port().expect("an HTTP port");
     let context = app.context().clone();
+    let services = app.services().clone();
     let server = app.server_handle();
     tokio::spawn(async move {
         if let Err(error) = app.run_until_stopped().await {
@@ -187,6 +190,7 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
             .build()
             .expect("client"),
         context,
+        services,
         server,
         _data_dir: data_dir,
         _database: database,

@@ -1,10 +1,14 @@
 //! One integration-test binary (one link): the real app over HTTP on a random port, against
 //! real PostgreSQL with pgvector, Redis and an in-process S3 server.
 
+mod auth;
 mod cache;
 mod db;
 mod events;
+mod fixtures;
 mod helpers;
 mod jobs;
+mod platform_config;
+mod projects;
 mod service;
 mod storage;

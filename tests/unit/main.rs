@@ -3,3 +3,4 @@
 mod cache;
 mod config;
 mod errors;
+mod secrets;

@@ -212,7 +212,13 @@ async fn a_failing_subscriber_is_retried_with_backoff_and_does_not_block_another
     // The flaky one gets it on its third attempt, after two backoffs.
     wait_until(Duration::from_secs(5), || !flaky.received().is_empty()).await;
     assert_eq!(flaky.received(), vec![(TestEvent::Happened { n: 3 }, 3)]);
-    let states = delivery_states(&db).await;
+    // The acknowledgement is written right after the handler returns.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut states = delivery_states(&db).await;
+    while states["flaky"].0 != "delivered" && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        states = delivery_states(&db).await;
+    }
     assert_eq!(states["flaky"], ("delivered".to_owned(), 3));
     assert_eq!(states["steady"], ("delivered".to_owned(), 1));
 

@@ -9,6 +9,7 @@ mod m20261122_000003_core_events;
 mod m20261122_000004_auth_users;
 mod m20261122_000005_projects;
 mod m20261122_000006_platform_config;
+mod m20261122_000007_avatars;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_auth_users::Migration),
             Box::new(m20261122_000005_projects::Migration),
             Box::new(m20261122_000006_platform_config::Migration),
+            Box::new(m20261122_000007_avatars::Migration),
         ]
     }
 }

@@ -74,6 +74,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
+    pub avatars: AvatarDefaults,
     pub secrets: SecretSettings,
 }
 
@@ -167,6 +168,18 @@ pub struct AuthSettings {
     pub login_attempts_per_ip: u32,
     pub login_window_secs: u64,
     pub bootstrap_admin_email: String,
+}
+
+/// What an avatar gets for the LLM and retrieval settings it was created without.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AvatarDefaults {
+    pub default_model: String,
+    pub default_temperature: f32,
+    pub default_max_tokens: i32,
+    pub default_top_k: i32,
+    pub default_similarity_threshold: f32,
+    pub default_chunk_size: i32,
+    pub default_chunk_overlap: i32,
 }
 
 /// Process-wide secrets. `Debug` never shows them (`SecretString` prints `[REDACTED]`).

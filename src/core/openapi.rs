@@ -6,6 +6,7 @@ use utoipa::{Modify, OpenApi};
 use crate::core::error::{ErrorBody, ErrorCode, ErrorEnvelope};
 use crate::core::health;
 use crate::modules::auth::api::v1 as auth_v1;
+use crate::modules::avatars::api::v1 as avatars_v1;
 use crate::modules::platform_config::api::v1 as platform_config_v1;
 use crate::modules::projects::api::v1 as projects_v1;
 
@@ -51,6 +52,8 @@ impl Modify for SecuritySchemes {
         projects_v1::secrets::delete_secret,
         projects_v1::api_keys::create_api_key, projects_v1::api_keys::list_api_keys,
         projects_v1::api_keys::revoke_api_key, projects_v1::api_keys::whoami,
+        avatars_v1::create_avatar, avatars_v1::list_avatars, avatars_v1::get_avatar,
+        avatars_v1::update_avatar, avatars_v1::delete_avatar,
         platform_config_v1::get_platform_config, platform_config_v1::patch_platform_config,
     ),
     components(schemas(ErrorEnvelope, ErrorBody, ErrorCode)),
@@ -60,6 +63,7 @@ impl Modify for SecuritySchemes {
         (name = "auth", description = "Accounts and sessions"),
         (name = "admin", description = "saas_admin: users"),
         (name = "projects", description = "Projects, members, secrets, API keys"),
+        (name = "avatars", description = "A project's AI consultants"),
         (name = "platform-config", description = "saas_admin: global settings"),
         (name = "public", description = "Called with a project API key"),
     )

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::events::Event;
 use crate::modules::auth::domain::events::AuthEvent;
+use crate::modules::avatars::domain::events::AvatarsEvent;
 use crate::modules::platform_config::domain::events::PlatformConfigEvent;
 use crate::modules::projects::domain::events::ProjectsEvent;
 
@@ -15,6 +16,7 @@ use crate::modules::projects::domain::events::ProjectsEvent;
 pub enum DomainEvent {
     Auth(AuthEvent),
     Projects(ProjectsEvent),
+    Avatars(AvatarsEvent),
     PlatformConfig(PlatformConfigEvent),
 }
 
@@ -23,6 +25,7 @@ impl Event for DomainEvent {
         match self {
             DomainEvent::Auth(event) => event.event_type(),
             DomainEvent::Projects(event) => event.event_type(),
+            DomainEvent::Avatars(event) => event.event_type(),
             DomainEvent::PlatformConfig(event) => event.event_type(),
         }
     }

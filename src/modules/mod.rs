@@ -2,6 +2,7 @@
 //! they talk to each other only through events and public service methods.
 
 pub mod auth;
+pub mod avatars;
 pub mod events;
 pub mod platform_config;
 pub mod projects;
@@ -19,6 +20,7 @@ use crate::core::crypto::SecretBox;
 #[derive(Clone)]
 pub struct Services {
     pub auth: Arc<auth::AuthService>,
+    pub avatars: Arc<avatars::AvatarsService>,
     pub projects: Arc<projects::ProjectsService>,
     pub platform_config: Arc<platform_config::PlatformConfigService>,
 }
@@ -55,8 +57,14 @@ impl Services {
             secret_box,
             auth.clone(),
         ));
+        let avatars = Arc::new(avatars::AvatarsService::new(
+            context.db.clone(),
+            context.bus.clone(),
+            settings.avatars.clone(),
+        ));
         Ok(Services {
             auth,
+            avatars,
             projects,
             platform_config,
         })
@@ -75,12 +83,14 @@ impl Services {
     /// Registers each module's service and `/api/v1` routes.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::from(self.auth.clone()))
+            .app_data(web::Data::from(self.avatars.clone()))
             .app_data(web::Data::from(self.projects.clone()))
             .app_data(web::Data::from(self.platform_config.clone()))
             .service(
                 web::scope("/api/v1")
                     .configure(auth::api::v1::configure)
                     .configure(projects::api::v1::configure)
+                    .configure(avatars::api::v1::configure)
                     .configure(platform_config::api::v1::configure),
             );
     }

@@ -2,6 +2,7 @@
 //! real PostgreSQL with pgvector, Redis and an in-process S3 server.
 
 mod auth;
+mod avatars;
 mod cache;
 mod db;
 mod events;

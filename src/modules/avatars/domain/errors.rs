@@ -1,0 +1,39 @@
+//! The avatars module's failures.
+
+use crate::core::error::{ErrorCode, ErrorKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AvatarsError {
+    #[error("avatar not found")]
+    NotFound,
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ErrorKind for AvatarsError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AvatarsError::NotFound => ErrorCode::NotFound,
+            AvatarsError::InvalidField { .. } => ErrorCode::ValidationError,
+            AvatarsError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            AvatarsError::InvalidField { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for AvatarsError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        AvatarsError::Internal(error.to_string())
+    }
+}

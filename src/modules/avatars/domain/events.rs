@@ -1,0 +1,39 @@
+//! What the avatars module tells the others.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::core::auth::Actor;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AvatarsEvent {
+    AvatarCreated {
+        project_id: Uuid,
+        avatar_id: Uuid,
+        name: String,
+        actor: Actor,
+    },
+    AvatarUpdated {
+        project_id: Uuid,
+        avatar_id: Uuid,
+        fields: Vec<String>,
+        actor: Actor,
+    },
+    /// Soft-deleted; its documents go with it (the documents module listens).
+    AvatarDeleted {
+        project_id: Uuid,
+        avatar_id: Uuid,
+        actor: Actor,
+    },
+}
+
+impl AvatarsEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AvatarsEvent::AvatarCreated { .. } => "avatars.avatar_created",
+            AvatarsEvent::AvatarUpdated { .. } => "avatars.avatar_updated",
+            AvatarsEvent::AvatarDeleted { .. } => "avatars.avatar_deleted",
+        }
+    }
+}

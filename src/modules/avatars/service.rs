@@ -1,0 +1,360 @@
+//! Avatars: an AI consultant of a project — its prompt, LLM settings and retrieval settings.
+//! Missing settings are filled from `[avatars]` in Settings when the avatar is created.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::Actor;
+use crate::core::config::AvatarDefaults;
+use crate::core::db::{Db, SoftDelete, new_id, now, soft_delete};
+use crate::core::events::EventBus;
+use crate::core::pagination::{Page, PageParams};
+use crate::modules::events::DomainEvent;
+
+use super::domain::entities::avatar;
+use super::domain::errors::AvatarsError;
+use super::domain::events::AvatarsEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AvatarStatus {
+    Active,
+    Disabled,
+}
+
+impl AvatarStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            AvatarStatus::Active => "active",
+            AvatarStatus::Disabled => "disabled",
+        }
+    }
+
+    fn parse(value: &str) -> Self {
+        if value == "disabled" {
+            AvatarStatus::Disabled
+        } else {
+            AvatarStatus::Active
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LlmSettings {
+    pub model: String,
+    pub temperature: f32,
+    pub max_tokens: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RagSettings {
+    pub top_k: i32,
+    pub similarity_threshold: f32,
+    /// Tokens per chunk (cl100k).
+    pub chunk_size: i32,
+    /// Tokens shared by neighbouring chunks; less than `chunk_size`.
+    pub chunk_overlap: i32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AvatarView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub system_prompt: String,
+    pub greeting: Option<String>,
+    pub llm: LlmSettings,
+    pub rag: RagSettings,
+    pub status: AvatarStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Partial LLM settings (create fills the rest from defaults; update leaves them).
+#[derive(Debug, Clone, Default)]
+pub struct LlmInput {
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RagInput {
+    pub top_k: Option<i32>,
+    pub similarity_threshold: Option<f32>,
+    pub chunk_size: Option<i32>,
+    pub chunk_overlap: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAvatar {
+    pub name: String,
+    pub description: Option<String>,
+    pub system_prompt: String,
+    pub greeting: Option<String>,
+    pub llm: LlmInput,
+    pub rag: RagInput,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AvatarPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub system_prompt: Option<String>,
+    pub greeting: Option<Option<String>>,
+    pub llm: LlmInput,
+    pub rag: RagInput,
+    pub status: Option<AvatarStatus>,
+}
+
+pub struct AvatarsService {
+    db: Db,
+    bus: EventBus<DomainEvent>,
+    defaults: AvatarDefaults,
+}
+
+fn view(model: &avatar::Model) -> AvatarView {
+    AvatarView {
+        id: model.id,
+        project_id: model.project_id,
+        name: model.name.clone(),
+        description: model.description.clone(),
+        system_prompt: model.system_prompt.clone(),
+        greeting: model.greeting.clone(),
+        llm: LlmSettings {
+            model: model.llm_model.clone(),
+            temperature: model.llm_temperature,
+            max_tokens: model.llm_max_tokens,
+        },
+        rag: RagSettings {
+            top_k: model.rag_top_k,
+            similarity_threshold: model.rag_similarity_threshold,
+            chunk_size: model.rag_chunk_size,
+            chunk_overlap: model.rag_chunk_overlap,
+        },
+        status: AvatarStatus::parse(&model.status),
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+    }
+}
+
+/// The rule no field-level check can state: overlap below size.
+fn check_overlap(chunk_size: i32, chunk_overlap: i32) -> Result<(), AvatarsError> {
+    if chunk_overlap >= chunk_size {
+        return Err(AvatarsError::InvalidField {
+            field: "rag.chunk_overlap",
+            message: format!("must be less than rag.chunk_size ({chunk_size})"),
+        });
+    }
+    Ok(())
+}
+
+impl AvatarsService {
+    pub fn new(db: Db, bus: EventBus<DomainEvent>, defaults: AvatarDefaults) -> Self {
+        AvatarsService { db, bus, defaults }
+    }
+
+    pub async fn create(
+        &self,
+        project_id: Uuid,
+        input: NewAvatar,
+        actor: Actor,
+    ) -> Result<AvatarView, AvatarsError> {
+        let chunk_size = input
+            .rag
+            .chunk_size
+            .unwrap_or(self.defaults.default_chunk_size);
+        let chunk_overlap = input
+            .rag
+            .chunk_overlap
+            .unwrap_or_else(|| self.defaults.default_chunk_overlap.min(chunk_size / 4));
+        check_overlap(chunk_size, chunk_overlap)?;
+        let timestamp = now();
+        let mut uow = self.db.begin().await?;
+        let created = avatar::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(project_id),
+            name: Set(input.name.trim().to_owned()),
+            description: Set(input.description),
+            system_prompt: Set(input.system_prompt),
+            greeting: Set(input.greeting),
+            llm_model: Set(input
+                .llm
+                .model
+                .unwrap_or_else(|| self.defaults.default_model.clone())),
+            llm_temperature: Set(input
+                .llm
+                .temperature
+                .unwrap_or(self.defaults.default_temperature)),
+            llm_max_tokens: Set(input
+                .llm
+                .max_tokens
+                .unwrap_or(self.defaults.default_max_tokens)),
+            rag_top_k: Set(input.rag.top_k.unwrap_or(self.defaults.default_top_k)),
+            rag_similarity_threshold: Set(input
+                .rag
+                .similarity_threshold
+                .unwrap_or(self.defaults.default_similarity_threshold)),
+            rag_chunk_size: Set(chunk_size),
+            rag_chunk_overlap: Set(chunk_overlap),
+            status: Set(AvatarStatus::Active.as_str().to_owned()),
+            created_at: Set(timestamp),
+            updated_at: Set(timestamp),
+            deleted_at: Set(None),
+        }
+        .insert(&*uow)
+        .await?;
+        self.bus
+            .publish(
+                &mut uow,
+                &DomainEvent::Avatars(AvatarsEvent::AvatarCreated {
+                    project_id,
+                    avatar_id: created.id,
+                    name: created.name.clone(),
+                    actor,
+                }),
+            )
+            .await?;
+        uow.commit().await?;
+        Ok(view(&created))
+    }
+
+    pub async fn list(
+        &self,
+        project_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<AvatarView>, AvatarsError> {
+        let select = avatar::Entity::find_live().filter(avatar::Column::ProjectId.eq(project_id));
+        let total = select.clone().count(self.db.connection()).await?;
+        let rows = select
+            .order_by_asc(avatar::Column::CreatedAt)
+            .offset(page.offset())
+            .limit(page.limit())
+            .all(self.db.connection())
+            .await?;
+        Ok(Page::new(rows.iter().map(view).collect(), total, page))
+    }
+
+    async fn find(&self, project_id: Uuid, avatar_id: Uuid) -> Result<avatar::Model, AvatarsError> {
+        avatar::Entity::find_live()
+            .filter(avatar::Column::Id.eq(avatar_id))
+            .filter(avatar::Column::ProjectId.eq(project_id))
+            .one(self.db.connection())
+            .await?
+            .ok_or(AvatarsError::NotFound)
+    }
+
+    /// A live avatar of `project_id` (other modules: documents, chat).
+    pub async fn get(&self, project_id: Uuid, avatar_id: Uuid) -> Result<AvatarView, AvatarsError> {
+        Ok(view(&self.find(project_id, avatar_id).await?))
+    }
+
+    pub async fn update(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        patch: AvatarPatch,
+        actor: Actor,
+    ) -> Result<AvatarView, AvatarsError> {
+        let existing = self.find(project_id, avatar_id).await?;
+        let chunk_size = patch.rag.chunk_size.unwrap_or(existing.rag_chunk_size);
+        let chunk_overlap = patch
+            .rag
+            .chunk_overlap
+            .unwrap_or(existing.rag_chunk_overlap);
+        check_overlap(chunk_size, chunk_overlap)?;
+
+        let mut fields = Vec::new();
+        let mut active = existing.into_active_model();
+        macro_rules! apply {
+            ($value:expr, $column:ident, $name:literal) => {
+                if let Some(value) = $value {
+                    active.$column = Set(value);
+                    fields.push($name.to_owned());
+                }
+            };
+        }
+        apply!(patch.name.map(|name| name.trim().to_owned()), name, "name");
+        apply!(patch.description, description, "description");
+        apply!(patch.system_prompt, system_prompt, "system_prompt");
+        apply!(patch.greeting, greeting, "greeting");
+        apply!(patch.llm.model, llm_model, "llm.model");
+        apply!(patch.llm.temperature, llm_temperature, "llm.temperature");
+        apply!(patch.llm.max_tokens, llm_max_tokens, "llm.max_tokens");
+        apply!(patch.rag.top_k, rag_top_k, "rag.top_k");
+        apply!(
+            patch.rag.similarity_threshold,
+            rag_similarity_threshold,
+            "rag.similarity_threshold"
+        );
+        apply!(patch.rag.chunk_size, rag_chunk_size, "rag.chunk_size");
+        apply!(
+            patch.rag.chunk_overlap,
+            rag_chunk_overlap,
+            "rag.chunk_overlap"
+        );
+        apply!(
+            patch.status.map(|status| status.as_str().to_owned()),
+            status,
+            "status"
+        );
+        active.updated_at = Set(now());
+
+        let mut uow = self.db.begin().await?;
+        let updated = active.update(&*uow).await?;
+        if !fields.is_empty() {
+            self.bus
+                .publish(
+                    &mut uow,
+                    &DomainEvent::Avatars(AvatarsEvent::AvatarUpdated {
+                        project_id,
+                        avatar_id,
+                        fields,
+                        actor,
+                    }),
+                )
+                .await?;
+        }
+        uow.commit().await?;
+        Ok(view(&updated))
+    }
+
+    /// Soft delete; `AvatarDeleted` tells the documents module to remove its documents.
+    pub async fn delete(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        actor: Actor,
+    ) -> Result<(), AvatarsError> {
+        let mut uow = self.db.begin().await?;
+        let deleted = soft_delete::<avatar::Entity, _>(
+            &*uow,
+            Condition::all()
+                .add(avatar::Column::Id.eq(avatar_id))
+                .add(avatar::Column::ProjectId.eq(project_id)),
+        )
+        .await?;
+        if deleted == 0 {
+            return Err(AvatarsError::NotFound);
+        }
+        self.bus
+            .publish(
+                &mut uow,
+                &DomainEvent::Avatars(AvatarsEvent::AvatarDeleted {
+                    project_id,
+                    avatar_id,
+                    actor,
+                }),
+            )
+            .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+}

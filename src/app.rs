@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -26,7 +26,6 @@ use crate::core::events::EventBus;
 use crate::core::extract::configure_extractors;
 use crate::core::health::{self, Readiness};
 use crate::core::jobs::{JobContext, JobQueue, SweepStep, SweepSteps, Sweeper, WorkerPool};
-use crate::core::openapi;
 use crate::core::storage::{BlobStore, build_blob_store};
 use crate::core::telemetry::{metrics_handle, observe_request};
 use crate::modules::Services;
@@ -156,11 +155,12 @@ impl Application {
         let settings = context.settings.clone();
         let services = Services::build(&context)?;
         if options.migrate {
-            migration::Migrator::up(context.db.connection(), None)
-                .await
-                .context("applying migrations failed")?;
+            migrate_up(&context.db).await?;
         }
 
+        if options.migrate || options.http || options.workers != Some(0) {
+            check_embedding_dimension(&context).await?;
+        }
         let worker_count = options.workers.unwrap_or(settings.jobs.workers);
         let workers = if worker_count > 0 {
             context
@@ -170,9 +170,16 @@ impl Application {
                 })
                 .await
                 .context("scheduling the sweeper failed")?;
+            for task in services.cron_tasks(&settings) {
+                context
+                    .jobs
+                    .ensure_scheduled(task.as_ref())
+                    .await
+                    .context("scheduling a periodic task failed")?;
+            }
             Some(WorkerPool::start(
                 context.jobs.clone(),
-                context.job_context(),
+                services.job_context(context.job_context()),
                 worker_count,
             ))
         } else {
@@ -250,6 +257,47 @@ impl Application {
     }
 }
 
+/// Applies pending migrations, one process at a time (replicas may start together).
+async fn migrate_up(db: &Db) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let transaction = db.connection().begin().await?;
+    transaction
+        .execute_unprepared("SELECT pg_advisory_xact_lock(hashtext('avatar-platform:migrations'))")
+        .await?;
+    migration::Migrator::up(&transaction, None)
+        .await
+        .context("applying migrations failed")?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// The chunks' vector column must have the dimension the embedder produces; a mismatch is a
+/// deployment error that `documents reembed` resolves, never something to write garbage over.
+async fn check_embedding_dimension(context: &AppContext) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let row = context
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT atttypmod AS dimension FROM pg_attribute \
+             WHERE attrelid = 'document_chunks'::regclass AND attname = 'embedding'",
+        ))
+        .await;
+    let stored = match row {
+        Ok(Some(row)) => row.try_get::<i32>("", "dimension")?,
+        // Not migrated yet (`serve --no-migrate` on an empty database): nothing to compare.
+        _ => return Ok(()),
+    };
+    let wanted = context.settings.embeddings.dimension;
+    if usize::try_from(stored).ok() != Some(wanted) {
+        anyhow::bail!(
+            "setting `embeddings.dimension` is {wanted} but stored chunks have {stored} dimensions; \
+             run `avatar-platform documents reembed` to change it"
+        );
+    }
+    Ok(())
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -289,13 +337,17 @@ fn http_server(
         web::Data::new(services.auth_providers(settings.server.trust_forwarded_for));
     let services = services.clone();
     metrics_handle();
-    let document = openapi::document();
+    let document = crate::modules::openapi_document();
     let app_settings = settings.clone();
     let mut server = HttpServer::new(move || {
         let settings = app_settings.clone();
         App::new()
             .configure(|cfg| configure_extractors(cfg, settings.server.json_body_limit_bytes))
-            .app_data(web::PayloadConfig::new(settings.server.max_body_bytes))
+            // Buffered bodies (JSON) stop at the JSON limit; uploads stream (`web::Payload`)
+            // and enforce their own limit.
+            .app_data(web::PayloadConfig::new(
+                settings.server.json_body_limit_bytes,
+            ))
             .app_data(readiness.clone())
             .app_data(auth_providers.clone())
             .configure(|cfg| health::configure(cfg, settings.server.metrics_enabled))
@@ -303,10 +355,6 @@ fn http_server(
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .default_service(web::to(unknown_route))
-            .wrap(ErrorHandlers::new().handler(
-                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-                method_not_allowed,
-            ))
             .wrap(cors(&settings.server.cors_allowed_origins))
             .wrap(from_fn(observe_request))
     })
@@ -339,23 +387,5 @@ async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, AppE
     Err(AppError::new(
         ErrorCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),
-    ))
-}
-
-fn method_not_allowed<B>(
-    res: actix_web::dev::ServiceResponse<B>,
-) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let message = format!(
-        "{} is not allowed on {}",
-        res.request().method(),
-        res.request().path()
-    );
-    let response = actix_web::ResponseError::error_response(&AppError::new(
-        ErrorCode::MethodNotAllowed,
-        message,
-    ));
-    let (req, _) = res.into_parts();
-    Ok(ErrorHandlerResponse::Response(
-        actix_web::dev::ServiceResponse::new(req, response).map_into_right_body(),
     ))
 }

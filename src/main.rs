@@ -7,7 +7,7 @@ use anyhow::Context;
 use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
-use avatar_platform::core::{db, openapi, telemetry};
+use avatar_platform::core::{db, telemetry};
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
@@ -94,7 +94,7 @@ enum MigrateAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
-        return match serde_json::to_string_pretty(&openapi::document()) {
+        return match serde_json::to_string_pretty(&avatar_platform::modules::openapi_document()) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS

@@ -10,6 +10,7 @@ mod m20261122_000004_auth_users;
 mod m20261122_000005_projects;
 mod m20261122_000006_platform_config;
 mod m20261122_000007_avatars;
+mod m20261122_000008_documents;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_projects::Migration),
             Box::new(m20261122_000006_platform_config::Migration),
             Box::new(m20261122_000007_avatars::Migration),
+            Box::new(m20261122_000008_documents::Migration),
         ]
     }
 }

@@ -14,7 +14,7 @@ impl MigrationTrait for Migration {
                 r#"
 CREATE TABLE users (
     id uuid PRIMARY KEY,
-    email text NOT NULL,
+    email text NOT NULL UNIQUE CHECK (email = lower(email)),
     password_hash text NOT NULL,
     full_name text,
     role text NOT NULL DEFAULT 'user' CHECK (role IN ('saas_admin', 'user')),
@@ -22,7 +22,6 @@ CREATE TABLE users (
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
-CREATE UNIQUE INDEX users_email_unique ON users (lower(email));
 
 CREATE TABLE refresh_tokens (
     id uuid PRIMARY KEY,

@@ -168,24 +168,32 @@ pub struct AuthProviders {
     pub trust_forwarded_for: bool,
 }
 
-/// The client's IP: the peer address, or the proxy's `X-Forwarded-For` when trusted.
+/// The client's IP: the peer address, or — behind a trusted proxy — the right-most
+/// `X-Forwarded-For` entry (the one the proxy appended; entries to its left come from the
+/// client and can be forged).
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
     let trusted = req
         .app_data::<web::Data<AuthProviders>>()
         .map(|providers| providers.trust_forwarded_for)
         .unwrap_or(false);
-    let info = req.connection_info();
-    let address = if trusted {
-        info.realip_remote_addr()
-    } else {
-        info.peer_addr()
-    }?;
-    // `realip_remote_addr` may carry a port; IPv6 peers come bracketed.
-    let host = match address.parse::<std::net::SocketAddr>() {
+    let forwarded = trusted
+        .then(|| {
+            req.headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .last()
+                .map(str::to_owned)
+        })
+        .flatten();
+    let address = forwarded.or_else(|| req.peer_addr().map(|peer| peer.ip().to_string()))?;
+    // Entries may carry a port; IPv6 peers may come bracketed.
+    Some(match address.parse::<std::net::SocketAddr>() {
         Ok(socket) => socket.ip().to_string(),
-        Err(_) => address.to_owned(),
-    };
-    Some(host)
+        Err(_) => address,
+    })
 }
 
 fn providers(req: &HttpRequest) -> Result<web::Data<AuthProviders>, AppError> {

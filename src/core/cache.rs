@@ -501,8 +501,38 @@ impl RateLimiter {
         // The counter outlives its window by at most one window; a later window uses a new key.
         let count = self
             .cache
-            .incr(&format!("rl:{key}:{}", slot.index), 1, window)
+            .incr(&Self::counter_key(key, &slot), 1, window)
             .await?;
         Ok(RateDecision::from_count(count, limit, slot.resets_in))
+    }
+
+    fn counter_key(key: &str, slot: &FixedWindow) -> String {
+        format!("rl:{key}:{}", slot.index)
+    }
+
+    /// The decision `check` would give if the next event counted, without counting it: for
+    /// limits on failures, which are counted only when they happen ([`RateLimiter::record`]).
+    pub async fn peek(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, CacheError> {
+        let slot = FixedWindow::at(SystemTime::now(), window);
+        let stored = self.cache.get(&Self::counter_key(key, &slot)).await?;
+        let count = stored
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        Ok(RateDecision::from_count(count + 1, limit, slot.resets_in))
+    }
+
+    /// Counts one event against `key` (e.g. a failed login).
+    pub async fn record(&self, key: &str, window: Duration) -> Result<(), CacheError> {
+        let slot = FixedWindow::at(SystemTime::now(), window);
+        self.cache
+            .incr(&Self::counter_key(key, &slot), 1, window)
+            .await?;
+        Ok(())
     }
 }

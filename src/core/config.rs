@@ -75,6 +75,9 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub avatars: AvatarDefaults,
+    pub documents: DocumentSettings,
+    pub embeddings: EmbeddingSettings,
+    pub retrieval: RetrievalSettings,
     pub secrets: SecretSettings,
 }
 
@@ -180,6 +183,47 @@ pub struct AvatarDefaults {
     pub default_similarity_threshold: f32,
     pub default_chunk_size: i32,
     pub default_chunk_overlap: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DocumentSettings {
+    pub max_upload_bytes: u64,
+    pub max_processing_per_project: i64,
+    pub processing_timeout_secs: u64,
+    pub stuck_after_secs: u64,
+    pub max_attempts: i32,
+    pub defer_secs: u64,
+    pub embed_batch_size: usize,
+    pub insert_batch_size: usize,
+    pub recovery_cron: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingProvider {
+    Local,
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingSettings {
+    pub provider: EmbeddingProvider,
+    pub dimension: usize,
+    pub model: String,
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub batch_size: usize,
+    pub max_retries: u32,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetrievalSettings {
+    pub exact_scan_max_chunks: i64,
+    pub candidates_per_result: i64,
+    pub hnsw_ef_search: i64,
+    pub hnsw_max_scan_tuples: i64,
+    pub rrf_k: f64,
 }
 
 /// Process-wide secrets. `Debug` never shows them (`SecretString` prints `[REDACTED]`).
@@ -313,10 +357,27 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
-        cron_is_valid(&self.jobs.sweeper_cron).map_err(|reason| ConfigError::Invalid {
-            key: "jobs.sweeper_cron".into(),
-            reason,
-        })?;
+        for (key, pattern) in [
+            ("jobs.sweeper_cron", &self.jobs.sweeper_cron),
+            ("documents.recovery_cron", &self.documents.recovery_cron),
+        ] {
+            cron_is_valid(pattern).map_err(|reason| ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            })?;
+        }
+        if self.embeddings.dimension == 0 || self.embeddings.dimension > 16000 {
+            return Err(ConfigError::Invalid {
+                key: "embeddings.dimension".into(),
+                reason: "must be 1 to 16000".into(),
+            });
+        }
+        if self.documents.embed_batch_size == 0 || self.documents.insert_batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "documents.embed_batch_size".into(),
+                reason: "batch sizes must be at least 1".into(),
+            });
+        }
         self.ensure_secrets()
     }
 
@@ -428,8 +489,9 @@ fn load_or_create_secret(path: &Path, generate: fn() -> String) -> Result<String
     Ok(secret)
 }
 
+/// Writes a file only its owner can read (created with mode 0600, never readable in between).
 #[cfg(unix)]
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -442,7 +504,7 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 

@@ -231,10 +231,19 @@ impl<E: Event> EventBus<E> {
             serde_json::from_value::<E>(row.payload),
         ) {
             (Some(handler), Ok(event)) => {
+                // A handler gets the lease's time: past it, another process may claim the
+                // delivery, and a hung handler must not hold up the batch.
+                let lease = Duration::from_secs(self.settings.lease_secs);
                 let outcome = std::panic::AssertUnwindSafe(handler.handle(&event, &delivery));
-                match futures_util::FutureExt::catch_unwind(outcome).await {
-                    Ok(result) => result,
-                    Err(_) => Err(anyhow::anyhow!("handler panicked")),
+                match tokio::time::timeout(lease, futures_util::FutureExt::catch_unwind(outcome))
+                    .await
+                {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(anyhow::anyhow!("handler panicked")),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "handler did not finish within {} s",
+                        lease.as_secs()
+                    )),
                 }
             }
             (None, _) => Err(anyhow::anyhow!("no subscriber named {}", row.subscriber)),
@@ -247,8 +256,8 @@ impl<E: Event> EventBus<E> {
                     DbBackend::Postgres,
                     "UPDATE event_deliveries SET status = 'delivered', delivered_at = now(), \
                      locked_until = NULL, last_error = NULL \
-                     WHERE event_id = $1 AND subscriber = $2",
-                    [row.event_id.into(), row.subscriber.clone().into()],
+                     WHERE event_id = $1 AND subscriber = $2 AND attempts = $3 AND status = 'pending'",
+                    [row.event_id.into(), row.subscriber.clone().into(), row.attempts.into()],
                 ))
                 .await?;
                 Outcome::Delivered
@@ -267,13 +276,14 @@ impl<E: Event> EventBus<E> {
                        status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END, \
                        next_attempt_at = now() + make_interval(secs => $4), \
                        locked_until = NULL, last_error = $5 \
-                     WHERE event_id = $1 AND subscriber = $2",
+                     WHERE event_id = $1 AND subscriber = $2 AND attempts = $6 AND status = 'pending'",
                     [
                         row.event_id.into(),
                         row.subscriber.clone().into(),
                         give_up.into(),
                         backoff.as_secs_f64().into(),
                         message.into(),
+                        row.attempts.into(),
                     ],
                 ))
                 .await?;

@@ -55,8 +55,17 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                 essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
             })
             .unwrap_or(false);
+        let declared_too_large = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok())
+            .is_some_and(|length| length > limit);
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
+            if declared_too_large {
+                return Err(too_large(limit));
+            }
             if !content_type_ok {
                 return Err(AppError::new(
                     ErrorCode::UnsupportedMediaType,

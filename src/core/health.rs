@@ -95,9 +95,13 @@ async fn check(
     limit: Duration,
     probe: impl std::future::Future<Output = Result<(), String>>,
 ) -> String {
+    // The cause goes to the log; anonymous callers learn only that it failed.
     match tokio::time::timeout(limit, probe).await {
         Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(error)) => error,
+        Ok(Err(error)) => {
+            tracing::warn!("readiness check failed: {error}");
+            "unavailable".to_owned()
+        }
         Err(_) => format!("no answer within {} ms", limit.as_millis()),
     }
 }

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use fang::asynk::async_queue::{AsyncQueue, AsyncQueueable};
 use fang::{AsyncRunnable, FangError, Scheduled};
 use futures_util::FutureExt;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, TransactionTrait};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -143,7 +143,7 @@ impl JobQueue {
     /// Makes sure one instance of a cron task is waiting (several processes may start at once:
     /// the check and insert are serialized by an advisory lock).
     pub async fn ensure_scheduled(&self, task: &dyn AsyncRunnable) -> Result<(), DbErr> {
-        schedule_next(self.db.connection(), task).await
+        schedule_next(&self.db, task).await
     }
 }
 
@@ -186,31 +186,37 @@ fn next_cron_run(task: &dyn AsyncRunnable) -> Result<Option<DateTime<Utc>>, DbEr
     }
 }
 
-async fn schedule_next<C: ConnectionTrait>(
-    conn: &C,
-    task: &dyn AsyncRunnable,
-) -> Result<(), DbErr> {
+async fn schedule_next(db: &Db, task: &dyn AsyncRunnable) -> Result<(), DbErr> {
     let Some(next_run) = next_cron_run(task)? else {
         return Ok(());
     };
     let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
-    // One statement: the advisory lock serializes concurrent schedulers of the same task.
-    conn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "WITH lock AS (SELECT pg_advisory_xact_lock(hashtext($2::text))) \
-         INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-         SELECT $1, $2, $3, $4 FROM lock \
-         WHERE NOT EXISTS (SELECT 1 FROM fang_tasks \
-                           WHERE metadata = $2 AND state IN ('new', 'retried'))",
-        [
-            Uuid::new_v4().into(),
-            metadata.into(),
-            task.task_type().into(),
-            next_run.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    // The lock is its own statement: the INSERT's snapshot then starts after the lock is held
+    // and sees a row another scheduler committed meanwhile.
+    let transaction = db.connection().begin().await?;
+    transaction
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext($1::text))",
+            [metadata.to_string().into()],
+        ))
+        .await?;
+    transaction
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+             SELECT $1, $2, $3, $4 \
+             WHERE NOT EXISTS (SELECT 1 FROM fang_tasks \
+                               WHERE metadata = $2 AND state IN ('new', 'retried'))",
+            [
+                Uuid::new_v4().into(),
+                metadata.into(),
+                task.task_type().into(),
+                next_run.into(),
+            ],
+        ))
+        .await?;
+    transaction.commit().await
 }
 
 /// A set of supervised workers. Dropping it does not stop them; call [`WorkerPool::shutdown`].
@@ -258,18 +264,20 @@ struct Worker {
 }
 
 impl Worker {
-    /// Runs the worker loop, restarting it if it ever ends while the pool is running.
+    /// Runs the worker loop, restarting it if it ever ends (a panic included) while the pool
+    /// is running. The loop runs on this task, so aborting the pool stops it.
     async fn supervise(self) {
         let worker = Arc::new(self);
         loop {
-            let run = tokio::spawn(worker.clone().run_loop());
-            let result = run.await;
+            let result = std::panic::AssertUnwindSafe(worker.clone().run_loop())
+                .catch_unwind()
+                .await;
             if *worker.shutdown.borrow() {
                 return;
             }
             tracing::error!(
                 worker = worker.index,
-                ?result,
+                panicked = result.is_err(),
                 "job worker stopped; restarting"
             );
             metrics::counter!("jobs_worker_restarts_total").increment(1);
@@ -363,7 +371,7 @@ impl Worker {
         };
         self.finish(&row, &name, finish).await;
         if let Some(Scheduled::CronPattern(_)) = task.cron()
-            && let Err(error) = schedule_next(self.queue.db.connection(), task.as_ref()).await
+            && let Err(error) = schedule_next(&self.queue.db, task.as_ref()).await
         {
             tracing::error!(task = %name, "scheduling the next run failed: {error}");
         }

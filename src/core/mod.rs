@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod embeddings;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -1,14 +1,11 @@
-//! The OpenAPI 3.1 document, assembled from the annotated handlers of core and the modules.
+//! The parts of the OpenAPI 3.1 document that belong to no module: info, the error envelope,
+//! security schemes and the service endpoints. `modules::openapi_document` adds the modules'.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::core::error::{ErrorBody, ErrorCode, ErrorEnvelope};
 use crate::core::health;
-use crate::modules::auth::api::v1 as auth_v1;
-use crate::modules::avatars::api::v1 as avatars_v1;
-use crate::modules::platform_config::api::v1 as platform_config_v1;
-use crate::modules::projects::api::v1 as projects_v1;
 
 struct SecuritySchemes;
 
@@ -38,41 +35,16 @@ impl Modify for SecuritySchemes {
         description = "Multi-tenant backend for RAG-powered AI avatars. Errors always use the \
                        envelope `{\"error\": {\"code\", \"message\", \"field\", \"details\"}}`."
     ),
-    paths(
-        health::health, health::ready, health::prometheus_metrics,
-        auth_v1::routes::register, auth_v1::routes::login, auth_v1::routes::refresh,
-        auth_v1::routes::logout, auth_v1::routes::me, auth_v1::routes::change_password,
-        auth_v1::admin::list_users, auth_v1::admin::update_user,
-        projects_v1::projects::create_project, projects_v1::projects::list_projects,
-        projects_v1::projects::get_project, projects_v1::projects::update_project,
-        projects_v1::projects::delete_project,
-        projects_v1::members::list_members, projects_v1::members::add_member,
-        projects_v1::members::change_member_role, projects_v1::members::remove_member,
-        projects_v1::secrets::list_secrets, projects_v1::secrets::put_secret,
-        projects_v1::secrets::delete_secret,
-        projects_v1::api_keys::create_api_key, projects_v1::api_keys::list_api_keys,
-        projects_v1::api_keys::revoke_api_key, projects_v1::api_keys::whoami,
-        avatars_v1::create_avatar, avatars_v1::list_avatars, avatars_v1::get_avatar,
-        avatars_v1::update_avatar, avatars_v1::delete_avatar,
-        platform_config_v1::get_platform_config, platform_config_v1::patch_platform_config,
-    ),
+    paths(health::health, health::ready, health::prometheus_metrics),
     components(schemas(ErrorEnvelope, ErrorBody, ErrorCode)),
     modifiers(&SecuritySchemes),
-    tags(
-        (name = "service", description = "Health, readiness and metrics"),
-        (name = "auth", description = "Accounts and sessions"),
-        (name = "admin", description = "saas_admin: users"),
-        (name = "projects", description = "Projects, members, secrets, API keys"),
-        (name = "avatars", description = "A project's AI consultants"),
-        (name = "platform-config", description = "saas_admin: global settings"),
-        (name = "public", description = "Called with a project API key"),
-    )
+    tags((name = "service", description = "Health, readiness and metrics"))
 )]
-struct ApiDoc;
+struct CoreDoc;
 
-/// The whole document, as served at `/openapi.json` and printed by `avatar-platform openapi`.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut document = ApiDoc::openapi();
+/// The core document; the modules' paths are merged into it.
+pub fn base_document() -> utoipa::openapi::OpenApi {
+    let mut document = CoreDoc::openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::events::Event;
 use crate::modules::auth::domain::events::AuthEvent;
 use crate::modules::avatars::domain::events::AvatarsEvent;
+use crate::modules::documents::domain::events::DocumentsEvent;
 use crate::modules::platform_config::domain::events::PlatformConfigEvent;
 use crate::modules::projects::domain::events::ProjectsEvent;
 
@@ -17,6 +18,7 @@ pub enum DomainEvent {
     Auth(AuthEvent),
     Projects(ProjectsEvent),
     Avatars(AvatarsEvent),
+    Documents(DocumentsEvent),
     PlatformConfig(PlatformConfigEvent),
 }
 
@@ -26,6 +28,7 @@ impl Event for DomainEvent {
             DomainEvent::Auth(event) => event.event_type(),
             DomainEvent::Projects(event) => event.event_type(),
             DomainEvent::Avatars(event) => event.event_type(),
+            DomainEvent::Documents(event) => event.event_type(),
             DomainEvent::PlatformConfig(event) => event.event_type(),
         }
     }

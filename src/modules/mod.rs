@@ -3,9 +3,13 @@
 
 pub mod auth;
 pub mod avatars;
+pub mod documents;
 pub mod events;
+mod openapi;
 pub mod platform_config;
 pub mod projects;
+
+pub use openapi::document as openapi_document;
 
 use std::sync::Arc;
 
@@ -14,13 +18,17 @@ use actix_web::web;
 use crate::app::AppContext;
 use crate::core::auth::AuthProviders;
 use crate::core::cache::RateLimiter;
+use crate::core::config::Settings;
 use crate::core::crypto::SecretBox;
+use crate::core::jobs::JobContext;
+use fang::AsyncRunnable;
 
 /// Every module's service, built once at start-up.
 #[derive(Clone)]
 pub struct Services {
     pub auth: Arc<auth::AuthService>,
     pub avatars: Arc<avatars::AvatarsService>,
+    pub documents: Arc<documents::DocumentsService>,
     pub projects: Arc<projects::ProjectsService>,
     pub platform_config: Arc<platform_config::PlatformConfigService>,
 }
@@ -62,12 +70,47 @@ impl Services {
             context.bus.clone(),
             settings.avatars.clone(),
         ));
+        let embedders = documents::embedding::EmbedderSource::new(
+            settings.embeddings.clone(),
+            platform_config.clone(),
+        )
+        .map_err(|error| anyhow::anyhow!("embeddings: {error}"))?;
+        let documents = Arc::new(documents::DocumentsService::new(
+            context.db.clone(),
+            context.bus.clone(),
+            context.blobs.clone(),
+            avatars.clone(),
+            embedders,
+            documents::service::DocumentsConfig {
+                settings: settings.documents.clone(),
+                retrieval: settings.retrieval.clone(),
+                upload_dir: settings.data_dir.join("tmp").join("uploads"),
+            },
+        ));
+        context
+            .bus
+            .subscribe(Arc::new(documents::handlers::DeleteAvatarDocuments(
+                documents.clone(),
+            )));
         Ok(Services {
             auth,
             avatars,
+            documents,
             projects,
             platform_config,
         })
+    }
+
+    /// What the job workers hand to tasks, besides the core pieces.
+    pub fn job_context(&self, base: JobContext) -> JobContext {
+        base.with(self.documents.clone())
+    }
+
+    /// The modules' periodic tasks, scheduled at start-up.
+    pub fn cron_tasks(&self, settings: &Settings) -> Vec<Box<dyn AsyncRunnable>> {
+        vec![Box::new(documents::tasks::RecoverDocuments {
+            cron: settings.documents.recovery_cron.clone(),
+        })]
     }
 
     /// The lookups behind `core::auth`'s extractors.
@@ -84,6 +127,7 @@ impl Services {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::from(self.auth.clone()))
             .app_data(web::Data::from(self.avatars.clone()))
+            .app_data(web::Data::from(self.documents.clone()))
             .app_data(web::Data::from(self.projects.clone()))
             .app_data(web::Data::from(self.platform_config.clone()))
             .service(
@@ -91,6 +135,7 @@ impl Services {
                     .configure(auth::api::v1::configure)
                     .configure(projects::api::v1::configure)
                     .configure(avatars::api::v1::configure)
+                    .configure(documents::api::v1::configure)
                     .configure(platform_config::api::v1::configure),
             );
     }

@@ -172,19 +172,23 @@ async fn repeated_logins_are_throttled_per_email_and_per_ip() {
         ..AppOptions::default()
     })
     .await;
-    let user = app.user("target").await; // one login used
-    for _ in 0..2 {
+    let user = app.user("target").await;
+    // Successful logins do not count.
+    for _ in 0..4 {
+        assert_eq!(app.login(&user.email, PASSWORD).await.status, 200);
+    }
+    for _ in 0..3 {
         app.login(&user.email, "wrong password!!")
             .await
             .error(401, "INVALID_TOKEN");
     }
+    // Now even the right password waits for the window.
     let limited = app.login(&user.email, PASSWORD).await;
     limited.error(429, "RATE_LIMITED");
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=600).contains(&retry_after), "{retry_after}");
 
-    // Other emails from the same IP go on until the IP's own limit: 6 counted attempts (the
-    // one refused by the email limit never reached the IP counter).
+    // Other emails from the same IP go on until the IP's own limit of 6 failures.
     for _ in 0..3 {
         app.login(&unique_email("other"), "whatever pw!")
             .await
@@ -392,13 +396,27 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_refused() {
     let app = spawn_app().await;
     let user = app.user("victim").await;
     let admin = app.admin().await;
+    // A forged token must name a live session: take the user's own from their real token.
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(user.access_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let session = payload["sid"].clone();
     let claims = |exp: i64| {
         json!({"sub": user.id, "role": "user", "iat": now() - 10, "exp": exp,
-               "jti": uuid::Uuid::new_v4(), "sid": uuid::Uuid::new_v4()})
+               "jti": uuid::Uuid::new_v4(), "sid": session})
     };
     // A well-formed token we sign ourselves works: the checks below fail for their reason.
     let good = forge(&claims(now() + 60), Algorithm::HS256, TEST_JWT_SECRET);
     assert_eq!(me(&app, &good).await.status, 200);
+
+    // Signed right, but for a session that does not exist.
+    let mut unknown_session = claims(now() + 60);
+    unknown_session["sid"] = json!(uuid::Uuid::new_v4());
+    let unknown_session = forge(&unknown_session, Algorithm::HS256, TEST_JWT_SECRET);
+    me(&app, &unknown_session).await.error(401, "INVALID_TOKEN");
 
     let expired = forge(&claims(now() - 60), Algorithm::HS256, TEST_JWT_SECRET);
     me(&app, &expired).await.error(401, "INVALID_TOKEN");
@@ -576,4 +594,70 @@ async fn wrong_methods_on_auth_routes_do_not_leak() {
         .call(Method::GET, "/api/v1/auth/login", None, None)
         .await;
     response.error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn ending_a_session_ends_its_access_tokens_too() {
+    let app = spawn_app().await;
+    let user = app.user("session").await;
+    assert_eq!(me(&app, &user.access_token).await.status, 200);
+    let logout = app
+        .post_as(
+            &user,
+            "/api/v1/auth/logout",
+            &json!({"refresh_token": user.refresh_token}),
+        )
+        .await;
+    assert_eq!(logout.status, 204);
+    me(&app, &user.access_token)
+        .await
+        .error(401, "INVALID_TOKEN");
+
+    // Reuse detection kills the family's access tokens as well.
+    let login = app.login(&user.email, PASSWORD).await;
+    let access = login.json["access_token"].as_str().unwrap().to_owned();
+    let first = login.json["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = refresh(&app, &first).await;
+    let new_access = rotated.json["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&app, &new_access).await.status, 200);
+    refresh(&app, &first).await.error(401, "INVALID_TOKEN");
+    me(&app, &access).await.error(401, "INVALID_TOKEN");
+    me(&app, &new_access).await.error(401, "INVALID_TOKEN");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_ip_is_the_entry_the_proxy_added() {
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("APP__SERVER__TRUST_FORWARDED_FOR", "true")],
+        ..AppOptions::default()
+    })
+    .await;
+    let user = app.user("proxied").await;
+    let response = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/login"))
+                .header("X-Forwarded-For", "1.2.3.4, 203.0.113.9")
+                .json(&json!({"email": user.email, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let logins = app.events_of_type("auth.user_logged_in").await;
+    assert_eq!(
+        logins.last().unwrap()["event"]["actor"]["ip"],
+        "203.0.113.9"
+    );
+}
+
+#[tokio::test]
+async fn oversized_json_is_refused_before_it_is_read() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let response = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": huge, "password": "p"}),
+        )
+        .await;
+    response.error(413, "PAYLOAD_TOO_LARGE");
 }

@@ -5,6 +5,8 @@ mod auth;
 mod avatars;
 mod cache;
 mod db;
+mod documents;
+mod embeddings;
 mod events;
 mod fixtures;
 mod helpers;

@@ -213,3 +213,18 @@ async fn rate_limiter_on_the_memory_cache_moves_to_the_next_window() {
         .expect("check");
     assert!(next.allowed);
 }
+
+#[tokio::test]
+async fn failures_recorded_are_seen_by_peek() {
+    use avatar_platform::core::cache::{MemoryCache, RateLimiter};
+    let limiter = RateLimiter::new(std::sync::Arc::new(MemoryCache::new()));
+    let window = std::time::Duration::from_secs(600);
+    for _ in 0..3 {
+        assert!(limiter.peek("k", 3, window).await.unwrap().allowed);
+        limiter.record("k", window).await.unwrap();
+    }
+    let decision = limiter.peek("k", 3, window).await.unwrap();
+    assert!(!decision.allowed, "{decision:?}");
+    assert!(decision.retry_after_seconds() >= 1);
+    assert!(limiter.peek("other", 3, window).await.unwrap().allowed);
+}

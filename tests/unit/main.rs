@@ -2,5 +2,7 @@
 
 mod cache;
 mod config;
+mod embeddings;
 mod errors;
+mod parsing;
 mod secrets;

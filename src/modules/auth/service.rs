@@ -55,8 +55,8 @@ pub struct UserSummary {
     pub email: String,
 }
 
-/// Issued at login and refresh.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// Issued at login and refresh. `Debug` hides both tokens.
+#[derive(Clone, Serialize, ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -64,6 +64,16 @@ pub struct TokenPair {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("access_token", &"[REDACTED]")
+            .field("refresh_token", &"[REDACTED]")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -185,24 +195,34 @@ impl AuthService {
             .map_err(|error| AuthError::Internal(error.to_string()))
     }
 
-    /// Self-service sign-up, when the platform config allows it.
+    /// Self-service sign-up, when the platform config allows it. Each attempt counts against
+    /// the client IP's login allowance (it costs an argon2 run).
     pub async fn register(
         &self,
         email: &str,
         password: &str,
         full_name: Option<String>,
         actor: Actor,
-    ) -> Result<UserView, AuthError> {
+    ) -> Result<UserView, AppError> {
+        if let Some(ip) = actor.ip.as_deref() {
+            let throttle = [(
+                format!("register:ip:{ip}"),
+                self.settings.login_attempts_per_ip,
+            )];
+            self.refuse_if_throttled(&throttle).await?;
+            self.record_failures(&throttle).await?;
+        }
         if !self
             .platform
             .registration_open()
             .await
             .map_err(|error| AuthError::Internal(error.to_string()))?
         {
-            return Err(AuthError::RegistrationClosed);
+            return Err(AuthError::RegistrationClosed.into());
         }
-        self.create_user(email, password, full_name, PlatformRole::User, actor)
-            .await
+        Ok(self
+            .create_user(email, password, full_name, PlatformRole::User, actor)
+            .await?)
     }
 
     /// Creates a user with `role` (registration, the CLI, the bootstrap admin).
@@ -258,27 +278,8 @@ impl AuthService {
         ip: Option<String>,
     ) -> Result<TokenPair, AppError> {
         let email = normalize_email(email);
-        let window = Duration::from_secs(self.settings.login_window_secs);
-        let mut checks = vec![(
-            format!("login:email:{email}"),
-            self.settings.login_attempts_per_email,
-        )];
-        if let Some(ip) = &ip {
-            checks.push((
-                format!("login:ip:{ip}"),
-                self.settings.login_attempts_per_ip,
-            ));
-        }
-        for (key, limit) in checks {
-            let decision = self
-                .limiter
-                .check(&key, limit, window)
-                .await
-                .map_err(AppError::internal)?;
-            if !decision.allowed {
-                return Err(AppError::rate_limited(decision.retry_after_seconds()));
-            }
-        }
+        let throttles = self.login_throttles(&email, ip.as_deref());
+        self.refuse_if_throttled(&throttles).await?;
 
         let found = user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
@@ -306,7 +307,10 @@ impl AuthService {
                 }
                 user
             }
-            _ => return Err(AuthError::InvalidCredentials.into()),
+            _ => {
+                self.record_failures(&throttles).await?;
+                return Err(AuthError::InvalidCredentials.into());
+            }
         };
 
         let actor = Actor {
@@ -326,6 +330,86 @@ impl AuthService {
             .await?;
         uow.commit().await?;
         Ok(pair)
+    }
+
+    /// The failure counters a login attempt for `email` from `ip` is judged by.
+    fn login_throttles(&self, email: &str, ip: Option<&str>) -> Vec<(String, u32)> {
+        let mut throttles = vec![(
+            format!("login:email:{email}"),
+            self.settings.login_attempts_per_email,
+        )];
+        if let Some(ip) = ip {
+            throttles.push((
+                format!("login:ip:{ip}"),
+                self.settings.login_attempts_per_ip,
+            ));
+        }
+        throttles
+    }
+
+    /// 429 when any counter already reached its limit in the current window.
+    async fn refuse_if_throttled(&self, throttles: &[(String, u32)]) -> Result<(), AppError> {
+        let window = Duration::from_secs(self.settings.login_window_secs);
+        for (key, limit) in throttles {
+            let decision = self
+                .limiter
+                .peek(key, *limit, window)
+                .await
+                .map_err(AppError::internal)?;
+            if !decision.allowed {
+                return Err(AppError::rate_limited(decision.retry_after_seconds()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed attempt against each counter.
+    async fn record_failures(&self, throttles: &[(String, u32)]) -> Result<(), AppError> {
+        let window = Duration::from_secs(self.settings.login_window_secs);
+        for (key, _) in throttles {
+            self.limiter
+                .record(key, window)
+                .await
+                .map_err(AppError::internal)?;
+        }
+        Ok(())
+    }
+
+    /// Locks the user's row: revocations take it exclusively and refreshes shared, so a
+    /// refresh cannot slip a new token into a family being revoked (READ COMMITTED would let
+    /// the revoking UPDATE miss a row committed while it waited).
+    async fn lock_user<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        user_id: Uuid,
+        exclusive: bool,
+    ) -> Result<(), AuthError> {
+        let lock = if exclusive { "FOR UPDATE" } else { "FOR SHARE" };
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT 1 FROM users WHERE id = $1 {lock}"),
+            [user_id.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes the user's sessions, all or all but `keep`.
+    async fn revoke_user_sessions<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+    ) -> Result<(), AuthError> {
+        let mut sessions = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+            .filter(refresh_token::Column::UserId.eq(user_id))
+            .filter(refresh_token::Column::RevokedAt.is_null());
+        if let Some(keep) = keep {
+            sessions = sessions.filter(refresh_token::Column::FamilyId.ne(keep));
+        }
+        sessions.exec(conn).await?;
+        Ok(())
     }
 
     /// A new access token and a new refresh token in `family_id`.
@@ -380,7 +464,14 @@ impl AuthService {
         ip: Option<String>,
     ) -> Result<TokenPair, AuthError> {
         let token_hash = hash_token(presented);
+        let owner = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
+            .one(self.db.connection())
+            .await?
+            .ok_or(AuthError::InvalidToken)?
+            .user_id;
         let uow = self.db.begin().await?;
+        self.lock_user(&*uow, owner, false).await?;
         // Spend it atomically: of two concurrent uses, one wins and one is a reuse.
         let spent = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now()))
@@ -421,6 +512,7 @@ impl AuthService {
             return Ok(AuthError::InvalidToken);
         }
         let mut uow = self.db.begin().await?;
+        self.lock_user(&*uow, token.user_id, true).await?;
         self.revoke_family(&*uow, token.family_id).await?;
         self.bus
             .publish(
@@ -484,29 +576,30 @@ impl AuthService {
         current: &str,
         new: &str,
         actor: Actor,
-    ) -> Result<(), AuthError> {
+    ) -> Result<(), AppError> {
         self.check_password_policy("new_password", new)?;
         let user = user::Entity::find_by_id(user_id)
             .one(self.db.connection())
             .await?
             .ok_or(AuthError::UserNotFound)?;
+        let throttle = [(
+            format!("password:user:{user_id}"),
+            self.settings.login_attempts_per_email,
+        )];
+        self.refuse_if_throttled(&throttle).await?;
         if self.verify_password(current, &user.password_hash).await? == PasswordCheck::Mismatch {
-            return Err(AuthError::WrongCurrentPassword);
+            self.record_failures(&throttle).await?;
+            return Err(AuthError::WrongCurrentPassword.into());
         }
         let password_hash = self.hash_password(new).await?;
         let mut uow = self.db.begin().await?;
+        self.lock_user(&*uow, user_id, true).await?;
         let mut active = user.into_active_model();
         active.password_hash = Set(password_hash);
         active.updated_at = Set(now());
         active.update(&*uow).await?;
-        let mut others = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
-            .filter(refresh_token::Column::UserId.eq(user_id))
-            .filter(refresh_token::Column::RevokedAt.is_null());
-        if let Some(session_id) = session_id {
-            others = others.filter(refresh_token::Column::FamilyId.ne(session_id));
-        }
-        others.exec(&*uow).await?;
+        self.revoke_user_sessions(&*uow, user_id, session_id)
+            .await?;
         self.bus
             .publish(
                 &mut uow,
@@ -555,6 +648,7 @@ impl AuthService {
         }
         let mut uow = self.db.begin().await?;
         let user = user::Entity::find_by_id(user_id)
+            .lock_exclusive()
             .one(&*uow)
             .await?
             .ok_or(AuthError::UserNotFound)?;
@@ -568,12 +662,7 @@ impl AuthService {
         active.updated_at = Set(now());
         let updated = active.update(&*uow).await?;
         if patch.is_active == Some(false) {
-            refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
-                .filter(refresh_token::Column::UserId.eq(user_id))
-                .filter(refresh_token::Column::RevokedAt.is_null())
-                .exec(&*uow)
-                .await?;
+            self.revoke_user_sessions(&*uow, user_id, None).await?;
         }
         self.bus
             .publish(
@@ -656,6 +745,18 @@ impl TokenVerifier for AuthService {
             .await?
             .filter(|user| user.is_active)
             .ok_or(AuthError::InvalidToken)?;
+        // The session must still be live: logout, reuse detection and password changes end
+        // access tokens too, not only refresh tokens.
+        let session_live = refresh_token::Entity::find()
+            .filter(refresh_token::Column::FamilyId.eq(claims.sid))
+            .filter(refresh_token::Column::UserId.eq(user.id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .count(self.db.connection())
+            .await?
+            > 0;
+        if !session_live {
+            return Err(AuthError::InvalidToken.into());
+        }
         Ok(VerifiedToken {
             user_id: user.id,
             role: PlatformRole::parse(&user.role).unwrap_or(PlatformRole::User),

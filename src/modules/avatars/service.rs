@@ -263,7 +263,14 @@ impl AvatarsService {
         patch: AvatarPatch,
         actor: Actor,
     ) -> Result<AvatarView, AvatarsError> {
-        let existing = self.find(project_id, avatar_id).await?;
+        let mut uow = self.db.begin().await?;
+        let existing = avatar::Entity::find_live()
+            .filter(avatar::Column::Id.eq(avatar_id))
+            .filter(avatar::Column::ProjectId.eq(project_id))
+            .lock_exclusive()
+            .one(&*uow)
+            .await?
+            .ok_or(AvatarsError::NotFound)?;
         let chunk_size = patch.rag.chunk_size.unwrap_or(existing.rag_chunk_size);
         let chunk_overlap = patch
             .rag
@@ -306,8 +313,6 @@ impl AvatarsService {
             "status"
         );
         active.updated_at = Set(now());
-
-        let mut uow = self.db.begin().await?;
         let updated = active.update(&*uow).await?;
         if !fields.is_empty() {
             self.bus

@@ -76,8 +76,8 @@ pub struct ApiKeyView {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A new key: `key` is shown this once and never again.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A new key: `key` is shown this once and never again. `Debug` hides it.
+#[derive(Clone, Serialize, ToSchema)]
 pub struct CreatedApiKey {
     pub id: Uuid,
     pub name: String,
@@ -85,6 +85,17 @@ pub struct CreatedApiKey {
     pub prefix: String,
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("key", &"[REDACTED]")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -276,7 +287,13 @@ impl ProjectsService {
         role: ProjectRole,
         actor: Actor,
     ) -> Result<ProjectView, ProjectsError> {
-        let existing = self.live_project(project_id).await?;
+        let mut uow = self.db.begin().await?;
+        let existing = project::Entity::find_live()
+            .filter(project::Column::Id.eq(project_id))
+            .lock_exclusive()
+            .one(&*uow)
+            .await?
+            .ok_or(ProjectsError::NotFound("project"))?;
         let mut active = existing.into_active_model();
         let mut fields = Vec::new();
         if let Some(name) = patch.name {
@@ -288,7 +305,6 @@ impl ProjectsService {
             fields.push("description".to_owned());
         }
         active.updated_at = Set(now());
-        let mut uow = self.db.begin().await?;
         let updated = active.update(&*uow).await?;
         if !fields.is_empty() {
             self.publish(
@@ -328,10 +344,18 @@ impl ProjectsService {
         Ok(())
     }
 
-    pub async fn members(&self, project_id: Uuid) -> Result<Vec<MemberView>, ProjectsError> {
-        let rows = member::Entity::find()
-            .filter(member::Column::ProjectId.eq(project_id))
+    pub async fn members(
+        &self,
+        project_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<MemberView>, ProjectsError> {
+        let select = member::Entity::find().filter(member::Column::ProjectId.eq(project_id));
+        let total = select.clone().count(self.db.connection()).await?;
+        let rows = select
             .order_by_asc(member::Column::CreatedAt)
+            .order_by_asc(member::Column::UserId)
+            .offset(page.offset())
+            .limit(page.limit())
             .all(self.db.connection())
             .await?;
         let ids: Vec<Uuid> = rows.iter().map(|row| row.user_id).collect();
@@ -342,7 +366,7 @@ impl ProjectsService {
             .into_iter()
             .map(|user| (user.id, user.email))
             .collect();
-        Ok(rows
+        let items = rows
             .into_iter()
             .map(|row| MemberView {
                 email: emails.get(&row.user_id).cloned().unwrap_or_default(),
@@ -350,7 +374,8 @@ impl ProjectsService {
                 role: role_of(&row.role),
                 created_at: row.created_at,
             })
-            .collect())
+            .collect();
+        Ok(Page::new(items, total, page))
     }
 
     pub async fn add_member(
@@ -499,10 +524,17 @@ impl ProjectsService {
         Ok(())
     }
 
-    pub async fn list_secrets(&self, project_id: Uuid) -> Result<Vec<SecretView>, ProjectsError> {
-        Ok(secret::Entity::find()
-            .filter(secret::Column::ProjectId.eq(project_id))
+    pub async fn list_secrets(
+        &self,
+        project_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<SecretView>, ProjectsError> {
+        let select = secret::Entity::find().filter(secret::Column::ProjectId.eq(project_id));
+        let total = select.clone().count(self.db.connection()).await?;
+        let items = select
             .order_by_asc(secret::Column::Name)
+            .offset(page.offset())
+            .limit(page.limit())
             .all(self.db.connection())
             .await?
             .into_iter()
@@ -511,7 +543,8 @@ impl ProjectsService {
                 created_at: row.created_at,
                 updated_at: row.updated_at,
             })
-            .collect())
+            .collect();
+        Ok(Page::new(items, total, page))
     }
 
     /// Creates or replaces a secret, sealed with the current key.
@@ -673,15 +706,23 @@ impl ProjectsService {
         })
     }
 
-    pub async fn list_api_keys(&self, project_id: Uuid) -> Result<Vec<ApiKeyView>, ProjectsError> {
-        Ok(api_key::Entity::find()
-            .filter(api_key::Column::ProjectId.eq(project_id))
+    pub async fn list_api_keys(
+        &self,
+        project_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<ApiKeyView>, ProjectsError> {
+        let select = api_key::Entity::find().filter(api_key::Column::ProjectId.eq(project_id));
+        let total = select.clone().count(self.db.connection()).await?;
+        let items = select
             .order_by_desc(api_key::Column::CreatedAt)
+            .offset(page.offset())
+            .limit(page.limit())
             .all(self.db.connection())
             .await?
             .iter()
             .map(api_key_view)
-            .collect())
+            .collect();
+        Ok(Page::new(items, total, page))
     }
 
     pub async fn revoke_api_key(

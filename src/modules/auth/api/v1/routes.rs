@@ -66,7 +66,9 @@ pub async fn refresh(
     auth: web::Data<AuthService>,
     body: ValidJson<RefreshRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let pair = auth.refresh(&body.refresh_token, client_ip(&req)).await?;
+    let pair = auth
+        .refresh(body.refresh_token.expose_secret(), client_ip(&req))
+        .await?;
     Ok(HttpResponse::Ok().json(pair))
 }
 
@@ -80,7 +82,8 @@ pub async fn logout(
     auth: web::Data<AuthService>,
     body: ValidJson<RefreshRequest>,
 ) -> Result<HttpResponse, AppError> {
-    auth.logout(user.id, &body.refresh_token).await?;
+    auth.logout(user.id, body.refresh_token.expose_secret())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -5,10 +5,11 @@ use uuid::Uuid;
 
 use crate::core::auth::{ApiKeyPrincipal, Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
-use crate::core::extract::ValidJson;
-use crate::modules::projects::service::{ApiKeyView, CreatedApiKey, ProjectsService};
+use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::pagination::PageParams;
+use crate::modules::projects::service::{CreatedApiKey, ProjectsService};
 
-use super::schemas::{ApiKeyIdentity, CreateApiKeyRequest, ItemsResponse};
+use super::schemas::{ApiKeyIdentity, CreateApiKeyRequest};
 
 /// Creates a key; the response's `key` is shown this once.
 #[utoipa::path(post, path = "/api/v1/projects/{pid}/api-keys", tag = "projects", security(("bearer" = [])),
@@ -35,14 +36,14 @@ pub async fn create_api_key(
 /// Keys without their secret part.
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/api-keys", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path)),
-    responses((status = 200, body = ItemsResponse<ApiKeyView>)))]
+    responses((status = 200, description = "`{items: [ApiKey], total, limit, offset}`")))]
 #[get("/projects/{pid}/api-keys")]
 pub async fn list_api_keys(
     access: ProjectAccess<Manager>,
     projects: web::Data<ProjectsService>,
+    page: ValidQuery<PageParams>,
 ) -> Result<HttpResponse, AppError> {
-    let items = projects.list_api_keys(access.project_id).await?;
-    Ok(HttpResponse::Ok().json(ItemsResponse { items }))
+    Ok(HttpResponse::Ok().json(projects.list_api_keys(access.project_id, &page).await?))
 }
 
 /// Revokes a key at once.

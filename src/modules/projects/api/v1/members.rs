@@ -5,21 +5,22 @@ use uuid::Uuid;
 
 use crate::core::auth::{Owner, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
-use crate::core::extract::ValidJson;
+use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::pagination::PageParams;
 use crate::modules::projects::service::{MemberView, ProjectsService};
 
-use super::schemas::{AddMemberRequest, ChangeRoleRequest, ItemsResponse};
+use super::schemas::{AddMemberRequest, ChangeRoleRequest};
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/members", tag = "projects", security(("bearer" = [])),
-    params(("pid" = Uuid, Path)),
-    responses((status = 200, body = ItemsResponse<MemberView>), (status = 404, body = ErrorEnvelope)))]
+    params(("pid" = Uuid, Path), PageParams),
+    responses((status = 200, description = "`{items: [Member], total, limit, offset}`"), (status = 404, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/members")]
 pub async fn list_members(
     access: ProjectAccess<Viewer>,
     projects: web::Data<ProjectsService>,
+    page: ValidQuery<PageParams>,
 ) -> Result<HttpResponse, AppError> {
-    let items = projects.members(access.project_id).await?;
-    Ok(HttpResponse::Ok().json(ItemsResponse { items }))
+    Ok(HttpResponse::Ok().json(projects.members(access.project_id, &page).await?))
 }
 
 /// Adds an existing user by email.

@@ -62,8 +62,3 @@ pub struct ApiKeyIdentity {
     pub name: String,
     pub scopes: Vec<String>,
 }
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ItemsResponse<T> {
-    pub items: Vec<T>,
-}

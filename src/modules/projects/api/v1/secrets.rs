@@ -5,21 +5,22 @@ use uuid::Uuid;
 
 use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
-use crate::core::extract::ValidJson;
-use crate::modules::projects::service::{ProjectsService, SecretView};
+use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::pagination::PageParams;
+use crate::modules::projects::service::ProjectsService;
 
-use super::schemas::{ItemsResponse, PutSecretRequest};
+use super::schemas::PutSecretRequest;
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/secrets", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path)),
-    responses((status = 200, body = ItemsResponse<SecretView>), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, description = "`{items: [Secret], total, limit, offset}`"), (status = 403, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/secrets")]
 pub async fn list_secrets(
     access: ProjectAccess<Manager>,
     projects: web::Data<ProjectsService>,
+    page: ValidQuery<PageParams>,
 ) -> Result<HttpResponse, AppError> {
-    let items = projects.list_secrets(access.project_id).await?;
-    Ok(HttpResponse::Ok().json(ItemsResponse { items }))
+    Ok(HttpResponse::Ok().json(projects.list_secrets(access.project_id, &page).await?))
 }
 
 /// Creates or replaces a secret (stored encrypted).

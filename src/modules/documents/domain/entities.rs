@@ -1,0 +1,37 @@
+//! The documents table. Visible to this module only (chunks are written and read with SQL in
+//! `store.rs` and `retrieval.rs`: bulk inserts and vector queries).
+
+pub(in crate::modules::documents) mod document {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub project_id: Uuid,
+        pub avatar_id: Uuid,
+        pub filename: String,
+        pub content_type: String,
+        pub format: String,
+        pub size_bytes: i64,
+        pub sha256: String,
+        pub blob_key: String,
+        pub status: String,
+        pub error: Option<String>,
+        pub chunks_count: i32,
+        pub tokens_count: i32,
+        pub attempts: i32,
+        pub document_metadata: Json,
+        pub uploaded_by: Option<Uuid>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub processing_started_at: Option<DateTimeUtc>,
+        pub processed_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

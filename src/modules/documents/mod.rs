@@ -1,0 +1,16 @@
+//! `documents`: an avatar's knowledge. Upload (streamed to the blob store, type sniffed,
+//! de-duplicated by hash), processing as a durable job (parse → chunk → embed → store in
+//! pgvector + full text), reprocess, delete, and hybrid retrieval for the chat pipeline.
+
+pub mod api;
+pub mod chunking;
+pub mod domain;
+pub mod embedding;
+pub mod handlers;
+pub mod parsing;
+pub mod retrieval;
+pub mod service;
+mod store;
+pub mod tasks;
+
+pub use service::DocumentsService;

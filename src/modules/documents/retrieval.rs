@@ -1,0 +1,249 @@
+//! Hybrid retrieval over an avatar's ready chunks: a vector k-NN list and a full-text list,
+//! fused with reciprocal-rank fusion.
+//!
+//! Filtered vector search is where multi-tenant RAG quietly fails: one global HNSW index
+//! asked for the 10 nearest chunks *of one avatar* returns only the few that happen to sit in
+//! the part of the graph it visits. So:
+//! - an avatar with at most `retrieval.exact_scan_max_chunks` chunks is searched exactly — a
+//!   scan of its own rows (btree on `avatar_id`), recall 1.0 and a few milliseconds;
+//! - a larger avatar goes through the HNSW index with pgvector's iterative scan
+//!   (`relaxed_order`, budget `hnsw_max_scan_tuples`, breadth `hnsw_ef_search`, all `SET LOCAL`
+//!   inside the query's transaction), and the candidates are re-sorted by exact distance.
+//!
+//! The full-text list ranks `ts_rank_cd` over the generated `tsvector` (GIN index), matching any
+//! of the question's words (OR), so a question does not need every word to appear.
+
+use std::collections::HashMap;
+
+use sea_orm::prelude::PgVector;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::config::RetrievalSettings;
+use crate::core::db::Db;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchHit {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub filename: String,
+    pub text: String,
+    /// Reciprocal-rank-fusion score: what the results are ordered by.
+    pub score: f64,
+    /// Cosine similarity of the chunk to the question (what the threshold applies to).
+    pub similarity: f64,
+    pub page: Option<i32>,
+}
+
+/// Which vector path answered (for benchmarks and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorPath {
+    Exact,
+    Index,
+}
+
+pub struct SearchRequest<'a> {
+    pub project_id: Uuid,
+    pub avatar_id: Uuid,
+    pub query: &'a str,
+    pub embedding: Vec<f32>,
+    pub top_k: usize,
+    pub similarity_threshold: f64,
+}
+
+/// Ready chunks of the avatar (from the documents' counts: cheaper than counting chunks).
+async fn avatar_chunks(db: &Db, project_id: Uuid, avatar_id: Uuid) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT coalesce(sum(chunks_count), 0)::bigint AS n FROM documents \
+             WHERE project_id = $1 AND avatar_id = $2 AND status = 'ready'",
+            [project_id.into(), avatar_id.into()],
+        ))
+        .await?;
+    Ok(row
+        .map(|row| row.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// The nearest chunks by cosine distance: `(chunk id, similarity)`, nearest first.
+pub async fn vector_candidates(
+    db: &Db,
+    settings: &RetrievalSettings,
+    request: &SearchRequest<'_>,
+    limit: i64,
+) -> Result<(VectorPath, Vec<(Uuid, f64)>), DbErr> {
+    let size = avatar_chunks(db, request.project_id, request.avatar_id).await?;
+    let vector = Value::Vector(Some(PgVector::from(request.embedding.clone())));
+    let params = [
+        vector,
+        request.avatar_id.into(),
+        request.project_id.into(),
+        limit.into(),
+    ];
+    let (path, sql) = if size <= settings.exact_scan_max_chunks {
+        (
+            VectorPath::Exact,
+            // MATERIALIZED: the avatar's own rows, scanned and sorted exactly — never the
+            // global index, whose filtered results would miss most of them.
+            "WITH own AS MATERIALIZED ( \
+                 SELECT c.id, c.embedding <=> $1 AS distance FROM document_chunks c \
+                 JOIN documents d ON d.id = c.document_id \
+                 WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready') \
+             SELECT id, (1 - distance)::float8 AS similarity FROM own ORDER BY distance LIMIT $4",
+        )
+    } else {
+        (
+            VectorPath::Index,
+            "SELECT t.id, (1 - t.distance)::float8 AS similarity FROM ( \
+                 SELECT c.id, c.document_id, c.embedding <=> $1 AS distance FROM document_chunks c \
+                 WHERE c.avatar_id = $2 AND c.project_id = $3 \
+                 ORDER BY c.embedding <=> $1 LIMIT $4) t \
+             JOIN documents d ON d.id = t.document_id AND d.status = 'ready' \
+             ORDER BY t.distance",
+        )
+    };
+    let transaction = db.connection().begin().await?;
+    if path == VectorPath::Index {
+        for setting in [
+            format!(
+                "SET LOCAL hnsw.ef_search = {}",
+                settings.hnsw_ef_search.clamp(1, 1000)
+            ),
+            "SET LOCAL hnsw.iterative_scan = relaxed_order".to_owned(),
+            format!(
+                "SET LOCAL hnsw.max_scan_tuples = {}",
+                settings.hnsw_max_scan_tuples.max(1)
+            ),
+        ] {
+            transaction.execute_unprepared(&setting).await?;
+        }
+    }
+    let rows = transaction
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            params,
+        ))
+        .await?;
+    transaction.commit().await?;
+    let hits = rows
+        .into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<Uuid>("", "id")?,
+                row.try_get::<f64>("", "similarity")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    Ok((path, hits))
+}
+
+/// Full-text matches of any of the question's words, best first.
+async fn text_candidates(
+    db: &Db,
+    request: &SearchRequest<'_>,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT c.id FROM document_chunks c \
+             JOIN documents d ON d.id = c.document_id, \
+             LATERAL (SELECT replace(plainto_tsquery('english', $1)::text, '&', '|')::tsquery AS q) query \
+             WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready' \
+               AND c.search_vector @@ query.q \
+             ORDER BY ts_rank_cd(c.search_vector, query.q) DESC, c.id LIMIT $4",
+            [
+                request.query.into(),
+                request.avatar_id.into(),
+                request.project_id.into(),
+                limit.into(),
+            ],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| row.try_get::<Uuid>("", "id"))
+        .collect()
+}
+
+/// Reciprocal-rank fusion: each list gives `1 / (k + rank)` to its members.
+pub fn fuse(lists: &[Vec<Uuid>], k: f64) -> Vec<(Uuid, f64)> {
+    let mut scores: HashMap<Uuid, f64> = HashMap::new();
+    for list in lists {
+        for (rank, id) in list.iter().enumerate() {
+            *scores.entry(*id).or_default() += 1.0 / (k + rank as f64 + 1.0);
+        }
+    }
+    let mut fused: Vec<(Uuid, f64)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
+}
+
+/// Hybrid search: both lists, fused, thresholded on similarity, `top_k` best.
+pub async fn search(
+    db: &Db,
+    settings: &RetrievalSettings,
+    request: &SearchRequest<'_>,
+) -> Result<Vec<SearchHit>, DbErr> {
+    let top_k = request.top_k.max(1);
+    let limit = i64::try_from(top_k).unwrap_or(50) * settings.candidates_per_result.max(1);
+    let (_, vector_hits) = vector_candidates(db, settings, request, limit).await?;
+    let text_hits = text_candidates(db, request, limit).await?;
+    let vector_ids: Vec<Uuid> = vector_hits.iter().map(|(id, _)| *id).collect();
+    let fused = fuse(&[vector_ids, text_hits], settings.rrf_k);
+    let candidate_ids: Vec<Uuid> = fused.iter().map(|(id, _)| *id).collect();
+    if candidate_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT c.id, c.document_id, d.filename, c.text, c.page, \
+                    (1 - (c.embedding <=> $1))::float8 AS similarity \
+             FROM document_chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE c.id = ANY($2) AND c.project_id = $3",
+            [
+                Value::Vector(Some(PgVector::from(request.embedding.clone()))),
+                candidate_ids.into(),
+                request.project_id.into(),
+            ],
+        ))
+        .await?;
+    let mut details: HashMap<Uuid, SearchHit> = HashMap::new();
+    for row in rows {
+        let hit = SearchHit {
+            chunk_id: row.try_get("", "id")?,
+            document_id: row.try_get("", "document_id")?,
+            filename: row.try_get("", "filename")?,
+            text: row.try_get("", "text")?,
+            page: row.try_get("", "page")?,
+            similarity: row.try_get("", "similarity")?,
+            score: 0.0,
+        };
+        details.insert(hit.chunk_id, hit);
+    }
+    let mut hits: Vec<SearchHit> = fused
+        .into_iter()
+        .filter_map(|(id, score)| {
+            details.remove(&id).map(|mut hit| {
+                hit.score = score;
+                hit
+            })
+        })
+        .filter(|hit| {
+            request.similarity_threshold <= 0.0 || hit.similarity >= request.similarity_threshold
+        })
+        .collect();
+    // Equal fused scores (one list's first is the other's second) are settled by similarity.
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.similarity.total_cmp(&a.similarity))
+    });
+    hits.truncate(top_k);
+    Ok(hits)
+}

@@ -1,0 +1,117 @@
+//! The documents module's fang tasks. They carry ids only and re-read state when they run,
+//! so a task run twice (or after a crash) is harmless: the claim on the document's status
+//! lets one run through.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fang::asynk::async_queue::AsyncQueueable;
+use fang::{AsyncRunnable, FangError, Scheduled};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::core::jobs::{JobContext, enqueue_in, task_error};
+
+use super::service::{DocumentsService, ProcessOutcome};
+
+fn service(context: &JobContext) -> Result<Arc<DocumentsService>, FangError> {
+    context
+        .get::<DocumentsService>()
+        .ok_or_else(|| task_error("the documents service is not in the job context"))
+}
+
+/// Processes one document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessDocument {
+    pub document_id: Uuid,
+    /// Not before this time (a deferred turn), else now.
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+impl ProcessDocument {
+    pub fn now(document_id: Uuid) -> Self {
+        ProcessDocument {
+            document_id,
+            not_before: None,
+        }
+    }
+}
+
+#[typetag::serde(name = "documents.process")]
+#[async_trait]
+impl AsyncRunnable for ProcessDocument {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        let documents = service(&context)?;
+        match documents
+            .process(self.document_id)
+            .await
+            .map_err(task_error)?
+        {
+            ProcessOutcome::Retry(reason) => Err(task_error(reason)),
+            ProcessOutcome::Deferred => {
+                // The project has its share running: take a later turn.
+                let later = Utc::now()
+                    + chrono::Duration::seconds(
+                        i64::try_from(documents.settings().defer_secs).unwrap_or(1),
+                    );
+                let next = ProcessDocument {
+                    document_id: self.document_id,
+                    not_before: Some(later),
+                };
+                enqueue_in(documents.db().connection(), &next)
+                    .await
+                    .map_err(task_error)?;
+                Ok(())
+            }
+            ProcessOutcome::Ready { .. } | ProcessOutcome::Failed(_) | ProcessOutcome::Skipped => {
+                Ok(())
+            }
+        }
+    }
+
+    fn cron(&self) -> Option<Scheduled> {
+        self.not_before.map(Scheduled::ScheduleOnce)
+    }
+
+    /// The document's own attempt counter decides when to give up (`documents.max_attempts`).
+    fn max_retries(&self) -> i32 {
+        i32::MAX
+    }
+
+    fn backoff(&self, attempt: u32) -> u32 {
+        2u32.saturating_pow(attempt.min(8))
+    }
+}
+
+/// Periodic recovery: stuck documents back to the queue, failed file deletions retried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverDocuments {
+    pub cron: String,
+}
+
+#[typetag::serde(name = "documents.recover")]
+#[async_trait]
+impl AsyncRunnable for RecoverDocuments {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        let documents = service(&context)?;
+        documents.recover_stuck().await.map_err(task_error)?;
+        documents.retry_blob_deletions().await.map_err(task_error)?;
+        Ok(())
+    }
+
+    fn cron(&self) -> Option<Scheduled> {
+        Some(Scheduled::CronPattern(self.cron.clone()))
+    }
+
+    fn uniq(&self) -> bool {
+        true
+    }
+
+    fn max_retries(&self) -> i32 {
+        0
+    }
+}

@@ -1,0 +1,678 @@
+//! Documents over HTTP with real workers: upload, processing of every format, duplicates,
+//! limits, failures, reprocess, delete, tenancy, crash recovery and search.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::fixtures::TestUser;
+use crate::helpers::{AppOptions, TestApp, TestResponse, spawn_app_with};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// An app with job workers, a user and a project with one avatar.
+struct Knowledge {
+    app: TestApp,
+    owner: TestUser,
+    pid: Uuid,
+    aid: Uuid,
+}
+
+async fn knowledge(overrides: &[(&str, &str)]) -> Knowledge {
+    let app = spawn_app_with(AppOptions {
+        overrides,
+        workers: 2,
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "knowledge").await;
+    let aid = avatar(&app, &owner, pid, json!({})).await;
+    Knowledge {
+        app,
+        owner,
+        pid,
+        aid,
+    }
+}
+
+async fn avatar(app: &TestApp, owner: &TestUser, pid: Uuid, rag: Value) -> Uuid {
+    let response = app
+        .post_as(
+            owner,
+            &format!("/api/v1/projects/{pid}/avatars"),
+            &json!({"name": "Guide", "system_prompt": "Answer from the documents.", "rag": rag}),
+        )
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text);
+    Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap()
+}
+
+impl Knowledge {
+    fn documents_path(&self) -> String {
+        format!(
+            "/api/v1/projects/{}/avatars/{}/documents",
+            self.pid, self.aid
+        )
+    }
+
+    async fn upload(&self, filename: &str, bytes: Vec<u8>) -> TestResponse {
+        upload_to(
+            &self.app,
+            &self.owner,
+            &self.documents_path(),
+            filename,
+            bytes,
+        )
+        .await
+    }
+
+    async fn uploaded(&self, filename: &str, bytes: Vec<u8>) -> Uuid {
+        let response = self.upload(filename, bytes).await;
+        assert_eq!(response.status, 202, "{}", response.text);
+        assert_eq!(response.json["status"], "uploaded");
+        Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap()
+    }
+
+    async fn document(&self, id: Uuid) -> TestResponse {
+        self.app
+            .get_as(&self.owner, &format!("{}/{id}", self.documents_path()))
+            .await
+    }
+
+    /// Polls until the document is `ready` or `failed`.
+    async fn settled(&self, id: Uuid) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = self.document(id).await;
+            assert_eq!(response.status, 200, "{}", response.text);
+            let status = response.json["status"].as_str().unwrap().to_owned();
+            if status == "ready" || status == "failed" {
+                return response.json;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "still {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn search(&self, query: &str) -> Vec<Value> {
+        let response = self
+            .app
+            .post_as(
+                &self.owner,
+                &format!("/api/v1/projects/{}/avatars/{}/search", self.pid, self.aid),
+                &json!({"query": query}),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        response.json["items"].as_array().unwrap().clone()
+    }
+
+    async fn chunk_ordinals(&self, document: Uuid) -> Vec<i32> {
+        self.app
+            .context
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT ordinal FROM document_chunks WHERE document_id = $1 ORDER BY ordinal",
+                [document.into()],
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.try_get::<i32>("", "ordinal").unwrap())
+            .collect()
+    }
+}
+
+async fn upload_to(
+    app: &TestApp,
+    user: &TestUser,
+    path: &str,
+    filename: &str,
+    bytes: Vec<u8>,
+) -> TestResponse {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned());
+    let form = reqwest::multipart::Form::new().part("file", part);
+    app.send(
+        app.client
+            .post(app.url(path))
+            .bearer_auth(&user.access_token)
+            .multipart(form),
+    )
+    .await
+}
+
+const GUIDE: &str = "# Installing packages\n\nUse install.packages(\"name\") to install a package \
+from CRAN. The library() function loads it.\n\n# Updating\n\nupdate.packages() updates every \
+installed package at once.\n\n# Memory\n\nThe garbage collector frees memory automatically; \
+gc() reports usage.\n";
+
+#[tokio::test]
+async fn a_markdown_document_is_processed_and_its_passages_answer_questions() {
+    let k = knowledge(&[]).await;
+    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    let document = k.settled(id).await;
+    assert_eq!(document["status"], "ready", "{document}");
+    assert!(document["chunks_count"].as_i64().unwrap() >= 1);
+    assert!(document["tokens_count"].as_i64().unwrap() > 20);
+    assert!(document["processed_at"].is_string());
+    assert_eq!(document["content_type"], "text/markdown");
+    assert_eq!(document["queue_position"], Value::Null);
+    assert_eq!(
+        k.chunk_ordinals(id).await.len() as i64,
+        document["chunks_count"].as_i64().unwrap()
+    );
+
+    let hits = k.search("how do I update installed packages?").await;
+    assert!(!hits.is_empty());
+    assert!(
+        hits[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("update.packages()"),
+        "{hits:?}"
+    );
+    assert_eq!(hits[0]["document_id"], id.to_string());
+    assert_eq!(hits[0]["filename"], "guide.md");
+    let processed = k.app.events_of_type("documents.document_processed").await;
+    assert_eq!(processed[0]["event"]["document_id"], id.to_string());
+}
+
+#[tokio::test]
+async fn every_format_is_extracted() {
+    // Small chunks so each format yields several and headings/pages show in metadata.
+    let k = knowledge(&[]).await;
+    let aid = avatar(
+        &k.app,
+        &k.owner,
+        k.pid,
+        json!({"chunk_size": 64, "chunk_overlap": 8}),
+    )
+    .await;
+    let path = format!("/api/v1/projects/{}/avatars/{aid}/documents", k.pid);
+    let html = b"<html><head><style>.x{color:red}</style><script>var secret=1;</script></head>\
+        <body><h1>Returns</h1><p>Items can be returned within 30 days of delivery.</p></body></html>"
+        .to_vec();
+    let csv = b"product;price;stock\nkettle;25;12\ntoaster;40;3\n".to_vec();
+    let legacy: Vec<u8> = b"Caf\xe9 d\xe9j\xe0 vu: the menu changes every Tuesday.".to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("returns.html", html, "returned within 30 days", "secret"),
+        (
+            "stock.csv",
+            csv,
+            "product: toaster; price: 40; stock: 3",
+            "product;price",
+        ),
+        ("menu.txt", legacy, "Café déjà vu", "\u{fffd}"),
+        (
+            "guide.md",
+            GUIDE.as_bytes().to_vec(),
+            "install.packages",
+            "# Installing",
+        ),
+    ];
+    for (filename, bytes, expected, absent) in cases {
+        let response = upload_to(&k.app, &k.owner, &path, filename, bytes).await;
+        assert_eq!(response.status, 202, "{filename}: {}", response.text);
+        let id = Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let doc = k.app.get_as(&k.owner, &format!("{path}/{id}")).await;
+            match doc.json["status"].as_str().unwrap() {
+                "ready" => break,
+                "failed" => panic!("{filename} failed: {}", doc.text),
+                _ => {
+                    assert!(tokio::time::Instant::now() < deadline);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let text: String = k
+            .app
+            .context
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT string_agg(text, ' ' ORDER BY ordinal) AS text FROM document_chunks WHERE document_id = $1",
+                [id.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "text")
+            .unwrap();
+        assert!(text.contains(expected), "{filename}: {text}");
+        assert!(!text.contains(absent), "{filename}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_real_pdf_keeps_page_numbers_and_answers_a_question() {
+    let k = knowledge(&[]).await;
+    let bytes = std::fs::read(format!("{FIXTURES}/R-FAQ.pdf")).unwrap();
+    let id = k.uploaded("R-FAQ.pdf", bytes).await;
+    let document = k.settled(id).await;
+    assert_eq!(document["status"], "ready", "{document}");
+    assert!(
+        document["document_metadata"]["pages"].as_i64().unwrap() >= 50,
+        "{document}"
+    );
+    assert!(document["chunks_count"].as_i64().unwrap() >= 50);
+    let pages: Vec<Option<i32>> = k
+        .app
+        .context
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT page FROM document_chunks WHERE document_id = $1 ORDER BY ordinal",
+            [id.into()],
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get::<Option<i32>>("", "page").unwrap())
+        .collect();
+    assert_eq!(pages.first(), Some(&Some(1)));
+    assert!(pages.iter().all(Option::is_some));
+    assert!(
+        pages.windows(2).all(|pair| pair[0] <= pair[1]),
+        "pages in order"
+    );
+
+    // The local embedder is lexical: ask with the words the answer uses.
+    let hits = k.search("Which system does statistical computation and graphics?").await;
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().any(|hit| hit["text"]
+            .as_str()
+            .unwrap()
+            .contains("R is a system for statistical")),
+        "{hits:#?}"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_oversized_and_unsupported_files_are_refused() {
+    let k = knowledge(&[("APP__DOCUMENTS__MAX_UPLOAD_BYTES", "2000")]).await;
+    let id = k
+        .uploaded("a.txt", b"some plain text for the avatar".to_vec())
+        .await;
+    let duplicate = k
+        .upload("copy.txt", b"some plain text for the avatar".to_vec())
+        .await;
+    let error = duplicate.error(409, "CONFLICT");
+    assert_eq!(error["details"]["existing_id"], id.to_string());
+
+    let big = k.upload("big.txt", vec![b'a'; 5000]).await;
+    let error = big.error(413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(error["details"]["limit_bytes"], 2000);
+
+    let png = k
+        .upload("image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec())
+        .await;
+    assert_eq!(png.error(415, "UNSUPPORTED_MEDIA_TYPE")["field"], "file");
+    let disguised = k.upload("notes.txt", b"%PDF-1.4\n%binary".to_vec()).await;
+    disguised.error(415, "UNSUPPORTED_MEDIA_TYPE");
+
+    let empty = k.upload("empty.txt", Vec::new()).await;
+    assert_eq!(empty.error(422, "VALIDATION_ERROR")["field"], "file");
+    let no_file = k
+        .app
+        .send(
+            k.app
+                .client
+                .post(k.app.url(&k.documents_path()))
+                .bearer_auth(&k.owner.access_token)
+                .multipart(reqwest::multipart::Form::new().text("other", "x")),
+        )
+        .await;
+    assert_eq!(no_file.error(422, "VALIDATION_ERROR")["field"], "file");
+    let not_multipart = k
+        .app
+        .post_as(&k.owner, &k.documents_path(), &json!({"file": "x"}))
+        .await;
+    not_multipart.error(415, "UNSUPPORTED_MEDIA_TYPE");
+
+    // Only the first upload exists, and only its file is stored.
+    let list = k.app.get_as(&k.owner, &k.documents_path()).await;
+    assert_eq!(list.json["total"], 1);
+    let stored = k
+        .app
+        .context
+        .blobs
+        .list(&format!("projects/{}/", k.pid))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+}
+
+#[tokio::test]
+async fn a_corrupt_pdf_fails_with_a_readable_reason_and_can_be_reprocessed() {
+    let k = knowledge(&[]).await;
+    let id = k
+        .uploaded(
+            "broken.pdf",
+            b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage".to_vec(),
+        )
+        .await;
+    let document = k.settled(id).await;
+    assert_eq!(document["status"], "failed");
+    let reason = document["error"].as_str().unwrap();
+    assert!(
+        reason.contains("damaged") || reason.contains("no text"),
+        "{reason}"
+    );
+    assert_eq!(document["chunks_count"], 0);
+    let failed = k.app.events_of_type("documents.document_failed").await;
+    assert_eq!(failed[0]["event"]["reason"], reason);
+
+    let again = k
+        .app
+        .post_as(
+            &k.owner,
+            &format!("{}/{id}/reprocess", k.documents_path()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(k.settled(id).await["status"], "failed");
+}
+
+#[tokio::test]
+async fn reprocessing_replaces_chunks_and_deleting_removes_chunks_and_file() {
+    let k = knowledge(&[]).await;
+    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    let first = k.settled(id).await;
+    let count = first["chunks_count"].as_i64().unwrap();
+    let reprocess = k
+        .app
+        .post_as(
+            &k.owner,
+            &format!("{}/{id}/reprocess", k.documents_path()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(reprocess.status, 202);
+    let second = k.settled(id).await;
+    assert_eq!(second["status"], "ready");
+    assert_eq!(
+        k.chunk_ordinals(id).await,
+        (0..count as i32).collect::<Vec<_>>()
+    );
+
+    let blob_prefix = format!("projects/{}/avatars/{}/documents/{id}/", k.pid, k.aid);
+    assert_eq!(
+        k.app.context.blobs.list(&blob_prefix).await.unwrap().len(),
+        1
+    );
+    let deleted = k
+        .app
+        .delete_as(&k.owner, &format!("{}/{id}", k.documents_path()))
+        .await;
+    assert_eq!(deleted.status, 204);
+    k.document(id).await.error(404, "NOT_FOUND");
+    assert!(k.chunk_ordinals(id).await.is_empty());
+    assert!(
+        k.app
+            .context
+            .blobs
+            .list(&blob_prefix)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(k.search("update installed packages").await.is_empty());
+    k.app
+        .delete_as(&k.owner, &format!("{}/{id}", k.documents_path()))
+        .await
+        .error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn deleting_an_avatar_deletes_its_documents() {
+    let k = knowledge(&[]).await;
+    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    k.settled(id).await;
+    let deleted = k
+        .app
+        .delete_as(
+            &k.owner,
+            &format!("/api/v1/projects/{}/avatars/{}", k.pid, k.aid),
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    let prefix = format!("projects/{}/avatars/{}/", k.pid, k.aid);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !k.app.context.blobs.list(&prefix).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the file stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(k.chunk_ordinals(id).await.is_empty());
+}
+
+#[tokio::test]
+async fn another_projects_documents_answer_404() {
+    let k = knowledge(&[]).await;
+    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    let stranger = k.app.user("stranger").await;
+    let their_pid = k.app.project(&stranger, "theirs").await;
+    let their_aid = avatar(&k.app, &stranger, their_pid, json!({})).await;
+    let theirs = format!("/api/v1/projects/{their_pid}/avatars/{their_aid}/documents");
+    let ours = k.documents_path();
+
+    // Addressed through the stranger's own project and avatar: not there.
+    k.app
+        .get_as(&stranger, &format!("{theirs}/{id}"))
+        .await
+        .error(404, "NOT_FOUND");
+    k.app
+        .delete_as(&stranger, &format!("{theirs}/{id}"))
+        .await
+        .error(404, "NOT_FOUND");
+    k.app
+        .post_as(&stranger, &format!("{theirs}/{id}/reprocess"), &json!({}))
+        .await
+        .error(404, "NOT_FOUND");
+    // Our avatar under their project: not there either.
+    let mixed = format!("/api/v1/projects/{their_pid}/avatars/{}/documents", k.aid);
+    k.app
+        .get_as(&stranger, &mixed)
+        .await
+        .error(404, "NOT_FOUND");
+    upload_to(&k.app, &stranger, &mixed, "x.txt", b"hello there".to_vec())
+        .await
+        .error(404, "NOT_FOUND");
+    // Our project: not a member.
+    k.app
+        .get_as(&stranger, &format!("{ours}/{id}"))
+        .await
+        .error(404, "NOT_FOUND");
+    k.app
+        .post_as(
+            &stranger,
+            &format!("/api/v1/projects/{}/avatars/{}/search", k.pid, k.aid),
+            &json!({"query": "packages"}),
+        )
+        .await
+        .error(404, "NOT_FOUND");
+    upload_to(&k.app, &stranger, &ours, "x.txt", b"hello there".to_vec())
+        .await
+        .error(404, "NOT_FOUND");
+    // A viewer of our project may read and search but not upload.
+    let viewer = k.app.member(k.pid, &k.owner, "viewer").await;
+    assert_eq!(
+        k.app.get_as(&viewer, &format!("{ours}/{id}")).await.status,
+        200
+    );
+    upload_to(&k.app, &viewer, &ours, "x.txt", b"hello there".to_vec())
+        .await
+        .error(403, "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn waiting_documents_show_their_place_and_a_project_is_capped() {
+    // No workers: everything waits.
+    let app = spawn_app_with(AppOptions::default()).await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "queue").await;
+    let aid = avatar(&app, &owner, pid, json!({})).await;
+    let path = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let response = upload_to(
+            &app,
+            &owner,
+            &path,
+            &format!("{n}.txt"),
+            format!("document number {n}").into_bytes(),
+        )
+        .await;
+        ids.push(response.json["id"].as_str().unwrap().to_owned());
+    }
+    for (index, id) in ids.iter().enumerate() {
+        let doc = app.get_as(&owner, &format!("{path}/{id}")).await;
+        assert_eq!(doc.json["queue_position"], index as i64 + 1);
+    }
+    let listed = app.get_as(&owner, &format!("{path}?status=uploaded")).await;
+    assert_eq!(listed.json["total"], 3);
+    let bad = app.get_as(&owner, &format!("{path}?status=lost")).await;
+    assert_eq!(bad.error(422, "VALIDATION_ERROR")["field"], "status");
+}
+
+/// A local OpenAI-compatible `/v1/embeddings` that computes real (local, lexical) vectors and
+/// fails or stalls on request.
+struct FakeEmbeddings {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    _server: actix_web::dev::ServerHandle,
+}
+
+#[derive(Clone)]
+struct FakeBehaviour {
+    /// Answer 500 to the request with this (1-based) number, once.
+    fail_request: usize,
+    stall: Duration,
+    requests: Arc<AtomicUsize>,
+    embedder: Arc<LocalEmbedder>,
+}
+
+async fn fake_embeddings(fail_request: usize, stall: Duration) -> FakeEmbeddings {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let behaviour = FakeBehaviour {
+        fail_request,
+        stall,
+        requests: requests.clone(),
+        embedder: Arc::new(LocalEmbedder::new(384).unwrap()),
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(behaviour.clone()))
+            .route(
+                "/v1/embeddings",
+                web::post().to(|state: web::Data<FakeBehaviour>, body: web::Json<Value>| async move {
+                    let number = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(state.stall).await;
+                    if number == state.fail_request {
+                        return HttpResponse::InternalServerError()
+                            .json(json!({"error": {"message": "upstream exploded"}}));
+                    }
+                    let inputs: Vec<String> = body["input"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|text| text.as_str().unwrap().to_owned())
+                        .collect();
+                    let vectors = state.embedder.embed(&inputs).await.unwrap();
+                    let data: Vec<Value> = vectors
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+                        .collect();
+                    HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": "fake",
+                                                    "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+                }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    FakeEmbeddings {
+        url: format!("http://127.0.0.1:{port}/v1"),
+        requests,
+        _server: handle,
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_dies_half_way_is_retried_and_leaves_exactly_one_set_of_chunks() {
+    // The second embedding request fails (no retries inside the client): the first batch's
+    // chunks are already stored when the run stops.
+    let fake = fake_embeddings(2, Duration::ZERO).await;
+    let k = knowledge(&[
+        ("APP__EMBEDDINGS__PROVIDER", "openai"),
+        ("APP__EMBEDDINGS__BASE_URL", &fake.url),
+        ("APP__EMBEDDINGS__MAX_RETRIES", "0"),
+        ("APP__DOCUMENTS__EMBED_BATCH_SIZE", "4"),
+    ])
+    .await;
+    let aid = avatar(
+        &k.app,
+        &k.owner,
+        k.pid,
+        json!({"chunk_size": 40, "chunk_overlap": 0}),
+    )
+    .await;
+    let path = format!("/api/v1/projects/{}/avatars/{aid}/documents", k.pid);
+    let text = (0..40)
+        .map(|n| format!("Paragraph {n} talks about topic number {n} in some detail.\n\n"))
+        .collect::<String>();
+    let response = upload_to(&k.app, &k.owner, &path, "long.txt", text.into_bytes()).await;
+    assert_eq!(response.status, 202, "{}", response.text);
+    let id = Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let document = loop {
+        let doc = k.app.get_as(&k.owner, &format!("{path}/{id}")).await;
+        if doc.json["status"] == "ready" || doc.json["status"] == "failed" {
+            break doc.json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", doc.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(document["status"], "ready", "{document}");
+    let count = document["chunks_count"].as_i64().unwrap() as i32;
+    assert!(count > 8, "enough chunks for several batches: {count}");
+    assert_eq!(k.chunk_ordinals(id).await, (0..count).collect::<Vec<_>>());
+    // The failed run was real: requests = failed run (2) + the full retry.
+    let batches = (count as usize).div_ceil(4);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 2 + batches);
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_fails_with_that_reason() {
+    let fake = fake_embeddings(0, Duration::from_secs(30)).await;
+    let k = knowledge(&[
+        ("APP__EMBEDDINGS__PROVIDER", "openai"),
+        ("APP__EMBEDDINGS__BASE_URL", &fake.url),
+        ("APP__EMBEDDINGS__TIMEOUT_SECS", "60"),
+        ("APP__DOCUMENTS__PROCESSING_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    let document = k.settled(id).await;
+    assert_eq!(document["status"], "failed");
+    assert_eq!(
+        document["error"],
+        "processing took longer than 1 s and was stopped"
+    );
+}

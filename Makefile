@@ -73,6 +73,8 @@ fmt: ## format the code
 
 bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform
+	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
+	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// Run the event dispatcher in this process.
     pub dispatch_events: bool,
+    /// Refuse to start when stored chunks have another dimension than `embeddings.dimension`
+    /// (off only for `documents reembed`, which fixes that).
+    pub check_embedding_dimension: bool,
 }
 
 impl Default for RunOptions {
@@ -57,6 +60,7 @@ impl Default for RunOptions {
             migrate: true,
             handle_signals: true,
             dispatch_events: true,
+            check_embedding_dimension: true,
         }
     }
 }
@@ -158,7 +162,7 @@ impl Application {
             migrate_up(&context.db).await?;
         }
 
-        if options.migrate || options.http || options.workers != Some(0) {
+        if options.check_embedding_dimension {
             check_embedding_dimension(&context).await?;
         }
         let worker_count = options.workers.unwrap_or(settings.jobs.workers);

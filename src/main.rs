@@ -51,11 +51,23 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document as JSON.
     Openapi,
+    /// Document maintenance.
+    Documents {
+        #[command(subcommand)]
+        action: DocumentsAction,
+    },
     /// Administration from the command line.
     Admin {
         #[command(subcommand)]
         action: AdminAction,
     },
+}
+
+#[derive(Subcommand)]
+enum DocumentsAction {
+    /// After an embedding model or dimension change: drop every chunk, set the vector column
+    /// to `embeddings.dimension` and queue every document for processing again.
+    Reembed,
 }
 
 #[derive(Subcommand)]
@@ -201,6 +213,34 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Openapi => Ok(()),
         Command::Admin { action } => admin(action, settings).await,
+        Command::Documents {
+            action: DocumentsAction::Reembed,
+        } => {
+            let dimension = settings.embeddings.dimension;
+            let app = Application::build(
+                settings,
+                RunOptions {
+                    http: false,
+                    workers: Some(0),
+                    migrate: true,
+                    handle_signals: false,
+                    dispatch_events: false,
+                    check_embedding_dimension: false,
+                },
+            )
+            .await?;
+            let queued = app
+                .services()
+                .documents
+                .reembed_all(dimension)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            println!(
+                "chunks now have {dimension} dimensions; {queued} documents queued for processing"
+            );
+            app.shutdown().await;
+            Ok(())
+        }
     }
 }
 
@@ -213,6 +253,7 @@ async fn admin(action: AdminAction, settings: Settings) -> anyhow::Result<()> {
             migrate: true,
             handle_signals: false,
             dispatch_events: false,
+            check_embedding_dimension: true,
         },
     )
     .await?;

@@ -286,7 +286,9 @@ async fn a_real_pdf_keeps_page_numbers_and_answers_a_question() {
     );
 
     // The local embedder is lexical: ask with the words the answer uses.
-    let hits = k.search("Which system does statistical computation and graphics?").await;
+    let hits = k
+        .search("Which system does statistical computation and graphics?")
+        .await;
     assert!(!hits.is_empty());
     assert!(
         hits.iter().any(|hit| hit["text"]
@@ -675,4 +677,47 @@ async fn a_run_past_its_timeout_fails_with_that_reason() {
         document["error"],
         "processing took longer than 1 s and was stopped"
     );
+}
+
+#[tokio::test]
+async fn a_dimension_change_is_refused_at_start_until_the_reembed_command_ran() {
+    use avatar_platform::app::{Application, RunOptions};
+    let app = spawn_app_with(AppOptions::default()).await;
+    let options = |check: bool| RunOptions {
+        http: false,
+        workers: Some(0),
+        migrate: false,
+        handle_signals: false,
+        dispatch_events: false,
+        check_embedding_dimension: check,
+    };
+    let mut resized = (*app.context.settings).clone();
+    resized.embeddings.dimension = 256;
+
+    let refused = Application::build(resized.clone(), options(true)).await;
+    let message = format!(
+        "{:#}",
+        refused.err().expect("a 256-dimension app must not start")
+    );
+    assert!(
+        message.contains("`embeddings.dimension` is 256 but stored chunks have 384"),
+        "{message}"
+    );
+
+    let maintenance = Application::build(resized.clone(), options(false))
+        .await
+        .unwrap();
+    maintenance
+        .services()
+        .documents
+        .reembed_all(256)
+        .await
+        .unwrap();
+    maintenance.shutdown().await;
+
+    let started = Application::build(resized, options(true)).await;
+    assert!(started.is_ok(), "after reembed the new dimension starts");
+    started.unwrap().shutdown().await;
+    let old = Application::build((*app.context.settings).clone(), options(true)).await;
+    assert!(old.is_err(), "and the old one no longer does");
 }

@@ -10,7 +10,7 @@ pub mod handlers;
 pub mod parsing;
 pub mod retrieval;
 pub mod service;
-mod store;
+pub mod store;
 pub mod tasks;
 
 pub use service::DocumentsService;

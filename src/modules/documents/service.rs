@@ -690,6 +690,38 @@ impl DocumentsService {
         Ok(done)
     }
 
+    /// Changes the chunks' vector dimension: drops every chunk (they cannot be converted),
+    /// alters the column, rebuilds the index and queues every processed document again, all
+    /// in one transaction. Returns how many documents were queued.
+    pub async fn reembed_all(&self, dimension: usize) -> Result<usize, DocumentsError> {
+        let uow = self.db.begin().await?;
+        for statement in [
+            "LOCK TABLE document_chunks IN ACCESS EXCLUSIVE MODE".to_owned(),
+            "DROP INDEX IF EXISTS document_chunks_embedding_index".to_owned(),
+            "DELETE FROM document_chunks".to_owned(),
+            format!("ALTER TABLE document_chunks ALTER COLUMN embedding TYPE vector({dimension})"),
+            "CREATE INDEX document_chunks_embedding_index ON document_chunks \
+             USING hnsw (embedding vector_cosine_ops)"
+                .to_owned(),
+        ] {
+            uow.execute_unprepared(&statement).await?;
+        }
+        let rows = uow
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "UPDATE documents SET status = 'uploaded', attempts = 0, error = NULL, \
+                 chunks_count = 0, tokens_count = 0, updated_at = now() \
+                 WHERE status IN ('ready', 'processing', 'failed') RETURNING id",
+            ))
+            .await?;
+        for row in &rows {
+            let id: Uuid = row.try_get("", "id")?;
+            enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
+        }
+        uow.commit().await?;
+        Ok(rows.len())
+    }
+
     /// Puts documents stuck in `processing` (their worker died) or `uploaded` without
     /// progress back in the queue. Returns how many were requeued.
     pub async fn recover_stuck(&self) -> Result<usize, DocumentsError> {
@@ -892,11 +924,19 @@ impl DocumentsService {
             })?;
             let rows: Vec<(&Chunk, Vec<f32>)> = batch.iter().zip(vectors).collect();
             for rows in rows.chunks(self.settings.insert_batch_size) {
-                store::insert_chunks(self.db.connection(), model, rows, &embedder.model_id())
+                let owner = store::ChunkOwner {
+                    document_id: model.id,
+                    project_id: model.project_id,
+                    avatar_id: model.avatar_id,
+                };
+                store::insert_chunks(self.db.connection(), owner, rows, &embedder.model_id())
                     .await
                     .map_err(|error| {
-                        if error.sql_err().is_some() {
-                            // The document was deleted under us (foreign key).
+                        if matches!(
+                            error.sql_err(),
+                            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+                        ) {
+                            // The document was deleted under us.
                             RunError::Gone
                         } else {
                             RunError::from(error)

@@ -8,7 +8,14 @@ use serde_json::Value as Json;
 use crate::core::db::{new_id, now};
 
 use super::chunking::Chunk;
-use super::domain::entities::document;
+
+/// Whose chunks these are.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkOwner {
+    pub document_id: uuid::Uuid,
+    pub project_id: uuid::Uuid,
+    pub avatar_id: uuid::Uuid,
+}
 
 const COLUMNS_PER_ROW: usize = 12;
 
@@ -29,7 +36,7 @@ pub async fn delete_chunks<C: ConnectionTrait>(
 /// Inserts `rows` (a chunk and its embedding each) of `document` in one statement.
 pub async fn insert_chunks<C: ConnectionTrait>(
     conn: &C,
-    document: &document::Model,
+    document: ChunkOwner,
     rows: &[(&Chunk, Vec<f32>)],
     embedding_model: &str,
 ) -> Result<(), DbErr> {
@@ -47,7 +54,7 @@ pub async fn insert_chunks<C: ConnectionTrait>(
         placeholders.push(format!("({})", row.join(", ")));
         values.extend([
             new_id().into(),
-            document.id.into(),
+            document.document_id.into(),
             document.project_id.into(),
             document.avatar_id.into(),
             chunk.ordinal.into(),

@@ -55,8 +55,9 @@ makemigration: ## new migration file: make makemigration NAME=module_action
 openapi: build ## print the OpenAPI document
 	@$(BIN) openapi
 
+# Benchmarks are not tests (`make bench` runs them in release): --lib --bins --tests only.
 test: tools services-test ## every test: unit and integration, against real services
-	@$(WITH_SERVICES) $(CARGO) test --workspace --all-targets --no-fail-fast
+	@$(WITH_SERVICES) $(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 
 test-unit: tools ## fast tests that need no server
 	$(CARGO) test --lib --test unit

@@ -202,6 +202,7 @@ async fn every_format_is_extracted() {
     let csv = b"product;price;stock\nkettle;25;12\ntoaster;40;3\n".to_vec();
     let legacy: Vec<u8> = b"Caf\xe9 d\xe9j\xe0 vu: the menu changes every Tuesday.".to_vec();
     let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("policy.docx", docx(), "Refunds | Within 30 days", "w:t"),
         ("returns.html", html, "returned within 30 days", "secret"),
         (
             "stock.csv",
@@ -250,6 +251,86 @@ async fn every_format_is_extracted() {
         assert!(text.contains(expected), "{filename}: {text}");
         assert!(!text.contains(absent), "{filename}: {text}");
     }
+}
+
+/// A minimal Word document: a heading, a paragraph and a 2×2 table.
+fn docx() -> Vec<u8> {
+    use std::io::Write;
+    let document = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>
+<w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Returns policy</w:t></w:r></w:p>
+<w:p><w:r><w:t xml:space="preserve">Customers may return </w:t></w:r><w:r><w:t>unused items.</w:t></w:r></w:p>
+<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Refunds</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Within 30 days</w:t></w:r></w:p></w:tc></w:tr>
+<w:tr><w:tc><w:p><w:r><w:t>Exchanges</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Any time</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
+</w:body></w:document>"#;
+    let content_types = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
+<Default Extension="xml" ContentType="application/xml"/>
+<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>
+</Types>"#;
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buffer);
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("[Content_Types].xml", options).unwrap();
+    zip.write_all(content_types.as_bytes()).unwrap();
+    zip.start_file("word/document.xml", options).unwrap();
+    zip.write_all(document.as_bytes()).unwrap();
+    zip.finish().unwrap();
+    buffer.into_inner()
+}
+
+#[tokio::test]
+async fn a_project_processes_at_most_its_share_at_once() {
+    // Each embedding call takes 300 ms, so documents overlap unless the cap holds them back.
+    let fake = fake_embeddings(0, Duration::from_millis(300)).await;
+    let app = spawn_app_with(AppOptions {
+        overrides: &[
+            ("APP__EMBEDDINGS__PROVIDER", "openai"),
+            ("APP__EMBEDDINGS__BASE_URL", &fake.url),
+            ("APP__DOCUMENTS__MAX_PROCESSING_PER_PROJECT", "1"),
+            ("APP__DOCUMENTS__DEFER_SECS", "1"),
+        ],
+        workers: 3,
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "busy").await;
+    let aid = avatar(&app, &owner, pid, json!({})).await;
+    let path = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    for n in 0..3 {
+        let response = upload_to(
+            &app,
+            &owner,
+            &path,
+            &format!("{n}.txt"),
+            format!("document {n} about kettles").into_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 202);
+    }
+    let mut most_at_once = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = app.get_as(&owner, &path).await;
+        let statuses: Vec<String> = list.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|doc| doc["status"].as_str().unwrap().to_owned())
+            .collect();
+        most_at_once = most_at_once.max(
+            statuses
+                .iter()
+                .filter(|status| *status == "processing")
+                .count(),
+        );
+        if statuses.iter().all(|status| status == "ready") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(most_at_once, 1);
 }
 
 #[tokio::test]

@@ -31,6 +31,10 @@ const HTML_RENDER_WIDTH: usize = 10_000;
 /// first, so it cannot be forged) to let us split sections at headings.
 const HEADING_MARKER: char = '\u{1}';
 
+/// html5ever's tree building is quadratic in nesting depth (20 000 nested `<div>`s take
+/// seconds); real pages stay far below this.
+const MAX_HTML_NESTING: usize = 2_000;
+
 /// A DOCX part larger than this once decompressed is refused (zip bombs).
 const MAX_DOCX_PART_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -297,11 +301,11 @@ impl ContentKind {
 /// Text means: UTF-16 with a byte-order mark, or no NUL bytes and decodable (UTF-8, or the
 /// legacy encoding chardetng guesses) into something that is not mostly control characters.
 fn looks_like_text(head: &[u8]) -> bool {
-    if let Some((encoding, bom_length)) = Encoding::for_bom(head) {
-        if encoding != UTF_8 {
-            let (text, _) = encoding.decode_without_bom_handling(&head[bom_length..]);
-            return mostly_printable(&text);
-        }
+    if let Some((encoding, bom_length)) = Encoding::for_bom(head)
+        && encoding != UTF_8
+    {
+        let (text, _) = encoding.decode_without_bom_handling(&head[bom_length..]);
+        return mostly_printable(&text);
     }
     if head.contains(&0) {
         return false;
@@ -479,7 +483,7 @@ fn check_pdf_structure(
             continue;
         };
         // A drawing's identity is its address: the document is borrowed, nothing moves.
-        let mut pending: Vec<(Vec<Vec<u8>>, Option<&Dictionary>, Vec<*const Stream>)> =
+        let mut pending: Vec<PendingDrawings<'_>> =
             vec![(invoked_xobjects(&content), resources, Vec::new())];
         while let Some((names, resources, path)) = pending.pop() {
             for name in names {
@@ -535,6 +539,14 @@ fn check_pdf_structure(
     }
     Ok(())
 }
+
+/// Drawings still to visit: the names a content stream invokes, the resources they are
+/// looked up in, and the drawings (by address) on the way there.
+type PendingDrawings<'document> = (
+    Vec<Vec<u8>>,
+    Option<&'document Dictionary>,
+    Vec<*const Stream>,
+);
 
 /// The page's resources as pdf-extract finds them (up the `Parent` chain), refusing loops.
 fn page_resources(
@@ -723,10 +735,9 @@ fn heading_style_ids(styles_xml: &[u8]) -> HashSet<String> {
                     b"name" => {
                         if let (Some(style), Some(name)) =
                             (&current_style, attribute(&element, b"val"))
+                            && is_heading_style_name(&name)
                         {
-                            if is_heading_style_name(&name) {
-                                headings.insert(style.clone());
-                            }
+                            headings.insert(style.clone());
                         }
                     }
                     _ => {}
@@ -912,10 +923,8 @@ fn docx_marker(
             }
         }
         // Levels 0–8 are outline (heading) levels; 9 is body text.
-        b"outlineLvl" => {
-            if attribute(element, b"val").is_some_and(|level| level.trim() != "9") {
-                paragraph.heading = true;
-            }
+        b"outlineLvl" if attribute(element, b"val").is_some_and(|level| level.trim() != "9") => {
+            paragraph.heading = true;
         }
         // `tab` also defines tab stops in paragraph properties; only a run's tab is text.
         b"tab" | b"ptab" if runs > 0 => paragraph.text.push('\t'),
@@ -930,10 +939,10 @@ fn push_xml_reference(text: &mut String, reference: &BytesRef<'_>) {
         if let Ok(Some(character)) = reference.resolve_char_ref() {
             text.push(character);
         }
-    } else if let Ok(name) = reference.decode() {
-        if let Some(resolved) = quick_xml::escape::resolve_predefined_entity(&name) {
-            text.push_str(resolved);
-        }
+    } else if let Ok(name) = reference.decode()
+        && let Some(resolved) = quick_xml::escape::resolve_predefined_entity(&name)
+    {
+        text.push_str(resolved);
     }
 }
 
@@ -952,6 +961,11 @@ fn append_with_space(target: &mut String, text: &str) {
 fn parse_html(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     let decoded = decode_text(bytes, true);
     let source = strip_control_characters(&decoded.text);
+    if html_nesting_exceeds(&source, MAX_HTML_NESTING) {
+        return Err(ParseError::Unsupported(format!(
+            "the HTML is nested more than {MAX_HTML_NESTING} elements deep"
+        )));
+    }
     let config = html2text::config::with_decorator(SectionMarkingDecorator)
         .no_table_borders()
         .allow_width_overflow();
@@ -993,6 +1007,52 @@ fn parse_html(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         sections: builder.finish(),
         metadata: decoded.metadata(),
     })
+}
+
+/// A cheap upper estimate of element nesting: opening tags minus closing tags, ignoring
+/// void elements, self-closing tags, comments and elements whose end tag is optional.
+fn html_nesting_exceeds(source: &str, limit: usize) -> bool {
+    const NOT_NESTING: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead",
+        "tbody", "tfoot", "colgroup", "rt", "rp", "html", "head", "body",
+    ];
+    let bytes = source.as_bytes();
+    let mut depth = 0usize;
+    let mut position = 0;
+    while let Some(offset) = bytes[position..].iter().position(|&byte| byte == b'<') {
+        let start = position + offset + 1;
+        let closing = bytes.get(start) == Some(&b'/');
+        let name_start = if closing { start + 1 } else { start };
+        let name_end = bytes[name_start..]
+            .iter()
+            .position(|byte| !byte.is_ascii_alphanumeric())
+            .map_or(bytes.len(), |length| name_start + length);
+        position = name_end.max(start);
+        if name_end == name_start {
+            continue; // "<!--", "<?xml", a lone "<" in text
+        }
+        let name = source[name_start..name_end].to_ascii_lowercase();
+        if NOT_NESTING.contains(&name.as_str()) {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+            continue;
+        }
+        let tag_end = bytes[position..]
+            .iter()
+            .position(|&byte| byte == b'>')
+            .map_or(bytes.len(), |length| position + length);
+        if tag_end > 0 && bytes.get(tag_end - 1) == Some(&b'/') {
+            continue;
+        }
+        depth += 1;
+        if depth > limit {
+            return true;
+        }
+    }
+    false
 }
 
 /// Drops what is not content before rendering: scripts, styles, navigation, hidden parts.

@@ -2,6 +2,8 @@
 //! local embedder) and store, each timed separately. Pages/s for the PDFs, chunks/s for the
 //! rest. Needs DATABASE_URL for the store step (`make bench` sets it).
 
+mod common;
+
 use std::time::Instant;
 
 use avatar_platform::core::db::Db;
@@ -23,23 +25,7 @@ const ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let admin = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL not set: use `make bench`"))?;
-    let name = format!("bench_ingestion_{}", Uuid::new_v4().simple());
-    let admin_conn = Database::connect(&admin).await?;
-    admin_conn
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        &admin[..admin.rfind('/').unwrap_or(admin.len())]
-    );
-    let outcome = run(&url).await;
-    admin_conn
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    outcome
+    common::with_bench_database("bench_ingestion", |url| async move { run(&url).await }).await
 }
 
 async fn run(url: &str) -> anyhow::Result<()> {

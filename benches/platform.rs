@@ -2,6 +2,8 @@
 //! middleware stack, event bus throughput, job throughput. `make bench` runs it; figures go
 //! to docs/benchmarks.md. Every loop is bounded; all traffic stays on 127.0.0.1.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +16,6 @@ use avatar_platform::core::events::{Delivery, Event, EventBus, EventHandler};
 use avatar_platform::core::jobs::{JobContext, JobQueue, WorkerPool, task_error};
 use fang::asynk::async_queue::AsyncQueueable;
 use fang::{AsyncRunnable, FangError};
-use sea_orm::{ConnectionTrait, Database};
 use serde::{Deserialize, Serialize};
 
 const HTTP_REQUESTS: usize = 20_000;
@@ -25,23 +26,7 @@ const JOB_WORKERS: usize = 4;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let admin = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL not set: use `make bench`"))?;
-    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let admin_conn = Database::connect(&admin).await?;
-    admin_conn
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        &admin[..admin.rfind('/').unwrap_or(admin.len())]
-    );
-    let outcome = run(&url).await;
-    admin_conn
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    outcome
+    common::with_bench_database("bench_platform", |url| async move { run(&url).await }).await
 }
 
 async fn run(url: &str) -> anyhow::Result<()> {

@@ -8,6 +8,8 @@
 //! avatars), BENCH_LARGE (200_000 chunks in the large avatar), BENCH_QUERIES (200 per group).
 //! Needs DATABASE_URL (`make bench` sets it). Stays on 127.0.0.1; every loop is bounded.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -72,29 +74,15 @@ struct Avatar {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let admin = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL not set: use `make bench`"))?;
     let total = env_usize("BENCH_CHUNKS", 1_000_000);
     let small_avatars = env_usize("BENCH_AVATARS", 100);
     let large = env_usize("BENCH_LARGE", 200_000).min(total);
     let queries = env_usize("BENCH_QUERIES", 200);
     let per_small = (total - large) / small_avatars.max(1);
-
-    let name = format!("bench_retrieval_{}", Uuid::new_v4().simple());
-    let admin_conn = Database::connect(&admin).await?;
-    admin_conn
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        &admin[..admin.rfind('/').unwrap_or(admin.len())]
-    );
-    let outcome = run(&url, total, small_avatars, per_small, large, queries).await;
-    admin_conn
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    outcome
+    common::with_bench_database("bench_retrieval", |url| async move {
+        run(&url, total, small_avatars, per_small, large, queries).await
+    })
+    .await
 }
 
 async fn run(

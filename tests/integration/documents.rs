@@ -87,17 +87,12 @@ impl Knowledge {
 
     /// Polls until the document is `ready` or `failed`.
     async fn settled(&self, id: Uuid) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let response = self.document(id).await;
-            assert_eq!(response.status, 200, "{}", response.text);
-            let status = response.json["status"].as_str().unwrap().to_owned();
-            if status == "ready" || status == "failed" {
-                return response.json;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "still {status}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        settled(
+            &self.app,
+            &self.owner,
+            &format!("{}/{id}", self.documents_path()),
+        )
+        .await
     }
 
     async fn search(&self, query: &str) -> Vec<Value> {
@@ -127,6 +122,21 @@ impl Knowledge {
             .into_iter()
             .map(|row| row.try_get::<i32>("", "ordinal").unwrap())
             .collect()
+    }
+}
+
+/// Polls the document at `path` until it is `ready` or `failed`; returns its last view.
+async fn settled(app: &TestApp, user: &TestUser, path: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = app.get_as(user, path).await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        let status = response.json["status"].as_str().unwrap().to_owned();
+        if status == "ready" || status == "failed" {
+            return response.json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -222,18 +232,8 @@ async fn every_format_is_extracted() {
         let response = upload_to(&k.app, &k.owner, &path, filename, bytes).await;
         assert_eq!(response.status, 202, "{filename}: {}", response.text);
         let id = Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let doc = k.app.get_as(&k.owner, &format!("{path}/{id}")).await;
-            match doc.json["status"].as_str().unwrap() {
-                "ready" => break,
-                "failed" => panic!("{filename} failed: {}", doc.text),
-                _ => {
-                    assert!(tokio::time::Instant::now() < deadline);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let document = settled(&k.app, &k.owner, &format!("{path}/{id}")).await;
+        assert_eq!(document["status"], "ready", "{filename}: {document}");
         let text: String = k
             .app
             .context
@@ -723,15 +723,7 @@ async fn a_run_that_dies_half_way_is_retried_and_leaves_exactly_one_set_of_chunk
     let response = upload_to(&k.app, &k.owner, &path, "long.txt", text.into_bytes()).await;
     assert_eq!(response.status, 202, "{}", response.text);
     let id = Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let document = loop {
-        let doc = k.app.get_as(&k.owner, &format!("{path}/{id}")).await;
-        if doc.json["status"] == "ready" || doc.json["status"] == "failed" {
-            break doc.json;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{}", doc.text);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let document = settled(&k.app, &k.owner, &format!("{path}/{id}")).await;
     assert_eq!(document["status"], "ready", "{document}");
     let count = document["chunks_count"].as_i64().unwrap() as i32;
     assert!(count > 8, "enough chunks for several batches: {count}");

@@ -31,9 +31,6 @@ use crate::core::telemetry::{metrics_handle, observe_request};
 use crate::modules::Services;
 use crate::modules::events::DomainEvent;
 
-/// How long a readiness probe waits for each dependency.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// What `serve`, `worker` and the tests choose to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -335,7 +332,7 @@ fn http_server(
         db: context.db.clone(),
         cache: context.cache.clone(),
         blobs: context.blobs.clone(),
-        check_timeout: READINESS_TIMEOUT,
+        check_timeout: Duration::from_millis(settings.server.readiness_timeout_ms),
     });
     let auth_providers =
         web::Data::new(services.auth_providers(settings.server.trust_forwarded_for));

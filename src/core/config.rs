@@ -95,6 +95,7 @@ pub struct ServerSettings {
     pub cors_allowed_origins: Vec<String>,
     pub metrics_enabled: bool,
     pub trust_forwarded_for: bool,
+    pub readiness_timeout_ms: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -171,6 +172,9 @@ pub struct AuthSettings {
     pub login_attempts_per_ip: u32,
     pub login_window_secs: u64,
     pub bootstrap_admin_email: String,
+    pub jwt_leeway_secs: u64,
+    pub api_key_last_used_resolution_secs: i64,
+    pub platform_config_cache_secs: u64,
 }
 
 /// What an avatar gets for the LLM and retrieval settings it was created without.

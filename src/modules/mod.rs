@@ -45,6 +45,7 @@ impl Services {
             context.db.clone(),
             context.bus.clone(),
             secret_box.clone(),
+            std::time::Duration::from_secs(settings.auth.platform_config_cache_secs),
         ));
         context
             .bus
@@ -64,6 +65,7 @@ impl Services {
             context.bus.clone(),
             secret_box,
             auth.clone(),
+            settings.auth.api_key_last_used_resolution_secs,
         ));
         let avatars = Arc::new(avatars::AvatarsService::new(
             context.db.clone(),

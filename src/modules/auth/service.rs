@@ -34,8 +34,6 @@ use super::domain::errors::AuthError;
 use super::domain::events::AuthEvent;
 
 const REFRESH_TOKEN_PREFIX: &str = "rt_";
-/// Clock skew tolerated on `exp`/`iat`.
-const JWT_LEEWAY_SECS: u64 = 5;
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -735,7 +733,7 @@ impl TokenVerifier for AuthService {
     /// from the database, so a demotion applies at once.
     async fn verify_access_token(&self, token: &str) -> Result<VerifiedToken, AppError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = JWT_LEEWAY_SECS;
+        validation.leeway = self.settings.jwt_leeway_secs;
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &validation)
             .map_err(|_| AuthError::InvalidToken)?

@@ -1,7 +1,7 @@
 //! Global settings held by the saas_admin: LLM and embedding endpoints, their keys (sealed),
 //! whether registration is open, the notifications bot token.
 //!
-//! Read often, written rarely: the row is cached in-process for `CACHE_TTL`, dropped at once
+//! Read often, written rarely: the row is cached in-process (`auth.platform_config_cache_secs`), dropped at once
 //! in the process that writes it and, through `PlatformConfigChanged`, in the process that
 //! handles the event; other processes see a change within the TTL.
 
@@ -24,8 +24,6 @@ use super::domain::entities::platform_config;
 use super::domain::errors::PlatformConfigError;
 use super::domain::events::PlatformConfigEvent;
 
-/// How long other processes may serve a cached copy after a change.
-const CACHE_TTL: Duration = Duration::from_secs(10);
 const ROW_ID: i16 = 1;
 
 /// The settings in force, secrets opened. `Debug` never shows secret values.
@@ -71,6 +69,8 @@ pub struct PlatformConfigPatch {
 }
 
 pub struct PlatformConfigService {
+    /// How long other processes may serve a cached copy after a change.
+    cache_ttl: Duration,
     db: Db,
     bus: EventBus<DomainEvent>,
     secret_box: SecretBox,
@@ -135,8 +135,14 @@ fn check_text(
 }
 
 impl PlatformConfigService {
-    pub fn new(db: Db, bus: EventBus<DomainEvent>, secret_box: SecretBox) -> Self {
+    pub fn new(
+        db: Db,
+        bus: EventBus<DomainEvent>,
+        secret_box: SecretBox,
+        cache_ttl: Duration,
+    ) -> Self {
         PlatformConfigService {
+            cache_ttl,
             db,
             bus,
             secret_box,
@@ -151,7 +157,7 @@ impl PlatformConfigService {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .as_ref()
-            && loaded_at.elapsed() < CACHE_TTL
+            && loaded_at.elapsed() < self.cache_ttl
         {
             return Ok(config.clone());
         }

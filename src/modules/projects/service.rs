@@ -33,8 +33,6 @@ pub const DEFAULT_PLAN: &str = "free";
 const API_KEY_PREFIX: &str = "ap_";
 /// Characters of the key kept for display (after the `ap_` prefix).
 const API_KEY_DISPLAY_CHARS: usize = 8;
-/// `last_used_at` is written at most this often per key.
-const LAST_USED_RESOLUTION_SECS: i64 = 60;
 /// Largest secret value, in bytes.
 pub const MAX_SECRET_BYTES: usize = 8 * 1024;
 
@@ -105,6 +103,8 @@ pub struct ProjectPatch {
 }
 
 pub struct ProjectsService {
+    /// `last_used_at` of an API key is written at most this often.
+    last_used_resolution_secs: i64,
     db: Db,
     bus: EventBus<DomainEvent>,
     secret_box: SecretBox,
@@ -145,8 +145,10 @@ impl ProjectsService {
         bus: EventBus<DomainEvent>,
         secret_box: SecretBox,
         auth: Arc<AuthService>,
+        last_used_resolution_secs: i64,
     ) -> Self {
         ProjectsService {
+            last_used_resolution_secs,
             db,
             bus,
             secret_box,
@@ -810,7 +812,7 @@ impl ApiKeys for ProjectsService {
         }
         let stale = row
             .last_used_at
-            .map(|at| (now() - at).num_seconds() >= LAST_USED_RESOLUTION_SECS)
+            .map(|at| (now() - at).num_seconds() >= self.last_used_resolution_secs)
             .unwrap_or(true);
         if stale {
             api_key::Entity::update_many()

@@ -45,3 +45,24 @@ impl<T> Page<T> {
         }
     }
 }
+
+/// One page of `select` (ordered by the caller) and the total count of its rows.
+pub async fn fetch_page<E, C>(
+    conn: &C,
+    select: sea_orm::Select<E>,
+    page: &PageParams,
+) -> Result<(Vec<E::Model>, u64), sea_orm::DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Sync,
+    C: sea_orm::ConnectionTrait,
+{
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let total = select.clone().count(conn).await?;
+    let rows = select
+        .offset(page.offset())
+        .limit(page.limit())
+        .all(conn)
+        .await?;
+    Ok((rows, total))
+}

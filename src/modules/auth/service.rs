@@ -25,7 +25,7 @@ use crate::core::crypto::{PasswordCheck, PasswordHashing, hash_token, random_tok
 use crate::core::db::{Db, is_unique_violation, new_id, now};
 use crate::core::error::AppError;
 use crate::core::events::EventBus;
-use crate::core::pagination::{Page, PageParams};
+use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 use crate::modules::platform_config::PlatformConfigService;
 
@@ -619,13 +619,13 @@ impl AuthService {
             let pattern = format!("%{}%", escape_like(&query.to_lowercase()));
             select = select.filter(user::Column::Email.like(pattern));
         }
-        let total = select.clone().count(self.db.connection()).await?;
-        let users = select
-            .order_by_desc(user::Column::CreatedAt)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?;
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_desc(user::Column::CreatedAt),
+            page,
+        )
+        .await?;
+        let users = rows;
         Ok(Page::new(users.iter().map(to_view).collect(), total, page))
     }
 

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +14,7 @@ use crate::core::auth::Actor;
 use crate::core::config::AvatarDefaults;
 use crate::core::db::{Db, SoftDelete, new_id, now, soft_delete};
 use crate::core::events::EventBus;
-use crate::core::pagination::{Page, PageParams};
+use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::avatar;
@@ -232,13 +232,12 @@ impl AvatarsService {
         page: &PageParams,
     ) -> Result<Page<AvatarView>, AvatarsError> {
         let select = avatar::Entity::find_live().filter(avatar::Column::ProjectId.eq(project_id));
-        let total = select.clone().count(self.db.connection()).await?;
-        let rows = select
-            .order_by_asc(avatar::Column::CreatedAt)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?;
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_asc(avatar::Column::CreatedAt),
+            page,
+        )
+        .await?;
         Ok(Page::new(rows.iter().map(view).collect(), total, page))
     }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    PaginatorTrait, QueryFilter, QueryOrder, Statement,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use crate::core::config::{DocumentSettings, RetrievalSettings};
 use crate::core::db::{Db, UnitOfWork, is_unique_violation, new_id, now};
 use crate::core::events::EventBus;
 use crate::core::jobs::enqueue_in;
-use crate::core::pagination::{Page, PageParams};
+use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::{BlobStore, StorageError};
 use crate::modules::avatars::AvatarsService;
 use crate::modules::events::DomainEvent;
@@ -491,13 +491,12 @@ impl DocumentsService {
         if let Some(status) = status {
             select = select.filter(document::Column::Status.eq(status.as_str()));
         }
-        let total = select.clone().count(self.db.connection()).await?;
-        let rows = select
-            .order_by_asc(document::Column::CreatedAt)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?;
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_asc(document::Column::CreatedAt),
+            page,
+        )
+        .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             items.push(self.view(row).await?);

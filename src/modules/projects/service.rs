@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -20,7 +20,7 @@ use crate::core::crypto::{SecretBox, hash_token, random_token};
 use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
 use crate::core::error::AppError;
 use crate::core::events::EventBus;
-use crate::core::pagination::{Page, PageParams};
+use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::auth::AuthService;
 use crate::modules::events::DomainEvent;
 
@@ -254,13 +254,12 @@ impl ProjectsService {
         if !user.is_saas_admin() {
             select = select.filter(project::Column::Id.is_in(memberships.keys().copied()));
         }
-        let total = select.clone().count(self.db.connection()).await?;
-        let rows = select
-            .order_by_desc(project::Column::CreatedAt)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?;
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_desc(project::Column::CreatedAt),
+            page,
+        )
+        .await?;
         let items = rows
             .iter()
             .map(|row| {
@@ -352,14 +351,14 @@ impl ProjectsService {
         page: &PageParams,
     ) -> Result<Page<MemberView>, ProjectsError> {
         let select = member::Entity::find().filter(member::Column::ProjectId.eq(project_id));
-        let total = select.clone().count(self.db.connection()).await?;
-        let rows = select
-            .order_by_asc(member::Column::CreatedAt)
-            .order_by_asc(member::Column::UserId)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?;
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select
+                .order_by_asc(member::Column::CreatedAt)
+                .order_by_asc(member::Column::UserId),
+            page,
+        )
+        .await?;
         let ids: Vec<Uuid> = rows.iter().map(|row| row.user_id).collect();
         let emails: HashMap<Uuid, String> = self
             .auth
@@ -532,13 +531,13 @@ impl ProjectsService {
         page: &PageParams,
     ) -> Result<Page<SecretView>, ProjectsError> {
         let select = secret::Entity::find().filter(secret::Column::ProjectId.eq(project_id));
-        let total = select.clone().count(self.db.connection()).await?;
-        let items = select
-            .order_by_asc(secret::Column::Name)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_asc(secret::Column::Name),
+            page,
+        )
+        .await?;
+        let items = rows
             .into_iter()
             .map(|row| SecretView {
                 name: row.name,
@@ -714,16 +713,13 @@ impl ProjectsService {
         page: &PageParams,
     ) -> Result<Page<ApiKeyView>, ProjectsError> {
         let select = api_key::Entity::find().filter(api_key::Column::ProjectId.eq(project_id));
-        let total = select.clone().count(self.db.connection()).await?;
-        let items = select
-            .order_by_desc(api_key::Column::CreatedAt)
-            .offset(page.offset())
-            .limit(page.limit())
-            .all(self.db.connection())
-            .await?
-            .iter()
-            .map(api_key_view)
-            .collect();
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_desc(api_key::Column::CreatedAt),
+            page,
+        )
+        .await?;
+        let items = rows.iter().map(api_key_view).collect();
         Ok(Page::new(items, total, page))
     }
 

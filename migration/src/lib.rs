@@ -11,6 +11,7 @@ mod m20261122_000005_projects;
 mod m20261122_000006_platform_config;
 mod m20261122_000007_avatars;
 mod m20261122_000008_documents;
+mod m20261203_022553_documents_per_avatar_vector_indexes;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_platform_config::Migration),
             Box::new(m20261122_000007_avatars::Migration),
             Box::new(m20261122_000008_documents::Migration),
+            Box::new(m20261203_022553_documents_per_avatar_vector_indexes::Migration),
         ]
     }
 }

@@ -227,7 +227,53 @@ pub struct RetrievalSettings {
     pub candidates_per_result: i64,
     pub hnsw_ef_search: i64,
     pub hnsw_max_scan_tuples: i64,
+    pub hnsw_m: i64,
+    pub hnsw_ef_construction: i64,
+    pub index_build_memory: String,
+    pub index_build_timeout_secs: u64,
     pub rrf_k: f64,
+}
+
+impl RetrievalSettings {
+    pub fn index_build_timeout(&self) -> Duration {
+        Duration::from_secs(self.index_build_timeout_secs)
+    }
+
+    /// pgvector's own bounds, checked at start rather than at the first index build.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: format!("retrieval.{key}"),
+                reason: reason.into(),
+            })
+        };
+        if !(1..=1000).contains(&self.hnsw_ef_search) {
+            return invalid("hnsw_ef_search", "must be between 1 and 1000");
+        }
+        if !(2..=100).contains(&self.hnsw_m) {
+            return invalid("hnsw_m", "must be between 2 and 100");
+        }
+        if !(2 * self.hnsw_m..=1000).contains(&self.hnsw_ef_construction) {
+            return invalid(
+                "hnsw_ef_construction",
+                "must be at least twice retrieval.hnsw_m and at most 1000",
+            );
+        }
+        // Given to PostgreSQL as a literal: digits and a unit, nothing else.
+        let memory = self.index_build_memory.trim();
+        let digits = memory.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &memory[digits.len()..];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !["", "kB", "MB", "GB", "TB"].contains(&unit)
+        {
+            return invalid(
+                "index_build_memory",
+                "must be a size such as 512MB or 1GB (units kB, MB, GB, TB)",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Process-wide secrets. `Debug` never shows them (`SecretString` prints `[REDACTED]`).
@@ -455,7 +501,7 @@ impl Settings {
                 reason: "must be at least 8 and not above auth.password_max_length".into(),
             });
         }
-        Ok(())
+        self.retrieval.validate()
     }
 
     /// The database URL with any password replaced, for logs and messages.

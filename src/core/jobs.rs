@@ -8,8 +8,10 @@
 //! workers here are ours, over fang's table and trait:
 //! - a task is claimed by one atomic `UPDATE ... WHERE id = (SELECT ... SKIP LOCKED)`;
 //! - a row that does not decode is marked `failed` with the reason and the worker goes on;
-//! - every run has a timeout and panics are caught; failures retry with the task's backoff
-//!   until `max_retries`, then stay visible as `failed`;
+//! - every run has a timeout (`jobs.task_timeout_secs`, or its task type's own, see
+//!   [`JobContext::with_timeout`]) and panics are caught; failures retry with the task's
+//!   backoff until `max_retries`, then stay visible as `failed`;
+//! - a running task's row gets a heartbeat, so only a dead worker's rows look stale;
 //! - a worker that stops for any reason is restarted by its pool;
 //! - the sweeper (a cron task) puts `in_progress` rows whose worker died back in the queue.
 //!
@@ -44,6 +46,8 @@ pub struct JobContext {
     pub db: Db,
     pub settings: JobSettings,
     extensions: Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// Run-time limits of task types that legitimately run longer than `task_timeout_secs`.
+    timeouts: Arc<HashMap<String, Duration>>,
 }
 
 tokio::task_local! {
@@ -56,7 +60,22 @@ impl JobContext {
             db,
             settings,
             extensions: Arc::new(HashMap::new()),
+            timeouts: Arc::new(HashMap::new()),
         }
+    }
+
+    /// Gives the task type `task` (its typetag name) its own run-time limit.
+    pub fn with_timeout(mut self, task: &str, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.timeouts).insert(task.to_owned(), timeout);
+        self
+    }
+
+    /// How long a run of the task type `task` may take.
+    pub fn timeout_for(&self, task: &str) -> Duration {
+        self.timeouts
+            .get(task)
+            .copied()
+            .unwrap_or_else(|| self.settings.task_timeout())
     }
 
     /// Adds a shared value (a service, a client) that tasks can fetch by type.
@@ -171,6 +190,41 @@ pub async fn enqueue_in<C: ConnectionTrait>(
     ))
     .await?;
     Ok(id)
+}
+
+/// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running: then
+/// nothing is added and `None` is returned. For work that one run settles for everyone (an
+/// index build), so that asking again while it is queued costs nothing.
+pub async fn enqueue_unique_in<C: ConnectionTrait>(
+    conn: &C,
+    task: &dyn AsyncRunnable,
+    key: &str,
+) -> Result<Option<Uuid>, DbErr> {
+    use sha2::Digest;
+    let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
+    let scheduled_at = match task.cron() {
+        Some(Scheduled::ScheduleOnce(at)) => at,
+        _ => Utc::now(),
+    };
+    let uniq_hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    let id = Uuid::new_v4();
+    let inserted = conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at, uniq_hash) \
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
+                 SELECT 1 FROM fang_tasks WHERE uniq_hash = $5 \
+                 AND state IN ('new', 'retried', 'in_progress'))",
+            [
+                id.into(),
+                metadata.into(),
+                task.task_type().into(),
+                scheduled_at.into(),
+                uniq_hash.into(),
+            ],
+        ))
+        .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
 /// Next run time of a cron task, from its pattern (UTC).
@@ -347,12 +401,16 @@ impl Worker {
         }
 
         let started = Instant::now();
-        let timeout = self.context.settings.task_timeout();
+        let timeout = self.context.timeout_for(&name);
         let run = JOB_CONTEXT.scope(
             self.context.clone(),
             std::panic::AssertUnwindSafe(task.run(&self.queue.fang)).catch_unwind(),
         );
-        let result = match tokio::time::timeout(timeout, run).await {
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(timeout, run) => outcome,
+            () = self.heartbeat(row.id) => unreachable!("the heartbeat never ends"),
+        };
+        let result = match outcome {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(error.description),
             Ok(Err(_panic)) => Err("task panicked".to_owned()),
@@ -374,6 +432,29 @@ impl Worker {
             && let Err(error) = schedule_next(&self.queue.db, task.as_ref()).await
         {
             tracing::error!(task = %name, "scheduling the next run failed: {error}");
+        }
+    }
+
+    /// Keeps a running task's row fresh, so the sweeper never takes a long run (an index
+    /// build) for a dead worker's. Never returns; dropped when the run ends.
+    async fn heartbeat(&self, id: Uuid) {
+        let every = Duration::from_secs((self.context.settings.stale_after_secs / 3).max(1));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = self
+                .queue
+                .db
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "UPDATE fang_tasks SET updated_at = now() \
+                     WHERE id = $1 AND state = 'in_progress'",
+                    [id.into()],
+                ))
+                .await
+            {
+                tracing::warn!(task_id = %id, "task heartbeat failed: {error}");
+            }
         }
     }
 

@@ -105,7 +105,11 @@ impl Services {
 
     /// What the job workers hand to tasks, besides the core pieces.
     pub fn job_context(&self, base: JobContext) -> JobContext {
+        // An index build stops itself (statement_timeout) before its job would time out.
+        let index_build = self.documents.retrieval_settings().index_build_timeout()
+            + std::time::Duration::from_secs(60);
         base.with(self.documents.clone())
+            .with_timeout(documents::tasks::BuildVectorIndex::NAME, index_build)
     }
 
     /// The modules' periodic tasks, scheduled at start-up.

@@ -6,7 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::modules::documents::retrieval::{
+    SearchRequest, VectorPath, vector_candidates,
+};
+use avatar_platform::modules::documents::vector_index;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -793,4 +798,197 @@ async fn a_dimension_change_is_refused_at_start_until_the_reembed_command_ran() 
     started.unwrap().shutdown().await;
     let old = Application::build((*app.context.settings).clone(), options(true)).await;
     assert!(old.is_err(), "and the old one no longer does");
+}
+
+/// A document of `sections` short sections on distinct subjects (one chunk each, or so).
+fn handbook(sections: usize) -> String {
+    (0..sections)
+        .map(|n| {
+            format!(
+                "# Topic {n}\n\nSection {n} explains subject{n}: the subject{n} procedure \
+                 starts with step{n} and ends with check{n}.\n\n"
+            )
+        })
+        .collect()
+}
+
+async fn index_ready(app: &TestApp, avatar_id: Uuid) -> bool {
+    vector_index::is_ready(app.context.db.connection(), avatar_id)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_index(app: &TestApp, avatar_id: Uuid, ready: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while index_ready(app, avatar_id).await != ready {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the index of {avatar_id} never became ready={ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_dropped_with_it() {
+    // "Large" here: more than 5 chunks. The recovery check runs every second.
+    let k = knowledge(&[
+        ("APP__RETRIEVAL__EXACT_SCAN_MAX_CHUNKS", "5"),
+        ("APP__DOCUMENTS__RECOVERY_CRON", "* * * * * *"),
+    ])
+    .await;
+    let small = avatar(
+        &k.app,
+        &k.owner,
+        k.pid,
+        json!({"chunk_size": 48, "chunk_overlap": 0}),
+    )
+    .await;
+    let large = avatar(
+        &k.app,
+        &k.owner,
+        k.pid,
+        json!({"chunk_size": 48, "chunk_overlap": 0}),
+    )
+    .await;
+    for (aid, sections) in [(small, 2), (large, 40)] {
+        let path = format!("/api/v1/projects/{}/avatars/{aid}/documents", k.pid);
+        let response = upload_to(
+            &k.app,
+            &k.owner,
+            &path,
+            "handbook.md",
+            handbook(sections).into_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 202, "{}", response.text);
+        let id = response.json["id"].as_str().unwrap();
+        let document = settled(&k.app, &k.owner, &format!("{path}/{id}")).await;
+        assert_eq!(document["status"], "ready", "{document}");
+    }
+
+    wait_for_index(&k.app, large, true).await;
+    assert!(
+        !index_ready(&k.app, small).await,
+        "a small avatar needs no index"
+    );
+    // Partial: the index holds the large avatar's rows only.
+    let definition: String = k
+        .app
+        .context
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT indexdef FROM pg_indexes WHERE indexname = $1",
+            [vector_index::index_name(large).into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "indexdef")
+        .unwrap();
+    assert!(definition.contains("USING hnsw"), "{definition}");
+    assert!(
+        definition.contains(&format!("WHERE (avatar_id = '{large}'::uuid)")),
+        "{definition}"
+    );
+
+    // The index path finds what the exact scan finds.
+    let settings = k.app.context.settings.retrieval.clone();
+    let exact = RetrievalSettings {
+        exact_scan_max_chunks: i64::MAX,
+        ..settings.clone()
+    };
+    let embedding = LocalEmbedder::new(k.app.context.settings.embeddings.dimension)
+        .unwrap()
+        .embed(&["how does the subject17 procedure start?".to_owned()])
+        .await
+        .unwrap()
+        .remove(0);
+    let request = SearchRequest {
+        project_id: k.pid,
+        avatar_id: large,
+        query: "",
+        embedding,
+        top_k: 5,
+        similarity_threshold: 0.0,
+    };
+    let (path, indexed) = vector_candidates(&k.app.context.db, &settings, &request, 5)
+        .await
+        .unwrap();
+    assert_eq!(path, VectorPath::Index);
+    let (path, scanned) = vector_candidates(&k.app.context.db, &exact, &request, 5)
+        .await
+        .unwrap();
+    assert_eq!(path, VectorPath::Exact);
+    let ids = |hits: &[(Uuid, f64)]| hits.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    assert_eq!(ids(&indexed), ids(&scanned));
+    let hits = search_avatar(&k, large, "how does the subject17 procedure start?").await;
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("step17"),
+        "{hits:?}"
+    );
+
+    // A build that died half-way leaves an invalid index: it is not used, and the periodic
+    // check has it rebuilt.
+    k.app
+        .context
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{}'::regclass",
+            vector_index::index_name(large)
+        ))
+        .await
+        .unwrap();
+    assert!(!index_ready(&k.app, large).await);
+    let (path, _) = vector_candidates(&k.app.context.db, &settings, &request, 5)
+        .await
+        .unwrap();
+    assert_eq!(path, VectorPath::Exact, "an invalid index is never queried");
+    wait_for_index(&k.app, large, true).await;
+
+    // Deleting the avatar drops its index.
+    let deleted = k
+        .app
+        .delete_as(
+            &k.owner,
+            &format!("/api/v1/projects/{}/avatars/{large}", k.pid),
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let exists = k
+            .app
+            .context
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_class WHERE relname = $1",
+                [vector_index::index_name(large).into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the index stayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn search_avatar(k: &Knowledge, aid: Uuid, query: &str) -> Vec<Value> {
+    let response = k
+        .app
+        .post_as(
+            &k.owner,
+            &format!("/api/v1/projects/{}/avatars/{aid}/search", k.pid),
+            &json!({"query": query}),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    response.json["items"].as_array().unwrap().clone()
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use avatar_platform::core::config::JobSettings;
 use avatar_platform::core::db::Db;
 use avatar_platform::core::jobs::{
-    JobContext, JobQueue, Sweeper, WorkerPool, claim_effect, enqueue_in, run_sweep, task_error,
+    JobContext, JobQueue, Sweeper, WorkerPool, claim_effect, enqueue_in, requeue_stale_tasks,
+    run_sweep, task_error,
 };
 use fang::asynk::async_queue::AsyncQueueable;
 use fang::{AsyncRunnable, FangError};
@@ -329,6 +330,44 @@ async fn a_task_past_its_timeout_is_failed_not_hung() {
     let (state, error, _) = h.task_state(id).await.unwrap();
     assert_eq!(state, "failed");
     assert_eq!(error.as_deref(), Some("timed out after 1 s"));
+    pool.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_long_task_type_runs_past_the_default_timeout_and_its_heartbeat_keeps_the_sweeper_off() {
+    // Default limit 1 s; a run is stale after 3 s without a sign of life.
+    let h = harness(&[
+        ("APP__JOBS__TASK_TIMEOUT_SECS", "1"),
+        ("APP__JOBS__STALE_AFTER_SECS", "3"),
+    ])
+    .await;
+    let id = h.queue.enqueue(&Sleepy { millis: 5_500 }).await.unwrap();
+    let context = h
+        .context()
+        .with_timeout("test.sleepy", Duration::from_secs(20));
+    let pool = WorkerPool::start(h.queue.clone(), context, 1);
+    h.wait_for(
+        "SELECT count(*) FROM fang_tasks WHERE state = 'in_progress'",
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    // Well past `stale_after` into the run, the sweeper still sees a live task.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(
+        requeue_stale_tasks(&h.db, Duration::from_secs(3))
+            .await
+            .unwrap(),
+        0
+    );
+    // Done: a finished task's row is removed (a failed one would stay, as `failed`).
+    h.wait_for(
+        "SELECT count(*) FROM fang_tasks",
+        0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(h.task_state(id).await.is_none());
     pool.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -91,6 +91,50 @@ fn an_invalid_value_names_the_key() {
 }
 
 #[test]
+fn index_settings_outside_pgvector_bounds_or_not_a_size_are_refused() {
+    let settings = load(&[("APP_ENV", "test"), DB]).unwrap();
+    assert_eq!(settings.retrieval.index_build_memory, "1GB");
+    assert!(settings.retrieval.hnsw_ef_construction >= 2 * settings.retrieval.hnsw_m);
+    for (key, value, named) in [
+        // Given to PostgreSQL as a literal: anything but a size is refused.
+        (
+            "APP__RETRIEVAL__INDEX_BUILD_MEMORY",
+            "1GB'; DROP TABLE documents; --",
+            "retrieval.index_build_memory",
+        ),
+        (
+            "APP__RETRIEVAL__INDEX_BUILD_MEMORY",
+            "lots",
+            "retrieval.index_build_memory",
+        ),
+        ("APP__RETRIEVAL__HNSW_M", "1", "retrieval.hnsw_m"),
+        (
+            "APP__RETRIEVAL__HNSW_EF_CONSTRUCTION",
+            "20",
+            "retrieval.hnsw_ef_construction",
+        ),
+        (
+            "APP__RETRIEVAL__HNSW_EF_SEARCH",
+            "0",
+            "retrieval.hnsw_ef_search",
+        ),
+    ] {
+        let error = load(&[("APP_ENV", "test"), DB, (key, value)]).unwrap_err();
+        assert!(
+            error.starts_with(&format!("setting `{named}` is invalid")),
+            "{key}={value}: {error}"
+        );
+    }
+    let settings = load(&[
+        ("APP_ENV", "test"),
+        DB,
+        ("APP__RETRIEVAL__INDEX_BUILD_MEMORY", "512MB"),
+    ])
+    .unwrap();
+    assert_eq!(settings.retrieval.index_build_memory, "512MB");
+}
+
+#[test]
 fn a_missing_database_url_is_named() {
     let error = load(&[("APP_ENV", "test")]).unwrap_err();
     assert!(

@@ -12,5 +12,6 @@ pub mod retrieval;
 pub mod service;
 pub mod store;
 pub mod tasks;
+pub mod vector_index;
 
 pub use service::DocumentsService;

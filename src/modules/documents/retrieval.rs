@@ -3,12 +3,15 @@
 //!
 //! Filtered vector search is where multi-tenant RAG quietly fails: one global HNSW index
 //! asked for the 10 nearest chunks *of one avatar* returns only the few that happen to sit in
-//! the part of the graph it visits. So:
+//! the part of the graph it visits. So there is no global index, and:
 //! - an avatar with at most `retrieval.exact_scan_max_chunks` chunks is searched exactly — a
-//!   scan of its own rows (btree on `avatar_id`), recall 1.0 and a few milliseconds;
-//! - a larger avatar goes through the HNSW index with pgvector's iterative scan
-//!   (`relaxed_order`, budget `hnsw_max_scan_tuples`, breadth `hnsw_ef_search`, all `SET LOCAL`
-//!   inside the query's transaction), and the candidates are re-sorted by exact distance.
+//!   scan of its own rows (btree on `avatar_id`), recall 1.0 in a few milliseconds;
+//! - a larger avatar has an HNSW index of its own (`vector_index.rs`), and is searched through
+//!   it with the avatar id written into the query as a literal, which is what lets the planner
+//!   match the partial index's predicate. Breadth `hnsw_ef_search`, plus an iterative scan
+//!   (`relaxed_order`, budget `hnsw_max_scan_tuples`) for the few rows the `ready` filter drops,
+//!   all `SET LOCAL` inside the query's transaction; candidates are re-sorted exactly. Until
+//!   its index is built, a large avatar is still scanned exactly: slower, never wrong.
 //!
 //! The full-text list ranks `ts_rank_cd` over the generated `tsvector` (GIN index), matching any
 //! of the question's words (OR), so a question does not need every word to appear.
@@ -23,6 +26,8 @@ use uuid::Uuid;
 
 use crate::core::config::RetrievalSettings;
 use crate::core::db::Db;
+
+use super::vector_index;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchHit {
@@ -53,20 +58,28 @@ pub struct SearchRequest<'a> {
     pub similarity_threshold: f64,
 }
 
-/// Ready chunks of the avatar (from the documents' counts: cheaper than counting chunks).
-async fn avatar_chunks(db: &Db, project_id: Uuid, avatar_id: Uuid) -> Result<i64, DbErr> {
+/// Ready chunks of the avatar (from the documents' counts: cheaper than counting chunks), and
+/// whether its own vector index is ready.
+async fn avatar_size(db: &Db, project_id: Uuid, avatar_id: Uuid) -> Result<(i64, bool), DbErr> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT coalesce(sum(chunks_count), 0)::bigint AS n FROM documents \
-             WHERE project_id = $1 AND avatar_id = $2 AND status = 'ready'",
-            [project_id.into(), avatar_id.into()],
+            format!(
+                "SELECT coalesce(sum(chunks_count), 0)::bigint AS n, {} AS indexed FROM documents \
+                 WHERE project_id = $1 AND avatar_id = $2 AND status = 'ready'",
+                vector_index::index_ready_sql("$3")
+            ),
+            [
+                project_id.into(),
+                avatar_id.into(),
+                vector_index::index_name(avatar_id).into(),
+            ],
         ))
         .await?;
-    Ok(row
-        .map(|row| row.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0))
+    match row {
+        Some(row) => Ok((row.try_get("", "n")?, row.try_get("", "indexed")?)),
+        None => Ok((0, false)),
+    }
 }
 
 /// The nearest chunks by cosine distance: `(chunk id, similarity)`, nearest first.
@@ -76,43 +89,48 @@ pub async fn vector_candidates(
     request: &SearchRequest<'_>,
     limit: i64,
 ) -> Result<(VectorPath, Vec<(Uuid, f64)>), DbErr> {
-    let size = avatar_chunks(db, request.project_id, request.avatar_id).await?;
+    let (size, indexed) = avatar_size(db, request.project_id, request.avatar_id).await?;
     let vector = Value::Vector(Some(PgVector::from(request.embedding.clone())));
-    let params = [
-        vector,
-        request.avatar_id.into(),
-        request.project_id.into(),
-        limit.into(),
-    ];
-    let (path, sql) = if size <= settings.exact_scan_max_chunks {
+    let (path, sql, params) = if size <= settings.exact_scan_max_chunks || !indexed {
         (
             VectorPath::Exact,
-            // MATERIALIZED: the avatar's own rows, scanned and sorted exactly — never the
-            // global index, whose filtered results would miss most of them.
+            // MATERIALIZED: the avatar's own rows, scanned and sorted exactly — never an
+            // index, which would return an approximation.
             "WITH own AS MATERIALIZED ( \
                  SELECT c.id, c.embedding <=> $1 AS distance FROM document_chunks c \
                  JOIN documents d ON d.id = c.document_id \
-                 WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready') \
-             SELECT id, (1 - distance)::float8 AS similarity FROM own ORDER BY distance LIMIT $4",
+                 WHERE c.avatar_id = $4 AND c.project_id = $2 AND d.status = 'ready') \
+             SELECT id, (1 - distance)::float8 AS similarity FROM own ORDER BY distance LIMIT $3"
+                .to_owned(),
+            vec![
+                vector,
+                request.project_id.into(),
+                limit.into(),
+                request.avatar_id.into(),
+            ],
         )
     } else {
         (
             VectorPath::Index,
-            "SELECT t.id, (1 - t.distance)::float8 AS similarity FROM ( \
-                 SELECT c.id, c.document_id, c.embedding <=> $1 AS distance FROM document_chunks c \
-                 WHERE c.avatar_id = $2 AND c.project_id = $3 \
-                 ORDER BY c.embedding <=> $1 LIMIT $4) t \
-             JOIN documents d ON d.id = t.document_id AND d.status = 'ready' \
-             ORDER BY t.distance",
+            // The literal avatar id matches the partial index's predicate (a parameter would
+            // not, in a generic plan).
+            format!(
+                "SELECT t.id, (1 - t.distance)::float8 AS similarity FROM ( \
+                     SELECT c.id, c.document_id, c.embedding <=> $1 AS distance \
+                     FROM document_chunks c \
+                     WHERE c.avatar_id = '{avatar}' AND c.project_id = $2 \
+                     ORDER BY c.embedding <=> $1 LIMIT $3) t \
+                 JOIN documents d ON d.id = t.document_id AND d.status = 'ready' \
+                 ORDER BY t.distance",
+                avatar = request.avatar_id
+            ),
+            vec![vector, request.project_id.into(), limit.into()],
         )
     };
     let transaction = db.connection().begin().await?;
     if path == VectorPath::Index {
         for setting in [
-            format!(
-                "SET LOCAL hnsw.ef_search = {}",
-                settings.hnsw_ef_search.clamp(1, 1000)
-            ),
+            format!("SET LOCAL hnsw.ef_search = {}", settings.hnsw_ef_search),
             "SET LOCAL hnsw.iterative_scan = relaxed_order".to_owned(),
             format!(
                 "SET LOCAL hnsw.max_scan_tuples = {}",

@@ -22,7 +22,7 @@ use crate::core::auth::Actor;
 use crate::core::config::{DocumentSettings, RetrievalSettings};
 use crate::core::db::{Db, UnitOfWork, is_unique_violation, new_id, now};
 use crate::core::events::EventBus;
-use crate::core::jobs::enqueue_in;
+use crate::core::jobs::{enqueue_in, enqueue_unique_in};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::{BlobStore, StorageError};
 use crate::modules::avatars::AvatarsService;
@@ -36,7 +36,8 @@ use super::embedding::EmbedderSource;
 use super::parsing::{self, DocumentFormat};
 use super::retrieval::{self, SearchHit, SearchRequest};
 use super::store;
-use super::tasks::ProcessDocument;
+use super::tasks::{BuildVectorIndex, ProcessDocument};
+use super::vector_index::{self, BuildOutcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -201,6 +202,19 @@ pub fn safe_filename(filename: &str) -> String {
     }
 }
 
+/// Queues a build of the avatar's vector index, unless one is queued or running already.
+async fn queue_index_build<C: ConnectionTrait>(
+    conn: &C,
+    avatar_id: Uuid,
+) -> Result<Option<Uuid>, sea_orm::DbErr> {
+    enqueue_unique_in(
+        conn,
+        &BuildVectorIndex::now(avatar_id),
+        &format!("documents.build_vector_index:{avatar_id}"),
+    )
+    .await
+}
+
 fn status_of(model: &document::Model) -> DocumentStatus {
     DocumentStatus::parse(&model.status).unwrap_or(DocumentStatus::Failed)
 }
@@ -230,6 +244,33 @@ impl DocumentsService {
             retrieval,
             upload_dir,
         }
+    }
+
+    /// Whether the avatar has more ready chunks than are searched exactly, and no index yet.
+    async fn needs_index<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        avatar_id: Uuid,
+    ) -> Result<bool, sea_orm::DbErr> {
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT coalesce(sum(chunks_count), 0)::bigint > $2 AND NOT {} AS needed \
+                     FROM documents WHERE avatar_id = $1 AND status = 'ready'",
+                    vector_index::index_ready_sql("$3")
+                ),
+                [
+                    avatar_id.into(),
+                    self.retrieval.exact_scan_max_chunks.into(),
+                    vector_index::index_name(avatar_id).into(),
+                ],
+            ))
+            .await?;
+        Ok(row
+            .map(|row| row.try_get::<bool>("", "needed"))
+            .transpose()?
+            .unwrap_or(false))
     }
 
     /// Where uploads wait (as temporary files) until they are in the blob store.
@@ -275,6 +316,10 @@ impl DocumentsService {
     pub fn with_quota(mut self, quota: Arc<dyn DocumentQuota>) -> Self {
         self.quota = quota;
         self
+    }
+
+    pub fn retrieval_settings(&self) -> &RetrievalSettings {
+        &self.retrieval
     }
 
     pub fn settings(&self) -> &DocumentSettings {
@@ -626,7 +671,60 @@ impl DocumentsService {
                 Err(error) => return Err(error),
             }
         }
+        vector_index::drop_index(&self.db, avatar_id).await?;
         Ok(ids.len())
+    }
+
+    /// Builds the avatar's own vector index if it is (still) large enough to need one.
+    pub async fn build_vector_index(
+        &self,
+        avatar_id: Uuid,
+    ) -> Result<Option<BuildOutcome>, DocumentsError> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT coalesce(sum(chunks_count), 0)::bigint AS n FROM documents \
+                 WHERE avatar_id = $1 AND status = 'ready'",
+                [avatar_id.into()],
+            ))
+            .await?;
+        let size: i64 = row
+            .map(|row| row.try_get("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        if size <= self.retrieval.exact_scan_max_chunks {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let outcome = vector_index::build(&self.db, &self.retrieval, avatar_id).await?;
+        if outcome == BuildOutcome::Built {
+            tracing::info!(
+                %avatar_id,
+                chunks = size,
+                seconds = started.elapsed().as_secs_f64(),
+                "built the avatar's vector index"
+            );
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Queues an index build for every large avatar without a valid index (a build that
+    /// failed, or one never queued). Returns how many were queued.
+    pub async fn ensure_vector_indexes(&self) -> Result<usize, DocumentsError> {
+        let avatars =
+            vector_index::unindexed_large_avatars(&self.db, self.retrieval.exact_scan_max_chunks)
+                .await?;
+        let mut queued = 0;
+        for avatar_id in avatars {
+            if queue_index_build(self.db.connection(), avatar_id)
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+        Ok(queued)
     }
 
     async fn delete_blob_now_or_later(&self, key: &str) {
@@ -690,18 +788,16 @@ impl DocumentsService {
     }
 
     /// Changes the chunks' vector dimension: drops every chunk (they cannot be converted),
-    /// alters the column, rebuilds the index and queues every processed document again, all
+    /// alters the column (which rebuilds the vector indexes) and queues every processed document again, all
     /// in one transaction. Returns how many documents were queued.
     pub async fn reembed_all(&self, dimension: usize) -> Result<usize, DocumentsError> {
         let uow = self.db.begin().await?;
         for statement in [
             "LOCK TABLE document_chunks IN ACCESS EXCLUSIVE MODE".to_owned(),
-            "DROP INDEX IF EXISTS document_chunks_embedding_index".to_owned(),
             "DELETE FROM document_chunks".to_owned(),
+            // Rebuilds the avatars' vector indexes too (empty now; they fill as documents
+            // are processed again).
             format!("ALTER TABLE document_chunks ALTER COLUMN embedding TYPE vector({dimension})"),
-            "CREATE INDEX document_chunks_embedding_index ON document_chunks \
-             USING hnsw (embedding vector_cosine_ops)"
-                .to_owned(),
         ] {
             uow.execute_unprepared(&statement).await?;
         }
@@ -967,6 +1063,10 @@ impl DocumentsService {
             .await?;
         if finished.rows_affected == 0 {
             return Err(RunError::Gone);
+        }
+        // Past the exact-scan size, the avatar needs its own index: queued with the commit.
+        if self.needs_index(&*uow, model.avatar_id).await? {
+            queue_index_build(&*uow, model.avatar_id).await?;
         }
         self.bus
             .publish(

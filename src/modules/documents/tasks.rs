@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::core::jobs::{JobContext, enqueue_in, task_error};
 
 use super::service::{DocumentsService, ProcessOutcome};
+use super::vector_index::BuildOutcome;
 
 fn service(context: &JobContext) -> Result<Arc<DocumentsService>, FangError> {
     context
@@ -86,7 +87,69 @@ impl AsyncRunnable for ProcessDocument {
     }
 }
 
-/// Periodic recovery: stuck documents back to the queue, failed file deletions retried.
+/// Builds a large avatar's own vector index (`vector_index.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildVectorIndex {
+    pub avatar_id: Uuid,
+    /// Not before this time (another build was running), else now.
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+impl BuildVectorIndex {
+    /// The task type, for its own run-time limit.
+    pub const NAME: &'static str = "documents.build_vector_index";
+
+    pub fn now(avatar_id: Uuid) -> Self {
+        BuildVectorIndex {
+            avatar_id,
+            not_before: None,
+        }
+    }
+}
+
+#[typetag::serde(name = "documents.build_vector_index")]
+#[async_trait]
+impl AsyncRunnable for BuildVectorIndex {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        let documents = service(&context)?;
+        let outcome = documents
+            .build_vector_index(self.avatar_id)
+            .await
+            .map_err(task_error)?;
+        if outcome == Some(BuildOutcome::Busy) {
+            // One build at a time: wait for the running one to finish.
+            let later = Utc::now()
+                + chrono::Duration::seconds(
+                    i64::try_from(documents.settings().defer_secs).unwrap_or(1),
+                );
+            let next = BuildVectorIndex {
+                avatar_id: self.avatar_id,
+                not_before: Some(later),
+            };
+            enqueue_in(documents.db().connection(), &next)
+                .await
+                .map_err(task_error)?;
+        }
+        Ok(())
+    }
+
+    fn cron(&self) -> Option<Scheduled> {
+        self.not_before.map(Scheduled::ScheduleOnce)
+    }
+
+    fn max_retries(&self) -> i32 {
+        3
+    }
+
+    fn backoff(&self, attempt: u32) -> u32 {
+        60 * 2u32.saturating_pow(attempt.min(6))
+    }
+}
+
+/// Periodic recovery: stuck documents back to the queue, failed file deletions retried,
+/// missing vector indexes queued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoverDocuments {
     pub cron: String,
@@ -100,6 +163,10 @@ impl AsyncRunnable for RecoverDocuments {
         let documents = service(&context)?;
         documents.recover_stuck().await.map_err(task_error)?;
         documents.retry_blob_deletions().await.map_err(task_error)?;
+        documents
+            .ensure_vector_indexes()
+            .await
+            .map_err(task_error)?;
         Ok(())
     }
 

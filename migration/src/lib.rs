@@ -12,6 +12,7 @@ mod m20261122_000006_platform_config;
 mod m20261122_000007_avatars;
 mod m20261122_000008_documents;
 mod m20261203_022553_documents_per_avatar_vector_indexes;
+mod m20261203_023813_end_users_and_chat;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_avatars::Migration),
             Box::new(m20261122_000008_documents::Migration),
             Box::new(m20261203_022553_documents_per_avatar_vector_indexes::Migration),
+            Box::new(m20261203_023813_end_users_and_chat::Migration),
         ]
     }
 }

@@ -78,6 +78,7 @@ pub struct Settings {
     pub documents: DocumentSettings,
     pub embeddings: EmbeddingSettings,
     pub retrieval: RetrievalSettings,
+    pub chat: ChatSettings,
     pub secrets: SecretSettings,
 }
 
@@ -274,6 +275,19 @@ impl RetrievalSettings {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatSettings {
+    pub llm_base_url: String,
+    pub llm_api_key: SecretString,
+    pub timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_retries: u32,
+    pub history_token_budget: u32,
+    pub max_message_chars: usize,
+    pub public_requests_per_minute: u32,
+    pub stream_buffer_events: usize,
 }
 
 /// Process-wide secrets. `Debug` never shows them (`SecretString` prints `[REDACTED]`).

@@ -25,6 +25,8 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::core::upstream::{MAX_RETRY_DELAY, backoff, error_chain, error_message, retry_after};
+
 /// Identifier of the local embedder's algorithm; change it whenever its vectors change.
 pub const LOCAL_MODEL_ID: &str = "local-lexical-v1";
 
@@ -383,14 +385,6 @@ pub const DEFAULT_BATCH_SIZE: usize = 64;
 pub const DEFAULT_MAX_RETRIES: u32 = 4;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
-
-/// Longest wait between two attempts, whether computed or asked for by `Retry-After`: a
-/// server asking for minutes is better answered by failing transiently and letting the
-/// job queue retry later than by holding a worker.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
-
-/// How much of an unparseable error body goes into a message.
-const MAX_ERROR_BODY_CHARS: usize = 300;
 
 /// Where and how to reach an OpenAI-compatible embeddings endpoint.
 #[derive(Debug, Clone)]
@@ -774,65 +768,4 @@ impl Embedder for OpenAiEmbedder {
         }
         Ok(vectors)
     }
-}
-
-/// `retry_base * 2^retries`, at most [`MAX_RETRY_DELAY`], then scaled by a random factor in
-/// `[0.5, 1)` so that clients that failed together do not retry together.
-fn backoff(retry_base: Duration, retries: u32) -> Duration {
-    let exponential = retry_base
-        .saturating_mul(2_u32.saturating_pow(retries))
-        .min(MAX_RETRY_DELAY);
-    exponential.mul_f64(0.5 + rand::random::<f64>() / 2.0)
-}
-
-/// `Retry-After` given in seconds (the HTTP-date form is ignored: backoff applies).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0)
-        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_DELAY.as_secs_f64())))
-}
-
-/// The server's explanation from an error body: OpenAI's `{"error": {"message": ...}}`, the
-/// `{"error": "..."}`, `{"message": ...}` and `{"detail": ...}` shapes of other compatible
-/// servers, else the start of the body.
-fn error_message(body: &[u8]) -> String {
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        let candidates = [
-            json.pointer("/error/message"),
-            json.get("error"),
-            json.get("message"),
-            json.get("detail"),
-        ];
-        if let Some(message) = candidates
-            .into_iter()
-            .flatten()
-            .find_map(serde_json::Value::as_str)
-        {
-            return message.to_owned();
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "no details".to_owned();
-    }
-    let mut shortened: String = text.chars().take(MAX_ERROR_BODY_CHARS).collect();
-    if shortened.len() < text.len() {
-        shortened.push('…');
-    }
-    shortened
-}
-
-/// An error and its sources on one line (reqwest's own message alone is often just
-/// "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::core::events::Event;
 use crate::modules::auth::domain::events::AuthEvent;
 use crate::modules::avatars::domain::events::AvatarsEvent;
+use crate::modules::chat::domain::events::ChatEvent;
 use crate::modules::documents::domain::events::DocumentsEvent;
+use crate::modules::end_users::domain::events::EndUsersEvent;
 use crate::modules::platform_config::domain::events::PlatformConfigEvent;
 use crate::modules::projects::domain::events::ProjectsEvent;
 
@@ -19,6 +21,8 @@ pub enum DomainEvent {
     Projects(ProjectsEvent),
     Avatars(AvatarsEvent),
     Documents(DocumentsEvent),
+    EndUsers(EndUsersEvent),
+    Chat(ChatEvent),
     PlatformConfig(PlatformConfigEvent),
 }
 
@@ -29,6 +33,8 @@ impl Event for DomainEvent {
             DomainEvent::Projects(event) => event.event_type(),
             DomainEvent::Avatars(event) => event.event_type(),
             DomainEvent::Documents(event) => event.event_type(),
+            DomainEvent::EndUsers(event) => event.event_type(),
+            DomainEvent::Chat(event) => event.event_type(),
             DomainEvent::PlatformConfig(event) => event.event_type(),
         }
     }

@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod avatars;
+pub mod chat;
 pub mod documents;
+pub mod end_users;
 pub mod events;
 mod openapi;
 pub mod platform_config;
@@ -29,8 +31,12 @@ pub struct Services {
     pub auth: Arc<auth::AuthService>,
     pub avatars: Arc<avatars::AvatarsService>,
     pub documents: Arc<documents::DocumentsService>,
+    pub end_users: Arc<end_users::EndUsersService>,
+    pub chat: Arc<chat::ChatService>,
     pub projects: Arc<projects::ProjectsService>,
     pub platform_config: Arc<platform_config::PlatformConfigService>,
+    /// Shared by the routes that limit request rates (the public chat API).
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl Services {
@@ -94,12 +100,37 @@ impl Services {
             .subscribe(Arc::new(documents::handlers::DeleteAvatarDocuments(
                 documents.clone(),
             )));
+        let end_users = Arc::new(end_users::EndUsersService::new(
+            context.db.clone(),
+            context.bus.clone(),
+        ));
+        let chat = Arc::new(chat::ChatService::new(
+            context.db.clone(),
+            context.bus.clone(),
+            avatars.clone(),
+            documents.clone(),
+            end_users.clone(),
+            chat::models::ModelSource::new(
+                settings.chat.clone(),
+                platform_config.clone(),
+                projects.clone(),
+            ),
+            settings.chat.clone(),
+        ));
+        context
+            .bus
+            .subscribe(Arc::new(chat::handlers::EraseEndUserConversations(
+                chat.clone(),
+            )));
         Ok(Services {
             auth,
             avatars,
             documents,
+            end_users,
+            chat,
             projects,
             platform_config,
+            limiter: Arc::new(RateLimiter::new(context.cache.clone())),
         })
     }
 
@@ -134,6 +165,9 @@ impl Services {
         cfg.app_data(web::Data::from(self.auth.clone()))
             .app_data(web::Data::from(self.avatars.clone()))
             .app_data(web::Data::from(self.documents.clone()))
+            .app_data(web::Data::from(self.end_users.clone()))
+            .app_data(web::Data::from(self.chat.clone()))
+            .app_data(web::Data::from(self.limiter.clone()))
             .app_data(web::Data::from(self.projects.clone()))
             .app_data(web::Data::from(self.platform_config.clone()))
             .service(
@@ -142,6 +176,8 @@ impl Services {
                     .configure(projects::api::v1::configure)
                     .configure(avatars::api::v1::configure)
                     .configure(documents::api::v1::configure)
+                    .configure(end_users::api::v1::configure)
+                    .configure(chat::api::v1::configure)
                     .configure(platform_config::api::v1::configure),
             );
     }

@@ -4,7 +4,9 @@ use utoipa::OpenApi;
 
 use crate::modules::auth::api::v1 as auth_v1;
 use crate::modules::avatars::api::v1 as avatars_v1;
+use crate::modules::chat::api::v1 as chat_v1;
 use crate::modules::documents::api::v1 as documents_v1;
+use crate::modules::end_users::api::v1 as end_users_v1;
 use crate::modules::platform_config::api::v1 as platform_config_v1;
 use crate::modules::projects::api::v1 as projects_v1;
 
@@ -28,6 +30,10 @@ use crate::modules::projects::api::v1 as projects_v1;
         documents_v1::upload::upload_document, documents_v1::list_documents,
         documents_v1::get_document, documents_v1::reprocess_document,
         documents_v1::delete_document, documents_v1::search,
+        chat_v1::create_conversation, chat_v1::list_conversations, chat_v1::list_messages,
+        chat_v1::send_message, chat_v1::public::chat,
+        end_users_v1::list_end_users, end_users_v1::get_end_user, end_users_v1::delete_end_user,
+        end_users_v1::block_end_user, end_users_v1::unblock_end_user,
         platform_config_v1::get_platform_config, platform_config_v1::patch_platform_config,
     ),
     tags(
@@ -36,6 +42,8 @@ use crate::modules::projects::api::v1 as projects_v1;
         (name = "projects", description = "Projects, members, secrets, API keys"),
         (name = "avatars", description = "A project's AI consultants"),
         (name = "documents", description = "An avatar's documents and retrieval"),
+        (name = "chat", description = "Conversations with avatars and their answers"),
+        (name = "end-users", description = "The people who talk to a project's avatars"),
         (name = "platform-config", description = "saas_admin: global settings"),
         (name = "public", description = "Called with a project API key"),
     )

@@ -131,7 +131,7 @@ impl Knowledge {
 }
 
 /// Polls the document at `path` until it is `ready` or `failed`; returns its last view.
-async fn settled(app: &TestApp, user: &TestUser, path: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, user: &TestUser, path: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let response = app.get_as(user, path).await;
@@ -145,7 +145,7 @@ async fn settled(app: &TestApp, user: &TestUser, path: &str) -> Value {
     }
 }
 
-async fn upload_to(
+pub(crate) async fn upload_to(
     app: &TestApp,
     user: &TestUser,
     path: &str,
@@ -163,7 +163,7 @@ async fn upload_to(
     .await
 }
 
-const GUIDE: &str = "# Installing packages\n\nUse install.packages(\"name\") to install a package \
+pub(crate) const GUIDE: &str = "# Installing packages\n\nUse install.packages(\"name\") to install a package \
 from CRAN. The library() function loads it.\n\n# Updating\n\nupdate.packages() updates every \
 installed package at once.\n\n# Memory\n\nThe garbage collector frees memory automatically; \
 gc() reports usage.\n";

@@ -4,10 +4,12 @@
 mod auth;
 mod avatars;
 mod cache;
+mod chat;
 mod db;
 mod documents;
 mod embeddings;
 mod events;
+mod fake_llm;
 mod fixtures;
 mod helpers;
 mod jobs;

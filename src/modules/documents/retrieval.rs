@@ -239,7 +239,10 @@ pub async fn search(
             filename: row.try_get("", "filename")?,
             text: row.try_get("", "text")?,
             page: row.try_get("", "page")?,
-            similarity: row.try_get("", "similarity")?,
+            // NaN when either vector is all zeros (a question of stop words only).
+            similarity: Some(row.try_get::<f64>("", "similarity")?)
+                .filter(|similarity| similarity.is_finite())
+                .unwrap_or(0.0),
             score: 0.0,
         };
         details.insert(hit.chunk_id, hit);

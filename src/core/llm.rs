@@ -1,0 +1,467 @@
+//! Chat models: the [`ChatModel`] trait the chat pipeline talks to, [`OpenAiChat`] (any
+//! OpenAI-compatible `POST /chat/completions`, streamed), [`RetrievalOnly`] (the answer when
+//! no LLM is configured: the best passages, said to be just that), and [`count_tokens`].
+//!
+//! A model answers with a stream of [`StreamEvent`]s: text deltas as they come, the usage when
+//! the server reports it (`stream_options.include_usage`), and the finish reason. Failures
+//! before the first byte of the answer are retried (429, 408, 5xx, timeouts, connection errors,
+//! with backoff and `Retry-After`); a stream that breaks after it started is not (the user has
+//! seen part of an answer), it ends with [`LlmError::Interrupted`].
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::core::upstream::{MAX_RETRY_DELAY, backoff, error_chain, error_message, retry_after};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub temperature: f32,
+    pub max_tokens: u32,
+}
+
+/// Tokens a request used, as the server counted them (or, when it did not say, as
+/// [`count_tokens`] does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+impl Usage {
+    pub fn total(&self) -> u32 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    Delta(String),
+    Usage(Usage),
+    /// `stop`, `length`, `content_filter`, ...
+    Finish(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LlmError {
+    /// No answer could be started: the endpoint failed (after retries) or refused.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The answer broke off after it started.
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
+
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// What is stored with each answer, e.g. `gpt-4o-mini` or `retrieval-only`.
+    fn model_id(&self) -> String;
+
+    /// Starts an answer. Dropping the stream stops it (and the upstream request).
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError>;
+}
+
+/// Tokens of `text` for cl100k-style models: what usage falls back to when a server does not
+/// report it, and what history trimming counts.
+pub fn count_tokens(text: &str) -> u32 {
+    static BPE: OnceLock<tiktoken_rs::CoreBPE> = OnceLock::new();
+    let bpe =
+        BPE.get_or_init(|| tiktoken_rs::cl100k_base().expect("the cl100k tables are built in"));
+    u32::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u32::MAX)
+}
+
+/// Tokens of a whole prompt: the messages plus OpenAI's few tokens of framing per message.
+pub fn count_prompt_tokens(messages: &[ChatMessage]) -> u32 {
+    const PER_MESSAGE: u32 = 4;
+    messages
+        .iter()
+        .map(|message| count_tokens(&message.content) + PER_MESSAGE)
+        .sum::<u32>()
+        + 3
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/// Where and how to reach an OpenAI-compatible chat endpoint.
+#[derive(Clone)]
+pub struct OpenAiChatConfig {
+    /// The API root, e.g. `https://api.openai.com/v1`; requests go to
+    /// `{base_url}/chat/completions`.
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    /// Until the response headers arrive (per attempt).
+    pub timeout: Duration,
+    /// Longest silence between two pieces of a streamed answer.
+    pub idle_timeout: Duration,
+    /// Further attempts after a transient failure, before the answer starts.
+    pub max_retries: u32,
+    /// First backoff delay; it doubles with each retry (with jitter).
+    pub retry_base: Duration,
+}
+
+impl fmt::Debug for OpenAiChatConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("OpenAiChatConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// A client of an OpenAI-compatible `POST /chat/completions` with `stream: true` (OpenAI,
+/// vLLM, Ollama, LiteLLM, ...).
+///
+/// Metrics: `llm_requests_total{outcome}` per attempt and `llm_tokens_total{kind}`.
+#[derive(Debug, Clone)]
+pub struct OpenAiChat {
+    config: OpenAiChatConfig,
+    endpoint: String,
+    model: String,
+    client: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct CompletionRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    temperature: f32,
+    max_tokens: u32,
+    stream: bool,
+    stream_options: StreamOptions,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct CompletionChunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: ChunkDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct ChunkDelta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Why one attempt failed, and whether another may succeed.
+struct AttemptFailure {
+    message: String,
+    transient: bool,
+    outcome: &'static str,
+    retry_after: Option<Duration>,
+}
+
+impl OpenAiChat {
+    /// A client for `model` at `config.base_url` (http or https).
+    pub fn new(config: OpenAiChatConfig, model: impl Into<String>) -> Result<Self, LlmError> {
+        let base_url = config.base_url.trim().trim_end_matches('/');
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(LlmError::Unavailable(format!(
+                "the LLM base URL must start with http:// or https://, not `{base_url}`"
+            )));
+        }
+        let endpoint = format!("{base_url}/chat/completions");
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|error| LlmError::Unavailable(error_chain(&error)))?;
+        Ok(OpenAiChat {
+            config,
+            endpoint,
+            model: model.into(),
+            client,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        body: &CompletionRequest<'_>,
+    ) -> Result<reqwest::Response, AttemptFailure> {
+        let mut request = self.client.post(&self.endpoint).json(body);
+        if let Some(key) = &self.config.api_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let response = match tokio::time::timeout(self.config.timeout, request.send()).await {
+            Err(_) => {
+                return Err(AttemptFailure {
+                    message: format!(
+                        "the LLM endpoint did not answer within {:?}",
+                        self.config.timeout
+                    ),
+                    transient: true,
+                    outcome: "timeout",
+                    retry_after: None,
+                });
+            }
+            Ok(Err(error)) => {
+                let transient = !error.is_builder();
+                return Err(AttemptFailure {
+                    message: format!(
+                        "cannot reach the LLM endpoint: {}",
+                        self.redact(&error_chain(&error.without_url()))
+                    ),
+                    transient,
+                    outcome: "connection_error",
+                    retry_after: None,
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let body = tokio::time::timeout(self.config.timeout, response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let (transient, outcome) = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            (true, "rate_limited")
+        } else if status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            (true, "timeout")
+        } else if status.is_server_error() {
+            (true, "server_error")
+        } else {
+            (false, "client_error")
+        };
+        Err(AttemptFailure {
+            message: format!(
+                "the LLM endpoint answered {status}: {}",
+                self.redact(&error_message(&body))
+            ),
+            transient,
+            outcome,
+            retry_after,
+        })
+    }
+
+    /// Removes the API key from text that came from elsewhere (a server may echo it back).
+    fn redact(&self, text: &str) -> String {
+        match &self.config.api_key {
+            Some(key) if !key.expose_secret().is_empty() => {
+                text.replace(key.expose_secret(), "[REDACTED]")
+            }
+            _ => text.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiChat {
+    fn model_id(&self) -> String {
+        self.model.clone()
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let body = CompletionRequest {
+            model: &self.model,
+            messages: &request.messages,
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+            stream: true,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+        };
+        let mut retries = 0;
+        let response = loop {
+            let failure = match self.attempt(&body).await {
+                Ok(response) => break response,
+                Err(failure) => failure,
+            };
+            metrics::counter!("llm_requests_total", "outcome" => failure.outcome).increment(1);
+            if !failure.transient || retries >= self.config.max_retries {
+                let message = if retries > 0 {
+                    format!(
+                        "gave up after {} attempts: {}",
+                        retries + 1,
+                        failure.message
+                    )
+                } else {
+                    failure.message
+                };
+                return Err(LlmError::Unavailable(message));
+            }
+            let delay = match failure.retry_after {
+                Some(requested) => requested.min(MAX_RETRY_DELAY),
+                None => backoff(self.config.retry_base, retries),
+            };
+            tracing::warn!(
+                attempt = retries + 1,
+                retry_in_ms = delay.as_millis() as u64,
+                outcome = failure.outcome,
+                error = %failure.message,
+                "LLM request failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        };
+        metrics::counter!("llm_requests_total", "outcome" => "success").increment(1);
+        let idle = self.config.idle_timeout;
+        let stream = async_stream::try_stream! {
+            let mut events = std::pin::pin!(response.bytes_stream().eventsource());
+            loop {
+                let next = tokio::time::timeout(idle, events.next()).await.map_err(|_| {
+                    LlmError::Interrupted(format!("the LLM stream went silent for {idle:?}"))
+                })?;
+                // A stream that ends without `[DONE]` ends the answer all the same.
+                let Some(event) = next else { break };
+                let event = event.map_err(|error| {
+                    LlmError::Interrupted(format!("the LLM stream broke: {error}"))
+                })?;
+                let data = event.data.trim();
+                if data == "[DONE]" {
+                    break;
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let chunk: CompletionChunk = serde_json::from_str(data).map_err(|error| {
+                    LlmError::Interrupted(format!("the LLM stream sent an unreadable chunk: {error}"))
+                })?;
+                if let Some(error) = chunk.error {
+                    let body = error.to_string();
+                    Err(LlmError::Interrupted(format!(
+                        "the LLM endpoint reported an error mid-answer: {}",
+                        error_message(body.as_bytes())
+                    )))?;
+                }
+                if let Some(usage) = chunk.usage {
+                    metrics::counter!("llm_tokens_total", "kind" => "prompt")
+                        .increment(u64::from(usage.prompt_tokens));
+                    metrics::counter!("llm_tokens_total", "kind" => "completion")
+                        .increment(u64::from(usage.completion_tokens));
+                    yield StreamEvent::Usage(usage);
+                }
+                for choice in chunk.choices {
+                    if let Some(content) = choice.delta.content.filter(|text| !text.is_empty()) {
+                        yield StreamEvent::Delta(content);
+                    }
+                    if let Some(reason) = choice.finish_reason {
+                        yield StreamEvent::Finish(reason);
+                    }
+                }
+            }
+        };
+        Ok(Box::pin(stream))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/// A passage the retrieval-only answer quotes.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    /// How the passage is cited, e.g. `manual.pdf, page 3`.
+    pub label: String,
+    pub text: String,
+}
+
+/// The answer when no LLM is configured: the best passages, numbered like the sources, under
+/// a sentence saying that this is what they are. Uses no tokens.
+#[derive(Debug, Clone)]
+pub struct RetrievalOnly {
+    pub passages: Vec<Passage>,
+}
+
+/// Model id stored with retrieval-only answers.
+pub const RETRIEVAL_ONLY_MODEL: &str = "retrieval-only";
+
+impl RetrievalOnly {
+    pub fn answer(&self) -> String {
+        if self.passages.is_empty() {
+            return "No language model is configured for this avatar, so it can only quote its \
+                    documents — and none of them matches this question."
+                .to_owned();
+        }
+        let mut answer = String::from(
+            "No language model is configured for this avatar, so here are the passages from \
+             its documents that best match the question:\n",
+        );
+        for (index, passage) in self.passages.iter().enumerate() {
+            answer.push_str(&format!(
+                "\n[{}] {}\n{}\n",
+                index + 1,
+                passage.label,
+                passage.text.trim()
+            ));
+        }
+        answer
+    }
+}
+
+#[async_trait]
+impl ChatModel for RetrievalOnly {
+    fn model_id(&self) -> String {
+        RETRIEVAL_ONLY_MODEL.to_owned()
+    }
+
+    async fn stream(&self, _request: ChatRequest) -> Result<ChatStream, LlmError> {
+        // Line by line, so a streaming client sees it arrive like any answer.
+        let answer = self.answer();
+        let mut events: Vec<Result<StreamEvent, LlmError>> = answer
+            .split_inclusive('\n')
+            .map(|line| Ok(StreamEvent::Delta(line.to_owned())))
+            .collect();
+        events.push(Ok(StreamEvent::Usage(Usage::default())));
+        events.push(Ok(StreamEvent::Finish("stop".to_owned())));
+        Ok(Box::pin(futures_util::stream::iter(events)))
+    }
+}

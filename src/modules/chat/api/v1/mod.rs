@@ -1,0 +1,145 @@
+//! `/api/v1/projects/{pid}/.../conversations*` (staff) and `/api/v1/public/avatars/{aid}/chat`
+//! (a project API key).
+
+pub mod public;
+pub mod respond;
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::core::auth::{Operator, ProjectAccess};
+use crate::core::error::{AppError, ErrorEnvelope};
+use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::pagination::PageParams;
+use crate::modules::chat::service::{Channel, ChatService, ConversationFilter, ConversationView};
+
+use respond::ChatResponse;
+
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationRequest {
+    #[validate(length(max = 200))]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// The question (1 to `chat.max_message_chars` characters).
+    #[validate(length(min = 1))]
+    pub content: String,
+}
+
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationQuery {
+    pub avatar_id: Option<Uuid>,
+    pub end_user_id: Option<Uuid>,
+    /// `playground`, `api` or `telegram`.
+    pub channel: Option<Channel>,
+    #[validate(range(min = 1, max = 200))]
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// Starts a staff (playground) conversation with an avatar.
+#[utoipa::path(post, path = "/api/v1/projects/{pid}/avatars/{aid}/conversations", tag = "chat", security(("bearer" = [])),
+    params(("pid" = Uuid, Path), ("aid" = Uuid, Path)), request_body = CreateConversationRequest,
+    responses((status = 201, body = ConversationView), (status = 404, body = ErrorEnvelope)))]
+#[post("/projects/{pid}/avatars/{aid}/conversations")]
+pub async fn create_conversation(
+    access: ProjectAccess<Operator>,
+    chat: web::Data<ChatService>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: ValidJson<CreateConversationRequest>,
+) -> Result<HttpResponse, AppError> {
+    let (_, avatar_id) = path.into_inner();
+    let title = body.into_inner().title;
+    let created = chat
+        .create_playground(access.project_id, avatar_id, title, access.actor())
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{pid}/conversations", tag = "chat", security(("bearer" = [])),
+    params(("pid" = Uuid, Path), ConversationQuery),
+    responses((status = 200, description = "`{items: [Conversation], total, limit, offset}`")))]
+#[get("/projects/{pid}/conversations")]
+pub async fn list_conversations(
+    access: ProjectAccess<Operator>,
+    chat: web::Data<ChatService>,
+    query: ValidQuery<ConversationQuery>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let filter = ConversationFilter {
+        avatar_id: query.avatar_id,
+        end_user_id: query.end_user_id,
+        channel: query.channel,
+    };
+    let page = PageParams {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    Ok(HttpResponse::Ok().json(
+        chat.list_conversations(access.project_id, &filter, &page)
+            .await?,
+    ))
+}
+
+/// A conversation's messages, oldest first.
+#[utoipa::path(get, path = "/api/v1/projects/{pid}/conversations/{cid}/messages", tag = "chat", security(("bearer" = [])),
+    params(("pid" = Uuid, Path), ("cid" = Uuid, Path), PageParams),
+    responses((status = 200, description = "`{items: [Message], total, limit, offset}`"),
+              (status = 404, body = ErrorEnvelope)))]
+#[get("/projects/{pid}/conversations/{cid}/messages")]
+pub async fn list_messages(
+    access: ProjectAccess<Operator>,
+    chat: web::Data<ChatService>,
+    path: web::Path<(Uuid, Uuid)>,
+    page: ValidQuery<PageParams>,
+) -> Result<HttpResponse, AppError> {
+    let (_, conversation_id) = path.into_inner();
+    Ok(HttpResponse::Ok().json(
+        chat.messages(access.project_id, conversation_id, &page)
+            .await?,
+    ))
+}
+
+/// Asks the avatar. With `Accept: text/event-stream` the answer streams as SSE: `start`,
+/// `delta` `{text}`..., `sources`, `done` `{message_id, usage, timings}`, or `error`.
+#[utoipa::path(post, path = "/api/v1/projects/{pid}/conversations/{cid}/messages", tag = "chat", security(("bearer" = [])),
+    params(("pid" = Uuid, Path), ("cid" = Uuid, Path)), request_body = SendMessageRequest,
+    responses((status = 200, body = ChatResponse, description = "JSON, or `text/event-stream`"),
+              (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope, description = "avatar disabled"),
+              (status = 402, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope)))]
+#[post("/projects/{pid}/conversations/{cid}/messages")]
+pub async fn send_message(
+    request: HttpRequest,
+    access: ProjectAccess<Operator>,
+    chat: web::Data<ChatService>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: ValidJson<SendMessageRequest>,
+) -> Result<HttpResponse, AppError> {
+    let (_, conversation_id) = path.into_inner();
+    let answer = chat
+        .into_inner()
+        .ask_in_conversation(
+            access.project_id,
+            conversation_id,
+            body.into_inner().content,
+            access.actor(),
+        )
+        .await?;
+    respond::respond(&request, answer).await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_conversation)
+        .service(list_conversations)
+        .service(list_messages)
+        .service(send_message)
+        .service(public::chat);
+}

@@ -1,0 +1,93 @@
+//! `POST /api/v1/public/avatars/{aid}/chat`: an end user of the project asks, through the
+//! project's own backend holding an API key (`X-Api-Key`).
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::core::auth::{Actor, ApiKeyPrincipal};
+use crate::core::cache::RateLimiter;
+use crate::core::error::{AppError, ErrorEnvelope};
+use crate::core::extract::ValidJson;
+use crate::modules::chat::service::ChatService;
+use crate::modules::end_users::service::Contact;
+
+use super::respond::{self, ChatResponse};
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicEndUser {
+    /// The project's own id for this person; the same id finds the same end user.
+    #[validate(length(min = 1, max = 200))]
+    pub external_id: String,
+    #[validate(length(max = 200))]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicChatRequest {
+    #[validate(nested)]
+    pub end_user: PublicEndUser,
+    #[validate(length(min = 1))]
+    pub message: String,
+    /// Continue this conversation (it must be this end user's with this avatar, else 404).
+    pub conversation_id: Option<Uuid>,
+}
+
+/// An end user asks an avatar of the key's project. JSON, or SSE with
+/// `Accept: text/event-stream`, as for staff messages. Rate-limited per key.
+#[utoipa::path(post, path = "/api/v1/public/avatars/{aid}/chat", tag = "public",
+    security(("api_key" = [])),
+    params(("aid" = Uuid, Path)), request_body = PublicChatRequest,
+    responses((status = 200, body = ChatResponse, description = "JSON, or `text/event-stream`"),
+              (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope, description = "end user blocked"),
+              (status = 404, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+              (status = 502, body = ErrorEnvelope)))]
+#[post("/public/avatars/{aid}/chat")]
+pub async fn chat(
+    request: HttpRequest,
+    key: ApiKeyPrincipal,
+    chat: web::Data<ChatService>,
+    limiter: web::Data<RateLimiter>,
+    path: web::Path<Uuid>,
+    body: ValidJson<PublicChatRequest>,
+) -> Result<HttpResponse, AppError> {
+    let per_minute = chat.settings().public_requests_per_minute;
+    let decision = limiter
+        .check(
+            &format!("public-chat:{}", key.key_id),
+            per_minute,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .map_err(AppError::internal)?;
+    if !decision.allowed {
+        return Err(AppError::rate_limited(decision.retry_after_seconds()));
+    }
+    let body = body.into_inner();
+    let contact = Contact {
+        channel: "api",
+        external_id: body.end_user.external_id,
+        display_name: body.end_user.name,
+        raw_profile: None,
+    };
+    let actor = Actor {
+        user_id: None,
+        ip: key.ip.clone(),
+    };
+    let answer = chat
+        .into_inner()
+        .ask_as_end_user(
+            key.project_id,
+            path.into_inner(),
+            contact,
+            body.conversation_id,
+            body.message,
+            actor,
+        )
+        .await?;
+    respond::respond(&request, answer).await
+}

@@ -1,0 +1,53 @@
+//! What the chat module tells the others.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::core::auth::Actor;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatEvent {
+    ConversationStarted {
+        project_id: Uuid,
+        avatar_id: Uuid,
+        conversation_id: Uuid,
+        channel: String,
+        end_user_id: Option<Uuid>,
+        actor: Actor,
+    },
+    /// An answer was stored (whole, cut short by the client, or broken off upstream).
+    MessageCompleted {
+        project_id: Uuid,
+        avatar_id: Uuid,
+        conversation_id: Uuid,
+        message_id: Uuid,
+        end_user_id: Option<Uuid>,
+        channel: String,
+        model: String,
+        finish_reason: String,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+        actor: Actor,
+    },
+    /// Tokens consumed, for billing and analytics.
+    UsageRecorded {
+        project_id: Uuid,
+        avatar_id: Uuid,
+        message_id: Uuid,
+        kind: String,
+        model: String,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
+}
+
+impl ChatEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            ChatEvent::ConversationStarted { .. } => "chat.conversation_started",
+            ChatEvent::MessageCompleted { .. } => "chat.message_completed",
+            ChatEvent::UsageRecorded { .. } => "chat.usage_recorded",
+        }
+    }
+}

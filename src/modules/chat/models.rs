@@ -1,0 +1,95 @@
+//! Which model answers: an OpenAI-compatible endpoint when one is configured for the project
+//! (secret `LLM_BASE_URL`), the platform (`llm_base_url`) or the deployment (`chat.llm_base_url`),
+//! with the key found the same way (`LLM_API_KEY`); else the retrieval-only answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::core::config::ChatSettings;
+use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
+use crate::modules::platform_config::PlatformConfigService;
+use crate::modules::projects::ProjectsService;
+
+use super::domain::errors::ChatError;
+
+/// Project secrets that override the platform's endpoint and key.
+pub const BASE_URL_SECRET: &str = "LLM_BASE_URL";
+pub const API_KEY_SECRET: &str = "LLM_API_KEY";
+
+/// First backoff delay between attempts before the first token.
+const RETRY_BASE: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+pub struct ModelSource {
+    settings: ChatSettings,
+    platform: Arc<PlatformConfigService>,
+    projects: Arc<ProjectsService>,
+}
+
+fn non_empty(secret: Option<SecretString>) -> Option<SecretString> {
+    secret.filter(|value| !value.expose_secret().trim().is_empty())
+}
+
+impl ModelSource {
+    pub fn new(
+        settings: ChatSettings,
+        platform: Arc<PlatformConfigService>,
+        projects: Arc<ProjectsService>,
+    ) -> Self {
+        ModelSource {
+            settings,
+            platform,
+            projects,
+        }
+    }
+
+    /// The LLM for an avatar of `project_id` using `model`, or `None`: answer retrieval-only.
+    pub async fn for_project(
+        &self,
+        project_id: Uuid,
+        model: &str,
+    ) -> Result<Option<Arc<dyn ChatModel>>, ChatError> {
+        let secret = |name: &'static str| async move {
+            self.projects
+                .secret_value(project_id, name)
+                .await
+                .map(non_empty)
+                .map_err(|error| ChatError::Internal(error.to_string()))
+        };
+        let platform = self
+            .platform
+            .get()
+            .await
+            .map_err(|error| ChatError::Internal(error.to_string()))?;
+        let base_url = match secret(BASE_URL_SECRET).await? {
+            Some(url) => url.expose_secret().trim().to_owned(),
+            None => platform
+                .llm_base_url
+                .clone()
+                .filter(|url| !url.trim().is_empty())
+                .unwrap_or_else(|| self.settings.llm_base_url.trim().to_owned()),
+        };
+        if base_url.is_empty() {
+            return Ok(None);
+        }
+        let api_key = match secret(API_KEY_SECRET).await? {
+            Some(key) => Some(key),
+            None => non_empty(platform.llm_api_key.clone())
+                .or_else(|| non_empty(Some(self.settings.llm_api_key.clone()))),
+        };
+        let config = OpenAiChatConfig {
+            base_url,
+            api_key,
+            timeout: Duration::from_secs(self.settings.timeout_secs),
+            idle_timeout: Duration::from_secs(self.settings.idle_timeout_secs),
+            max_retries: self.settings.max_retries,
+            retry_base: RETRY_BASE,
+        };
+        let client = OpenAiChat::new(config, model)
+            .map_err(|error| ChatError::Upstream(error.to_string()))?;
+        Ok(Some(Arc::new(client)))
+    }
+}

@@ -1,0 +1,393 @@
+//! The answer to one question, after [`ChatService`] checked, reserved and stored it:
+//! retrieval -> prompt -> model (streamed) -> the answer stored with its sources, usage and
+//! timings -> the reservation settled -> `MessageCompleted` and `UsageRecorded`.
+//!
+//! It runs on a task of its own and reports through a channel ([`TurnEvent`]s). A receiver
+//! that goes away (the client disconnected) stops the model's stream at once — dropping it
+//! closes the upstream request — and the partial answer is stored with finish reason
+//! `client_disconnected`, its usage charged.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use sea_orm::ActiveModelTrait;
+use sea_orm::ActiveValue::Set;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::Actor;
+use crate::core::db::{new_id, now};
+use crate::core::error::ErrorCode;
+use crate::core::llm::{
+    ChatMessage, ChatModel, ChatRequest, LlmError, Passage, RetrievalOnly, StreamEvent, Usage,
+    count_prompt_tokens, count_tokens,
+};
+use crate::modules::avatars::service::AvatarView;
+use crate::modules::events::DomainEvent;
+
+use super::budget::Reservation;
+use super::domain::entities::message;
+use super::domain::events::ChatEvent;
+use super::prompt::{self, Source};
+use super::service::{
+    ChatService, MessageView, SourceRef, Timings, bump_conversation, message_view,
+};
+
+/// What the answer reports, in this order: deltas, then sources, then done — or an error.
+#[derive(Debug, Clone)]
+pub enum TurnEvent {
+    Delta(String),
+    Sources(Vec<SourceRef>),
+    Done(Box<Completed>),
+    Error(TurnFailure),
+}
+
+/// The stored answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Completed {
+    pub message: MessageView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TurnFailure {
+    #[serde(skip)]
+    pub code: ErrorCode,
+    pub message: String,
+    /// The partial answer that was stored, if the failure came after it started.
+    pub message_id: Option<Uuid>,
+}
+
+/// Everything the answer needs, gathered by [`ChatService`].
+pub struct Turn {
+    pub conversation_id: Uuid,
+    pub channel: String,
+    pub end_user_id: Option<Uuid>,
+    pub avatar: AvatarView,
+    pub question: String,
+    pub history: Vec<ChatMessage>,
+    pub reservation: Reservation,
+    pub actor: Actor,
+}
+
+/// How reading the model's stream ended.
+enum Ending {
+    Finished(String),
+    ClientGone,
+    Broken(String),
+}
+
+fn millis(since: Instant) -> u32 {
+    u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
+
+impl ChatService {
+    pub(super) async fn answer(self: Arc<Self>, turn: Turn, events: mpsc::Sender<TurnEvent>) {
+        let started = Instant::now();
+        let project_id = turn.avatar.project_id;
+        let hits = match self
+            .documents
+            .search(
+                project_id,
+                turn.avatar.id,
+                &turn.question,
+                usize::try_from(turn.avatar.rag.top_k).ok(),
+            )
+            .await
+        {
+            Ok(hits) => hits,
+            Err(error) => {
+                self.release(&turn.reservation).await;
+                tracing::error!(conversation_id = %turn.conversation_id, "retrieval failed: {error}");
+                let _ = events
+                    .send(TurnEvent::Error(TurnFailure {
+                        code: ErrorCode::Internal,
+                        message: "retrieving the passages failed".into(),
+                        message_id: None,
+                    }))
+                    .await;
+                return;
+            }
+        };
+        let retrieval_ms = millis(started);
+        let sources: Vec<SourceRef> = hits
+            .iter()
+            .map(|hit| SourceRef {
+                document_id: hit.document_id,
+                filename: hit.filename.clone(),
+                chunk_id: hit.chunk_id,
+                score: hit.score,
+                similarity: hit.similarity,
+                page: hit.page,
+            })
+            .collect();
+        let passages: Vec<Source> = hits
+            .iter()
+            .map(|hit| Source {
+                label: match hit.page {
+                    Some(page) => format!("{}, page {page}", hit.filename),
+                    None => hit.filename.clone(),
+                },
+                text: hit.text.clone(),
+            })
+            .collect();
+
+        let model: Arc<dyn ChatModel> = match self
+            .models
+            .for_project(project_id, &turn.avatar.llm.model)
+            .await
+        {
+            Ok(Some(model)) => model,
+            Ok(None) => Arc::new(RetrievalOnly {
+                passages: passages
+                    .iter()
+                    .map(|source| Passage {
+                        label: source.label.clone(),
+                        text: source.text.clone(),
+                    })
+                    .collect(),
+            }),
+            Err(error) => {
+                self.fail_before_answer(&turn, &events, error.to_string())
+                    .await;
+                return;
+            }
+        };
+        let messages = prompt::build(
+            &turn.avatar.system_prompt,
+            &passages,
+            &turn.history,
+            self.settings.history_token_budget,
+            &turn.question,
+        );
+        let request = ChatRequest {
+            model: turn.avatar.llm.model.clone(),
+            messages,
+            temperature: turn.avatar.llm.temperature,
+            max_tokens: u32::try_from(turn.avatar.llm.max_tokens.max(1)).unwrap_or(1),
+        };
+        let prompt_estimate = count_prompt_tokens(&request.messages);
+        let mut stream = match model.stream(request).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                self.fail_before_answer(&turn, &events, error.to_string())
+                    .await;
+                return;
+            }
+        };
+
+        let mut content = String::new();
+        let mut reported: Option<Usage> = None;
+        let mut first_token: Option<u32> = None;
+        let ending = loop {
+            let next = tokio::select! {
+                biased;
+                () = events.closed() => break Ending::ClientGone,
+                next = stream.next() => next,
+            };
+            match next {
+                None => break Ending::Finished("stop".into()),
+                Some(Ok(StreamEvent::Delta(text))) => {
+                    first_token.get_or_insert_with(|| millis(started));
+                    content.push_str(&text);
+                    if events.send(TurnEvent::Delta(text)).await.is_err() {
+                        break Ending::ClientGone;
+                    }
+                }
+                Some(Ok(StreamEvent::Usage(usage))) => reported = Some(usage),
+                Some(Ok(StreamEvent::Finish(reason))) => {
+                    // The usage chunk comes after the finish reason: read to the end.
+                    if let Some(usage) = drain_usage(&mut stream, &events).await {
+                        reported = Some(usage);
+                    }
+                    break Ending::Finished(reason);
+                }
+                Some(Err(error)) => break Ending::Broken(error.to_string()),
+            }
+        };
+        // Stops the upstream request if it is still going.
+        drop(stream);
+
+        let (finish_reason, failure) = match ending {
+            Ending::Finished(reason) => (reason, None),
+            Ending::ClientGone => ("client_disconnected".to_owned(), None),
+            Ending::Broken(reason) => ("error".to_owned(), Some(reason)),
+        };
+        let usage = reported.unwrap_or(Usage {
+            prompt_tokens: prompt_estimate,
+            completion_tokens: count_tokens(&content),
+        });
+        let timings = Timings {
+            retrieval_ms,
+            time_to_first_token_ms: first_token,
+            total_ms: millis(started),
+        };
+        let stored = self
+            .store_answer(
+                &turn,
+                &content,
+                &sources,
+                usage,
+                &model.model_id(),
+                &finish_reason,
+                timings,
+                reported.is_none(),
+                failure.as_deref(),
+            )
+            .await;
+        if let Err(error) = self.budget.settle(&turn.reservation, usage).await {
+            tracing::error!(reservation = %turn.reservation.id, "settling a token reservation failed: {error}");
+        }
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(conversation_id = %turn.conversation_id, "storing an answer failed: {error}");
+                let _ = events
+                    .send(TurnEvent::Error(TurnFailure {
+                        code: ErrorCode::Internal,
+                        message: "storing the answer failed".into(),
+                        message_id: None,
+                    }))
+                    .await;
+                return;
+            }
+        };
+        if let Some(reason) = failure {
+            let _ = events
+                .send(TurnEvent::Error(TurnFailure {
+                    code: ErrorCode::ExternalServiceError,
+                    message: reason,
+                    message_id: Some(stored.id),
+                }))
+                .await;
+            return;
+        }
+        if events.send(TurnEvent::Sources(sources)).await.is_ok() {
+            let _ = events
+                .send(TurnEvent::Done(Box::new(Completed {
+                    message: message_view(&stored),
+                })))
+                .await;
+        }
+    }
+
+    async fn fail_before_answer(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        reason: String,
+    ) {
+        self.release(&turn.reservation).await;
+        tracing::warn!(conversation_id = %turn.conversation_id, "no answer: {reason}");
+        let _ = events
+            .send(TurnEvent::Error(TurnFailure {
+                code: ErrorCode::ExternalServiceError,
+                message: reason,
+                message_id: None,
+            }))
+            .await;
+    }
+
+    /// The answer, its conversation's counters and the events, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_answer(
+        &self,
+        turn: &Turn,
+        content: &str,
+        sources: &[SourceRef],
+        usage: Usage,
+        model: &str,
+        finish_reason: &str,
+        timings: Timings,
+        usage_estimated: bool,
+        failure: Option<&str>,
+    ) -> Result<message::Model, sea_orm::DbErr> {
+        let project_id = turn.avatar.project_id;
+        let timestamp = now();
+        let mut metadata = serde_json::json!({
+            "reservation_id": turn.reservation.id,
+            "usage_estimated": usage_estimated,
+        });
+        if let Some(failure) = failure {
+            metadata["error"] = serde_json::Value::String(failure.to_owned());
+        }
+        let mut uow = self.db.begin().await?;
+        let stored = message::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(project_id),
+            conversation_id: Set(turn.conversation_id),
+            role: Set("assistant".to_owned()),
+            content: Set(content.to_owned()),
+            sources: Set(serde_json::to_value(sources).unwrap_or_default()),
+            prompt_tokens: Set(i32::try_from(usage.prompt_tokens).unwrap_or(i32::MAX)),
+            completion_tokens: Set(i32::try_from(usage.completion_tokens).unwrap_or(i32::MAX)),
+            model: Set(Some(model.to_owned())),
+            finish_reason: Set(Some(finish_reason.to_owned())),
+            retrieval_ms: Set(Some(
+                i32::try_from(timings.retrieval_ms).unwrap_or(i32::MAX),
+            )),
+            time_to_first_token_ms: Set(timings
+                .time_to_first_token_ms
+                .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX))),
+            total_ms: Set(Some(i32::try_from(timings.total_ms).unwrap_or(i32::MAX))),
+            message_metadata: Set(metadata),
+            created_at: Set(timestamp),
+        }
+        .insert(&*uow)
+        .await?;
+        bump_conversation(&*uow, turn.conversation_id, timestamp).await?;
+        for event in [
+            ChatEvent::MessageCompleted {
+                project_id,
+                avatar_id: turn.avatar.id,
+                conversation_id: turn.conversation_id,
+                message_id: stored.id,
+                end_user_id: turn.end_user_id,
+                channel: turn.channel.clone(),
+                model: model.to_owned(),
+                finish_reason: finish_reason.to_owned(),
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                actor: turn.actor.clone(),
+            },
+            ChatEvent::UsageRecorded {
+                project_id,
+                avatar_id: turn.avatar.id,
+                message_id: stored.id,
+                kind: "chat".to_owned(),
+                model: model.to_owned(),
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+            },
+        ] {
+            self.bus
+                .publish(&mut uow, &DomainEvent::Chat(event))
+                .await?;
+        }
+        uow.commit().await?;
+        Ok(stored)
+    }
+}
+
+/// After the finish reason: the usage chunk, if the server sends one before the stream ends.
+/// Stops early if the client goes away.
+async fn drain_usage(
+    stream: &mut crate::core::llm::ChatStream,
+    events: &mpsc::Sender<TurnEvent>,
+) -> Option<Usage> {
+    let mut usage = None;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = events.closed() => return usage,
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Ok(StreamEvent::Usage(reported))) => usage = Some(reported),
+            Some(Ok(_)) => {}
+            Some(Err(LlmError::Interrupted(_) | LlmError::Unavailable(_))) | None => return usage,
+        }
+    }
+}

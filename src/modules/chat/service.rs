@@ -1,0 +1,594 @@
+//! Conversations and their messages, and the start of every answer: the checks, the token
+//! reservation and the user's message, before the pipeline (`pipeline.rs`) answers in the
+//! background and reports through a channel — the same for the HTTP routes (JSON or SSE) and,
+//! later, Telegram.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::Actor;
+use crate::core::config::ChatSettings;
+use crate::core::db::{Db, new_id, now};
+use crate::core::events::EventBus;
+use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
+use crate::core::pagination::{Page, PageParams, fetch_page};
+use crate::modules::avatars::AvatarsService;
+use crate::modules::avatars::service::{AvatarStatus, AvatarView};
+use crate::modules::documents::DocumentsService;
+use crate::modules::end_users::EndUsersService;
+use crate::modules::end_users::service::{Contact, EndUserView};
+use crate::modules::events::DomainEvent;
+
+use super::budget::{Reservation, TokenBudget, Unmetered};
+use super::domain::entities::{conversation, message};
+use super::domain::errors::ChatError;
+use super::domain::events::ChatEvent;
+use super::models::ModelSource;
+use super::pipeline::{Turn, TurnEvent};
+
+/// Where a conversation takes place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Staff trying an avatar in the dashboard.
+    Playground,
+    /// The public chat API.
+    Api,
+    Telegram,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Playground => "playground",
+            Channel::Api => "api",
+            Channel::Telegram => "telegram",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: Uuid,
+    pub avatar_id: Uuid,
+    pub channel: String,
+    pub end_user_id: Option<Uuid>,
+    pub title: Option<String>,
+    pub messages_count: i32,
+    pub last_message_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn conversation_view(model: &conversation::Model) -> ConversationView {
+    ConversationView {
+        id: model.id,
+        avatar_id: model.avatar_id,
+        channel: model.channel.clone(),
+        end_user_id: model.end_user_id,
+        title: model.title.clone(),
+        messages_count: model.messages_count,
+        last_message_at: model.last_message_at,
+        created_at: model.created_at,
+    }
+}
+
+/// A passage an answer drew on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SourceRef {
+    pub document_id: Uuid,
+    pub filename: String,
+    pub chunk_id: Uuid,
+    pub score: f64,
+    pub similarity: f64,
+    pub page: Option<i32>,
+}
+
+/// Where an answer's time went, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Timings {
+    pub retrieval_ms: u32,
+    /// From the request to the first token of the answer (none if nothing came).
+    pub time_to_first_token_ms: Option<u32>,
+    pub total_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    pub sources: Vec<SourceRef>,
+    pub usage: Usage,
+    pub model: Option<String>,
+    /// `stop`, `length`, `client_disconnected`, `error`, ... (assistant messages).
+    pub finish_reason: Option<String>,
+    pub timings: Option<Timings>,
+    #[schema(value_type = Object)]
+    pub message_metadata: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A count or duration stored as `integer`, as the API shows it.
+fn non_negative(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+pub(super) fn message_view(model: &message::Model) -> MessageView {
+    let timings = model.total_ms.map(|total| Timings {
+        retrieval_ms: non_negative(model.retrieval_ms.unwrap_or(0)),
+        time_to_first_token_ms: model.time_to_first_token_ms.map(non_negative),
+        total_ms: non_negative(total),
+    });
+    MessageView {
+        id: model.id,
+        conversation_id: model.conversation_id,
+        role: model.role.clone(),
+        content: model.content.clone(),
+        sources: serde_json::from_value(model.sources.clone()).unwrap_or_default(),
+        usage: Usage {
+            prompt_tokens: non_negative(model.prompt_tokens),
+            completion_tokens: non_negative(model.completion_tokens),
+        },
+        model: model.model.clone(),
+        finish_reason: model.finish_reason.clone(),
+        timings,
+        message_metadata: model.message_metadata.clone(),
+        created_at: model.created_at,
+    }
+}
+
+/// List filters of conversations.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub avatar_id: Option<Uuid>,
+    pub end_user_id: Option<Uuid>,
+    pub channel: Option<Channel>,
+}
+
+/// An answer under way: the stored question, and the answer's events as they come.
+pub struct Answer {
+    pub conversation_id: Uuid,
+    pub end_user: Option<EndUserView>,
+    pub user_message: MessageView,
+    pub events: mpsc::Receiver<TurnEvent>,
+}
+
+/// The messages of history read per answer (trimmed further to the token budget).
+const HISTORY_MESSAGES: u64 = 100;
+
+pub struct ChatService {
+    pub(super) db: Db,
+    pub(super) bus: EventBus<DomainEvent>,
+    pub(super) avatars: Arc<AvatarsService>,
+    pub(super) documents: Arc<DocumentsService>,
+    pub(super) end_users: Arc<EndUsersService>,
+    pub(super) models: ModelSource,
+    pub(super) budget: Arc<dyn TokenBudget>,
+    pub(super) settings: ChatSettings,
+}
+
+impl ChatService {
+    pub fn new(
+        db: Db,
+        bus: EventBus<DomainEvent>,
+        avatars: Arc<AvatarsService>,
+        documents: Arc<DocumentsService>,
+        end_users: Arc<EndUsersService>,
+        models: ModelSource,
+        settings: ChatSettings,
+    ) -> Self {
+        ChatService {
+            db,
+            bus,
+            avatars,
+            documents,
+            end_users,
+            models,
+            budget: Arc::new(Unmetered),
+            settings,
+        }
+    }
+
+    /// Billing's budget, once it exists.
+    pub fn with_budget(mut self, budget: Arc<dyn TokenBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn settings(&self) -> &ChatSettings {
+        &self.settings
+    }
+
+    async fn avatar(&self, project_id: Uuid, avatar_id: Uuid) -> Result<AvatarView, ChatError> {
+        self.avatars
+            .get(project_id, avatar_id)
+            .await
+            .map_err(|_| ChatError::NotFound("avatar"))
+    }
+
+    async fn start_conversation(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        channel: Channel,
+        end_user_id: Option<Uuid>,
+        title: Option<String>,
+        actor: Actor,
+    ) -> Result<conversation::Model, ChatError> {
+        let timestamp = now();
+        let mut uow = self.db.begin().await?;
+        let created = conversation::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(project_id),
+            avatar_id: Set(avatar_id),
+            channel: Set(channel.as_str().to_owned()),
+            end_user_id: Set(end_user_id),
+            created_by: Set(actor.user_id),
+            title: Set(title),
+            messages_count: Set(0),
+            last_message_at: Set(None),
+            created_at: Set(timestamp),
+            updated_at: Set(timestamp),
+        }
+        .insert(&*uow)
+        .await?;
+        self.bus
+            .publish(
+                &mut uow,
+                &DomainEvent::Chat(ChatEvent::ConversationStarted {
+                    project_id,
+                    avatar_id,
+                    conversation_id: created.id,
+                    channel: created.channel.clone(),
+                    end_user_id,
+                    actor,
+                }),
+            )
+            .await?;
+        uow.commit().await?;
+        Ok(created)
+    }
+
+    /// A staff conversation with an avatar (the dashboard's playground).
+    pub async fn create_playground(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        title: Option<String>,
+        actor: Actor,
+    ) -> Result<ConversationView, ChatError> {
+        self.avatar(project_id, avatar_id).await?;
+        let created = self
+            .start_conversation(
+                project_id,
+                avatar_id,
+                Channel::Playground,
+                None,
+                title,
+                actor,
+            )
+            .await?;
+        Ok(conversation_view(&created))
+    }
+
+    pub async fn list_conversations(
+        &self,
+        project_id: Uuid,
+        filter: &ConversationFilter,
+        page: &PageParams,
+    ) -> Result<Page<ConversationView>, ChatError> {
+        let mut condition = Condition::all().add(conversation::Column::ProjectId.eq(project_id));
+        if let Some(avatar_id) = filter.avatar_id {
+            condition = condition.add(conversation::Column::AvatarId.eq(avatar_id));
+        }
+        if let Some(end_user_id) = filter.end_user_id {
+            condition = condition.add(conversation::Column::EndUserId.eq(end_user_id));
+        }
+        if let Some(channel) = filter.channel {
+            condition = condition.add(conversation::Column::Channel.eq(channel.as_str()));
+        }
+        let select = conversation::Entity::find()
+            .filter(condition)
+            .order_by_desc(conversation::Column::CreatedAt)
+            .order_by_desc(conversation::Column::Id);
+        let (rows, total) = fetch_page(self.db.connection(), select, page).await?;
+        Ok(Page::new(
+            rows.iter().map(conversation_view).collect(),
+            total,
+            page,
+        ))
+    }
+
+    async fn conversation(
+        &self,
+        project_id: Uuid,
+        conversation_id: Uuid,
+    ) -> Result<conversation::Model, ChatError> {
+        conversation::Entity::find_by_id(conversation_id)
+            .filter(conversation::Column::ProjectId.eq(project_id))
+            .one(self.db.connection())
+            .await?
+            .ok_or(ChatError::NotFound("conversation"))
+    }
+
+    /// A conversation's messages, oldest first.
+    pub async fn messages(
+        &self,
+        project_id: Uuid,
+        conversation_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<MessageView>, ChatError> {
+        self.conversation(project_id, conversation_id).await?;
+        let select = message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conversation_id))
+            .filter(message::Column::ProjectId.eq(project_id))
+            .order_by_asc(message::Column::CreatedAt)
+            .order_by_asc(message::Column::Id);
+        let (rows, total) = fetch_page(self.db.connection(), select, page).await?;
+        Ok(Page::new(
+            rows.iter().map(message_view).collect(),
+            total,
+            page,
+        ))
+    }
+
+    /// Staff asks in a conversation of their project.
+    pub async fn ask_in_conversation(
+        self: &Arc<Self>,
+        project_id: Uuid,
+        conversation_id: Uuid,
+        content: String,
+        actor: Actor,
+    ) -> Result<Answer, ChatError> {
+        let conversation = self.conversation(project_id, conversation_id).await?;
+        self.ask(conversation, None, content, actor).await
+    }
+
+    /// An end user asks through the public API: found or created by `external_id`; continues
+    /// `conversation_id` if it is theirs (and this avatar's), else starts one.
+    pub async fn ask_as_end_user(
+        self: &Arc<Self>,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        contact: Contact,
+        conversation_id: Option<Uuid>,
+        content: String,
+        actor: Actor,
+    ) -> Result<Answer, ChatError> {
+        self.avatar(project_id, avatar_id).await?;
+        let channel = match contact.channel {
+            "telegram" => Channel::Telegram,
+            _ => Channel::Api,
+        };
+        let end_user = self
+            .end_users
+            .find_or_create(project_id, contact)
+            .await
+            .map_err(|error| match error {
+                crate::modules::end_users::domain::errors::EndUsersError::InvalidField {
+                    field,
+                    message,
+                } => ChatError::InvalidField { field, message },
+                other => ChatError::Internal(other.to_string()),
+            })?;
+        if end_user.blocked {
+            return Err(ChatError::EndUserBlocked);
+        }
+        let conversation = match conversation_id {
+            Some(id) => {
+                let found = self.conversation(project_id, id).await?;
+                if found.end_user_id != Some(end_user.id) || found.avatar_id != avatar_id {
+                    return Err(ChatError::NotFound("conversation"));
+                }
+                found
+            }
+            None => {
+                self.start_conversation(
+                    project_id,
+                    avatar_id,
+                    channel,
+                    Some(end_user.id),
+                    None,
+                    actor.clone(),
+                )
+                .await?
+            }
+        };
+        self.ask(conversation, Some(end_user), content, actor).await
+    }
+
+    /// The checks, the reservation and the user's message; then the answer in the background.
+    async fn ask(
+        self: &Arc<Self>,
+        conversation: conversation::Model,
+        end_user: Option<EndUserView>,
+        content: String,
+        actor: Actor,
+    ) -> Result<Answer, ChatError> {
+        let content = content.trim().to_owned();
+        if content.is_empty() || content.chars().count() > self.settings.max_message_chars {
+            return Err(ChatError::InvalidField {
+                field: "content",
+                message: format!(
+                    "must be 1 to {} characters",
+                    self.settings.max_message_chars
+                ),
+            });
+        }
+        let project_id = conversation.project_id;
+        let avatar = self.avatar(project_id, conversation.avatar_id).await?;
+        if avatar.status != AvatarStatus::Active {
+            return Err(ChatError::AvatarDisabled);
+        }
+        if let Some(end_user_id) = conversation.end_user_id {
+            let current = self
+                .end_users
+                .get(project_id, end_user_id)
+                .await
+                .map_err(|_| ChatError::NotFound("conversation"))?;
+            if current.blocked {
+                return Err(ChatError::EndUserBlocked);
+            }
+        }
+        let history = self.history(conversation.id).await?;
+        let reservation = self
+            .budget
+            .reserve(project_id, self.estimate(&avatar, &content))
+            .await
+            .map_err(ChatError::TokenLimit)?;
+        let user_message = match self
+            .store_question(&conversation, &content, &reservation)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(error) => {
+                self.release(&reservation).await;
+                return Err(error);
+            }
+        };
+        if let Some(end_user_id) = conversation.end_user_id
+            && let Err(error) = self.end_users.record_message(project_id, end_user_id).await
+        {
+            tracing::warn!(%end_user_id, "counting the end user's message failed: {error}");
+        }
+        let (sender, events) = mpsc::channel(self.settings.stream_buffer_events.max(1));
+        let turn = Turn {
+            conversation_id: conversation.id,
+            channel: conversation.channel.clone(),
+            end_user_id: conversation.end_user_id,
+            avatar,
+            question: content,
+            history,
+            reservation,
+            actor,
+        };
+        let service = Arc::clone(self);
+        tokio::spawn(async move { service.answer(turn, sender).await });
+        Ok(Answer {
+            conversation_id: conversation.id,
+            end_user,
+            user_message: message_view(&user_message),
+            events,
+        })
+    }
+
+    /// Tokens to set aside: everything the prompt may hold plus the longest answer.
+    fn estimate(&self, avatar: &AvatarView, question: &str) -> u32 {
+        let passages =
+            non_negative(avatar.rag.top_k).saturating_mul(non_negative(avatar.rag.chunk_size));
+        count_tokens(&avatar.system_prompt)
+            .saturating_add(count_tokens(question))
+            .saturating_add(self.settings.history_token_budget)
+            .saturating_add(passages)
+            .saturating_add(non_negative(avatar.llm.max_tokens))
+    }
+
+    /// The conversation so far, oldest first (the newest [`HISTORY_MESSAGES`]).
+    async fn history(&self, conversation_id: Uuid) -> Result<Vec<ChatMessage>, ChatError> {
+        let mut rows = message::Entity::find()
+            .filter(message::Column::ConversationId.eq(conversation_id))
+            .order_by_desc(message::Column::CreatedAt)
+            .order_by_desc(message::Column::Id)
+            .limit(HISTORY_MESSAGES)
+            .all(self.db.connection())
+            .await?;
+        rows.reverse();
+        Ok(rows
+            .into_iter()
+            .filter(|row| !row.content.is_empty())
+            .map(|row| {
+                let role = if row.role == "assistant" {
+                    Role::Assistant
+                } else {
+                    Role::User
+                };
+                ChatMessage::new(role, row.content)
+            })
+            .collect())
+    }
+
+    async fn store_question(
+        &self,
+        conversation: &conversation::Model,
+        content: &str,
+        reservation: &Reservation,
+    ) -> Result<message::Model, ChatError> {
+        let timestamp = now();
+        let uow = self.db.begin().await?;
+        let stored = message::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(conversation.project_id),
+            conversation_id: Set(conversation.id),
+            role: Set("user".to_owned()),
+            content: Set(content.to_owned()),
+            sources: Set(json!([])),
+            prompt_tokens: Set(0),
+            completion_tokens: Set(0),
+            model: Set(None),
+            finish_reason: Set(None),
+            retrieval_ms: Set(None),
+            time_to_first_token_ms: Set(None),
+            total_ms: Set(None),
+            message_metadata: Set(json!({"reservation_id": reservation.id})),
+            created_at: Set(timestamp),
+        }
+        .insert(&*uow)
+        .await?;
+        bump_conversation(&*uow, conversation.id, timestamp).await?;
+        uow.commit().await?;
+        Ok(stored)
+    }
+
+    /// Gives a reservation back unused.
+    pub(super) async fn release(&self, reservation: &Reservation) {
+        if let Err(error) = self.budget.settle(reservation, Usage::default()).await {
+            tracing::error!(reservation = %reservation.id, "releasing a token reservation failed: {error}");
+        }
+    }
+
+    /// Erases an end user's conversations and their messages (GDPR).
+    pub async fn erase_end_user(
+        &self,
+        project_id: Uuid,
+        end_user_id: Uuid,
+    ) -> Result<u64, ChatError> {
+        let deleted = conversation::Entity::delete_many()
+            .filter(conversation::Column::ProjectId.eq(project_id))
+            .filter(conversation::Column::EndUserId.eq(end_user_id))
+            .exec(self.db.connection())
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+/// One more message in the conversation.
+pub(super) async fn bump_conversation<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    conversation_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    conversation::Entity::update_many()
+        .col_expr(
+            conversation::Column::MessagesCount,
+            Expr::col(conversation::Column::MessagesCount).add(1),
+        )
+        .col_expr(conversation::Column::LastMessageAt, Expr::value(at))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(at))
+        .filter(conversation::Column::Id.eq(conversation_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}

@@ -76,6 +76,7 @@ bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform
 	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval
+	@$(WITH_SERVICES) $(CARGO) bench --bench chat
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
 use avatar_platform::core::events::{Delivery, Event, EventBus, EventHandler};
@@ -30,35 +29,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(url: &str) -> anyhow::Result<()> {
-    let data_dir = tempfile::tempdir()?;
-    let env: Vec<(String, String)> = [
-        ("APP_ENV", "test"),
-        ("DATABASE_URL", url),
-        ("DATA_DIR", &data_dir.path().display().to_string()),
-        ("APP__SERVER__BIND", "127.0.0.1:0"),
-        ("APP__TELEMETRY__LOG_LEVEL", "error"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let config_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    let settings = Settings::load_from(&config_dir, &env)?;
-    let app = Application::build(
-        settings.clone(),
-        RunOptions {
-            workers: Some(0),
-            handle_signals: false,
-            ..RunOptions::default()
-        },
-    )
-    .await?;
-    let port = app.port().unwrap_or(0);
-    let db = app.context().db.clone();
-    let handle = app.server_handle();
-    let server = tokio::spawn(app.run_until_stopped());
+    let app = common::start_app(url, &[]).await?;
+    let (db, settings) = (app.db.clone(), app.settings.clone());
 
     println!("== HTTP: GET /health through the whole middleware stack");
-    http_bench(&format!("http://127.0.0.1:{port}/health")).await?;
+    http_bench(&format!("{}/health", app.base)).await?;
 
     println!("== Events: publish+commit one event per unit of work, until every delivery is done");
     events_bench(&db, &settings).await?;
@@ -66,10 +41,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     println!("== Jobs: {TASKS} no-op tasks, {JOB_WORKERS} workers");
     jobs_bench(&db, &settings).await?;
 
-    if let Some(handle) = handle {
-        handle.stop(true).await;
-    }
-    let _ = server.await;
+    app.stop().await;
     Ok(())
 }
 
@@ -101,8 +73,8 @@ async fn http_bench(url: &str) -> anyhow::Result<()> {
         "{} requests, {HTTP_CONCURRENCY} concurrent: {:.0} req/s, p50 {:?}, p99 {:?}",
         latencies.len(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99)
+        common::percentile(&latencies, 0.50),
+        common::percentile(&latencies, 0.99)
     );
     Ok(())
 }
@@ -208,12 +180,4 @@ async fn jobs_bench(db: &Db, settings: &Settings) -> anyhow::Result<()> {
         TASKS as f64 / ran.as_secs_f64()
     );
     Ok(())
-}
-
-fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
-    sorted[index]
 }

@@ -1,9 +1,155 @@
-//! What every benchmark shares: a database of its own on the `DATABASE_URL` server, created
-//! before the run and dropped after it, whatever the outcome.
+//! What the benchmarks share: a database of their own on the `DATABASE_URL` server, created
+//! before the run and dropped after it, whatever the outcome; synthetic ready chunks loaded in
+//! bulk; percentiles. (Each benchmark uses part of it.)
+#![allow(dead_code)]
 
 use std::future::Future;
+use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database};
+use avatar_platform::app::{Application, RunOptions};
+use avatar_platform::core::config::Settings;
+use avatar_platform::core::db::Db;
+use sea_orm::prelude::PgVector;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
+use uuid::Uuid;
+
+/// Rows per multi-row INSERT when loading chunks.
+const INSERT_ROWS: usize = 400;
+
+/// The real app serving HTTP on `127.0.0.1:0` against the bench database, without job workers.
+pub struct BenchApp {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pub settings: Settings,
+    pub db: Db,
+    handle: Option<actix_web::dev::ServerHandle>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Starts the app on the database at `url`, with test settings plus `env` (`APP__...`).
+pub async fn start_app(url: &str, env: &[(&str, &str)]) -> anyhow::Result<BenchApp> {
+    let data_dir = tempfile::tempdir()?;
+    let data_path = data_dir.path().display().to_string();
+    let base_env = [
+        ("APP_ENV", "test"),
+        ("DATABASE_URL", url),
+        ("DATA_DIR", data_path.as_str()),
+        ("APP__SERVER__BIND", "127.0.0.1:0"),
+        ("APP__TELEMETRY__LOG_LEVEL", "error"),
+    ];
+    let env: Vec<(String, String)> = base_env
+        .iter()
+        .chain(env)
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    let config_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let settings = Settings::load_from(&config_dir, &env)?;
+    let app = Application::build(
+        settings.clone(),
+        RunOptions {
+            workers: Some(0),
+            handle_signals: false,
+            ..RunOptions::default()
+        },
+    )
+    .await?;
+    let base = format!("http://127.0.0.1:{}", app.port().unwrap_or(0));
+    let db = app.context().db.clone();
+    let handle = app.server_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    Ok(BenchApp {
+        base,
+        settings,
+        db,
+        handle,
+        server,
+        _data_dir: data_dir,
+    })
+}
+
+impl BenchApp {
+    pub async fn stop(self) {
+        if let Some(handle) = self.handle {
+            handle.stop(true).await;
+        }
+        let _ = self.server.await;
+    }
+}
+
+/// The `quantile` (0..1) of `sorted`.
+pub fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index]
+}
+
+/// A ready document of `avatar_id` holding `chunks` (`(id, text, vector)`), written with
+/// multi-row INSERTs — how a backfill loads, much faster than the ingestion pipeline.
+pub async fn load_chunks(
+    db: &Db,
+    project_id: Uuid,
+    avatar_id: Uuid,
+    chunks: &[(Uuid, String, Vec<f32>)],
+) -> anyhow::Result<()> {
+    let document_id = Uuid::now_v7();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO documents (id, project_id, avatar_id, filename, content_type, format, size_bytes, \
+         sha256, blob_key, status, chunks_count, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'synthetic.txt', 'text/plain', 'text', 0, $4, 'none', 'ready', $5, now(), now())",
+        [
+            document_id.into(),
+            project_id.into(),
+            avatar_id.into(),
+            document_id.to_string().into(),
+            i32::try_from(chunks.len()).unwrap_or(i32::MAX).into(),
+        ],
+    ))
+    .await?;
+    for (batch_index, batch) in chunks.chunks(INSERT_ROWS).enumerate() {
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 7);
+        for (index, (id, text, vector)) in batch.iter().enumerate() {
+            let base = index * 7;
+            rows.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, 1, ${}, 'bench', now())",
+                base + 1,
+                base + 2,
+                base + 3,
+                base + 4,
+                base + 5,
+                base + 6,
+                base + 7
+            ));
+            values.extend([
+                (*id).into(),
+                document_id.into(),
+                project_id.into(),
+                avatar_id.into(),
+                i32::try_from(batch_index * INSERT_ROWS + index)
+                    .unwrap_or(i32::MAX)
+                    .into(),
+                text.clone().into(),
+                Value::Vector(Some(PgVector::from(vector.clone()))),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO document_chunks (id, document_id, project_id, avatar_id, ordinal, text, \
+             token_count, embedding, embedding_model, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
 
 /// Runs `bench` with the URL of a fresh database named `<prefix>_<uuid>`.
 pub async fn with_bench_database<F, Fut>(prefix: &str, bench: F) -> anyhow::Result<()>

@@ -5,4 +5,5 @@ mod config;
 mod embeddings;
 mod errors;
 mod parsing;
+mod prompt;
 mod secrets;

@@ -164,6 +164,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     }
 
     for concurrency in CONCURRENCY {
+        let phase_start = chrono::Utc::now();
         let started = Instant::now();
         let mut clients = Vec::new();
         for client_index in 0..concurrency {
@@ -215,6 +216,26 @@ async fn run(url: &str) -> anyhow::Result<()> {
             ms(common::percentile(&first_tokens, 0.99)),
             ms(common::percentile(&totals, 0.5)),
             ms(common::percentile(&totals, 0.99)),
+        );
+        // Where the time went, as the pipeline recorded it on each answer.
+        let row = sea_orm::ConnectionTrait::query_one_raw(
+            db.connection(),
+            sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY retrieval_ms)::float8 AS retrieval, \
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY time_to_first_token_ms)::float8 AS first_token, \
+                        percentile_cont(0.5) WITHIN GROUP (ORDER BY total_ms)::float8 AS total \
+                 FROM messages WHERE role = 'assistant' AND created_at >= $1",
+                [phase_start.into()],
+            ),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no answers"))?;
+        println!(
+            "   inside the pipeline (p50): retrieval {:.1} ms, first token {:.1} ms, total {:.1} ms",
+            row.try_get::<f64>("", "retrieval")?,
+            row.try_get::<f64>("", "first_token")?,
+            row.try_get::<f64>("", "total")?,
         );
     }
     println!(

@@ -207,8 +207,14 @@ struct AttemptFailure {
 }
 
 impl OpenAiChat {
-    /// A client for `model` at `config.base_url` (http or https).
-    pub fn new(config: OpenAiChatConfig, model: impl Into<String>) -> Result<Self, LlmError> {
+    /// A client for `model` at `config.base_url` (http or https), sending through `client`
+    /// (build it once with [`OpenAiChat::http_client`] and share it: a new reqwest client
+    /// loads the TLS roots again, which costs more than a whole answer's bookkeeping).
+    pub fn new(
+        config: OpenAiChatConfig,
+        model: impl Into<String>,
+        client: reqwest::Client,
+    ) -> Result<Self, LlmError> {
         let base_url = config.base_url.trim().trim_end_matches('/');
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(LlmError::Unavailable(format!(
@@ -216,16 +222,20 @@ impl OpenAiChat {
             )));
         }
         let endpoint = format!("{base_url}/chat/completions");
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|error| LlmError::Unavailable(error_chain(&error)))?;
         Ok(OpenAiChat {
             config,
             endpoint,
             model: model.into(),
             client,
         })
+    }
+
+    /// The HTTP client to share between answers, connecting within `connect_timeout`.
+    pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, LlmError> {
+        reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .build()
+            .map_err(|error| LlmError::Unavailable(error_chain(&error)))
     }
 
     async fn attempt(

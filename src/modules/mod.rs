@@ -114,7 +114,8 @@ impl Services {
                 settings.chat.clone(),
                 platform_config.clone(),
                 projects.clone(),
-            ),
+            )
+            .map_err(|error| anyhow::anyhow!("chat: {error}"))?,
             settings.chat.clone(),
         ));
         context

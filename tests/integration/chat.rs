@@ -836,3 +836,45 @@ async fn a_disabled_avatar_and_bad_messages_are_refused_before_anything_is_store
     assert!(chat.messages(conversation).await.is_empty());
     assert!(chat.llm.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_model_that_goes_silent_ends_the_answer_with_an_error_instead_of_hanging() {
+    let stalled = Reply::Stream {
+        chunks: (0..20).map(|n| format!("slowly{n} ")).collect(),
+        gap: Duration::from_millis(1_500),
+        usage: Some((10, 2)),
+        break_after: None,
+    };
+    let chat = chat_app(&[("APP__CHAT__IDLE_TIMEOUT_SECS", "1")], stalled, true).await;
+    let conversation = chat.conversation().await;
+    let started = std::time::Instant::now();
+    let response = chat.ask_streaming(conversation, "Anything?").await;
+    // Not the 30 s the whole answer would take.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status, 200);
+    let frames = frames(&response.text);
+    let (name, error) = frames.last().unwrap();
+    assert_eq!(name, "error", "{frames:?}");
+    assert!(
+        error["message"].as_str().unwrap().contains("silent"),
+        "{error}"
+    );
+    let stored = eventually(&chat, conversation, |messages| messages.len() == 2).await;
+    assert_eq!(stored[1]["finish_reason"], "error");
+    assert!(stored[1]["message_metadata"]["error"].is_string());
+    // The stalled upstream request was given up, not left open (the fake notices when a write
+    // fails: its second write after the hang-up, 3 s in).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while chat.llm.hung_up() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upstream stream was not stopped (completed: {})",
+            chat.llm.completed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

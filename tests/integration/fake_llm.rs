@@ -180,4 +180,9 @@ impl FakeLlm {
     pub fn hung_up(&self) -> usize {
         self.state.hung_up.load(Ordering::SeqCst)
     }
+
+    /// Streams sent to their end.
+    pub fn completed(&self) -> usize {
+        self.state.completed.load(Ordering::SeqCst)
+    }
 }

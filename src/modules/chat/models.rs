@@ -27,6 +27,8 @@ pub struct ModelSource {
     settings: ChatSettings,
     platform: Arc<PlatformConfigService>,
     projects: Arc<ProjectsService>,
+    /// One connection pool for every answer.
+    client: reqwest::Client,
 }
 
 fn non_empty(secret: Option<SecretString>) -> Option<SecretString> {
@@ -38,12 +40,15 @@ impl ModelSource {
         settings: ChatSettings,
         platform: Arc<PlatformConfigService>,
         projects: Arc<ProjectsService>,
-    ) -> Self {
-        ModelSource {
+    ) -> Result<Self, ChatError> {
+        let client = OpenAiChat::http_client(Duration::from_secs(settings.timeout_secs))
+            .map_err(|error| ChatError::Internal(error.to_string()))?;
+        Ok(ModelSource {
             settings,
             platform,
             projects,
-        }
+            client,
+        })
     }
 
     /// The LLM for an avatar of `project_id` using `model`, or `None`: answer retrieval-only.
@@ -88,7 +93,7 @@ impl ModelSource {
             max_retries: self.settings.max_retries,
             retry_base: RETRY_BASE,
         };
-        let client = OpenAiChat::new(config, model)
+        let client = OpenAiChat::new(config, model, self.client.clone())
             .map_err(|error| ChatError::Upstream(error.to_string()))?;
         Ok(Some(Arc::new(client)))
     }

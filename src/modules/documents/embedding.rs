@@ -2,7 +2,7 @@
 //! OpenAI-compatible endpoint whose URL, key and model come from the platform config when the
 //! saas_admin set them, else from `[embeddings]` in Settings.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -16,6 +16,17 @@ pub struct EmbedderSource {
     settings: EmbeddingSettings,
     platform: Arc<PlatformConfigService>,
     local: Arc<dyn Embedder>,
+    /// The OpenAI-compatible client last built, with what it was built from: reused while the
+    /// configuration stays the same (a new client loads the TLS roots again, per question).
+    remote: Arc<Mutex<Option<(RemoteKey, Arc<dyn Embedder>)>>>,
+}
+
+/// What an OpenAI-compatible embedder is built from.
+#[derive(PartialEq, Eq)]
+struct RemoteKey {
+    base_url: String,
+    model: String,
+    api_key: Option<String>,
 }
 
 impl EmbedderSource {
@@ -28,6 +39,7 @@ impl EmbedderSource {
             settings,
             platform,
             local: Arc::new(local),
+            remote: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -57,18 +69,34 @@ impl EmbedderSource {
                     .embedding_model
                     .clone()
                     .unwrap_or_else(|| self.settings.model.clone());
-                let mut config =
-                    OpenAiEmbedderConfig::new(base_url, model, self.settings.dimension);
-                config.api_key = platform.embedding_api_key.clone().or_else(|| {
+                let api_key = platform.embedding_api_key.clone().or_else(|| {
                     let key = self.settings.api_key.expose_secret();
                     (!key.is_empty()).then(|| self.settings.api_key.clone())
                 });
+                let key = RemoteKey {
+                    base_url: base_url.clone(),
+                    model: model.clone(),
+                    api_key: api_key.as_ref().map(|key| key.expose_secret().to_owned()),
+                };
+                let mut remote = self
+                    .remote
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                if let Some((built_from, embedder)) = remote.as_ref()
+                    && *built_from == key
+                {
+                    return Ok(embedder.clone());
+                }
+                let mut config =
+                    OpenAiEmbedderConfig::new(base_url, model, self.settings.dimension);
+                config.api_key = api_key;
                 config.batch_size = self.settings.batch_size;
                 config.max_retries = self.settings.max_retries;
                 config.timeout = Duration::from_secs(self.settings.timeout_secs);
-                Ok(Arc::new(
-                    OpenAiEmbedder::new(config).map_err(|error| error.to_string())?,
-                ))
+                let embedder: Arc<dyn Embedder> =
+                    Arc::new(OpenAiEmbedder::new(config).map_err(|error| error.to_string())?);
+                *remote = Some((key, embedder.clone()));
+                Ok(embedder)
             }
         }
     }

@@ -18,8 +18,11 @@ pub struct EmbedderSource {
     local: Arc<dyn Embedder>,
     /// The OpenAI-compatible client last built, with what it was built from: reused while the
     /// configuration stays the same (a new client loads the TLS roots again, per question).
-    remote: Arc<Mutex<Option<(RemoteKey, Arc<dyn Embedder>)>>>,
+    remote: Arc<Mutex<Option<BuiltRemote>>>,
 }
+
+/// An OpenAI-compatible embedder and what it was built from.
+type BuiltRemote = (RemoteKey, Arc<dyn Embedder>);
 
 /// What an OpenAI-compatible embedder is built from.
 #[derive(PartialEq, Eq)]

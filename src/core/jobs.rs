@@ -192,9 +192,10 @@ pub async fn enqueue_in<C: ConnectionTrait>(
     Ok(id)
 }
 
-/// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running: then
-/// nothing is added and `None` is returned. For work that one run settles for everyone (an
-/// index build), so that asking again while it is queued costs nothing.
+/// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running (as
+/// this transaction sees it): then nothing is added and `None` is returned. For idempotent work
+/// that one run settles for everyone (an index build), so that asking again while it is queued
+/// costs nothing. Two transactions enqueueing at the same moment may both add one.
 pub async fn enqueue_unique_in<C: ConnectionTrait>(
     conn: &C,
     task: &dyn AsyncRunnable,

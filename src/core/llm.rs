@@ -277,10 +277,8 @@ impl OpenAiChat {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
-        let body = tokio::time::timeout(self.config.timeout, response.bytes())
+        let body = tokio::time::timeout(self.config.timeout, error_body(response))
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
         let (transient, outcome) = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             (true, "rate_limited")
@@ -367,17 +365,30 @@ impl ChatModel for OpenAiChat {
         let idle = self.config.idle_timeout;
         let stream = async_stream::try_stream! {
             let mut events = std::pin::pin!(response.bytes_stream().eventsource());
+            let mut finished = false;
             loop {
                 let next = tokio::time::timeout(idle, events.next()).await.map_err(|_| {
                     LlmError::Interrupted(format!("the LLM stream went silent for {idle:?}"))
                 })?;
-                // A stream that ends without `[DONE]` ends the answer all the same.
-                let Some(event) = next else { break };
+                // The end of the body without a finish reason or `[DONE]` is a cut, not an
+                // answer (a proxy timing out, or a server that did not stream at all).
+                let Some(event) = next else {
+                    if finished {
+                        break;
+                    }
+                    Err(LlmError::Interrupted(
+                        "the LLM stream ended before the answer was finished".to_owned(),
+                    ))?;
+                    break;
+                };
                 let event = event.map_err(|error| {
                     LlmError::Interrupted(format!("the LLM stream broke: {error}"))
                 })?;
                 let data = event.data.trim();
                 if data == "[DONE]" {
+                    if !finished {
+                        yield StreamEvent::Finish("stop".to_owned());
+                    }
                     break;
                 }
                 if data.is_empty() {
@@ -405,6 +416,7 @@ impl ChatModel for OpenAiChat {
                         yield StreamEvent::Delta(content);
                     }
                     if let Some(reason) = choice.finish_reason {
+                        finished = true;
                         yield StreamEvent::Finish(reason);
                     }
                 }
@@ -412,6 +424,20 @@ impl ChatModel for OpenAiChat {
         };
         Ok(Box::pin(stream))
     }
+}
+
+/// The start of an error response's body: enough to explain, never the whole of a huge one.
+async fn error_body(mut response: reqwest::Response) -> Vec<u8> {
+    const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    body
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -878,3 +878,47 @@ async fn a_model_that_goes_silent_ends_the_answer_with_an_error_instead_of_hangi
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_platform_key_goes_only_to_the_platform_endpoint() {
+    let chat = chat_app(&[], Reply::answer(ANSWER, (5, 5)), false).await;
+    let admin = chat.app.admin().await;
+    let patched = chat
+        .app
+        .patch_as(
+            &admin,
+            "/api/v1/admin/platform-config",
+            &json!({"llm_base_url": chat.llm.url, "llm_api_key": "platform-key"}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let conversation = chat.conversation().await;
+    assert_eq!(chat.ask(conversation, "Update packages?").await.status, 200);
+
+    // The project points its avatars at its own server (here: the same fake, so we can see
+    // what it receives): the platform's key must not follow.
+    for (name, value) in [
+        ("LLM_BASE_URL", chat.llm.url.as_str()),
+        ("LLM_API_KEY", "project-key"),
+    ] {
+        let put = chat
+            .app
+            .put_as(
+                &chat.owner,
+                &format!("/api/v1/projects/{}/secrets/{name}", chat.pid),
+                &json!({ "value": value }),
+            )
+            .await;
+        assert_eq!(put.status, 204, "{}", put.text);
+        assert_eq!(chat.ask(conversation, "Update packages?").await.status, 200);
+    }
+
+    assert_eq!(
+        chat.llm.authorizations(),
+        vec![
+            Some("Bearer platform-key".to_owned()),
+            None,
+            Some("Bearer project-key".to_owned()),
+        ]
+    );
+}

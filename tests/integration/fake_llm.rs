@@ -48,6 +48,7 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     fallback: Reply,
     requests: Mutex<Vec<Value>>,
+    authorizations: Mutex<Vec<Option<String>>>,
     hung_up: AtomicUsize,
     completed: AtomicUsize,
 }
@@ -83,7 +84,17 @@ fn chunk(delta: Value, finish: Option<&str>) -> Bytes {
     Bytes::from(format!("data: {body}\n\n"))
 }
 
-async fn completions(state: web::Data<Arc<State>>, body: web::Json<Value>) -> HttpResponse {
+async fn completions(
+    request: actix_web::HttpRequest,
+    state: web::Data<Arc<State>>,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    state.authorizations.lock().unwrap().push(authorization);
     state.requests.lock().unwrap().push(body.into_inner());
     let reply = state
         .script
@@ -141,6 +152,7 @@ impl FakeLlm {
             script: Mutex::new(VecDeque::new()),
             fallback,
             requests: Mutex::new(Vec::new()),
+            authorizations: Mutex::new(Vec::new()),
             hung_up: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
         });
@@ -174,6 +186,11 @@ impl FakeLlm {
     /// Every request body received, in order.
     pub fn requests(&self) -> Vec<Value> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The `Authorization` header of every request, in order.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.state.authorizations.lock().unwrap().clone()
     }
 
     /// Streams the client dropped before their end.

@@ -1,6 +1,8 @@
 //! Which model answers: an OpenAI-compatible endpoint when one is configured for the project
-//! (secret `LLM_BASE_URL`), the platform (`llm_base_url`) or the deployment (`chat.llm_base_url`),
-//! with the key found the same way (`LLM_API_KEY`); else the retrieval-only answer.
+//! (secret `LLM_BASE_URL`), the platform (`llm_base_url`) or the deployment (`chat.llm_base_url`);
+//! else the retrieval-only answer. The key: the project's secret `LLM_API_KEY`, else the key
+//! configured beside the endpoint in use — the platform's or deployment's key is never sent to
+//! a project's own endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,22 +71,29 @@ impl ModelSource {
             .get()
             .await
             .map_err(|error| ChatError::Internal(error.to_string()))?;
-        let base_url = match secret(BASE_URL_SECRET).await? {
-            Some(url) => url.expose_secret().trim().to_owned(),
-            None => platform
+        // A key goes only to the endpoint configured beside it: a project that points the
+        // avatar at its own server gets its own key sent there, never the platform's.
+        let project_key = secret(API_KEY_SECRET).await?;
+        let (base_url, api_key) = match secret(BASE_URL_SECRET).await? {
+            Some(url) => (url.expose_secret().trim().to_owned(), project_key),
+            None => match platform
                 .llm_base_url
                 .clone()
                 .filter(|url| !url.trim().is_empty())
-                .unwrap_or_else(|| self.settings.llm_base_url.trim().to_owned()),
+            {
+                Some(url) => (
+                    url,
+                    project_key.or_else(|| non_empty(platform.llm_api_key.clone())),
+                ),
+                None => (
+                    self.settings.llm_base_url.trim().to_owned(),
+                    project_key.or_else(|| non_empty(Some(self.settings.llm_api_key.clone()))),
+                ),
+            },
         };
         if base_url.is_empty() {
             return Ok(None);
         }
-        let api_key = match secret(API_KEY_SECRET).await? {
-            Some(key) => Some(key),
-            None => non_empty(platform.llm_api_key.clone())
-                .or_else(|| non_empty(Some(self.settings.llm_api_key.clone()))),
-        };
         let config = OpenAiChatConfig {
             base_url,
             api_key,

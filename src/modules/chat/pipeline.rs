@@ -30,6 +30,7 @@ use crate::modules::events::DomainEvent;
 
 use super::budget::Reservation;
 use super::domain::entities::message;
+use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
 use super::prompt::{self, Source};
 use super::service::{
@@ -79,6 +80,22 @@ enum Ending {
     Broken(String),
 }
 
+/// Answers longer than this many bytes per `max_tokens` are cut (finish reason `length`): a
+/// token is about four bytes, so only an endpoint ignoring `max_tokens` gets near it.
+const MAX_BYTES_PER_TOKEN: usize = 32;
+
+/// `work`, unless the client goes away first (`None`).
+async fn until_closed<T>(
+    events: &mpsc::Sender<TurnEvent>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = events.closed() => None,
+        done = work => Some(done),
+    }
+}
+
 fn millis(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
 }
@@ -87,16 +104,18 @@ impl ChatService {
     pub(super) async fn answer(self: Arc<Self>, turn: Turn, events: mpsc::Sender<TurnEvent>) {
         let started = Instant::now();
         let project_id = turn.avatar.project_id;
-        let hits = match self
-            .documents
-            .search(
-                project_id,
-                turn.avatar.id,
-                &turn.question,
-                usize::try_from(turn.avatar.rag.top_k).ok(),
-            )
-            .await
-        {
+        // A client that leaves before the answer starts costs nothing more.
+        let search = self.documents.search(
+            project_id,
+            turn.avatar.id,
+            &turn.question,
+            usize::try_from(turn.avatar.rag.top_k).ok(),
+        );
+        let Some(searched) = until_closed(&events, search).await else {
+            self.release(&turn.reservation).await;
+            return;
+        };
+        let hits = match searched {
             Ok(hits) => hits,
             Err(error) => {
                 self.release(&turn.reservation).await;
@@ -149,8 +168,19 @@ impl ChatService {
                     })
                     .collect(),
             }),
+            Err(ChatError::Upstream(reason)) => {
+                self.fail_before_answer(&turn, &events, reason).await;
+                return;
+            }
             Err(error) => {
-                self.fail_before_answer(&turn, &events, error.to_string())
+                self.release(&turn.reservation).await;
+                tracing::error!(conversation_id = %turn.conversation_id, "choosing the model failed: {error}");
+                let _ = events
+                    .send(TurnEvent::Error(TurnFailure {
+                        code: ErrorCode::Internal,
+                        message: "the answer could not be started".into(),
+                        message_id: None,
+                    }))
                     .await;
                 return;
             }
@@ -169,7 +199,14 @@ impl ChatService {
             max_tokens: u32::try_from(turn.avatar.llm.max_tokens.max(1)).unwrap_or(1),
         };
         let prompt_estimate = count_prompt_tokens(&request.messages);
-        let mut stream = match model.stream(request).await {
+        let max_bytes = usize::try_from(request.max_tokens)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(MAX_BYTES_PER_TOKEN);
+        let Some(started_stream) = until_closed(&events, model.stream(request)).await else {
+            self.release(&turn.reservation).await;
+            return;
+        };
+        let mut stream = match started_stream {
             Ok(stream) => stream,
             Err(error) => {
                 self.fail_before_answer(&turn, &events, error.to_string())
@@ -194,6 +231,9 @@ impl ChatService {
                     content.push_str(&text);
                     if events.send(TurnEvent::Delta(text)).await.is_err() {
                         break Ending::ClientGone;
+                    }
+                    if content.len() > max_bytes {
+                        break Ending::Finished("length".into());
                     }
                 }
                 Some(Ok(StreamEvent::Usage(usage))) => reported = Some(usage),

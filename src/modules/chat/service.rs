@@ -24,6 +24,7 @@ use crate::core::events::EventBus;
 use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::avatars::AvatarsService;
+use crate::modules::avatars::domain::errors::AvatarsError;
 use crate::modules::avatars::service::{AvatarStatus, AvatarView};
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
@@ -216,7 +217,38 @@ impl ChatService {
         self.avatars
             .get(project_id, avatar_id)
             .await
-            .map_err(|_| ChatError::NotFound("avatar"))
+            .map_err(|error| match error {
+                AvatarsError::NotFound => ChatError::NotFound("avatar"),
+                other => ChatError::Internal(other.to_string()),
+            })
+    }
+
+    /// An avatar that may answer now.
+    async fn active_avatar(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+    ) -> Result<AvatarView, ChatError> {
+        let avatar = self.avatar(project_id, avatar_id).await?;
+        if avatar.status != AvatarStatus::Active {
+            return Err(ChatError::AvatarDisabled);
+        }
+        Ok(avatar)
+    }
+
+    /// The question, trimmed, if it is 1 to `chat.max_message_chars` characters.
+    fn checked_content(&self, content: &str) -> Result<String, ChatError> {
+        let content = content.trim();
+        if content.is_empty() || content.chars().count() > self.settings.max_message_chars {
+            return Err(ChatError::InvalidField {
+                field: "content",
+                message: format!(
+                    "must be 1 to {} characters",
+                    self.settings.max_message_chars
+                ),
+            });
+        }
+        Ok(content.to_owned())
     }
 
     async fn start_conversation(
@@ -368,7 +400,9 @@ impl ChatService {
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
-        self.avatar(project_id, avatar_id).await?;
+        // Everything that can refuse the question comes before anything is created.
+        let content = self.checked_content(&content)?;
+        self.active_avatar(project_id, avatar_id).await?;
         let channel = match contact.channel {
             "telegram" => Channel::Telegram,
             _ => Channel::Api,
@@ -418,31 +452,11 @@ impl ChatService {
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
-        let content = content.trim().to_owned();
-        if content.is_empty() || content.chars().count() > self.settings.max_message_chars {
-            return Err(ChatError::InvalidField {
-                field: "content",
-                message: format!(
-                    "must be 1 to {} characters",
-                    self.settings.max_message_chars
-                ),
-            });
-        }
+        let content = self.checked_content(&content)?;
         let project_id = conversation.project_id;
-        let avatar = self.avatar(project_id, conversation.avatar_id).await?;
-        if avatar.status != AvatarStatus::Active {
-            return Err(ChatError::AvatarDisabled);
-        }
-        if let Some(end_user_id) = conversation.end_user_id {
-            let current = self
-                .end_users
-                .get(project_id, end_user_id)
-                .await
-                .map_err(|_| ChatError::NotFound("conversation"))?;
-            if current.blocked {
-                return Err(ChatError::EndUserBlocked);
-            }
-        }
+        let avatar = self
+            .active_avatar(project_id, conversation.avatar_id)
+            .await?;
         let history = self.history(conversation.id).await?;
         let reservation = self
             .budget
@@ -459,10 +473,11 @@ impl ChatService {
                 return Err(error);
             }
         };
-        if let Some(end_user_id) = conversation.end_user_id
-            && let Err(error) = self.end_users.record_message(project_id, end_user_id).await
+        // Counted for the end user when they asked (staff may write in their conversation).
+        if let Some(asker) = &end_user
+            && let Err(error) = self.end_users.record_message(project_id, asker.id).await
         {
-            tracing::warn!(%end_user_id, "counting the end user's message failed: {error}");
+            tracing::warn!(end_user_id = %asker.id, "counting the end user's message failed: {error}");
         }
         let (sender, events) = mpsc::channel(self.settings.stream_buffer_events.max(1));
         let turn = Turn {

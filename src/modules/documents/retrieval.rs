@@ -8,10 +8,12 @@
 //!   scan of its own rows (btree on `avatar_id`), recall 1.0 in a few milliseconds;
 //! - a larger avatar has an HNSW index of its own (`vector_index.rs`), and is searched through
 //!   it with the avatar id written into the query as a literal, which is what lets the planner
-//!   match the partial index's predicate. Breadth `hnsw_ef_search`, plus an iterative scan
-//!   (`relaxed_order`, budget `hnsw_max_scan_tuples`) for the few rows the `ready` filter drops,
-//!   all `SET LOCAL` inside the query's transaction; candidates are re-sorted exactly. Until
-//!   its index is built, a large avatar is still scanned exactly: slower, never wrong.
+//!   match the partial index's predicate. Breadth `hnsw_ef_search` (and an iterative scan,
+//!   `relaxed_order` with budget `hnsw_max_scan_tuples`, should the planner add a filter), all
+//!   `SET LOCAL` inside the query's transaction; candidates are re-sorted exactly. Chunks of a
+//!   document that is not `ready` (being processed again) are dropped after the index's `LIMIT`,
+//!   so for that short while the list can hold fewer candidates. Until its index is built, a
+//!   large avatar is still scanned exactly: slower, never wrong.
 //!
 //! The full-text list ranks `ts_rank` over the generated `tsvector` (GIN index), matching any
 //! of the question's words (OR), so a question does not need every word to appear. (`ts_rank_cd`

@@ -671,50 +671,42 @@ impl DocumentsService {
                 Err(error) => return Err(error),
             }
         }
-        vector_index::drop_index(&self.db, avatar_id).await?;
+        // Its index goes too — in a job, under the build lock, so the drop never waits here
+        // behind another avatar's build.
+        queue_index_build(self.db.connection(), avatar_id).await?;
         Ok(ids.len())
     }
 
-    /// Builds the avatar's own vector index if it is (still) large enough to need one.
+    /// Builds the avatar's own vector index if it is (still) large enough to need one, or drops
+    /// it if the avatar has no ready chunks left.
     pub async fn build_vector_index(
         &self,
         avatar_id: Uuid,
-    ) -> Result<Option<BuildOutcome>, DocumentsError> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT coalesce(sum(chunks_count), 0)::bigint AS n FROM documents \
-                 WHERE avatar_id = $1 AND status = 'ready'",
-                [avatar_id.into()],
-            ))
-            .await?;
-        let size: i64 = row
-            .map(|row| row.try_get("", "n"))
-            .transpose()?
-            .unwrap_or(0);
-        if size <= self.retrieval.exact_scan_max_chunks {
-            return Ok(None);
-        }
+    ) -> Result<BuildOutcome, DocumentsError> {
         let started = std::time::Instant::now();
         let outcome = vector_index::build(&self.db, &self.retrieval, avatar_id).await?;
-        if outcome == BuildOutcome::Built {
-            tracing::info!(
+        match outcome {
+            BuildOutcome::Built => tracing::info!(
                 %avatar_id,
-                chunks = size,
                 seconds = started.elapsed().as_secs_f64(),
                 "built the avatar's vector index"
-            );
+            ),
+            BuildOutcome::Dropped => {
+                tracing::info!(%avatar_id, "dropped the avatar's vector index")
+            }
+            _ => {}
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Queues an index build for every large avatar without a valid index (a build that
-    /// failed, or one never queued). Returns how many were queued.
+    /// failed, or one never queued), and a drop for every index whose avatar has no ready
+    /// chunks left. Returns how many were queued.
     pub async fn ensure_vector_indexes(&self) -> Result<usize, DocumentsError> {
-        let avatars =
+        let mut avatars =
             vector_index::unindexed_large_avatars(&self.db, self.retrieval.exact_scan_max_chunks)
                 .await?;
+        avatars.extend(vector_index::orphaned_indexes(&self.db).await?);
         let mut queued = 0;
         for avatar_id in avatars {
             if queue_index_build(self.db.connection(), avatar_id)

@@ -87,13 +87,11 @@ impl AsyncRunnable for ProcessDocument {
     }
 }
 
-/// Builds a large avatar's own vector index (`vector_index.rs`).
+/// Brings an avatar's own vector index in line with its size (`vector_index.rs`): built for a
+/// large avatar, dropped for a deleted or emptied one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildVectorIndex {
     pub avatar_id: Uuid,
-    /// Not before this time (another build was running), else now.
-    #[serde(default)]
-    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl BuildVectorIndex {
@@ -101,10 +99,7 @@ impl BuildVectorIndex {
     pub const NAME: &'static str = "documents.build_vector_index";
 
     pub fn now(avatar_id: Uuid) -> Self {
-        BuildVectorIndex {
-            avatar_id,
-            not_before: None,
-        }
+        BuildVectorIndex { avatar_id }
     }
 }
 
@@ -118,33 +113,23 @@ impl AsyncRunnable for BuildVectorIndex {
             .build_vector_index(self.avatar_id)
             .await
             .map_err(task_error)?;
-        if outcome == Some(BuildOutcome::Busy) {
-            // One build at a time: wait for the running one to finish.
-            let later = Utc::now()
-                + chrono::Duration::seconds(
-                    i64::try_from(documents.settings().defer_secs).unwrap_or(1),
-                );
-            let next = BuildVectorIndex {
-                avatar_id: self.avatar_id,
-                not_before: Some(later),
-            };
-            enqueue_in(documents.db().connection(), &next)
-                .await
-                .map_err(task_error)?;
+        if outcome == BuildOutcome::Busy {
+            // One build at a time. Retrying this same row (with backoff) keeps its uniqueness
+            // key, so the periodic check does not queue a second request meanwhile.
+            return Err(task_error(
+                "another vector index build is running; this one waits its turn",
+            ));
         }
         Ok(())
     }
 
-    fn cron(&self) -> Option<Scheduled> {
-        self.not_before.map(Scheduled::ScheduleOnce)
-    }
-
+    /// A build that waited this long is queued afresh by the periodic check.
     fn max_retries(&self) -> i32 {
-        3
+        8
     }
 
     fn backoff(&self, attempt: u32) -> u32 {
-        60 * 2u32.saturating_pow(attempt.min(6))
+        30 * 2u32.saturating_pow(attempt.min(6))
     }
 }
 

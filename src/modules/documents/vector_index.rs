@@ -24,12 +24,16 @@ pub fn index_name(avatar_id: Uuid) -> String {
     format!("document_chunks_hnsw_{}", avatar_id.simple())
 }
 
-/// What a build request came to.
+/// What bringing an avatar's index in line with its size came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildOutcome {
     Built,
     /// A valid index was already there.
     AlreadyBuilt,
+    /// The avatar has no ready chunks left (deleted or emptied): its index was dropped.
+    Dropped,
+    /// Small enough to be scanned exactly, and nothing to drop.
+    NotNeeded,
     /// Another build holds the lock: try again later.
     Busy,
 }
@@ -70,9 +74,12 @@ fn sql_error(error: sqlx::Error) -> DbErr {
     DbErr::Custom(format!("index build: {error}"))
 }
 
-/// Builds the avatar's index unless a valid one exists. Runs on a connection taken out of the
-/// pool for good: session settings and the advisory lock end with it, whatever happens, and
-/// a build whose caller gave up is cancelled by the server (`client_connection_check_interval`).
+/// Brings the avatar's index in line with its size, under the build lock (so the decision
+/// and the DDL see the same state, and a drop never waits behind another avatar's build):
+/// builds it when the avatar has more than `exact_scan_max_chunks` ready chunks and no valid
+/// index, drops it when the avatar has none left. Runs on a connection taken out of the pool
+/// for good: session settings and the advisory lock end with it, whatever happens, and a build
+/// whose caller gave up is cancelled by the server (`client_connection_check_interval`).
 pub async fn build(
     db: &Db,
     settings: &RetrievalSettings,
@@ -100,7 +107,38 @@ async fn build_on(
     if !locked {
         return Ok(BuildOutcome::Busy);
     }
+    let size: i64 = sqlx::query(
+        "SELECT coalesce(sum(chunks_count), 0)::bigint AS size FROM documents \
+         WHERE avatar_id = $1 AND status = 'ready'",
+    )
+    .bind(avatar_id)
+    .fetch_one(&mut *conn)
+    .await
+    .and_then(|row| row.try_get("size"))
+    .map_err(sql_error)?;
     let name = index_name(avatar_id);
+    if size <= settings.exact_scan_max_chunks {
+        if size > 0 {
+            return Ok(BuildOutcome::NotNeeded);
+        }
+        let dropped = sqlx::query("SELECT to_regclass($1) IS NOT NULL AS present")
+            .bind(&name)
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| row.try_get::<bool, _>("present"))
+            .map_err(sql_error)?;
+        if !dropped {
+            return Ok(BuildOutcome::NotNeeded);
+        }
+        // `name` is made of a UUID's hex digits.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {name}"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_error)?;
+        return Ok(BuildOutcome::Dropped);
+    }
     let state: Option<(bool, bool)> = sqlx::query_as(
         "SELECT i.indisvalid, i.indisready FROM pg_class c \
          JOIN pg_index i ON i.indexrelid = c.oid \
@@ -151,18 +189,6 @@ async fn build_on(
     Ok(BuildOutcome::Built)
 }
 
-/// Drops the avatar's index, if any (the avatar was deleted).
-pub async fn drop_index(db: &Db, avatar_id: Uuid) -> Result<(), DbErr> {
-    // Not in a transaction: CONCURRENTLY does not block searches of other avatars.
-    db.connection()
-        .execute_unprepared(&format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            index_name(avatar_id)
-        ))
-        .await?;
-    Ok(())
-}
-
 /// Avatars with more than `min_chunks` ready chunks and no valid index: what the periodic
 /// check queues builds for.
 pub async fn unindexed_large_avatars(db: &Db, min_chunks: i64) -> Result<Vec<Uuid>, DbErr> {
@@ -180,4 +206,25 @@ pub async fn unindexed_large_avatars(db: &Db, min_chunks: i64) -> Result<Vec<Uui
     rows.into_iter()
         .map(|row| row.try_get::<Uuid>("", "avatar_id"))
         .collect()
+}
+
+/// Avatars with an index of their own but no ready chunks left (deleted, emptied): what the
+/// periodic check queues a drop for, should the one queued at deletion have been lost.
+pub async fn orphaned_indexes(db: &Db) -> Result<Vec<Uuid>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT substr(c.relname, 22) AS avatar FROM pg_class c \
+             JOIN pg_index i ON i.indexrelid = c.oid \
+             WHERE c.relname LIKE 'document\\_chunks\\_hnsw\\_%' \
+               AND c.relnamespace = current_schema()::regnamespace \
+               AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.status = 'ready' \
+                   AND 'document_chunks_hnsw_' || replace(d.avatar_id::text, '-', '') = c.relname)",
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| row.try_get::<String>("", "avatar").ok())
+        .filter_map(|hex| Uuid::parse_str(&hex).ok())
+        .collect())
 }

@@ -409,7 +409,7 @@ impl Worker {
         );
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(timeout, run) => outcome,
-            () = self.heartbeat(row.id) => unreachable!("the heartbeat never ends"),
+            () = self.heartbeat(&row) => unreachable!("the heartbeat never ends"),
         };
         let result = match outcome {
             Ok(Ok(Ok(()))) => Ok(()),
@@ -438,7 +438,11 @@ impl Worker {
 
     /// Keeps a running task's row fresh, so the sweeper never takes a long run (an index
     /// build) for a dead worker's. Never returns; dropped when the run ends.
-    async fn heartbeat(&self, id: Uuid) {
+    ///
+    /// The heartbeat and the outcome touch the row only while it is still this run's: state
+    /// `in_progress` with the `retries` it was claimed with (the sweeper's requeue adds one), so
+    /// a run the sweeper gave away can neither keep the new one's row alive nor finish it.
+    async fn heartbeat(&self, row: &TaskRow) {
         let every = Duration::from_secs((self.context.settings.stale_after_secs / 3).max(1));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
@@ -449,12 +453,12 @@ impl Worker {
                 .execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     "UPDATE fang_tasks SET updated_at = now() \
-                     WHERE id = $1 AND state = 'in_progress'",
-                    [id.into()],
+                     WHERE id = $1 AND state = 'in_progress' AND retries = $2",
+                    [row.id.into(), row.retries.into()],
                 ))
                 .await
             {
-                tracing::warn!(task_id = %id, "task heartbeat failed: {error}");
+                tracing::warn!(task_id = %row.id, "task heartbeat failed: {error}");
             }
         }
     }
@@ -465,8 +469,8 @@ impl Worker {
             Finish::Done => (
                 Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "DELETE FROM fang_tasks WHERE id = $1",
-                    [row.id.into()],
+                    "DELETE FROM fang_tasks WHERE id = $1 AND state = 'in_progress' AND retries = $2",
+                    [row.id.into(), row.retries.into()],
                 ),
                 "finished",
             ),
@@ -477,11 +481,13 @@ impl Worker {
                         DbBackend::Postgres,
                         "UPDATE fang_tasks SET state = 'retried', retries = retries + 1, \
                          error_message = $2, scheduled_at = now() + make_interval(secs => $3), \
-                         updated_at = now() WHERE id = $1",
+                         updated_at = now() \
+                         WHERE id = $1 AND state = 'in_progress' AND retries = $4",
                         [
                             row.id.into(),
                             message.clone().into(),
                             delay.as_secs_f64().into(),
+                            row.retries.into(),
                         ],
                     ),
                     "retried",
@@ -493,8 +499,9 @@ impl Worker {
                     Statement::from_sql_and_values(
                         DbBackend::Postgres,
                         "UPDATE fang_tasks SET state = 'failed', error_message = $2, \
-                         updated_at = now() WHERE id = $1",
-                        [row.id.into(), message.clone().into()],
+                         updated_at = now() \
+                         WHERE id = $1 AND state = 'in_progress' AND retries = $3",
+                        [row.id.into(), message.clone().into(), row.retries.into()],
                     ),
                     "failed",
                 )

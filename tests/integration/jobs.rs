@@ -463,3 +463,31 @@ async fn shutdown_lets_a_running_task_finish() {
     pool.shutdown(Duration::from_secs(10)).await;
     assert_eq!(h.task_state(id).await, None, "the task ran to completion");
 }
+
+#[tokio::test]
+async fn a_run_the_sweeper_gave_away_does_not_record_its_outcome_on_the_new_run() {
+    let h = harness(&[]).await;
+    let id = h.queue.enqueue(&Sleepy { millis: 1_500 }).await.unwrap();
+    let pool = h.pool(1);
+    h.wait_for(
+        "SELECT count(*) FROM fang_tasks WHERE state = 'in_progress'",
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    // The sweeper decides this run is lost (as if its worker had died) and requeues the row.
+    assert_eq!(requeue_stale_tasks(&h.db, Duration::ZERO).await.unwrap(), 1);
+    // The first run still ends well, but the row is no longer its own: the requeued attempt
+    // is what decides (Sleepy allows no retry, so it is refused as exhausted).
+    h.wait_for(
+        "SELECT count(*) FROM fang_tasks WHERE state = 'failed'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (state, error, retries) = h.task_state(id).await.unwrap();
+    assert_eq!(state, "failed");
+    assert_eq!(error.as_deref(), Some("gave up after 1 attempts"));
+    assert_eq!(retries, 1);
+    pool.shutdown(Duration::from_secs(5)).await;
+}

@@ -210,6 +210,19 @@ async fn eventually(
     }
 }
 
+/// Polls until the fake LLM saw a client hang up on one of its streams.
+async fn wait_for_hang_up(chat: &Chat, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while chat.llm.hung_up() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upstream stream was not stopped (streams completed: {})",
+            chat.llm.completed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_answer_cites_the_uploaded_document_and_the_prompt_holds_the_passage() {
     let chat = chat_app(&[], Reply::answer(ANSWER, (321, 17)), true).await;
@@ -419,14 +432,7 @@ async fn a_client_that_disconnects_stops_the_upstream_and_the_partial_answer_is_
     let usage = chat.app.events_of_type("chat.usage_recorded").await;
     assert_eq!(usage.len(), 1);
     // The upstream request was dropped, not read to its end.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while chat.llm.hung_up() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the upstream stream was not stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_hang_up(&chat, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -868,15 +874,7 @@ async fn a_model_that_goes_silent_ends_the_answer_with_an_error_instead_of_hangi
     assert!(stored[1]["message_metadata"]["error"].is_string());
     // The stalled upstream request was given up, not left open (the fake notices when a write
     // fails: its second write after the hang-up, 3 s in).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while chat.llm.hung_up() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the upstream stream was not stopped (completed: {})",
-            chat.llm.completed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_hang_up(&chat, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

@@ -97,11 +97,7 @@ pub async fn block_end_user(
     end_users: web::Data<EndUsersService>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, AppError> {
-    let (_, end_user_id) = path.into_inner();
-    let view = end_users
-        .set_blocked(access.project_id, end_user_id, true, access.actor())
-        .await?;
-    Ok(HttpResponse::Ok().json(view))
+    set_blocked(access, end_users, path, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{pid}/end-users/{eid}/unblock", tag = "end-users", security(("bearer" = [])),
@@ -113,9 +109,18 @@ pub async fn unblock_end_user(
     end_users: web::Data<EndUsersService>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, AppError> {
+    set_blocked(access, end_users, path, false).await
+}
+
+async fn set_blocked(
+    access: ProjectAccess<Operator>,
+    end_users: web::Data<EndUsersService>,
+    path: web::Path<(Uuid, Uuid)>,
+    blocked: bool,
+) -> Result<HttpResponse, AppError> {
     let (_, end_user_id) = path.into_inner();
     let view = end_users
-        .set_blocked(access.project_id, end_user_id, false, access.actor())
+        .set_blocked(access.project_id, end_user_id, blocked, access.actor())
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -2,7 +2,7 @@
 //! token budget, and the retrieval-only answer.
 
 use avatar_platform::core::llm::{ChatMessage, Passage, RetrievalOnly, Role, count_tokens};
-use avatar_platform::modules::chat::prompt::{Source, build, trim_history};
+use avatar_platform::modules::chat::prompt::{build, trim_history};
 
 fn turns(count: usize) -> Vec<ChatMessage> {
     (0..count)
@@ -40,11 +40,11 @@ fn a_message_too_large_ends_the_history_instead_of_being_skipped() {
 #[test]
 fn the_prompt_numbers_the_sources_and_ends_with_the_question() {
     let sources = vec![
-        Source {
+        Passage {
             label: "guide.pdf, page 3".into(),
             text: "update.packages() updates everything.".into(),
         },
-        Source {
+        Passage {
             label: "faq.md".into(),
             text: "gc() reports memory.".into(),
         },

@@ -32,7 +32,7 @@ use super::budget::Reservation;
 use super::domain::entities::message;
 use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
-use super::prompt::{self, Source};
+use super::prompt;
 use super::service::{
     ChatService, MessageView, SourceRef, Timings, bump_conversation, message_view,
 };
@@ -118,14 +118,8 @@ impl ChatService {
         let hits = match searched {
             Ok(hits) => hits,
             Err(error) => {
-                self.release(&turn.reservation).await;
-                tracing::error!(conversation_id = %turn.conversation_id, "retrieval failed: {error}");
-                let _ = events
-                    .send(TurnEvent::Error(TurnFailure {
-                        code: ErrorCode::Internal,
-                        message: "retrieving the passages failed".into(),
-                        message_id: None,
-                    }))
+                let reason = format!("retrieval failed: {error}");
+                self.fail_internally(&turn, &events, "retrieving the passages failed", &reason)
                     .await;
                 return;
             }
@@ -142,9 +136,9 @@ impl ChatService {
                 page: hit.page,
             })
             .collect();
-        let passages: Vec<Source> = hits
+        let passages: Vec<Passage> = hits
             .iter()
-            .map(|hit| Source {
+            .map(|hit| Passage {
                 label: match hit.page {
                     Some(page) => format!("{}, page {page}", hit.filename),
                     None => hit.filename.clone(),
@@ -160,27 +154,15 @@ impl ChatService {
         {
             Ok(Some(model)) => model,
             Ok(None) => Arc::new(RetrievalOnly {
-                passages: passages
-                    .iter()
-                    .map(|source| Passage {
-                        label: source.label.clone(),
-                        text: source.text.clone(),
-                    })
-                    .collect(),
+                passages: passages.clone(),
             }),
             Err(ChatError::Upstream(reason)) => {
                 self.fail_before_answer(&turn, &events, reason).await;
                 return;
             }
             Err(error) => {
-                self.release(&turn.reservation).await;
-                tracing::error!(conversation_id = %turn.conversation_id, "choosing the model failed: {error}");
-                let _ = events
-                    .send(TurnEvent::Error(TurnFailure {
-                        code: ErrorCode::Internal,
-                        message: "the answer could not be started".into(),
-                        message_id: None,
-                    }))
+                let reason = format!("choosing the model failed: {error}");
+                self.fail_internally(&turn, &events, "the answer could not be started", &reason)
                     .await;
                 return;
             }
@@ -311,6 +293,25 @@ impl ChatService {
                 })))
                 .await;
         }
+    }
+
+    /// No answer, for a reason of ours: logged whole, told to the client in general terms.
+    async fn fail_internally(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        public: &str,
+        reason: &str,
+    ) {
+        self.release(&turn.reservation).await;
+        tracing::error!(conversation_id = %turn.conversation_id, "no answer: {reason}");
+        let _ = events
+            .send(TurnEvent::Error(TurnFailure {
+                code: ErrorCode::Internal,
+                message: public.to_owned(),
+                message_id: None,
+            }))
+            .await;
     }
 
     async fn fail_before_answer(

@@ -2,17 +2,11 @@
 //! numbered sources, the conversation's history (newest first, within a token budget, then
 //! put back in order), and the new message.
 
-use crate::core::llm::{ChatMessage, Role, count_tokens};
+use crate::core::llm::{ChatMessage, Passage, Role, count_tokens};
 
-/// A retrieved passage, as the prompt numbers it (`[1]` is the first).
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub label: String,
-    pub text: String,
-}
-
-/// The system message: the avatar's own prompt, then how to use the sources, then them.
-pub fn system_message(system_prompt: &str, sources: &[Source]) -> ChatMessage {
+/// The system message: the avatar's own prompt, then how to use the sources (retrieved
+/// passages, numbered from `[1]`), then them.
+pub fn system_message(system_prompt: &str, sources: &[Passage]) -> ChatMessage {
     let mut content = system_prompt.trim().to_owned();
     if sources.is_empty() {
         content.push_str(
@@ -56,7 +50,7 @@ pub fn trim_history(history: &[ChatMessage], budget: u32) -> Vec<ChatMessage> {
 /// System message, trimmed history, the new message.
 pub fn build(
     system_prompt: &str,
-    sources: &[Source],
+    sources: &[Passage],
     history: &[ChatMessage],
     history_budget: u32,
     question: &str,

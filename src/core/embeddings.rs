@@ -25,7 +25,9 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::core::upstream::{MAX_RETRY_DELAY, backoff, error_chain, error_message, retry_after};
+use crate::core::upstream::{
+    MAX_RETRY_DELAY, backoff, error_chain, error_message, redact, retry_after,
+};
 
 /// Identifier of the local embedder's algorithm; change it whenever its vectors change.
 pub const LOCAL_MODEL_ID: &str = "local-lexical-v1";
@@ -732,12 +734,7 @@ impl OpenAiEmbedder {
 
     /// Removes the API key from text that came from elsewhere (a server may echo it back).
     fn redact(&self, text: &str) -> String {
-        match &self.config.api_key {
-            Some(key) if !key.expose_secret().is_empty() => {
-                text.replace(key.expose_secret(), "[REDACTED]")
-            }
-            _ => text.to_owned(),
-        }
+        redact(text, self.config.api_key.as_ref())
     }
 }
 

@@ -20,7 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::core::upstream::{MAX_RETRY_DELAY, backoff, error_chain, error_message, retry_after};
+use crate::core::upstream::{
+    MAX_RETRY_DELAY, backoff, error_chain, error_message, redact, retry_after,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -302,12 +304,7 @@ impl OpenAiChat {
 
     /// Removes the API key from text that came from elsewhere (a server may echo it back).
     fn redact(&self, text: &str) -> String {
-        match &self.config.api_key {
-            Some(key) if !key.expose_secret().is_empty() => {
-                text.replace(key.expose_secret(), "[REDACTED]")
-            }
-            _ => text.to_owned(),
-        }
+        redact(text, self.config.api_key.as_ref())
     }
 }
 

@@ -1,7 +1,9 @@
 //! Helpers shared by the clients of OpenAI-compatible endpoints (embeddings, chat): backoff
-//! with jitter, `Retry-After`, readable error bodies and error chains.
+//! with jitter, `Retry-After`, readable error bodies, error chains and API-key redaction.
 
 use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
 
 /// Longest wait between two attempts, whether computed or asked for by `Retry-After`: a
 /// server asking for minutes is better answered by failing transiently (and letting a job
@@ -70,4 +72,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `text` (from a server, an error chain) with the API key replaced: servers may echo it back.
+pub fn redact(text: &str, api_key: Option<&SecretString>) -> String {
+    match api_key {
+        Some(key) if !key.expose_secret().is_empty() => {
+            text.replace(key.expose_secret(), "[REDACTED]")
+        }
+        _ => text.to_owned(),
+    }
 }

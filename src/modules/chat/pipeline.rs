@@ -105,11 +105,10 @@ impl ChatService {
         let started = Instant::now();
         let project_id = turn.avatar.project_id;
         // A client that leaves before the answer starts costs nothing more.
-        let search = self.documents.search(
-            project_id,
-            turn.avatar.id,
+        let search = self.documents.search_avatar(
+            &turn.avatar,
             &turn.question,
-            usize::try_from(turn.avatar.rag.top_k).ok(),
+            usize::try_from(turn.avatar.rag.top_k).unwrap_or(1),
         );
         let Some(searched) = until_closed(&events, search).await else {
             self.release(&turn.reservation).await;

@@ -64,8 +64,12 @@ pub struct SearchRequest<'a> {
 
 /// Ready chunks of the avatar (from the documents' counts: cheaper than counting chunks), and
 /// whether its own vector index is ready.
-async fn avatar_size(db: &Db, project_id: Uuid, avatar_id: Uuid) -> Result<(i64, bool), DbErr> {
-    let row = db
+pub(super) async fn avatar_size<C: ConnectionTrait>(
+    conn: &C,
+    project_id: Uuid,
+    avatar_id: Uuid,
+) -> Result<(i64, bool), DbErr> {
+    let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
@@ -93,7 +97,8 @@ pub async fn vector_candidates(
     request: &SearchRequest<'_>,
     limit: i64,
 ) -> Result<(VectorPath, Vec<(Uuid, f64)>), DbErr> {
-    let (size, indexed) = avatar_size(db, request.project_id, request.avatar_id).await?;
+    let (size, indexed) =
+        avatar_size(db.connection(), request.project_id, request.avatar_id).await?;
     let vector = Value::Vector(Some(PgVector::from(request.embedding.clone())));
     let (path, sql, params) = if size <= settings.exact_scan_max_chunks || !indexed {
         (

@@ -26,6 +26,7 @@ use crate::core::jobs::{enqueue_in, enqueue_unique_in};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::{BlobStore, StorageError};
 use crate::modules::avatars::AvatarsService;
+use crate::modules::avatars::service::AvatarView;
 use crate::modules::events::DomainEvent;
 
 use super::chunking::{Chunk, chunk_sections};
@@ -250,27 +251,11 @@ impl DocumentsService {
     async fn needs_index<C: ConnectionTrait>(
         &self,
         conn: &C,
+        project_id: Uuid,
         avatar_id: Uuid,
     ) -> Result<bool, sea_orm::DbErr> {
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!(
-                    "SELECT coalesce(sum(chunks_count), 0)::bigint > $2 AND NOT {} AS needed \
-                     FROM documents WHERE avatar_id = $1 AND status = 'ready'",
-                    vector_index::index_ready_sql("$3")
-                ),
-                [
-                    avatar_id.into(),
-                    self.retrieval.exact_scan_max_chunks.into(),
-                    vector_index::index_name(avatar_id).into(),
-                ],
-            ))
-            .await?;
-        Ok(row
-            .map(|row| row.try_get::<bool>("", "needed"))
-            .transpose()?
-            .unwrap_or(false))
+        let (size, indexed) = retrieval::avatar_size(conn, project_id, avatar_id).await?;
+        Ok(size > self.retrieval.exact_scan_max_chunks && !indexed)
     }
 
     /// Where uploads wait (as temporary files) until they are in the blob store.
@@ -292,6 +277,18 @@ impl DocumentsService {
             .get(project_id, avatar_id)
             .await
             .map_err(|_| DocumentsError::NotFound("avatar"))?;
+        let top_k = top_k.unwrap_or(usize::try_from(avatar.rag.top_k).unwrap_or(5));
+        self.search_avatar(&avatar, query, top_k).await
+    }
+
+    /// [`search`](Self::search) for a caller that already holds the avatar (the chat
+    /// pipeline): its `similarity_threshold`, `top_k` passages.
+    pub async fn search_avatar(
+        &self,
+        avatar: &AvatarView,
+        query: &str,
+        top_k: usize,
+    ) -> Result<Vec<SearchHit>, DocumentsError> {
         let embedder = self
             .embedders
             .current()
@@ -302,11 +299,11 @@ impl DocumentsService {
         })?;
         let embedding = vectors.pop().unwrap_or_default();
         let request = SearchRequest {
-            project_id,
-            avatar_id,
+            project_id: avatar.project_id,
+            avatar_id: avatar.id,
             query,
             embedding,
-            top_k: top_k.unwrap_or(usize::try_from(avatar.rag.top_k).unwrap_or(5)),
+            top_k,
             similarity_threshold: f64::from(avatar.rag.similarity_threshold),
         };
         Ok(retrieval::search(&self.db, &self.retrieval, &request).await?)
@@ -1057,7 +1054,10 @@ impl DocumentsService {
             return Err(RunError::Gone);
         }
         // Past the exact-scan size, the avatar needs its own index: queued with the commit.
-        if self.needs_index(&*uow, model.avatar_id).await? {
+        if self
+            .needs_index(&*uow, model.project_id, model.avatar_id)
+            .await?
+        {
             queue_index_build(&*uow, model.avatar_id).await?;
         }
         self.bus

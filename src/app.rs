@@ -26,6 +26,7 @@ use crate::core::events::EventBus;
 use crate::core::extract::configure_extractors;
 use crate::core::health::{self, Readiness};
 use crate::core::jobs::{JobContext, JobQueue, SweepStep, SweepSteps, Sweeper, WorkerPool};
+use crate::core::outbound::OutboundClients;
 use crate::core::storage::{BlobStore, build_blob_store};
 use crate::core::telemetry::{metrics_handle, observe_request};
 use crate::modules::Services;
@@ -71,6 +72,8 @@ pub struct AppContext {
     pub jobs: JobQueue,
     pub cache: Arc<dyn Cache>,
     pub blobs: Arc<dyn BlobStore>,
+    /// The HTTP clients for every request the platform sends out (outbound policy).
+    pub outbound: Arc<OutboundClients>,
 }
 
 impl AppContext {
@@ -95,6 +98,7 @@ impl AppContext {
         let blobs = build_blob_store(&settings.storage, &settings.data_dir)
             .await
             .context("cannot open the blob store")?;
+        let outbound = OutboundClients::new(&settings.outbound)?;
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
@@ -102,6 +106,7 @@ impl AppContext {
             jobs,
             cache,
             blobs,
+            outbound,
         })
     }
 

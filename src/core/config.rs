@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::core::cache::CacheSettings;
+use crate::core::outbound::OutboundSettings;
 use crate::core::storage::StorageSettings;
 
 /// The environment the process runs in; chooses `config/<env>.toml` and secret handling.
@@ -72,6 +73,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub cache: CacheSettings,
     pub storage: StorageSettings,
+    pub outbound: OutboundSettings,
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub avatars: AvatarDefaults,
@@ -302,6 +304,7 @@ pub struct SecretSettings {
 const LIST_KEYS: &[&str] = &[
     "server.cors_allowed_origins",
     "secrets.previous_encryption_keys",
+    "outbound.allowed_hosts",
 ];
 
 /// Minimum length of the JWT signing secret.
@@ -430,6 +433,12 @@ impl Settings {
                 reason,
             })?;
         }
+        crate::core::outbound::AllowList::parse(&self.outbound.allowed_hosts).map_err(
+            |reason| ConfigError::Invalid {
+                key: "outbound.allowed_hosts".into(),
+                reason,
+            },
+        )?;
         if self.embeddings.dimension == 0 || self.embeddings.dimension > 16000 {
             return Err(ConfigError::Invalid {
                 key: "embeddings.dimension".into(),

@@ -236,15 +236,80 @@ impl SecretBox {
             .map_err(|_| CryptoError::Malformed)
     }
 
+    /// Seals a credential bound to `endpoint` (the identity of the URL it was entered for):
+    /// it opens only for that endpoint again, so whoever changes where requests go cannot have
+    /// the credential follow without entering it again.
+    pub fn seal_for_endpoint(
+        &self,
+        plaintext: &str,
+        context: &str,
+        endpoint: &str,
+    ) -> Result<String, CryptoError> {
+        self.seal(plaintext, &endpoint_context(context, endpoint))
+    }
+
+    /// Opens a credential sealed with [`SecretBox::seal_for_endpoint`]; `None` when it was
+    /// entered for another endpoint (or, indistinguishably, tampered with).
+    pub fn open_for_endpoint(
+        &self,
+        sealed: &str,
+        context: &str,
+        endpoint: &str,
+    ) -> Result<Option<SecretString>, CryptoError> {
+        match self.open(sealed, &endpoint_context(context, endpoint)) {
+            Ok(secret) => Ok(Some(secret)),
+            Err(CryptoError::Decrypt) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// The key id a sealed value names, without opening it.
     pub fn key_id_of(sealed: &str) -> Option<&str> {
         sealed.split(':').nth(1)
     }
 }
 
+/// The authenticated context of a credential bound to `endpoint`.
+fn endpoint_context(context: &str, endpoint: &str) -> String {
+    format!("{context}|endpoint={endpoint}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_open_only_for_the_endpoint_they_were_entered_for() {
+        let secret_box = SecretBox::new(&key(1), &[]).unwrap();
+        let sealed = secret_box
+            .seal_for_endpoint(
+                "sk-live",
+                "project_secret:a:LLM_API_KEY",
+                "https://api.openai.com/v1",
+            )
+            .unwrap();
+        let opened = secret_box
+            .open_for_endpoint(
+                &sealed,
+                "project_secret:a:LLM_API_KEY",
+                "https://api.openai.com/v1",
+            )
+            .unwrap();
+        assert_eq!(opened.unwrap().expose_secret(), "sk-live");
+        for endpoint in [
+            "https://attacker.example/v1",
+            "https://api.openai.com/v1/x",
+            "platform",
+        ] {
+            assert!(
+                secret_box
+                    .open_for_endpoint(&sealed, "project_secret:a:LLM_API_KEY", endpoint)
+                    .unwrap()
+                    .is_none(),
+                "{endpoint}"
+            );
+        }
+    }
 
     fn key(byte: u8) -> SecretString {
         hex::encode([byte; 32]).into()

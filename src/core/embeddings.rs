@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::core::outbound::{BaseUrl, find_refusal};
 use crate::core::upstream::{
     MAX_RETRY_DELAY, backoff, error_chain, error_message, redact, retry_after,
 };
@@ -432,7 +433,8 @@ impl OpenAiEmbedderConfig {
 /// Texts are sent in batches of `batch_size`, in order; each batch is retried with exponential
 /// backoff and jitter on timeouts, connection errors, 408, 429 and 5xx (a `Retry-After` in
 /// seconds is honoured, capped at 30 s), up to `max_retries` times. Other 4xx answers fail at
-/// once with the server's message. Blank texts are not sent (OpenAI rejects empty input): they
+/// once. Errors name the status in our words; what the server said goes to the log only. Blank
+/// texts are not sent (OpenAI rejects empty input): they
 /// get the zero vector.
 ///
 /// Metrics: `embedding_requests_total{outcome}` per HTTP attempt (`success`, `rate_limited`,
@@ -441,7 +443,7 @@ impl OpenAiEmbedderConfig {
 #[derive(Clone)]
 pub struct OpenAiEmbedder {
     config: OpenAiEmbedderConfig,
-    endpoint: String,
+    endpoint: url::Url,
     client: reqwest::Client,
 }
 
@@ -517,8 +519,27 @@ impl AttemptFailure {
 }
 
 impl OpenAiEmbedder {
-    /// Checks the configuration and builds the HTTP client; nothing is sent yet.
+    /// Checks the configuration and builds an HTTP client of its own (no redirects); nothing
+    /// is sent yet.
     pub fn new(config: OpenAiEmbedderConfig) -> Result<Self, EmbeddingError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|error| {
+                EmbeddingError::Permanent(format!(
+                    "cannot build the embedding HTTP client: {}",
+                    error_chain(&error.without_url())
+                ))
+            })?;
+        Self::with_client(config, client)
+    }
+
+    /// As [`OpenAiEmbedder::new`], sending through `client` (one of
+    /// [`crate::core::outbound::OutboundClients`]).
+    pub fn with_client(
+        config: OpenAiEmbedderConfig,
+        client: reqwest::Client,
+    ) -> Result<Self, EmbeddingError> {
         check_dimension(config.dimension)?;
         if config.batch_size == 0 {
             return Err(EmbeddingError::Permanent(
@@ -530,25 +551,12 @@ impl OpenAiEmbedder {
                 "no embedding model is configured".to_owned(),
             ));
         }
-        let base_url = config.base_url.trim().trim_end_matches('/');
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(EmbeddingError::Permanent(
-                "the embedding base URL must start with http:// or https://".to_owned(),
-            ));
-        }
-        let endpoint = format!("{base_url}/embeddings");
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|error| {
-                EmbeddingError::Permanent(format!(
-                    "cannot build the embedding HTTP client: {}",
-                    error_chain(&error.without_url())
-                ))
-            })?;
+        let base_url = BaseUrl::parse(&config.base_url).map_err(|error| {
+            EmbeddingError::Permanent(format!("the embedding base URL {error}"))
+        })?;
         Ok(Self {
+            endpoint: base_url.endpoint("embeddings"),
             config,
-            endpoint,
             client,
         })
     }
@@ -608,7 +616,11 @@ impl OpenAiEmbedder {
             input: batch.to_vec(),
             encoding_format: "float",
         };
-        let mut request = self.client.post(&self.endpoint).json(&body);
+        let mut request = self
+            .client
+            .post(self.endpoint.clone())
+            .timeout(self.config.timeout)
+            .json(&body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
@@ -624,10 +636,13 @@ impl OpenAiEmbedder {
             .map_err(|error| self.transport_failure(error))?;
 
         if !status.is_success() {
-            let message = format!(
-                "the embedding endpoint answered {status}: {}",
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                %status,
+                "the embedding endpoint refused a request: {}",
                 self.redact(&error_message(&bytes))
             );
+            let message = format!("the embedding endpoint answered {status}");
             let failure = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                 AttemptFailure::transient("rate_limited", message)
             } else if status == reqwest::StatusCode::REQUEST_TIMEOUT {
@@ -723,12 +738,20 @@ impl OpenAiEmbedder {
                 ),
             );
         }
+        if let Some(refused) = find_refusal(&error) {
+            return AttemptFailure::permanent(
+                "refused",
+                format!("the embedding endpoint {refused}"),
+            );
+        }
+        tracing::warn!(
+            endpoint = %self.endpoint,
+            "cannot reach the embedding endpoint: {}",
+            self.redact(&error_chain(&error.without_url()))
+        );
         AttemptFailure::transient(
             "connection_error",
-            format!(
-                "cannot reach the embedding endpoint: {}",
-                self.redact(&error_chain(&error.without_url()))
-            ),
+            "cannot reach the embedding endpoint".to_owned(),
         )
     }
 

@@ -20,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::core::outbound::{BaseUrl, find_refusal};
 use crate::core::upstream::{
     MAX_RETRY_DELAY, backoff, error_chain, error_message, redact, retry_after,
 };
@@ -124,7 +125,7 @@ pub fn count_prompt_tokens(messages: &[ChatMessage]) -> u32 {
 pub struct OpenAiChatConfig {
     /// The API root, e.g. `https://api.openai.com/v1`; requests go to
     /// `{base_url}/chat/completions`.
-    pub base_url: String,
+    pub base_url: BaseUrl,
     pub api_key: Option<SecretString>,
     /// Until the response headers arrive (per attempt).
     pub timeout: Duration,
@@ -140,7 +141,7 @@ impl fmt::Debug for OpenAiChatConfig {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("OpenAiChatConfig")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.base_url.identity())
             .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -152,11 +153,15 @@ impl fmt::Debug for OpenAiChatConfig {
 /// A client of an OpenAI-compatible `POST /chat/completions` with `stream: true` (OpenAI,
 /// vLLM, Ollama, LiteLLM, ...).
 ///
+/// Its errors say what failed in our words (the status code, "cannot reach", "refused by the
+/// outbound policy"); what the endpoint said goes to the log only, never to the person asking:
+/// an endpoint a tenant chose could be an internal service answering with its secrets.
+///
 /// Metrics: `llm_requests_total{outcome}` per attempt and `llm_tokens_total{kind}`.
 #[derive(Debug, Clone)]
 pub struct OpenAiChat {
     config: OpenAiChatConfig,
-    endpoint: String,
+    endpoint: url::Url,
     model: String,
     client: reqwest::Client,
 }
@@ -209,42 +214,29 @@ struct AttemptFailure {
 }
 
 impl OpenAiChat {
-    /// A client for `model` at `config.base_url` (http or https), sending through `client`
-    /// (build it once with [`OpenAiChat::http_client`] and share it: a new reqwest client
-    /// loads the TLS roots again, which costs more than a whole answer's bookkeeping).
+    /// A client for `model` at `config.base_url`, sending through `client` (from
+    /// [`crate::core::outbound::OutboundClients`], which enforces the outbound policy, and
+    /// shared: a new reqwest client loads the TLS roots again, which costs more than a whole
+    /// answer's bookkeeping).
     pub fn new(
         config: OpenAiChatConfig,
         model: impl Into<String>,
         client: reqwest::Client,
-    ) -> Result<Self, LlmError> {
-        let base_url = config.base_url.trim().trim_end_matches('/');
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(LlmError::Unavailable(format!(
-                "the LLM base URL must start with http:// or https://, not `{base_url}`"
-            )));
-        }
-        let endpoint = format!("{base_url}/chat/completions");
-        Ok(OpenAiChat {
+    ) -> Self {
+        let endpoint = config.base_url.endpoint("chat/completions");
+        OpenAiChat {
             config,
             endpoint,
             model: model.into(),
             client,
-        })
-    }
-
-    /// The HTTP client to share between answers, connecting within `connect_timeout`.
-    pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, LlmError> {
-        reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .build()
-            .map_err(|error| LlmError::Unavailable(error_chain(&error)))
+        }
     }
 
     async fn attempt(
         &self,
         body: &CompletionRequest<'_>,
     ) -> Result<reqwest::Response, AttemptFailure> {
-        let mut request = self.client.post(&self.endpoint).json(body);
+        let mut request = self.client.post(self.endpoint.clone()).json(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
@@ -261,12 +253,19 @@ impl OpenAiChat {
                 });
             }
             Ok(Err(error)) => {
+                if let Some(refused) = find_refusal(&error) {
+                    return Err(AttemptFailure {
+                        message: format!("the LLM endpoint {refused}"),
+                        transient: false,
+                        outcome: "refused",
+                        retry_after: None,
+                    });
+                }
                 let transient = !error.is_builder();
+                let detail = self.redact(&error_chain(&error.without_url()));
+                tracing::warn!(endpoint = %self.config.base_url, "cannot reach the LLM endpoint: {detail}");
                 return Err(AttemptFailure {
-                    message: format!(
-                        "cannot reach the LLM endpoint: {}",
-                        self.redact(&error_chain(&error.without_url()))
-                    ),
+                    message: "cannot reach the LLM endpoint".to_owned(),
                     transient,
                     outcome: "connection_error",
                     retry_after: None,
@@ -282,6 +281,12 @@ impl OpenAiChat {
         let body = tokio::time::timeout(self.config.timeout, error_body(response))
             .await
             .unwrap_or_default();
+        tracing::warn!(
+            endpoint = %self.config.base_url,
+            %status,
+            "the LLM endpoint refused a request: {}",
+            self.redact(&error_message(&body))
+        );
         let (transient, outcome) = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             (true, "rate_limited")
         } else if status == reqwest::StatusCode::REQUEST_TIMEOUT {
@@ -292,10 +297,7 @@ impl OpenAiChat {
             (false, "client_error")
         };
         Err(AttemptFailure {
-            message: format!(
-                "the LLM endpoint answered {status}: {}",
-                self.redact(&error_message(&body))
-            ),
+            message: format!("the LLM endpoint answered {status}"),
             transient,
             outcome,
             retry_after,

@@ -13,6 +13,7 @@ pub mod health;
 pub mod jobs;
 pub mod llm;
 pub mod openapi;
+pub mod outbound;
 pub mod pagination;
 pub mod storage;
 pub mod telemetry;

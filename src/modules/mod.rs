@@ -72,6 +72,7 @@ impl Services {
             secret_box,
             auth.clone(),
             settings.auth.api_key_last_used_resolution_secs,
+            vec![chat::models::LLM_SECRETS],
         ));
         let avatars = Arc::new(avatars::AvatarsService::new(
             context.db.clone(),
@@ -81,6 +82,7 @@ impl Services {
         let embedders = documents::embedding::EmbedderSource::new(
             settings.embeddings.clone(),
             platform_config.clone(),
+            context.outbound.clone(),
         )
         .map_err(|error| anyhow::anyhow!("embeddings: {error}"))?;
         let documents = Arc::new(documents::DocumentsService::new(
@@ -114,8 +116,8 @@ impl Services {
                 settings.chat.clone(),
                 platform_config.clone(),
                 projects.clone(),
-            )
-            .map_err(|error| anyhow::anyhow!("chat: {error}"))?,
+                context.outbound.clone(),
+            ),
             settings.chat.clone(),
         ));
         context

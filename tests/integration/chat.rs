@@ -20,16 +20,28 @@ const ANSWER: &str = "Run update.packages() to update every installed package [1
 
 /// An app with workers, a project whose avatar knows [`GUIDE`], and (unless `None`) the fake
 /// LLM configured for the project.
-struct Chat {
-    app: TestApp,
-    owner: TestUser,
-    pid: Uuid,
-    aid: Uuid,
-    document: Uuid,
-    llm: FakeLlm,
+pub struct Chat {
+    pub app: TestApp,
+    pub owner: TestUser,
+    pub pid: Uuid,
+    pub aid: Uuid,
+    pub document: Uuid,
+    pub llm: FakeLlm,
 }
 
+/// [`chat_app_with`] with the fake LLM's address (loopback) on the outbound allow-list, as an
+/// operator running the LLM next to the platform would have it.
 async fn chat_app(overrides: &[(&str, &str)], fallback: Reply, configure_llm: bool) -> Chat {
+    let mut overrides = overrides.to_vec();
+    overrides.push(("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1"));
+    chat_app_with(&overrides, fallback, configure_llm).await
+}
+
+pub async fn chat_app_with(
+    overrides: &[(&str, &str)],
+    fallback: Reply,
+    configure_llm: bool,
+) -> Chat {
     let app = spawn_app_with(AppOptions {
         overrides,
         workers: 2,
@@ -81,12 +93,12 @@ async fn chat_app(overrides: &[(&str, &str)], fallback: Reply, configure_llm: bo
     }
 }
 
-fn id_of(json: &Value) -> Uuid {
+pub fn id_of(json: &Value) -> Uuid {
     Uuid::parse_str(json["id"].as_str().expect("an id")).unwrap()
 }
 
 impl Chat {
-    async fn conversation(&self) -> Uuid {
+    pub async fn conversation(&self) -> Uuid {
         let response = self
             .app
             .post_as(
@@ -110,7 +122,7 @@ impl Chat {
         )
     }
 
-    async fn ask(&self, conversation: Uuid, content: &str) -> TestResponse {
+    pub async fn ask(&self, conversation: Uuid, content: &str) -> TestResponse {
         self.app
             .post_as(
                 &self.owner,

@@ -361,8 +361,7 @@ async fn it_gives_up_after_max_retries_with_a_transient_error() {
     assert_eq!(
         error,
         EmbeddingError::Transient(
-            "gave up after 3 attempts: the embedding endpoint answered 500 Internal Server \
-             Error: The server had an error"
+            "gave up after 3 attempts: the embedding endpoint answered 500 Internal Server Error"
                 .to_owned()
         )
     );
@@ -370,7 +369,7 @@ async fn it_gives_up_after_max_retries_with_a_transient_error() {
 }
 
 #[tokio::test]
-async fn a_rejected_request_fails_at_once_with_the_servers_message() {
+async fn a_rejected_request_fails_at_once_naming_the_status_not_the_servers_words() {
     let fake = FakeOpenAi::start();
     fake.fail_always(Fault::BadRequest);
 
@@ -378,11 +377,7 @@ async fn a_rejected_request_fails_at_once_with_the_servers_message() {
 
     assert_eq!(
         error,
-        EmbeddingError::Permanent(
-            "the embedding endpoint answered 400 Bad Request: This model's maximum context \
-             length is 8192 tokens"
-                .to_owned()
-        )
+        EmbeddingError::Permanent("the embedding endpoint answered 400 Bad Request".to_owned())
     );
     assert_eq!(fake.received().len(), 1);
 }
@@ -486,11 +481,7 @@ async fn the_api_key_never_shows_in_debug_output_or_errors() {
     assert!(format!("{embedder:?}").contains("[REDACTED]"));
     assert_eq!(
         error,
-        EmbeddingError::Permanent(
-            "the embedding endpoint answered 401 Unauthorized: Incorrect API key provided: \
-             [REDACTED]"
-                .to_owned()
-        )
+        EmbeddingError::Permanent("the embedding endpoint answered 401 Unauthorized".to_owned())
     );
     assert_eq!(fake.received().len(), 1);
 }
@@ -525,7 +516,8 @@ async fn an_invalid_configuration_is_refused_before_any_request() {
                 base_url: "api.openai.com/v1".to_owned(),
                 ..valid.clone()
             },
-            "the embedding base URL must start with http:// or https://",
+            "the embedding base URL is not a URL (relative URL without a base); write it like \
+             https://host/v1",
         ),
     ] {
         assert_eq!(

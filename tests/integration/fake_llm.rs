@@ -25,6 +25,12 @@ pub enum Reply {
     },
     /// An error status with OpenAI's error body.
     Status(u16),
+    /// Any status with these headers and this body (a redirect, an internal service's page).
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
 }
 
 impl Reply {
@@ -51,6 +57,8 @@ struct State {
     authorizations: Mutex<Vec<Option<String>>>,
     hung_up: AtomicUsize,
     completed: AtomicUsize,
+    /// Requests to any other path: `METHOD /path?query`.
+    elsewhere: Mutex<Vec<String>>,
 }
 
 pub struct FakeLlm {
@@ -108,6 +116,18 @@ async fn completions(
                 return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                 .json(json!({"error": {"message": format!("fake says {status}"), "type": "fake"}}));
             }
+            Reply::Raw {
+                status,
+                headers,
+                body,
+            } => {
+                let mut response =
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                for (name, value) in headers {
+                    response.insert_header((name, value));
+                }
+                return response.body(body);
+            }
             Reply::Stream {
                 chunks,
                 gap,
@@ -145,6 +165,16 @@ async fn completions(
         .streaming(stream)
 }
 
+/// Anything but the completions route: recorded, answered like an internal service would.
+async fn elsewhere(request: actix_web::HttpRequest, state: web::Data<Arc<State>>) -> HttpResponse {
+    let line = match request.uri().query() {
+        Some(query) => format!("{} {}?{query}", request.method(), request.path()),
+        None => format!("{} {}", request.method(), request.path()),
+    };
+    state.elsewhere.lock().unwrap().push(line);
+    HttpResponse::Ok().body("internal: db_password=hunter2")
+}
+
 impl FakeLlm {
     /// A server answering every request with `fallback` unless a scripted reply is queued.
     pub async fn start(fallback: Reply) -> FakeLlm {
@@ -155,6 +185,7 @@ impl FakeLlm {
             authorizations: Mutex::new(Vec::new()),
             hung_up: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
+            elsewhere: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
         let server = HttpServer::new(move || {
@@ -162,6 +193,7 @@ impl FakeLlm {
                 .app_data(web::Data::new(shared.clone()))
                 .app_data(web::JsonConfig::default().limit(4 << 20))
                 .route("/v1/chat/completions", web::post().to(completions))
+                .default_service(web::to(elsewhere))
         })
         .workers(1)
         .disable_signals()
@@ -191,6 +223,20 @@ impl FakeLlm {
     /// The `Authorization` header of every request, in order.
     pub fn authorizations(&self) -> Vec<Option<String>> {
         self.state.authorizations.lock().unwrap().clone()
+    }
+
+    /// Requests that reached any path but the completions route.
+    pub fn elsewhere(&self) -> Vec<String> {
+        self.state.elsewhere.lock().unwrap().clone()
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|tail| tail.trim_end_matches("/v1").parse().ok())
+            .unwrap()
     }
 
     /// Streams the client dropped before their end.

@@ -108,6 +108,14 @@ async fn bad_platform_config_input_names_the_field() {
             json!({"embedding_base_url": "ftp://example.com"}),
             "embedding_base_url",
         ),
+        (
+            json!({"llm_base_url": "http://llm.example/v1?key=x"}),
+            "llm_base_url",
+        ),
+        (
+            json!({"outbound_allowed_hosts": ["10.0.0.0/8", "not a host!"]}),
+            "outbound_allowed_hosts",
+        ),
         (json!({"registration_open": "yes"}), "registration_open"),
         (json!({"default_model": ""}), "default_model"),
         (json!({"surprise": 1}), "surprise"),

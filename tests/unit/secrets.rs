@@ -79,6 +79,7 @@ fn opened_platform_settings_and_the_secret_box_print_redacted() {
         embedding_model: None,
         registration_open: true,
         notifications_bot_token: Some(SecretString::from(SECRET)),
+        outbound_allowed_hosts: Default::default(),
         updated_at: chrono::Utc::now(),
     };
     let key = "ab".repeat(32);

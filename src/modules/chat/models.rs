@@ -1,8 +1,15 @@
 //! Which model answers: an OpenAI-compatible endpoint when one is configured for the project
 //! (secret `LLM_BASE_URL`), the platform (`llm_base_url`) or the deployment (`chat.llm_base_url`);
-//! else the retrieval-only answer. The key: the project's secret `LLM_API_KEY`, else the key
-//! configured beside the endpoint in use — the platform's or deployment's key is never sent to
-//! a project's own endpoint.
+//! else the retrieval-only answer.
+//!
+//! Where requests go and which key goes with them follow two shared rules (`core::outbound`):
+//! - a project's endpoint is a tenant URL: it may reach only public addresses, unless the
+//!   operator allow-listed the host (`outbound.allowed_hosts`, the platform config's
+//!   `outbound_allowed_hosts`); the platform's and the deployment's are trusted;
+//! - a key goes only to the endpoint it was entered for: the project's `LLM_API_KEY` is bound to
+//!   the project's `LLM_BASE_URL` as it was when the key was entered (or to the platform's
+//!   endpoint when none was set), the platform's key to the platform's URL, the deployment's to
+//!   the deployment's. Repointing the endpoint does not take the key along.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +19,19 @@ use uuid::Uuid;
 
 use crate::core::config::ChatSettings;
 use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
+use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, SecretBinding, Trust};
 use crate::modules::platform_config::PlatformConfigService;
 use crate::modules::projects::ProjectsService;
+use crate::modules::projects::service::BoundCredential;
 
 use super::domain::errors::ChatError;
 
-/// Project secrets that override the platform's endpoint and key.
-pub const BASE_URL_SECRET: &str = "LLM_BASE_URL";
-pub const API_KEY_SECRET: &str = "LLM_API_KEY";
+/// The project secrets that override the platform's endpoint and key, the key bound to the
+/// endpoint.
+pub const LLM_SECRETS: SecretBinding = SecretBinding {
+    credential: "LLM_API_KEY",
+    endpoint: "LLM_BASE_URL",
+};
 
 /// First backoff delay between attempts before the first token.
 const RETRY_BASE: Duration = Duration::from_millis(250);
@@ -29,12 +41,18 @@ pub struct ModelSource {
     settings: ChatSettings,
     platform: Arc<PlatformConfigService>,
     projects: Arc<ProjectsService>,
-    /// One connection pool for every answer.
-    client: reqwest::Client,
+    outbound: Arc<OutboundClients>,
 }
 
 fn non_empty(secret: Option<SecretString>) -> Option<SecretString> {
     secret.filter(|value| !value.expose_secret().trim().is_empty())
+}
+
+/// The endpoint an answer goes to, who chose it, and the key to send there.
+struct Route {
+    base_url: BaseUrl,
+    trust: Trust,
+    api_key: Option<SecretString>,
 }
 
 impl ModelSource {
@@ -42,15 +60,14 @@ impl ModelSource {
         settings: ChatSettings,
         platform: Arc<PlatformConfigService>,
         projects: Arc<ProjectsService>,
-    ) -> Result<Self, ChatError> {
-        let client = OpenAiChat::http_client(Duration::from_secs(settings.timeout_secs))
-            .map_err(|error| ChatError::Internal(error.to_string()))?;
-        Ok(ModelSource {
+        outbound: Arc<OutboundClients>,
+    ) -> Self {
+        ModelSource {
             settings,
             platform,
             projects,
-            client,
-        })
+            outbound,
+        }
     }
 
     /// The LLM for an avatar of `project_id` using `model`, or `None`: answer retrieval-only.
@@ -59,51 +76,85 @@ impl ModelSource {
         project_id: Uuid,
         model: &str,
     ) -> Result<Option<Arc<dyn ChatModel>>, ChatError> {
-        let secret = |name: &'static str| async move {
-            self.projects
-                .secret_value(project_id, name)
-                .await
-                .map(non_empty)
-                .map_err(|error| ChatError::Internal(error.to_string()))
-        };
         let platform = self
             .platform
             .get()
             .await
             .map_err(|error| ChatError::Internal(error.to_string()))?;
-        // A key goes only to the endpoint configured beside it: a project that points the
-        // avatar at its own server gets its own key sent there, never the platform's.
-        let project_key = secret(API_KEY_SECRET).await?;
-        let (base_url, api_key) = match secret(BASE_URL_SECRET).await? {
-            Some(url) => (url.expose_secret().trim().to_owned(), project_key),
+        let secrets = self
+            .projects
+            .endpoint_secrets(project_id, LLM_SECRETS)
+            .await
+            .map_err(|error| ChatError::Internal(error.to_string()))?;
+        let project_key = match secrets.credential {
+            BoundCredential::Usable(key) => non_empty(Some(key)),
+            BoundCredential::Unset => None,
+            BoundCredential::EnteredForAnotherEndpoint => {
+                tracing::warn!(
+                    %project_id,
+                    "the project's LLM_API_KEY was entered for another endpoint; not sent"
+                );
+                None
+            }
+        };
+        let route = match secrets.endpoint {
+            Some(url) => Route {
+                base_url: BaseUrl::parse(&url).map_err(|error| {
+                    ChatError::Upstream(format!("the project's LLM_BASE_URL {error}"))
+                })?,
+                trust: Trust::Tenant,
+                api_key: project_key,
+            },
             None => match platform
                 .llm_base_url
-                .clone()
-                .filter(|url| !url.trim().is_empty())
+                .as_deref()
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
             {
-                Some(url) => (
-                    url,
-                    project_key.or_else(|| non_empty(platform.llm_api_key.clone())),
-                ),
-                None => (
-                    self.settings.llm_base_url.trim().to_owned(),
-                    project_key.or_else(|| non_empty(Some(self.settings.llm_api_key.clone()))),
-                ),
+                Some(url) => Route {
+                    base_url: BaseUrl::parse(url).map_err(|error| {
+                        ChatError::Internal(format!("platform llm_base_url {error}"))
+                    })?,
+                    trust: Trust::Operator,
+                    api_key: project_key.or_else(|| non_empty(platform.llm_api_key.clone())),
+                },
+                None => {
+                    let url = self.settings.llm_base_url.trim();
+                    if url.is_empty() {
+                        return Ok(None);
+                    }
+                    Route {
+                        base_url: BaseUrl::parse(url).map_err(|error| {
+                            ChatError::Internal(format!("chat.llm_base_url {error}"))
+                        })?,
+                        trust: Trust::Operator,
+                        api_key: project_key
+                            .or_else(|| non_empty(Some(self.settings.llm_api_key.clone()))),
+                    }
+                }
             },
         };
-        if base_url.is_empty() {
-            return Ok(None);
-        }
+        let client = self
+            .outbound
+            .client_for(
+                &route.base_url,
+                route.trust,
+                &platform.outbound_allowed_hosts,
+            )
+            .map_err(|error| match error {
+                OutboundError::Refused(refused) => {
+                    ChatError::Upstream(format!("the LLM endpoint {refused}"))
+                }
+                other => ChatError::Internal(other.to_string()),
+            })?;
         let config = OpenAiChatConfig {
-            base_url,
-            api_key,
+            base_url: route.base_url,
+            api_key: route.api_key,
             timeout: Duration::from_secs(self.settings.timeout_secs),
             idle_timeout: Duration::from_secs(self.settings.idle_timeout_secs),
             max_retries: self.settings.max_retries,
             retry_base: RETRY_BASE,
         };
-        let client = OpenAiChat::new(config, model, self.client.clone())
-            .map_err(|error| ChatError::Upstream(error.to_string()))?;
-        Ok(Some(Arc::new(client)))
+        Ok(Some(Arc::new(OpenAiChat::new(config, model, client))))
     }
 }

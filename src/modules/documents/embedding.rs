@@ -9,12 +9,14 @@ use secrecy::ExposeSecret;
 
 use crate::core::config::{EmbeddingProvider, EmbeddingSettings};
 use crate::core::embeddings::{Embedder, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
+use crate::core::outbound::{AllowList, BaseUrl, OutboundClients, Trust};
 use crate::modules::platform_config::PlatformConfigService;
 
 #[derive(Clone)]
 pub struct EmbedderSource {
     settings: EmbeddingSettings,
     platform: Arc<PlatformConfigService>,
+    outbound: Arc<OutboundClients>,
     local: Arc<dyn Embedder>,
     /// The OpenAI-compatible client last built, with what it was built from: reused while the
     /// configuration stays the same (a new client loads the TLS roots again, per question).
@@ -36,11 +38,13 @@ impl EmbedderSource {
     pub fn new(
         settings: EmbeddingSettings,
         platform: Arc<PlatformConfigService>,
+        outbound: Arc<OutboundClients>,
     ) -> Result<Self, String> {
         let local = LocalEmbedder::new(settings.dimension).map_err(|error| error.to_string())?;
         Ok(EmbedderSource {
             settings,
             platform,
+            outbound,
             local: Arc::new(local),
             remote: Arc::new(Mutex::new(None)),
         })
@@ -96,8 +100,17 @@ impl EmbedderSource {
                 config.batch_size = self.settings.batch_size;
                 config.max_retries = self.settings.max_retries;
                 config.timeout = Duration::from_secs(self.settings.timeout_secs);
-                let embedder: Arc<dyn Embedder> =
-                    Arc::new(OpenAiEmbedder::new(config).map_err(|error| error.to_string())?);
+                // Only the deployment and the saas_admin choose this endpoint: operator trust.
+                let root = BaseUrl::parse(&config.base_url)
+                    .map_err(|error| format!("the embedding base URL {error}"))?;
+                let client = self
+                    .outbound
+                    .client_for(&root, Trust::Operator, &AllowList::default())
+                    .map_err(|error| error.to_string())?;
+                let embedder: Arc<dyn Embedder> = Arc::new(
+                    OpenAiEmbedder::with_client(config, client)
+                        .map_err(|error| error.to_string())?,
+                );
                 *remote = Some((key, embedder.clone()));
                 Ok(embedder)
             }

@@ -1,5 +1,7 @@
-//! Global settings held by the saas_admin: LLM and embedding endpoints, their keys (sealed),
-//! whether registration is open, the notifications bot token.
+//! Global settings held by the saas_admin: LLM and embedding endpoints, their keys (sealed, each
+//! bound to its endpoint: changing an endpoint without entering its key again clears the key),
+//! whether registration is open, the notifications bot token, and the outbound allow-list that
+//! projects' endpoints may use.
 //!
 //! Read often, written rarely: the row is cached in-process (`auth.platform_config_cache_secs`), dropped at once
 //! in the process that writes it and, through `PlatformConfigChanged`, in the process that
@@ -9,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel, QuerySelect};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,6 +20,7 @@ use crate::core::auth::Actor;
 use crate::core::crypto::SecretBox;
 use crate::core::db::{Db, now};
 use crate::core::events::EventBus;
+use crate::core::outbound::{AllowList, BaseUrl};
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::platform_config;
@@ -37,6 +40,8 @@ pub struct PlatformConfig {
     pub embedding_model: Option<String>,
     pub registration_open: bool,
     pub notifications_bot_token: Option<SecretString>,
+    /// Added to `outbound.allowed_hosts` for projects' endpoints.
+    pub outbound_allowed_hosts: AllowList,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -52,6 +57,9 @@ pub struct PlatformConfigView {
     pub embedding_model: Option<String>,
     pub registration_open: bool,
     pub notifications_bot_token: Option<String>,
+    /// Host names and networks (CIDR) projects' endpoints may reach although they are
+    /// private, besides the deployment's `outbound.allowed_hosts`.
+    pub outbound_allowed_hosts: Vec<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -66,6 +74,7 @@ pub struct PlatformConfigPatch {
     pub embedding_model: Option<Option<String>>,
     pub registration_open: Option<bool>,
     pub notifications_bot_token: Option<Option<SecretString>>,
+    pub outbound_allowed_hosts: Option<Vec<String>>,
 }
 
 pub struct PlatformConfigService {
@@ -105,18 +114,27 @@ fn check_url(
     value: &Option<Option<String>>,
 ) -> Result<(), PlatformConfigError> {
     if let Some(Some(url)) = value {
-        let parsed = url::Url::parse(url).map_err(|error| PlatformConfigError::InvalidField {
+        BaseUrl::parse(url).map_err(|error| PlatformConfigError::InvalidField {
             field,
-            message: format!("not a URL ({error})"),
+            message: format!("{field} {error}"),
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(PlatformConfigError::InvalidField {
-                field,
-                message: "must be an http or https URL".into(),
-            });
-        }
     }
     Ok(())
+}
+
+/// What a platform key is bound to: its endpoint's URL (none set: nothing to send it to).
+fn endpoint_identity(url: Option<&str>) -> String {
+    url.and_then(|url| BaseUrl::parse(url).ok())
+        .map(|base| base.identity())
+        .unwrap_or_default()
+}
+
+fn allow_list_of(value: &serde_json::Value) -> AllowList {
+    let entries: Vec<String> = serde_json::from_value(value.clone()).unwrap_or_default();
+    AllowList::parse(&entries).unwrap_or_else(|reason| {
+        tracing::error!("platform_config.outbound_allowed_hosts is invalid, ignored: {reason}");
+        AllowList::default()
+    })
 }
 
 fn check_text(
@@ -203,18 +221,44 @@ impl PlatformConfigService {
                 .transpose()
                 .map_err(PlatformConfigError::from)
         };
+        // A key opens only for the endpoint it was entered with.
+        let open_bound = |field: &str,
+                          sealed: &Option<String>,
+                          url: &Option<String>|
+         -> Result<Option<SecretString>, PlatformConfigError> {
+            let Some(sealed) = sealed.as_deref() else {
+                return Ok(None);
+            };
+            let opened = self.secret_box.open_for_endpoint(
+                sealed,
+                &seal_context(field),
+                &endpoint_identity(url.as_deref()),
+            )?;
+            if opened.is_none() {
+                tracing::warn!(
+                    field,
+                    "a platform key was sealed for another endpoint; ignored"
+                );
+            }
+            Ok(opened)
+        };
         Ok(PlatformConfig {
             llm_base_url: row.llm_base_url.clone(),
-            llm_api_key: open("llm_api_key", &row.llm_api_key_sealed)?,
+            llm_api_key: open_bound("llm_api_key", &row.llm_api_key_sealed, &row.llm_base_url)?,
             default_model: row.default_model.clone(),
             embedding_base_url: row.embedding_base_url.clone(),
-            embedding_api_key: open("embedding_api_key", &row.embedding_api_key_sealed)?,
+            embedding_api_key: open_bound(
+                "embedding_api_key",
+                &row.embedding_api_key_sealed,
+                &row.embedding_base_url,
+            )?,
             embedding_model: row.embedding_model.clone(),
             registration_open: row.registration_open,
             notifications_bot_token: open(
                 "notifications_bot_token",
                 &row.notifications_bot_token_sealed,
             )?,
+            outbound_allowed_hosts: allow_list_of(&row.outbound_allowed_hosts),
             updated_at: row.updated_at,
         })
     }
@@ -229,6 +273,7 @@ impl PlatformConfigService {
             embedding_model: config.embedding_model.clone(),
             registration_open: config.registration_open,
             notifications_bot_token: mask(&config.notifications_bot_token),
+            outbound_allowed_hosts: config.outbound_allowed_hosts.entries(),
             updated_at: config.updated_at,
         }
     }
@@ -243,12 +288,33 @@ impl PlatformConfigService {
         check_url("embedding_base_url", &patch.embedding_base_url)?;
         check_text("default_model", &patch.default_model)?;
         check_text("embedding_model", &patch.embedding_model)?;
+        let allowed_hosts = patch
+            .outbound_allowed_hosts
+            .as_ref()
+            .map(|entries| {
+                AllowList::parse(entries).map_err(|reason| PlatformConfigError::InvalidField {
+                    field: "outbound_allowed_hosts",
+                    message: format!("outbound_allowed_hosts: {reason}"),
+                })
+            })
+            .transpose()?;
 
         let mut uow = self.db.begin().await?;
         let row = platform_config::Entity::find_by_id(ROW_ID)
+            .lock_exclusive()
             .one(&*uow)
             .await?
             .ok_or_else(|| PlatformConfigError::Internal("platform_config row missing".into()))?;
+        let llm_url = patch
+            .llm_base_url
+            .clone()
+            .unwrap_or_else(|| row.llm_base_url.clone());
+        let embedding_url = patch
+            .embedding_base_url
+            .clone()
+            .unwrap_or_else(|| row.embedding_base_url.clone());
+        let llm_url_changed = llm_url != row.llm_base_url;
+        let embedding_url_changed = embedding_url != row.embedding_base_url;
         let mut active = row.into_active_model();
         let mut fields = Vec::new();
         let seal = |field: &str,
@@ -262,12 +328,33 @@ impl PlatformConfigService {
                 .transpose()
                 .map_err(PlatformConfigError::from)
         };
+        let seal_bound = |field: &str,
+                          value: Option<SecretString>,
+                          url: &Option<String>|
+         -> Result<Option<String>, PlatformConfigError> {
+            value
+                .map(|secret| {
+                    self.secret_box.seal_for_endpoint(
+                        secret.expose_secret(),
+                        &seal_context(field),
+                        &endpoint_identity(url.as_deref()),
+                    )
+                })
+                .transpose()
+                .map_err(PlatformConfigError::from)
+        };
         if let Some(value) = patch.llm_base_url {
             active.llm_base_url = Set(value);
             fields.push("llm_base_url");
         }
-        if let Some(value) = patch.llm_api_key {
-            active.llm_api_key_sealed = Set(seal("llm_api_key", value)?);
+        // A key belongs to its endpoint: a new endpoint without a new key leaves none.
+        let llm_api_key = match patch.llm_api_key {
+            Some(value) => Some(value),
+            None if llm_url_changed => Some(None),
+            None => None,
+        };
+        if let Some(value) = llm_api_key {
+            active.llm_api_key_sealed = Set(seal_bound("llm_api_key", value, &llm_url)?);
             fields.push("llm_api_key");
         }
         if let Some(value) = patch.default_model {
@@ -278,8 +365,14 @@ impl PlatformConfigService {
             active.embedding_base_url = Set(value);
             fields.push("embedding_base_url");
         }
-        if let Some(value) = patch.embedding_api_key {
-            active.embedding_api_key_sealed = Set(seal("embedding_api_key", value)?);
+        let embedding_api_key = match patch.embedding_api_key {
+            Some(value) => Some(value),
+            None if embedding_url_changed => Some(None),
+            None => None,
+        };
+        if let Some(value) = embedding_api_key {
+            active.embedding_api_key_sealed =
+                Set(seal_bound("embedding_api_key", value, &embedding_url)?);
             fields.push("embedding_api_key");
         }
         if let Some(value) = patch.embedding_model {
@@ -293,6 +386,10 @@ impl PlatformConfigService {
         if let Some(value) = patch.notifications_bot_token {
             active.notifications_bot_token_sealed = Set(seal("notifications_bot_token", value)?);
             fields.push("notifications_bot_token");
+        }
+        if let Some(list) = allowed_hosts {
+            active.outbound_allowed_hosts = Set(serde_json::json!(list.entries()));
+            fields.push("outbound_allowed_hosts");
         }
         if !fields.is_empty() {
             active.updated_at = Set(now());

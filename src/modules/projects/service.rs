@@ -20,6 +20,7 @@ use crate::core::crypto::{SecretBox, hash_token, random_token};
 use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
 use crate::core::error::AppError;
 use crate::core::events::EventBus;
+use crate::core::outbound::{BaseUrl, PLATFORM_ENDPOINT, SecretBinding};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::auth::AuthService;
 use crate::modules::events::DomainEvent;
@@ -96,6 +97,24 @@ impl std::fmt::Debug for CreatedApiKey {
     }
 }
 
+/// A credential secret as its endpoint sees it (see [`SecretBinding`]).
+#[derive(Debug, Clone)]
+pub enum BoundCredential {
+    Unset,
+    /// Entered for the endpoint in force now: may be sent there.
+    Usable(SecretString),
+    /// Entered while another endpoint was set: never sent until entered again.
+    EnteredForAnotherEndpoint,
+}
+
+/// A project's endpoint secret and the credential bound to it.
+#[derive(Debug, Clone)]
+pub struct EndpointSecrets {
+    /// The value of the endpoint secret (e.g. `LLM_BASE_URL`), when the project set one.
+    pub endpoint: Option<String>,
+    pub credential: BoundCredential,
+}
+
 #[derive(Debug, Default)]
 pub struct ProjectPatch {
     pub name: Option<String>,
@@ -109,6 +128,8 @@ pub struct ProjectsService {
     bus: EventBus<DomainEvent>,
     secret_box: SecretBox,
     auth: Arc<AuthService>,
+    /// Credentials that go only to the endpoint they were entered for.
+    bindings: Vec<SecretBinding>,
 }
 
 fn role_of(value: &str) -> ProjectRole {
@@ -117,6 +138,17 @@ fn role_of(value: &str) -> ProjectRole {
 
 fn secret_context(project_id: Uuid, name: &str) -> String {
     format!("project_secret:{project_id}:{name}")
+}
+
+/// What a credential is bound to: the endpoint's URL, or the platform's endpoint when the
+/// project set none.
+fn endpoint_identity(endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(url) => BaseUrl::parse(url)
+            .map(|base| base.identity())
+            .unwrap_or_else(|_| url.trim().to_owned()),
+        None => PLATFORM_ENDPOINT.to_owned(),
+    }
 }
 
 fn api_key_view(model: &api_key::Model) -> ApiKeyView {
@@ -146,6 +178,7 @@ impl ProjectsService {
         secret_box: SecretBox,
         auth: Arc<AuthService>,
         last_used_resolution_secs: i64,
+        bindings: Vec<SecretBinding>,
     ) -> Self {
         ProjectsService {
             last_used_resolution_secs,
@@ -153,7 +186,38 @@ impl ProjectsService {
             bus,
             secret_box,
             auth,
+            bindings,
         }
+    }
+
+    fn binding_of_credential(&self, name: &str) -> Option<SecretBinding> {
+        self.bindings
+            .iter()
+            .copied()
+            .find(|binding| binding.credential == name)
+    }
+
+    fn is_endpoint_secret(&self, name: &str) -> bool {
+        self.bindings.iter().any(|binding| binding.endpoint == name)
+    }
+
+    /// The opened value of a secret row, or `None` when there is no row.
+    async fn open_secret<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        project_id: Uuid,
+        name: &str,
+    ) -> Result<Option<SecretString>, ProjectsError> {
+        let Some(row) = secret::Entity::find_by_id((project_id, name.to_owned()))
+            .one(conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.secret_box.open(
+            &row.sealed_value,
+            &secret_context(project_id, name),
+        )?))
     }
 
     async fn publish(
@@ -568,11 +632,40 @@ impl ProjectsService {
                 message: format!("must be 1 to {MAX_SECRET_BYTES} bytes"),
             });
         }
-        let sealed = self
-            .secret_box
-            .seal(value.expose_secret(), &secret_context(project_id, name))?;
+        if self.is_endpoint_secret(name) {
+            BaseUrl::parse(value.expose_secret()).map_err(|error| ProjectsError::InvalidField {
+                field: "value",
+                message: format!("{name} {error}"),
+            })?;
+        }
         let timestamp = now();
         let mut uow = self.db.begin().await?;
+        let context = secret_context(project_id, name);
+        let sealed = match self.binding_of_credential(name) {
+            // Bound to the endpoint in force as it is entered (locked, so a concurrent change
+            // of the endpoint waits for this).
+            Some(binding) => {
+                let endpoint =
+                    secret::Entity::find_by_id((project_id, binding.endpoint.to_owned()))
+                        .lock_exclusive()
+                        .one(&*uow)
+                        .await?
+                        .map(|row| {
+                            self.secret_box.open(
+                                &row.sealed_value,
+                                &secret_context(project_id, binding.endpoint),
+                            )
+                        })
+                        .transpose()?;
+                let endpoint = endpoint.as_ref().map(|url| url.expose_secret());
+                self.secret_box.seal_for_endpoint(
+                    value.expose_secret(),
+                    &context,
+                    &endpoint_identity(endpoint),
+                )?
+            }
+            None => self.secret_box.seal(value.expose_secret(), &context)?,
+        };
         let existing = secret::Entity::find_by_id((project_id, name.to_owned()))
             .one(&*uow)
             .await?;
@@ -638,22 +731,60 @@ impl ProjectsService {
         Ok(())
     }
 
-    /// A secret's value, for other modules (an avatar's LLM key, a bot token...).
+    /// A secret's value, for other modules (a bot token...). Credentials bound to an endpoint
+    /// are read with [`ProjectsService::endpoint_secrets`] only.
     pub async fn secret_value(
         &self,
         project_id: Uuid,
         name: &str,
     ) -> Result<Option<SecretString>, ProjectsError> {
-        let Some(row) = secret::Entity::find_by_id((project_id, name.to_owned()))
-            .one(self.db.connection())
-            .await?
-        else {
-            return Ok(None);
+        if self.binding_of_credential(name).is_some() {
+            return Err(ProjectsError::Internal(format!(
+                "{name} is bound to an endpoint: read it with endpoint_secrets"
+            )));
+        }
+        self.open_secret(self.db.connection(), project_id, name)
+            .await
+    }
+
+    /// An endpoint secret and its credential, which is usable only if it was entered for that
+    /// endpoint (see [`SecretBinding`]).
+    pub async fn endpoint_secrets(
+        &self,
+        project_id: Uuid,
+        binding: SecretBinding,
+    ) -> Result<EndpointSecrets, ProjectsError> {
+        let rows = secret::Entity::find()
+            .filter(secret::Column::ProjectId.eq(project_id))
+            .filter(secret::Column::Name.is_in([binding.endpoint, binding.credential]))
+            .all(self.db.connection())
+            .await?;
+        let sealed = |name: &str| rows.iter().find(|row| row.name == name);
+        let endpoint = sealed(binding.endpoint)
+            .map(|row| {
+                self.secret_box.open(
+                    &row.sealed_value,
+                    &secret_context(project_id, binding.endpoint),
+                )
+            })
+            .transpose()?
+            .map(|url| url.expose_secret().trim().to_owned())
+            .filter(|url| !url.is_empty());
+        let credential = match sealed(binding.credential) {
+            None => BoundCredential::Unset,
+            Some(row) => match self.secret_box.open_for_endpoint(
+                &row.sealed_value,
+                &secret_context(project_id, binding.credential),
+                &endpoint_identity(endpoint.as_deref()),
+            )? {
+                Some(value) => BoundCredential::Usable(value),
+                None => BoundCredential::EnteredForAnotherEndpoint,
+            },
         };
-        Ok(Some(self.secret_box.open(
-            &row.sealed_value,
-            &secret_context(project_id, name),
-        )?))
+        Ok(EndpointSecrets {
+            endpoint,
+            credential,
+        })
     }
 
     pub async fn create_api_key(

@@ -16,6 +16,8 @@ pub(in crate::modules::platform_config) mod platform_config {
         pub embedding_model: Option<String>,
         pub registration_open: bool,
         pub notifications_bot_token_sealed: Option<String>,
+        /// A JSON array of host names and networks (`outbound::AllowList` entries).
+        pub outbound_allowed_hosts: Json,
         pub updated_at: DateTimeUtc,
         pub updated_by: Option<Uuid>,
     }

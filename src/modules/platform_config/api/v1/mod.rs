@@ -39,6 +39,10 @@ pub struct PatchPlatformConfig {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub notifications_bot_token: Option<Option<SecretString>>,
+    /// Host names and networks (CIDR) that projects' own endpoints may reach although they are
+    /// private (added to the deployment's `outbound.allowed_hosts`); `[]` clears.
+    #[validate(length(max = 100))]
+    pub outbound_allowed_hosts: Option<Vec<String>>,
 }
 
 /// The platform settings, secret values masked.
@@ -77,6 +81,7 @@ pub async fn patch_platform_config(
         embedding_model: body.embedding_model,
         registration_open: body.registration_open,
         notifications_bot_token: body.notifications_bot_token,
+        outbound_allowed_hosts: body.outbound_allowed_hosts,
     };
     Ok(HttpResponse::Ok().json(service.update(patch, admin.0.actor()).await?))
 }

@@ -26,6 +26,7 @@ use crate::core::events::EventBus;
 use crate::core::extract::configure_extractors;
 use crate::core::health::{self, Readiness};
 use crate::core::jobs::{JobContext, JobQueue, SweepStep, SweepSteps, Sweeper, WorkerPool};
+use crate::core::openapi::RouteTable;
 use crate::core::outbound::OutboundClients;
 use crate::core::storage::{BlobStore, build_blob_store};
 use crate::core::telemetry::{metrics_handle, observe_request};
@@ -344,6 +345,7 @@ fn http_server(
     let services = services.clone();
     metrics_handle();
     let document = crate::modules::openapi_document();
+    let routes = web::Data::new(RouteTable::from_document(&document));
     let app_settings = settings.clone();
     let mut server = HttpServer::new(move || {
         let settings = app_settings.clone();
@@ -356,6 +358,7 @@ fn http_server(
             ))
             .app_data(readiness.clone())
             .app_data(auth_providers.clone())
+            .app_data(routes.clone())
             .configure(|cfg| health::configure(cfg, settings.server.metrics_enabled))
             .configure(|cfg| services.configure(cfg))
             .service(web::redirect("/docs", "/docs/"))
@@ -389,7 +392,18 @@ fn cors(origins: &[String]) -> Cors {
         .fold(cors, |cors, origin| cors.allowed_origin(origin))
 }
 
-async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+/// No route took the request: 405 with `Allow` when the path exists with other methods,
+/// else 404.
+async fn unknown_route(
+    req: HttpRequest,
+    routes: web::Data<RouteTable>,
+) -> Result<actix_web::HttpResponse, AppError> {
+    if let Some(allowed) = routes.allowed_methods(req.path()) {
+        return Err(AppError::method_not_allowed(
+            req.method().as_str(),
+            &allowed,
+        ));
+    }
     Err(AppError::new(
         ErrorCode::NotFound,
         format!("no route for {} {}", req.method(), req.path()),

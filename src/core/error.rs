@@ -101,6 +101,8 @@ pub struct AppError {
     field: Option<String>,
     details: Value,
     retry_after_secs: Option<u64>,
+    /// The `Allow` header of a 405.
+    allow: Option<String>,
     cause: Option<anyhow::Error>,
 }
 
@@ -123,6 +125,7 @@ impl AppError {
             field: None,
             details: Value::Object(Default::default()),
             retry_after_secs: None,
+            allow: None,
             cause: None,
         }
     }
@@ -145,6 +148,18 @@ impl AppError {
             format!("too many requests, retry in {retry_after_secs} s"),
         );
         error.retry_after_secs = Some(retry_after_secs.max(1));
+        error
+    }
+
+    /// The path exists, not with this method: 405, `Allow` in the header and the details.
+    pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
+        let allow = allowed.join(", ");
+        let mut error = Self::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed here; allowed: {allow}"),
+        )
+        .with_details(serde_json::json!({ "allow": allowed }));
+        error.allow = Some(allow);
         error
     }
 
@@ -248,6 +263,11 @@ impl ResponseError for AppError {
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.insert_header((header::RETRY_AFTER, value));
+        }
+        if let Some(allow) = &self.allow
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.insert_header((header::ALLOW, value));
         }
         response.json(self.envelope())
     }

@@ -125,6 +125,11 @@ impl Services {
             .subscribe(Arc::new(chat::handlers::EraseEndUserConversations(
                 chat.clone(),
             )));
+        context
+            .bus
+            .subscribe(Arc::new(chat::handlers::RemoveAvatarConversations(
+                chat.clone(),
+            )));
         Ok(Services {
             auth,
             avatars,

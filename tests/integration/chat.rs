@@ -932,3 +932,118 @@ async fn the_platform_key_goes_only_to_the_platform_endpoint() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_refused_public_question_leaves_no_end_user_or_conversation_behind() {
+    let chat = chat_app(&[], Reply::answer(ANSWER, (5, 5)), true).await;
+    let key = chat.api_key().await;
+    let first = chat
+        .public_chat(
+            &key,
+            chat.aid,
+            &json!({"end_user": {"external_id": "ada"}, "message": "Update?"}),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let adas = first.json["conversation_id"].clone();
+    let refusals = [
+        (
+            json!({"end_user": {"external_id": "eve", "name": "E\0ve"}, "message": "Update?"}),
+            422,
+            Some("end_user.name"),
+        ),
+        (
+            json!({"end_user": {"external_id": "eve\0"}, "message": "Update?"}),
+            422,
+            Some("end_user.external_id"),
+        ),
+        (
+            json!({"end_user": {"external_id": "eve"}, "message": "Up\0date?"}),
+            422,
+            Some("message"),
+        ),
+        // Someone else's conversation, by a newcomer.
+        (
+            json!({"end_user": {"external_id": "eve"}, "message": "Update?",
+                   "conversation_id": adas}),
+            404,
+            None,
+        ),
+        (
+            json!({"end_user": {"external_id": "eve"}, "message": "Update?",
+                   "conversation_id": Uuid::now_v7()}),
+            404,
+            None,
+        ),
+    ];
+    for (body, status, field) in refusals {
+        let refused = chat.public_chat(&key, chat.aid, &body).await;
+        assert_eq!(refused.status, status, "{body}: {}", refused.text);
+        if let Some(field) = field {
+            assert_eq!(refused.json["error"]["field"], field, "{body}");
+        }
+    }
+    let end_users = chat
+        .app
+        .get_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/end-users", chat.pid),
+        )
+        .await;
+    assert_eq!(end_users.json["total"], 1, "{}", end_users.text);
+    let conversations = chat
+        .app
+        .get_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/conversations", chat.pid),
+        )
+        .await;
+    assert_eq!(conversations.json["total"], 1, "{}", conversations.text);
+}
+
+#[tokio::test]
+async fn deleting_an_avatar_takes_its_conversations_and_messages_along() {
+    let chat = chat_app(&[], Reply::answer(ANSWER, (5, 5)), true).await;
+    let conversation = chat.conversation().await;
+    assert_eq!(chat.ask(conversation, "Update?").await.status, 200);
+    let deleted = chat
+        .app
+        .delete_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/avatars/{}", chat.pid, chat.aid),
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    // Unreachable at once ...
+    chat.app
+        .get_as(&chat.owner, &chat.messages_path(conversation))
+        .await
+        .error(404, "NOT_FOUND");
+    chat.ask(conversation, "Still there?")
+        .await
+        .error(404, "NOT_FOUND");
+    // ... and removed with it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = chat
+            .app
+            .context
+            .db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT (SELECT count(*) FROM conversations WHERE avatar_id = $1) \
+                      + (SELECT count(*) FROM messages WHERE conversation_id = $2) AS left",
+                [chat.aid.into(), conversation.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "left")
+            .unwrap();
+        if rows == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows} rows left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -93,8 +93,66 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
     assert_eq!(error["message"], "no route for GET /api/v1/no-such-thing");
     assert!(response.header("x-request-id").is_some());
 
+    // An existing path with another method: 405, and what is allowed.
     let response = app.post_json("/health", &json!({})).await;
-    response.error(404, "NOT_FOUND");
+    let error = response.error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(error["details"]["allow"], json!(["GET"]));
+    assert_eq!(response.header("allow"), Some("GET"));
+    let project = format!("/api/v1/projects/{}", uuid::Uuid::now_v7());
+    let response = app.send(app.client.put(app.url(&project))).await;
+    let error = response.error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(error["details"]["allow"], json!(["DELETE", "GET", "PATCH"]));
+    assert_eq!(response.header("allow"), Some("DELETE, GET, PATCH"));
+    let response = app.get("/api/v1/auth/login").await;
+    assert_eq!(
+        response.error(405, "METHOD_NOT_ALLOWED")["details"]["allow"],
+        json!(["POST"])
+    );
+}
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_naming_the_field_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let owner = app.user("owner").await;
+    let named = app
+        .post_as(&owner, "/api/v1/projects", &json!({"name": "bad\0name"}))
+        .await;
+    assert_eq!(named.error(422, "VALIDATION_ERROR")["field"], "name");
+    let listed = app.get_as(&owner, "/api/v1/projects").await;
+    assert_eq!(listed.json["total"], 0, "{}", listed.text);
+
+    let pid = app.project(&owner, "p").await;
+    let nested = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/avatars"),
+            &json!({"name": "a", "system_prompt": "fine",
+                    "llm": {"model": "gpt\0"}}),
+        )
+        .await;
+    let error = nested.error(422, "VALIDATION_ERROR");
+    assert_eq!(error["field"], "llm.model");
+    assert_eq!(
+        error["message"],
+        "llm.model: must not contain NUL characters (\\u0000)"
+    );
+    let query = app
+        .get_as(&owner, &format!("/api/v1/projects/{pid}/end-users?q=a%00b"))
+        .await;
+    assert_eq!(query.error(422, "VALIDATION_ERROR")["field"], "q");
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "x\0@example.com", "password": "whatever-long"}),
+        )
+        .await;
+    assert_eq!(login.error(422, "VALIDATION_ERROR")["field"], "email");
+    // An escaped backslash before `u0000` is text like any other.
+    let fine = app
+        .post_as(&owner, "/api/v1/projects", &json!({"name": "C:\\u0000dir"}))
+        .await;
+    assert_eq!(fine.status, 201, "{}", fine.text);
+    assert_eq!(fine.json["name"], "C:\\u0000dir");
 }
 
 #[tokio::test]

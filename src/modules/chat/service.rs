@@ -28,6 +28,7 @@ use crate::modules::avatars::domain::errors::AvatarsError;
 use crate::modules::avatars::service::{AvatarStatus, AvatarView};
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
+use crate::modules::end_users::domain::errors::EndUsersError;
 use crate::modules::end_users::service::{Contact, EndUserView};
 use crate::modules::events::DomainEvent;
 
@@ -165,6 +166,15 @@ pub struct Answer {
     pub end_user: Option<EndUserView>,
     pub user_message: MessageView,
     pub events: mpsc::Receiver<TurnEvent>,
+}
+
+fn end_users_error(error: EndUsersError) -> ChatError {
+    match error {
+        EndUsersError::InvalidField { field, message } => {
+            ChatError::InvalidField { field, message }
+        }
+        other => ChatError::Internal(other.to_string()),
+    }
 }
 
 /// The messages of history read per answer (trimmed further to the token budget).
@@ -344,16 +354,27 @@ impl ChatService {
         ))
     }
 
+    /// A conversation of the project whose avatar still exists, with that avatar: a deleted
+    /// avatar's conversations answer 404 at once (and are removed soon after, by
+    /// `RemoveAvatarConversations`).
     async fn conversation(
         &self,
         project_id: Uuid,
         conversation_id: Uuid,
-    ) -> Result<conversation::Model, ChatError> {
-        conversation::Entity::find_by_id(conversation_id)
+    ) -> Result<(conversation::Model, AvatarView), ChatError> {
+        let found = conversation::Entity::find_by_id(conversation_id)
             .filter(conversation::Column::ProjectId.eq(project_id))
             .one(self.db.connection())
             .await?
-            .ok_or(ChatError::NotFound("conversation"))
+            .ok_or(ChatError::NotFound("conversation"))?;
+        let avatar =
+            self.avatar(project_id, found.avatar_id)
+                .await
+                .map_err(|error| match error {
+                    ChatError::NotFound(_) => ChatError::NotFound("conversation"),
+                    other => other,
+                })?;
+        Ok((found, avatar))
     }
 
     /// A conversation's messages, oldest first.
@@ -385,12 +406,31 @@ impl ChatService {
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
-        let conversation = self.conversation(project_id, conversation_id).await?;
-        self.ask(conversation, None, content, actor).await
+        let (conversation, avatar) = self.conversation(project_id, conversation_id).await?;
+        let content = self.checked_content(&content)?;
+        if avatar.status != AvatarStatus::Active {
+            return Err(ChatError::AvatarDisabled);
+        }
+        let history = self.history(conversation.id).await?;
+        let reservation = self.reserve(&avatar, &content).await?;
+        self.start_answer(
+            conversation,
+            None,
+            avatar,
+            content,
+            history,
+            reservation,
+            actor,
+        )
+        .await
     }
 
     /// An end user asks through the public API: found or created by `external_id`; continues
     /// `conversation_id` if it is theirs (and this avatar's), else starts one.
+    ///
+    /// Everything that can refuse the question (content, avatar, a blocked end user, someone
+    /// else's conversation, the token budget) is checked before anything is written: a refused
+    /// question leaves no end user or conversation behind.
     pub async fn ask_as_end_user(
         self: &Arc<Self>,
         project_id: Uuid,
@@ -400,69 +440,108 @@ impl ChatService {
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
-        // Everything that can refuse the question comes before anything is created.
         let content = self.checked_content(&content)?;
-        self.active_avatar(project_id, avatar_id).await?;
+        let avatar = self.active_avatar(project_id, avatar_id).await?;
+        EndUsersService::check_contact(&contact).map_err(end_users_error)?;
         let channel = match contact.channel {
             "telegram" => Channel::Telegram,
             _ => Channel::Api,
         };
-        let end_user = self
+        let known = self
             .end_users
-            .find_or_create(project_id, contact)
+            .find_by_contact(project_id, &contact)
             .await
-            .map_err(|error| match error {
-                crate::modules::end_users::domain::errors::EndUsersError::InvalidField {
-                    field,
-                    message,
-                } => ChatError::InvalidField { field, message },
-                other => ChatError::Internal(other.to_string()),
-            })?;
-        if end_user.blocked {
+            .map_err(end_users_error)?;
+        if known.as_ref().is_some_and(|end_user| end_user.blocked) {
             return Err(ChatError::EndUserBlocked);
         }
-        let conversation = match conversation_id {
+        let continued = match conversation_id {
             Some(id) => {
-                let found = self.conversation(project_id, id).await?;
-                if found.end_user_id != Some(end_user.id) || found.avatar_id != avatar_id {
+                let (found, _) = self.conversation(project_id, id).await?;
+                let theirs = known
+                    .as_ref()
+                    .is_some_and(|end_user| found.end_user_id == Some(end_user.id));
+                if !theirs || found.avatar_id != avatar_id {
                     return Err(ChatError::NotFound("conversation"));
                 }
-                found
+                Some(found)
             }
-            None => {
-                self.start_conversation(
-                    project_id,
-                    avatar_id,
-                    channel,
-                    Some(end_user.id),
-                    None,
-                    actor.clone(),
-                )
-                .await?
+            None => None,
+        };
+        let history = match &continued {
+            Some(conversation) => self.history(conversation.id).await?,
+            None => Vec::new(),
+        };
+        let reservation = self.reserve(&avatar, &content).await?;
+
+        let written = async {
+            let end_user = self
+                .end_users
+                .find_or_create(project_id, contact)
+                .await
+                .map_err(end_users_error)?;
+            // Blocked between the check and now.
+            if end_user.blocked {
+                return Err(ChatError::EndUserBlocked);
+            }
+            let conversation = match continued {
+                Some(conversation) => conversation,
+                None => {
+                    self.start_conversation(
+                        project_id,
+                        avatar_id,
+                        channel,
+                        Some(end_user.id),
+                        None,
+                        actor.clone(),
+                    )
+                    .await?
+                }
+            };
+            Ok((end_user, conversation))
+        }
+        .await;
+        let (end_user, conversation) = match written {
+            Ok(written) => written,
+            Err(error) => {
+                self.release(&reservation).await;
+                return Err(error);
             }
         };
-        self.ask(conversation, Some(end_user), content, actor).await
+        self.start_answer(
+            conversation,
+            Some(end_user),
+            avatar,
+            content,
+            history,
+            reservation,
+            actor,
+        )
+        .await
     }
 
-    /// The checks, the reservation and the user's message; then the answer in the background.
-    async fn ask(
+    /// Tokens set aside for an answer by `avatar` to `content` (402 when refused).
+    async fn reserve(&self, avatar: &AvatarView, content: &str) -> Result<Reservation, ChatError> {
+        self.budget
+            .reserve(avatar.project_id, self.estimate(avatar, content))
+            .await
+            .map_err(ChatError::TokenLimit)
+    }
+
+    /// The user's message, then the answer in the background. Gives the reservation back if
+    /// the message cannot be stored.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_answer(
         self: &Arc<Self>,
         conversation: conversation::Model,
         end_user: Option<EndUserView>,
+        avatar: AvatarView,
         content: String,
+        history: Vec<ChatMessage>,
+        reservation: Reservation,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
-        let content = self.checked_content(&content)?;
         let project_id = conversation.project_id;
-        let avatar = self
-            .active_avatar(project_id, conversation.avatar_id)
-            .await?;
-        let history = self.history(conversation.id).await?;
-        let reservation = self
-            .budget
-            .reserve(project_id, self.estimate(&avatar, &content))
-            .await
-            .map_err(ChatError::TokenLimit)?;
         let user_message = match self
             .store_question(&conversation, &content, &reservation)
             .await
@@ -572,6 +651,20 @@ impl ChatService {
         if let Err(error) = self.budget.settle(reservation, Usage::default()).await {
             tracing::error!(reservation = %reservation.id, "releasing a token reservation failed: {error}");
         }
+    }
+
+    /// Removes a deleted avatar's conversations and their messages.
+    pub async fn delete_avatar_conversations(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+    ) -> Result<u64, ChatError> {
+        let deleted = conversation::Entity::delete_many()
+            .filter(conversation::Column::ProjectId.eq(project_id))
+            .filter(conversation::Column::AvatarId.eq(avatar_id))
+            .exec(self.db.connection())
+            .await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Erases an end user's conversations and their messages (GDPR).

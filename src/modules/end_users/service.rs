@@ -90,6 +90,34 @@ impl EndUsersService {
         EndUsersService { db, bus }
     }
 
+    /// Whether `contact` can be stored: checked before anything is written.
+    pub fn check_contact(contact: &Contact) -> Result<(), EndUsersError> {
+        let external_id = contact.external_id.trim();
+        if external_id.is_empty() || external_id.chars().count() > 200 {
+            return Err(EndUsersError::InvalidField {
+                field: "end_user.external_id",
+                message: "must be 1 to 200 characters".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The end user behind `contact` if they were seen before; nothing is created.
+    pub async fn find_by_contact(
+        &self,
+        project_id: Uuid,
+        contact: &Contact,
+    ) -> Result<Option<EndUserView>, EndUsersError> {
+        Ok(end_user::Entity::find()
+            .filter(end_user::Column::ProjectId.eq(project_id))
+            .filter(end_user::Column::Channel.eq(contact.channel))
+            .filter(end_user::Column::ExternalId.eq(contact.external_id.trim()))
+            .one(self.db.connection())
+            .await?
+            .as_ref()
+            .map(view))
+    }
+
     /// The end user behind `contact`, created on first contact (`EndUserCreated`). Their name
     /// and profile are refreshed and `last_seen_at` set; a blocked end user is returned as
     /// such (the caller refuses them).
@@ -98,13 +126,8 @@ impl EndUsersService {
         project_id: Uuid,
         contact: Contact,
     ) -> Result<EndUserView, EndUsersError> {
+        Self::check_contact(&contact)?;
         let external_id = contact.external_id.trim().to_owned();
-        if external_id.is_empty() || external_id.chars().count() > 200 {
-            return Err(EndUsersError::InvalidField {
-                field: "end_user.external_id",
-                message: "must be 1 to 200 characters".into(),
-            });
-        }
         let timestamp = now();
         let id = new_id();
         let mut uow = self.db.begin().await?;

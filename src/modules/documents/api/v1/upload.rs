@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorCode, ErrorEnvelope};
+use crate::core::extract::reject_nul;
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::service::{DocumentView, DocumentsService, ReceivedFile};
 
@@ -85,6 +86,7 @@ pub async fn upload_document(
             .map(str::to_owned)
             .filter(|name| !name.trim().is_empty())
             .ok_or_else(|| AppError::validation("file", "file: the part needs a filename"))?;
+        reject_nul("file", &filename)?;
         std::fs::create_dir_all(documents.upload_dir()).map_err(AppError::internal)?;
         let temp = tempfile::Builder::new()
             .prefix("upload-")

@@ -100,10 +100,16 @@ pub struct AppError {
     message: String,
     field: Option<String>,
     details: Value,
-    retry_after_secs: Option<u64>,
-    /// The `Allow` header of a 405.
-    allow: Option<String>,
+    /// `Retry-After` and `Allow`, for the few errors that have them (boxed: errors travel in
+    /// every `Result`).
+    headers: Option<Box<ErrorHeaders>>,
     cause: Option<anyhow::Error>,
+}
+
+#[derive(Debug, Default)]
+struct ErrorHeaders {
+    retry_after_secs: Option<u64>,
+    allow: Option<String>,
 }
 
 /// Modules implement this for their error enum; `From<E> for AppError` follows.
@@ -124,8 +130,7 @@ impl AppError {
             message: message.into(),
             field: None,
             details: Value::Object(Default::default()),
-            retry_after_secs: None,
-            allow: None,
+            headers: None,
             cause: None,
         }
     }
@@ -147,7 +152,7 @@ impl AppError {
             ErrorCode::RateLimited,
             format!("too many requests, retry in {retry_after_secs} s"),
         );
-        error.retry_after_secs = Some(retry_after_secs.max(1));
+        error.headers_mut().retry_after_secs = Some(retry_after_secs.max(1));
         error
     }
 
@@ -159,7 +164,7 @@ impl AppError {
             format!("{method} is not allowed here; allowed: {allow}"),
         )
         .with_details(serde_json::json!({ "allow": allowed }));
-        error.allow = Some(allow);
+        error.headers_mut().allow = Some(allow);
         error
     }
 
@@ -168,6 +173,16 @@ impl AppError {
         let mut error = Self::new(ErrorCode::Internal, "internal error");
         error.cause = Some(cause.into());
         error
+    }
+
+    fn headers_mut(&mut self) -> &mut ErrorHeaders {
+        self.headers.get_or_insert_with(Default::default)
+    }
+
+    /// Asks the client to wait `seconds` before trying again (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.headers_mut().retry_after_secs = Some(seconds.max(1));
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -259,12 +274,13 @@ impl ResponseError for AppError {
             tracing::error!(error.code = self.code.as_str(), "request failed: {cause:?}");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let Some(seconds) = self.retry_after_secs
+        let headers = self.headers.as_deref();
+        if let Some(seconds) = headers.and_then(|headers| headers.retry_after_secs)
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.insert_header((header::RETRY_AFTER, value));
         }
-        if let Some(allow) = &self.allow
+        if let Some(allow) = headers.and_then(|headers| headers.allow.as_deref())
             && let Ok(value) = HeaderValue::from_str(allow)
         {
             response.insert_header((header::ALLOW, value));

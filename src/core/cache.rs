@@ -1,6 +1,10 @@
 //! Cache and rate limiting: the `Cache` trait with its Redis (shared by every process) and
 //! in-process backends, and a fixed-window `RateLimiter` built on the trait so both backends
 //! limit the same way.
+//!
+//! A configured Redis is used through [`FallbackCache`]: when Redis does not answer, the
+//! platform keeps serving on the in-process cache (limits become per process), says so once in
+//! the log and in readiness (`degraded`), and goes back to Redis by itself once it answers.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +33,12 @@ pub struct CacheSettings {
     pub key_prefix: String,
     /// Most Redis connections held at once.
     pub pool_size: usize,
+    /// Longest wait for Redis (a connection or an answer) before the in-process cache is
+    /// used instead, in milliseconds.
+    pub timeout_ms: u64,
+    /// After Redis failed, how long requests use the in-process cache before Redis is tried
+    /// again, in seconds.
+    pub retry_secs: u64,
 }
 
 impl CacheSettings {
@@ -47,6 +57,8 @@ impl Default for CacheSettings {
             redis_url: None,
             key_prefix: "ap:".to_owned(),
             pool_size: 16,
+            timeout_ms: 1000,
+            retry_secs: 5,
         }
     }
 }
@@ -57,6 +69,8 @@ impl fmt::Debug for CacheSettings {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry_secs", &self.retry_secs)
             .finish()
     }
 }
@@ -67,7 +81,12 @@ impl fmt::Debug for CacheSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// The backend failed or refused; never carries a password.
+    /// The backend cannot be reached (connection refused, dropped, timed out); never carries
+    /// a password.
+    #[error("cache backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error (a wrong type, a script error); never carries a
+    /// password.
     #[error("cache backend error: {0}")]
     Backend(String),
     #[error("cache value (de)serialization failed: {0}")]
@@ -122,18 +141,20 @@ impl dyn Cache {
     }
 }
 
-/// Chooses the backend: Redis when a URL is configured (and it answers PING now, so a wrong
-/// URL stops start-up), otherwise the in-process cache.
+/// Chooses the backend: Redis (with the in-process fallback) when a URL is configured,
+/// otherwise the in-process cache. A URL that does not parse stops start-up; a Redis that does
+/// not answer yet is reported and the platform starts degraded.
 pub async fn build_cache(settings: &CacheSettings) -> Result<Arc<dyn Cache>, CacheError> {
     match settings.redis_url() {
         Some(url) => {
-            let cache = RedisCache::new(url, &settings.key_prefix, settings.pool_size)?;
-            cache.check().await.map_err(|error| {
-                CacheError::Backend(format!(
-                    "Redis at {} did not answer PING: {error}",
-                    redact_url(url)
-                ))
-            })?;
+            let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+            let redis =
+                RedisCache::with_timeout(url, &settings.key_prefix, settings.pool_size, timeout)?;
+            let cache =
+                FallbackCache::new(redis, timeout, Duration::from_secs(settings.retry_secs));
+            if let Err(error) = cache.check().await {
+                tracing::warn!("starting without Redis for now: {error}");
+            }
             Ok(Arc::new(cache))
         }
         None => Ok(Arc::new(MemoryCache::new())),
@@ -178,9 +199,26 @@ return value";
 impl RedisCache {
     /// Builds the pool; connects lazily (call [`Cache::check`] to test the connection).
     pub fn new(url: &str, key_prefix: &str, pool_size: usize) -> Result<Self, CacheError> {
+        Self::with_timeout(url, key_prefix, pool_size, Duration::from_secs(5))
+    }
+
+    /// As [`RedisCache::new`]; getting a connection (waiting for one, or opening one) gives
+    /// up after `timeout`.
+    pub fn with_timeout(
+        url: &str,
+        key_prefix: &str,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, CacheError> {
         let display_url = redact_url(url);
         let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(deadpool_redis::PoolConfig::new(pool_size.max(1)));
+        let mut pool = deadpool_redis::PoolConfig::new(pool_size.max(1));
+        pool.timeouts = deadpool_redis::Timeouts {
+            wait: Some(timeout),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        };
+        config.pool = Some(pool);
         let pool = config
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(|error| {
@@ -198,18 +236,25 @@ impl RedisCache {
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, CacheError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|error| CacheError::Backend(format!("Redis at {}: {error}", self.display_url)))
+        self.pool.get().await.map_err(|error| {
+            CacheError::Unavailable(format!("Redis at {}: {error}", self.display_url))
+        })
     }
 
     async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, CacheError> {
         let mut connection = self.connection().await?;
-        command
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| CacheError::Backend(format!("Redis at {}: {error}", self.display_url)))
+        command.query_async(&mut connection).await.map_err(|error| {
+            let message = format!("Redis at {}: {error}", self.display_url);
+            if error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.is_timeout()
+            {
+                CacheError::Unavailable(message)
+            } else {
+                CacheError::Backend(message)
+            }
+        })
     }
 }
 
@@ -249,6 +294,156 @@ impl Cache for RedisCache {
     async fn check(&self) -> Result<(), CacheError> {
         self.query::<String>(&redis::cmd("PING")).await?;
         Ok(())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Redis with an in-process fallback
+// ------------------------------------------------------------------------------------------------
+
+/// Redis while it answers, the in-process cache while it does not.
+///
+/// An operation that Redis fails (or does not answer within the timeout) runs on the
+/// in-process cache instead, and so do all operations for the next `retry` period; then Redis
+/// is tried again. The outage is logged once when it starts and once when it ends, and
+/// [`Cache::check`] reports it (readiness shows `degraded`). Values written during an outage
+/// stay in this process; counters restart in each backend, so a limit may briefly allow up
+/// to twice its count across a switch.
+pub struct FallbackCache {
+    redis: RedisCache,
+    memory: MemoryCache,
+    timeout: Duration,
+    retry: Duration,
+    /// When Redis may be tried again, during an outage.
+    outage: Mutex<Option<Instant>>,
+}
+
+impl fmt::Debug for FallbackCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackCache")
+            .field("redis", &self.redis)
+            .field("degraded", &self.is_degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FallbackCache {
+    pub fn new(redis: RedisCache, timeout: Duration, retry: Duration) -> Self {
+        Self {
+            redis,
+            memory: MemoryCache::new(),
+            timeout,
+            retry,
+            outage: Mutex::new(None),
+        }
+    }
+
+    /// True while operations run on the in-process cache.
+    pub fn is_degraded(&self) -> bool {
+        self.outage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn redis_due(&self) -> bool {
+        match *self.outage.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => true,
+            Some(retry_at) => Instant::now() >= retry_at,
+        }
+    }
+
+    fn failed(&self, reason: &str) {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        if outage.is_none() {
+            tracing::warn!(
+                "Redis at {} is unavailable ({reason}); using the in-process cache until it \
+                 answers again (rate limits now count per process)",
+                self.redis.display_url
+            );
+            metrics::counter!("cache_fallbacks_total").increment(1);
+        }
+        *outage = Some(Instant::now() + self.retry);
+    }
+
+    fn answered(&self) {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        if outage.take().is_some() {
+            tracing::info!("Redis at {} answers again", self.redis.display_url);
+        }
+    }
+
+    /// `redis`, unless Redis is down (or goes down now): then `memory`.
+    async fn either<T>(
+        &self,
+        redis: impl std::future::Future<Output = Result<T, CacheError>>,
+        memory: impl std::future::Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        if self.redis_due() {
+            match tokio::time::timeout(self.timeout, redis).await {
+                Ok(Ok(value)) => {
+                    self.answered();
+                    return Ok(value);
+                }
+                Ok(Err(CacheError::Unavailable(reason))) => self.failed(&reason),
+                Ok(Err(other)) => return Err(other),
+                Err(_) => self.failed(&format!("no answer within {:?}", self.timeout)),
+            }
+        }
+        memory.await
+    }
+}
+
+#[async_trait]
+impl Cache for FallbackCache {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        self.either(self.redis.get(key), self.memory.get(key)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), CacheError> {
+        self.either(
+            self.redis.set(key, value, ttl),
+            self.memory.set(key, value, ttl),
+        )
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        // Both: a value written during an outage must not outlive its deletion.
+        let memory = self.memory.delete(key).await;
+        self.either(self.redis.delete(key), async { memory }).await
+    }
+
+    async fn incr(&self, key: &str, by: i64, ttl_on_create: Duration) -> Result<i64, CacheError> {
+        self.either(
+            self.redis.incr(key, by, ttl_on_create),
+            self.memory.incr(key, by, ttl_on_create),
+        )
+        .await
+    }
+
+    /// Pings Redis now (outage or not): an error means the platform runs degraded.
+    async fn check(&self) -> Result<(), CacheError> {
+        match tokio::time::timeout(self.timeout, self.redis.check()).await {
+            Ok(Ok(())) => {
+                self.answered();
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                let reason = error.to_string();
+                self.failed(&reason);
+                Err(CacheError::Unavailable(reason))
+            }
+            Err(_) => {
+                let reason = format!("Redis at {} did not answer PING", self.redis.display_url);
+                self.failed(&reason);
+                Err(CacheError::Unavailable(reason))
+            }
+        }
     }
 
     fn backend_name(&self) -> &'static str {

@@ -180,6 +180,36 @@ where
     Ok(result.rows_affected)
 }
 
+/// True when `error` means the database cannot be reached now (down, restarting, out of
+/// connections), rather than that the request or the code is wrong: such failures answer 503
+/// with `Retry-After` (see [`crate::core::error::Unavailable`]), never 500.
+pub fn is_unavailable(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let runtime = match error {
+        // Whatever went wrong while connecting (refused, reset, a garbled handshake).
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sqlx) => match sqlx.as_ref() {
+            Sqlx::Io(_)
+            | Sqlx::Tls(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed => true,
+            // Connection exceptions (08), operator intervention: shutdown, crash recovery,
+            // "cannot connect now" (57P), too many connections (53300).
+            Sqlx::Database(database) => database.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            }),
+            _ => false,
+        },
+        RuntimeErr::Internal(_) => false,
+    }
+}
+
 /// True when `error` is a unique-constraint violation (turned into 409 at the edge).
 pub fn is_unique_violation(error: &DbErr) -> bool {
     matches!(

@@ -121,7 +121,75 @@ pub trait ErrorKind: std::error::Error {
     fn details(&self) -> Value {
         Value::Object(Default::default())
     }
+    /// Seconds for `Retry-After`, for errors the client should retry later.
+    fn retry_after_secs(&self) -> Option<u64> {
+        None
+    }
 }
+
+/// How long a client is asked to wait after a 503 before trying again.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// A dependency a request needs does not answer now (the database, the blob store): 503
+/// `SERVICE_UNAVAILABLE` with `Retry-After`, never 500. Every module's error enum carries it,
+/// so the answer is the same whichever module met the outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} is unavailable; try again shortly")]
+pub struct Unavailable(pub &'static str);
+
+impl Unavailable {
+    pub const DATABASE: Unavailable = Unavailable("database");
+    pub const BLOB_STORE: Unavailable = Unavailable("file storage");
+
+    /// `Some` when `error` is the database being unreachable (see `db::is_unavailable`),
+    /// logged (at most every few seconds, so an outage does not flood the log).
+    pub fn of_database(error: &sea_orm::DbErr) -> Option<Unavailable> {
+        if !crate::core::db::is_unavailable(error) {
+            return None;
+        }
+        log_outage("database", error);
+        Some(Unavailable::DATABASE)
+    }
+}
+
+impl ErrorKind for Unavailable {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::ServiceUnavailable
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        Some(UNAVAILABLE_RETRY_AFTER_SECS)
+    }
+}
+
+/// One warning per dependency every [`OUTAGE_LOG_INTERVAL_SECS`].
+fn log_outage(dependency: &'static str, error: &dyn std::fmt::Display) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LOGGED: Mutex<Vec<(&'static str, Instant)>> = Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|poison| poison.into_inner());
+    let now = Instant::now();
+    let due = match logged.iter_mut().find(|(name, _)| *name == dependency) {
+        Some((_, at)) if now.duration_since(*at).as_secs() < OUTAGE_LOG_INTERVAL_SECS => false,
+        Some((_, at)) => {
+            *at = now;
+            true
+        }
+        None => {
+            logged.push((dependency, now));
+            true
+        }
+    };
+    if due {
+        tracing::warn!(
+            dependency,
+            "{dependency} unavailable, answering 503: {error}"
+        );
+    }
+}
+
+/// Repeated outage warnings are at least this far apart.
+const OUTAGE_LOG_INTERVAL_SECS: u64 = 10;
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -232,6 +300,9 @@ impl<E: ErrorKind> From<E> for AppError {
         if let Some(field) = error.field() {
             app_error = app_error.with_field(field);
         }
+        if let Some(seconds) = error.retry_after_secs() {
+            app_error = app_error.with_retry_after(seconds);
+        }
         if code == ErrorCode::Internal {
             app_error.message = "internal error".into();
             app_error.cause = Some(anyhow::anyhow!(error.to_string()));
@@ -242,7 +313,10 @@ impl<E: ErrorKind> From<E> for AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(error: sea_orm::DbErr) -> Self {
-        AppError::internal(error)
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => unavailable.into(),
+            None => AppError::internal(error),
+        }
     }
 }
 

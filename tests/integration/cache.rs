@@ -431,6 +431,7 @@ async fn redis_backend_passes_contract() {
         redis_url: Some(url.clone()),
         key_prefix: prefix.clone(),
         pool_size: 8,
+        ..CacheSettings::default()
     };
     let cache = build_cache(&settings).await.expect("Redis cache");
     assert_eq!(cache.backend_name(), "redis");
@@ -460,7 +461,7 @@ async fn build_cache_without_a_url_is_in_process() {
 }
 
 #[tokio::test]
-async fn build_cache_fails_when_redis_does_not_answer_and_hides_the_password() {
+async fn without_an_answering_redis_the_cache_runs_in_process_and_hides_the_password() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("free port")
@@ -468,18 +469,45 @@ async fn build_cache_fails_when_redis_does_not_answer_and_hides_the_password() {
     let url = format!("redis://:hunter2@127.0.0.1:{port}");
     let settings = CacheSettings {
         redis_url: Some(url.clone()),
+        timeout_ms: 200,
         ..CacheSettings::default()
     };
-    let error = build_cache(&settings)
+    // Start-up does not fail: the platform serves degraded until Redis answers.
+    let cache = build_cache(&settings)
         .await
-        .expect_err("nothing listens there");
+        .expect("starts on the in-process fallback");
+    assert_eq!(cache.backend_name(), "redis");
+    let error = cache.check().await.expect_err("nothing listens there");
     let message = error.to_string();
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
-
-    // Configured but unreachable later: check() reports it, again without the password.
-    let cache = RedisCache::new(&url, "ap:", 2).expect("pool");
-    let error = cache.check().await.expect_err("nothing listens there");
-    assert!(!error.to_string().contains("hunter2"));
+    // ... and every operation still works, in this process.
+    cache.set("k", b"v", None).await.expect("set falls back");
+    assert_eq!(cache.get("k").await.expect("get"), Some(b"v".to_vec()));
+    assert_eq!(
+        cache.incr("n", 2, Duration::from_secs(60)).await.unwrap(),
+        2
+    );
+    let limiter = RateLimiter::new(cache.clone());
+    assert!(
+        limiter
+            .check("ip", 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !limiter
+            .check("ip", 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .allowed
+    );
     assert!(!format!("{cache:?}").contains("hunter2"));
+
+    // The bare Redis backend reports the failure, again without the password.
+    let redis = RedisCache::new(&url, "ap:", 2).expect("pool");
+    let error = redis.check().await.expect_err("nothing listens there");
+    assert!(!error.to_string().contains("hunter2"));
+    assert!(!format!("{redis:?}").contains("hunter2"));
 }

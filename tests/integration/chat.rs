@@ -45,6 +45,7 @@ pub async fn chat_app_with(
     let app = spawn_app_with(AppOptions {
         overrides,
         workers: 2,
+        ..AppOptions::default()
     })
     .await;
     let owner = app.user("owner").await;

@@ -33,6 +33,7 @@ async fn knowledge(overrides: &[(&str, &str)]) -> Knowledge {
     let app = spawn_app_with(AppOptions {
         overrides,
         workers: 2,
+        ..AppOptions::default()
     })
     .await;
     let owner = app.user("owner").await;
@@ -296,6 +297,7 @@ async fn a_project_processes_at_most_its_share_at_once() {
             ("APP__DOCUMENTS__DEFER_SECS", "1"),
         ],
         workers: 3,
+        ..AppOptions::default()
     })
     .await;
     let owner = app.user("owner").await;

@@ -154,6 +154,8 @@ pub struct AppOptions<'a> {
     pub overrides: &'a [(&'a str, &'a str)],
     /// Job workers in the app (default 0: tests that need jobs say so).
     pub workers: usize,
+    /// A database the test created (and may reach another way); default: a fresh one.
+    pub database: Option<TestDatabase>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -161,7 +163,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
-    let database = TestDatabase::create().await;
+    let database = match options.database {
+        Some(database) => database,
+        None => TestDatabase::create().await,
+    };
     let data_dir = tempfile::tempdir().expect("tempdir");
     let settings = test_settings(&database, data_dir.path(), options.overrides);
     let app = Application::build(

@@ -13,6 +13,7 @@ mod fake_llm;
 mod fixtures;
 mod helpers;
 mod jobs;
+mod outages;
 mod outbound;
 mod platform_config;
 mod projects;

@@ -28,6 +28,7 @@ use crate::core::events::EventBus;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 use crate::modules::platform_config::PlatformConfigService;
+use crate::modules::platform_config::domain::errors::PlatformConfigError;
 
 use super::domain::entities::{refresh_token, user};
 use super::domain::errors::AuthError;
@@ -214,7 +215,12 @@ impl AuthService {
             .platform
             .registration_open()
             .await
-            .map_err(|error| AuthError::Internal(error.to_string()))?
+            .map_err(|error| match error {
+                PlatformConfigError::Unavailable(unavailable) => {
+                    AuthError::Unavailable(unavailable)
+                }
+                other => AuthError::Internal(other.to_string()),
+            })?
         {
             return Err(AuthError::RegistrationClosed.into());
         }

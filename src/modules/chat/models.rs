@@ -21,7 +21,9 @@ use crate::core::config::ChatSettings;
 use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
 use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, SecretBinding, Trust};
 use crate::modules::platform_config::PlatformConfigService;
+use crate::modules::platform_config::domain::errors::PlatformConfigError;
 use crate::modules::projects::ProjectsService;
+use crate::modules::projects::domain::errors::ProjectsError;
 use crate::modules::projects::service::BoundCredential;
 
 use super::domain::errors::ChatError;
@@ -76,16 +78,18 @@ impl ModelSource {
         project_id: Uuid,
         model: &str,
     ) -> Result<Option<Arc<dyn ChatModel>>, ChatError> {
-        let platform = self
-            .platform
-            .get()
-            .await
-            .map_err(|error| ChatError::Internal(error.to_string()))?;
+        let platform = self.platform.get().await.map_err(|error| match error {
+            PlatformConfigError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
+            other => ChatError::Internal(other.to_string()),
+        })?;
         let secrets = self
             .projects
             .endpoint_secrets(project_id, LLM_SECRETS)
             .await
-            .map_err(|error| ChatError::Internal(error.to_string()))?;
+            .map_err(|error| match error {
+                ProjectsError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
+                other => ChatError::Internal(other.to_string()),
+            })?;
         let project_key = match secrets.credential {
             BoundCredential::Usable(key) => non_empty(Some(key)),
             BoundCredential::Unset => None,

@@ -173,6 +173,7 @@ fn end_users_error(error: EndUsersError) -> ChatError {
         EndUsersError::InvalidField { field, message } => {
             ChatError::InvalidField { field, message }
         }
+        EndUsersError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
         other => ChatError::Internal(other.to_string()),
     }
 }
@@ -229,6 +230,7 @@ impl ChatService {
             .await
             .map_err(|error| match error {
                 AvatarsError::NotFound => ChatError::NotFound("avatar"),
+                AvatarsError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
                 other => ChatError::Internal(other.to_string()),
             })
     }

@@ -26,6 +26,7 @@ use crate::core::jobs::{enqueue_in, enqueue_unique_in};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::{BlobStore, StorageError};
 use crate::modules::avatars::AvatarsService;
+use crate::modules::avatars::domain::errors::AvatarsError;
 use crate::modules::avatars::service::AvatarView;
 use crate::modules::events::DomainEvent;
 
@@ -216,6 +217,15 @@ async fn queue_index_build<C: ConnectionTrait>(
     .await
 }
 
+/// The avatar a route names is missing (404), or could not be read.
+fn avatar_error(error: AvatarsError) -> DocumentsError {
+    match error {
+        AvatarsError::NotFound => DocumentsError::NotFound("avatar"),
+        AvatarsError::Unavailable(unavailable) => DocumentsError::Unavailable(unavailable),
+        other => DocumentsError::Internal(other.to_string()),
+    }
+}
+
 fn status_of(model: &document::Model) -> DocumentStatus {
     DocumentStatus::parse(&model.status).unwrap_or(DocumentStatus::Failed)
 }
@@ -276,7 +286,7 @@ impl DocumentsService {
             .avatars
             .get(project_id, avatar_id)
             .await
-            .map_err(|_| DocumentsError::NotFound("avatar"))?;
+            .map_err(avatar_error)?;
         let top_k = top_k.unwrap_or(usize::try_from(avatar.rag.top_k).unwrap_or(5));
         self.search_avatar(&avatar, query, top_k).await
     }
@@ -371,7 +381,7 @@ impl DocumentsService {
             .get(project_id, avatar_id)
             .await
             .map(|_| ())
-            .map_err(|_| DocumentsError::NotFound("avatar"))
+            .map_err(avatar_error)
     }
 
     /// Stores a received file and schedules its processing in the same transaction as its
@@ -963,7 +973,10 @@ impl DocumentsService {
             .avatars
             .get(model.project_id, model.avatar_id)
             .await
-            .map_err(|_| RunError::Gone)?;
+            .map_err(|error| match error {
+                AvatarsError::NotFound => RunError::Gone,
+                other => RunError::Transient(format!("reading the avatar failed: {other}")),
+            })?;
         let bytes = self
             .blobs
             .get(&model.blob_key)

@@ -1,6 +1,6 @@
 //! The auth module's failures and their codes.
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -27,6 +27,8 @@ pub enum AuthError {
     SelfLockout(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for AuthError {
@@ -42,6 +44,14 @@ impl ErrorKind for AuthError {
             }
             AuthError::UserNotFound => ErrorCode::NotFound,
             AuthError::Internal(_) => ErrorCode::Internal,
+            AuthError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AuthError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
@@ -57,6 +67,9 @@ impl ErrorKind for AuthError {
 
 impl From<sea_orm::DbErr> for AuthError {
     fn from(error: sea_orm::DbErr) -> Self {
-        AuthError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => AuthError::Unavailable(unavailable),
+            None => AuthError::Internal(error.to_string()),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The avatars module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AvatarsError {
@@ -13,6 +13,8 @@ pub enum AvatarsError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for AvatarsError {
@@ -21,6 +23,14 @@ impl ErrorKind for AvatarsError {
             AvatarsError::NotFound => ErrorCode::NotFound,
             AvatarsError::InvalidField { .. } => ErrorCode::ValidationError,
             AvatarsError::Internal(_) => ErrorCode::Internal,
+            AvatarsError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AvatarsError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
@@ -34,6 +44,9 @@ impl ErrorKind for AvatarsError {
 
 impl From<sea_orm::DbErr> for AvatarsError {
     fn from(error: sea_orm::DbErr) -> Self {
-        AvatarsError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => AvatarsError::Unavailable(unavailable),
+            None => AvatarsError::Internal(error.to_string()),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The chat module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -21,6 +21,8 @@ pub enum ChatError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for ChatError {
@@ -33,6 +35,14 @@ impl ErrorKind for ChatError {
             ChatError::Upstream(_) => ErrorCode::ExternalServiceError,
             ChatError::InvalidField { .. } => ErrorCode::ValidationError,
             ChatError::Internal(_) => ErrorCode::Internal,
+            ChatError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ChatError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
@@ -46,6 +56,9 @@ impl ErrorKind for ChatError {
 
 impl From<sea_orm::DbErr> for ChatError {
     fn from(error: sea_orm::DbErr) -> Self {
-        ChatError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => ChatError::Unavailable(unavailable),
+            None => ChatError::Internal(error.to_string()),
+        }
     }
 }

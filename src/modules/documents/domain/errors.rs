@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentsError {
@@ -26,6 +26,8 @@ pub enum DocumentsError {
     QuotaExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for DocumentsError {
@@ -38,6 +40,14 @@ impl ErrorKind for DocumentsError {
             DocumentsError::InvalidField { .. } => ErrorCode::ValidationError,
             DocumentsError::QuotaExceeded(_) => ErrorCode::Forbidden,
             DocumentsError::Internal(_) => ErrorCode::Internal,
+            DocumentsError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            DocumentsError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
@@ -60,13 +70,24 @@ impl ErrorKind for DocumentsError {
 
 impl From<sea_orm::DbErr> for DocumentsError {
     fn from(error: sea_orm::DbErr) -> Self {
-        DocumentsError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => DocumentsError::Unavailable(unavailable),
+            None => DocumentsError::Internal(error.to_string()),
+        }
     }
 }
 
 impl From<crate::core::storage::StorageError> for DocumentsError {
     fn from(error: crate::core::storage::StorageError) -> Self {
-        DocumentsError::Internal(format!("storage: {error}"))
+        use crate::core::storage::StorageError;
+        match error {
+            // The store did not answer or refused: an outage, not a bug.
+            StorageError::Backend(reason) => {
+                tracing::warn!("blob store unavailable, answering 503: {reason}");
+                DocumentsError::Unavailable(Unavailable::BLOB_STORE)
+            }
+            other => DocumentsError::Internal(format!("storage: {other}")),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The end_users module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndUsersError {
@@ -15,6 +15,8 @@ pub enum EndUsersError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for EndUsersError {
@@ -24,6 +26,14 @@ impl ErrorKind for EndUsersError {
             EndUsersError::Blocked => ErrorCode::Forbidden,
             EndUsersError::InvalidField { .. } => ErrorCode::ValidationError,
             EndUsersError::Internal(_) => ErrorCode::Internal,
+            EndUsersError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            EndUsersError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
@@ -37,6 +47,9 @@ impl ErrorKind for EndUsersError {
 
 impl From<sea_orm::DbErr> for EndUsersError {
     fn from(error: sea_orm::DbErr) -> Self {
-        EndUsersError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => EndUsersError::Unavailable(unavailable),
+            None => EndUsersError::Internal(error.to_string()),
+        }
     }
 }

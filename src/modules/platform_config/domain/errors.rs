@@ -1,6 +1,6 @@
 //! The platform_config module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformConfigError {
@@ -11,6 +11,8 @@ pub enum PlatformConfigError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for PlatformConfigError {
@@ -18,20 +20,31 @@ impl ErrorKind for PlatformConfigError {
         match self {
             PlatformConfigError::InvalidField { .. } => ErrorCode::ValidationError,
             PlatformConfigError::Internal(_) => ErrorCode::Internal,
+            PlatformConfigError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            PlatformConfigError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
     fn field(&self) -> Option<&str> {
         match self {
             PlatformConfigError::InvalidField { field, .. } => Some(field),
-            PlatformConfigError::Internal(_) => None,
+            PlatformConfigError::Internal(_) | PlatformConfigError::Unavailable(_) => None,
         }
     }
 }
 
 impl From<sea_orm::DbErr> for PlatformConfigError {
     fn from(error: sea_orm::DbErr) -> Self {
-        PlatformConfigError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => PlatformConfigError::Unavailable(unavailable),
+            None => PlatformConfigError::Internal(error.to_string()),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The projects module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectsError {
@@ -19,6 +19,8 @@ pub enum ProjectsError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl ErrorKind for ProjectsError {
@@ -30,6 +32,14 @@ impl ErrorKind for ProjectsError {
             }
             ProjectsError::AlreadyMember | ProjectsError::LastOwner => ErrorCode::Conflict,
             ProjectsError::Internal(_) => ErrorCode::Internal,
+            ProjectsError::Unavailable(unavailable) => unavailable.code(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ProjectsError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
         }
     }
 
@@ -44,7 +54,10 @@ impl ErrorKind for ProjectsError {
 
 impl From<sea_orm::DbErr> for ProjectsError {
     fn from(error: sea_orm::DbErr) -> Self {
-        ProjectsError::Internal(error.to_string())
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => ProjectsError::Unavailable(unavailable),
+            None => ProjectsError::Internal(error.to_string()),
+        }
     }
 }
 
@@ -56,6 +69,10 @@ impl From<crate::core::crypto::CryptoError> for ProjectsError {
 
 impl From<crate::modules::auth::domain::errors::AuthError> for ProjectsError {
     fn from(error: crate::modules::auth::domain::errors::AuthError) -> Self {
-        ProjectsError::Internal(error.to_string())
+        use crate::modules::auth::domain::errors::AuthError;
+        match error {
+            AuthError::Unavailable(unavailable) => ProjectsError::Unavailable(unavailable),
+            other => ProjectsError::Internal(other.to_string()),
+        }
     }
 }

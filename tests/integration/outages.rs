@@ -1,0 +1,267 @@
+//! Dependency outages with real processes: a Redis of the test's own, stopped and started
+//! again, and the database behind a TCP proxy the test cuts. The shared services other tests
+//! use are never touched.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::fixtures::unique_email;
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+
+use crate::fixtures::PASSWORD;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A `redis-server` of this test's own, in the foreground (killed when dropped).
+struct OwnRedis {
+    port: u16,
+    process: tokio::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let process = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs (make test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        OwnRedis { port, process }
+    }
+
+    async fn stop(mut self) {
+        self.process.kill().await.expect("redis-server stops");
+    }
+}
+
+async fn register_and_login(app: &TestApp) -> (u16, u16) {
+    let email = unique_email("outage");
+    let registered = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    let login = app.login(&email, PASSWORD).await;
+    (registered.status, login.status)
+}
+
+#[tokio::test]
+async fn without_redis_the_platform_keeps_serving_on_its_in_process_cache() {
+    let redis = OwnRedis::start(free_port()).await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(AppOptions {
+        overrides: &[
+            ("APP__CACHE__REDIS_URL", &url),
+            ("APP__CACHE__TIMEOUT_MS", "300"),
+            ("APP__CACHE__RETRY_SECS", "1"),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    assert_eq!(register_and_login(&app).await, (201, 200));
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "p").await;
+    let avatar = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/avatars"),
+            &json!({"name": "a", "system_prompt": "Answer briefly."}),
+        )
+        .await;
+    let aid = avatar.json["id"].as_str().unwrap().to_owned();
+    let key = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/api-keys"),
+            &json!({"name": "site"}),
+        )
+        .await
+        .json["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let public_chat = || async {
+        app.send(
+            app.client
+                .post(app.url(&format!("/api/v1/public/avatars/{aid}/chat")))
+                .header("X-Api-Key", &key)
+                .json(&json!({"end_user": {"external_id": "u1"}, "message": "Hello?"})),
+        )
+        .await
+    };
+    assert_eq!(public_chat().await.status, 200);
+
+    let port = redis.port;
+    redis.stop().await;
+    assert_eq!(register_and_login(&app).await, (201, 200));
+    let answered = public_chat().await;
+    assert_eq!(answered.status, 200, "{}", answered.text);
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json["status"], "degraded");
+    assert_eq!(ready.json["checks"]["database"], "ok");
+    assert_ne!(ready.json["checks"]["cache"], "ok");
+
+    // Redis comes back: so does the platform, by itself.
+    let _redis = OwnRedis::start(port).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = app.get("/health/ready").await;
+        if ready.json["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", ready.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(register_and_login(&app).await, (201, 200));
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut (every connection dropped, new
+/// ones refused) and restore.
+struct CuttableProxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _accepting: JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: SocketAddr) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accepting = {
+            let open = open.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(relay);
+                }
+            })
+        };
+        CuttableProxy {
+            port,
+            open,
+            connections,
+            _accepting: accepting,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for relay in self.connections.lock().unwrap().drain(..) {
+            relay.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `host:port` of the server a PostgreSQL URL names.
+fn server_of(url: &str) -> SocketAddr {
+    let authority = url.split("://").nth(1).unwrap();
+    let host_port = authority
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{port}").parse().unwrap()
+}
+
+#[tokio::test]
+async fn with_the_database_gone_requests_answer_503_quickly_and_recover_without_a_restart() {
+    let database = crate::helpers::TestDatabase::create().await;
+    let proxy = CuttableProxy::start(server_of(&database.url)).await;
+    let proxied = database.url.replacen(
+        &format!(":{}/", server_of(&database.url).port()),
+        &format!(":{}/", proxy.port),
+        1,
+    );
+    assert_ne!(proxied, database.url);
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("DATABASE_URL", &proxied)],
+        database: Some(database),
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "p").await;
+    let path = format!("/api/v1/projects/{pid}");
+    assert_eq!(app.get_as(&owner, &path).await.status, 200);
+
+    proxy.cut();
+    for request in 0..3 {
+        let started = Instant::now();
+        let response = app.get_as(&owner, &path).await;
+        let elapsed = started.elapsed();
+        let error = response.error(503, "SERVICE_UNAVAILABLE");
+        assert_eq!(
+            error["message"], "the database is unavailable; try again shortly",
+            "request {request}"
+        );
+        assert!(response.header("retry-after").is_some(), "{request}");
+        assert!(elapsed < Duration::from_secs(5), "{request}: {elapsed:?}");
+    }
+    let login = app.login(&owner.email, PASSWORD).await;
+    login.error(503, "SERVICE_UNAVAILABLE");
+    let ready = app.get("/health/ready").await;
+    assert_eq!(
+        ready.error(503, "SERVICE_UNAVAILABLE")["details"]["failed"],
+        json!(["database"])
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = app.get_as(&owner, &path).await;
+        if response.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not recovered: {}",
+            response.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

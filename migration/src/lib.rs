@@ -14,6 +14,7 @@ mod m20261122_000008_documents;
 mod m20261203_022553_documents_per_avatar_vector_indexes;
 mod m20261203_023813_end_users_and_chat;
 mod m20261203_081822_platform_config_outbound_allow_list;
+mod m20261203_084848_auth_refresh_reuse_grace;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_022553_documents_per_avatar_vector_indexes::Migration),
             Box::new(m20261203_023813_end_users_and_chat::Migration),
             Box::new(m20261203_081822_platform_config_outbound_allow_list::Migration),
+            Box::new(m20261203_084848_auth_refresh_reuse_grace::Migration),
         ]
     }
 }

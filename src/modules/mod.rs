@@ -65,6 +65,7 @@ impl Services {
             &settings.secrets.jwt_secret,
             RateLimiter::new(context.cache.clone()),
             platform_config.clone(),
+            secret_box.clone(),
         )?);
         let projects = Arc::new(projects::ProjectsService::new(
             context.db.clone(),

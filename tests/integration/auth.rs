@@ -166,7 +166,7 @@ async fn login_answers_the_same_for_unknown_email_and_wrong_password() {
 async fn repeated_logins_are_throttled_per_email_and_per_ip() {
     let app = spawn_app_with(AppOptions {
         overrides: &[
-            ("APP__AUTH__LOGIN_ATTEMPTS_PER_EMAIL", "3"),
+            ("APP__AUTH__LOGIN_ATTEMPTS_PER_EMAIL_AND_IP", "3"),
             ("APP__AUTH__LOGIN_ATTEMPTS_PER_IP", "6"),
         ],
         ..AppOptions::default()
@@ -197,6 +197,89 @@ async fn repeated_logins_are_throttled_per_email_and_per_ip() {
     app.login(&unique_email("other"), "whatever pw!")
         .await
         .error(429, "RATE_LIMITED");
+}
+
+/// A login from `ip` (the app trusts `X-Forwarded-For`).
+async fn login_from(
+    app: &TestApp,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> crate::helpers::TestResponse {
+    app.send(
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("X-Forwarded-For", ip)
+            .json(&json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn failures_from_elsewhere_do_not_lock_the_owner_out_up_to_the_email_ceiling() {
+    let app = spawn_app_with(AppOptions {
+        overrides: &[
+            ("APP__SERVER__TRUST_FORWARDED_FOR", "true"),
+            ("APP__AUTH__LOGIN_ATTEMPTS_PER_EMAIL_AND_IP", "3"),
+            ("APP__AUTH__LOGIN_ATTEMPTS_PER_EMAIL", "8"),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    for _ in 0..3 {
+        login_from(&app, "198.51.100.7", &owner.email, "guess guess guess")
+            .await
+            .error(401, "INVALID_TOKEN");
+    }
+    // The attacker's address is throttled for this account ...
+    login_from(&app, "198.51.100.7", &owner.email, PASSWORD)
+        .await
+        .error(429, "RATE_LIMITED");
+    // ... the owner, elsewhere, is not.
+    assert_eq!(
+        login_from(&app, "203.0.113.20", &owner.email, PASSWORD)
+            .await
+            .status,
+        200
+    );
+    // Guessing from many addresses meets the per-email ceiling (8 failures) at last.
+    for attempt in 0..5 {
+        login_from(
+            &app,
+            &format!("192.0.2.{attempt}"),
+            &owner.email,
+            "guess guess guess",
+        )
+        .await
+        .error(401, "INVALID_TOKEN");
+    }
+    login_from(&app, "203.0.113.20", &owner.email, PASSWORD)
+        .await
+        .error(429, "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn registration_is_throttled_per_client_ip() {
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("APP__AUTH__REGISTRATIONS_PER_IP", "3")],
+        ..AppOptions::default()
+    })
+    .await;
+    let register = || async {
+        app.post_json(
+            "/api/v1/auth/register",
+            &json!({"email": unique_email("signup"), "password": PASSWORD}),
+        )
+        .await
+    };
+    for _ in 0..3 {
+        assert_eq!(register().await.status, 201);
+    }
+    let limited = register().await;
+    limited.error(429, "RATE_LIMITED");
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
 }
 
 #[tokio::test]
@@ -249,20 +332,53 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
 }
 
 #[tokio::test]
-async fn concurrent_use_of_one_refresh_token_lets_exactly_one_win() {
+async fn concurrent_uses_of_one_refresh_token_get_the_same_new_pair() {
     let app = spawn_app().await;
     let user = app.user("racer").await;
     let attempts = (0..5).map(|_| refresh(&app, &user.refresh_token));
-    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(|response| response.status)
+    let responses = futures_util::future::join_all(attempts).await;
+    for response in &responses {
+        assert_eq!(response.status, 200, "{}", response.text);
+    }
+    // Two tabs (or a retry) end up with one session, not a revoked one.
+    let pairs: std::collections::BTreeSet<(String, String)> = responses
+        .iter()
+        .map(|response| {
+            (
+                response.json["access_token"].as_str().unwrap().to_owned(),
+                response.json["refresh_token"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(
-        statuses.iter().filter(|status| **status == 200).count(),
-        1,
-        "{statuses:?}"
-    );
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    let (access, next) = pairs.into_iter().next().unwrap();
+    assert_eq!(me(&app, &access).await.status, 200);
+    assert_eq!(refresh(&app, &next).await.status, 200);
+}
+
+#[tokio::test]
+async fn reusing_a_spent_refresh_token_after_the_grace_window_revokes_the_session() {
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("APP__AUTH__REFRESH_REUSE_GRACE_SECS", "1")],
+        ..AppOptions::default()
+    })
+    .await;
+    let user = app.user("slow").await;
+    let first = refresh(&app, &user.refresh_token).await;
+    assert_eq!(first.status, 200);
+    let again = refresh(&app, &user.refresh_token).await;
+    assert_eq!(again.json, first.json, "within the window: the same pair");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    refresh(&app, &user.refresh_token)
+        .await
+        .error(401, "INVALID_TOKEN");
+    // The whole family went with it, the pair handed out included.
+    refresh(&app, first.json["refresh_token"].as_str().unwrap())
+        .await
+        .error(401, "INVALID_TOKEN");
+    me(&app, first.json["access_token"].as_str().unwrap())
+        .await
+        .error(401, "INVALID_TOKEN");
 }
 
 #[tokio::test]
@@ -588,17 +704,23 @@ async fn a_password_hashed_with_old_parameters_is_rehashed_at_login() {
 }
 
 #[tokio::test]
-async fn wrong_methods_on_auth_routes_do_not_leak() {
+async fn wrong_methods_on_auth_routes_answer_405_and_nothing_more() {
     let app = spawn_app().await;
     let response = app
         .call(Method::GET, "/api/v1/auth/login", None, None)
         .await;
-    response.error(404, "NOT_FOUND");
+    let error = response.error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(error["details"], json!({"allow": ["POST"]}));
 }
 
 #[tokio::test]
 async fn ending_a_session_ends_its_access_tokens_too() {
-    let app = spawn_app().await;
+    // No grace window: the reuse below counts as theft at once.
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("APP__AUTH__REFRESH_REUSE_GRACE_SECS", "0")],
+        ..AppOptions::default()
+    })
+    .await;
     let user = app.user("session").await;
     assert_eq!(me(&app, &user.access_token).await.status, 200);
     let logout = app

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::core::auth::{Actor, PlatformRole, TokenVerifier, VerifiedToken};
 use crate::core::cache::RateLimiter;
 use crate::core::config::AuthSettings;
-use crate::core::crypto::{PasswordCheck, PasswordHashing, hash_token, random_token};
+use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox, hash_token, random_token};
 use crate::core::db::{Db, is_unique_violation, new_id, now};
 use crate::core::error::AppError;
 use crate::core::events::EventBus;
@@ -75,6 +75,18 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
+/// A token pair as kept (sealed) for the refresh grace window.
+#[derive(Deserialize)]
+struct StoredPair {
+    access_token: String,
+    refresh_token: String,
+    expires_in: u64,
+}
+
+fn successor_context(token_id: Uuid) -> String {
+    format!("refresh_successor:{token_id}")
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: Uuid,
@@ -102,6 +114,8 @@ pub struct AuthService {
     decoding_key: DecodingKey,
     limiter: RateLimiter,
     platform: Arc<PlatformConfigService>,
+    /// Seals the pair a refresh token was exchanged for (the grace window).
+    secret_box: SecretBox,
     /// Verified against when the email is unknown, so both paths cost one argon2 run.
     dummy_hash: String,
 }
@@ -134,6 +148,7 @@ impl AuthService {
         jwt_secret: &SecretString,
         limiter: RateLimiter,
         platform: Arc<PlatformConfigService>,
+        secret_box: SecretBox,
     ) -> Result<Self, AuthError> {
         let hashing = PasswordHashing::owasp();
         let dummy_hash = hashing
@@ -148,6 +163,7 @@ impl AuthService {
             decoding_key: DecodingKey::from_secret(jwt_secret.expose_secret().as_bytes()),
             limiter,
             platform,
+            secret_box,
             dummy_hash,
         })
     }
@@ -194,8 +210,9 @@ impl AuthService {
             .map_err(|error| AuthError::Internal(error.to_string()))
     }
 
-    /// Self-service sign-up, when the platform config allows it. Each attempt counts against
-    /// the client IP's login allowance (it costs an argon2 run).
+    /// Self-service sign-up, when the platform config allows it. Every attempt counts
+    /// against the client IP (`auth.registrations_per_ip` per `auth.registration_window_secs`):
+    /// each costs an argon2 run and makes an account.
     pub async fn register(
         &self,
         email: &str,
@@ -204,12 +221,18 @@ impl AuthService {
         actor: Actor,
     ) -> Result<UserView, AppError> {
         if let Some(ip) = actor.ip.as_deref() {
-            let throttle = [(
-                format!("register:ip:{ip}"),
-                self.settings.login_attempts_per_ip,
-            )];
-            self.refuse_if_throttled(&throttle).await?;
-            self.record_failures(&throttle).await?;
+            let decision = self
+                .limiter
+                .check(
+                    &format!("register:ip:{ip}"),
+                    self.settings.registrations_per_ip,
+                    Duration::from_secs(self.settings.registration_window_secs),
+                )
+                .await
+                .map_err(AppError::internal)?;
+            if !decision.allowed {
+                return Err(AppError::rate_limited(decision.retry_after_seconds()));
+            }
         }
         if !self
             .platform
@@ -336,13 +359,20 @@ impl AuthService {
         Ok(pair)
     }
 
-    /// The failure counters a login attempt for `email` from `ip` is judged by.
+    /// The failure counters a login attempt for `email` from `ip` is judged by: the pair
+    /// (tight: guessing one account's password from one place), the IP (trying many accounts
+    /// from one place) and the email alone (a much higher ceiling against guessing from many
+    /// places). Failures elsewhere never lock the owner out from their own address.
     fn login_throttles(&self, email: &str, ip: Option<&str>) -> Vec<(String, u32)> {
         let mut throttles = vec![(
             format!("login:email:{email}"),
             self.settings.login_attempts_per_email,
         )];
         if let Some(ip) = ip {
+            throttles.push((
+                format!("login:email-ip:{email}:{ip}"),
+                self.settings.login_attempts_per_email_and_ip,
+            ));
             throttles.push((
                 format!("login:ip:{ip}"),
                 self.settings.login_attempts_per_ip,
@@ -424,6 +454,17 @@ impl AuthService {
         family_id: Uuid,
         ip: Option<String>,
     ) -> Result<TokenPair, AuthError> {
+        Ok(self.issue_with_id(conn, user, family_id, ip).await?.0)
+    }
+
+    /// [`AuthService::issue`], with the new refresh token's row id.
+    async fn issue_with_id<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        user: &user::Model,
+        family_id: Uuid,
+        ip: Option<String>,
+    ) -> Result<(TokenPair, Uuid), AuthError> {
         let issued_at = unix_now();
         let claims = Claims {
             sub: user.id,
@@ -438,8 +479,9 @@ impl AuthService {
                 .map_err(|error| AuthError::Internal(error.to_string()))?;
         let refresh_token = random_token(REFRESH_TOKEN_PREFIX);
         let created_at = now();
+        let id = new_id();
         refresh_token::ActiveModel {
-            id: Set(new_id()),
+            id: Set(id),
             user_id: Set(user.id),
             family_id: Set(family_id),
             token_hash: Set(hash_token(&refresh_token)),
@@ -449,15 +491,18 @@ impl AuthService {
             used_at: Set(None),
             revoked_at: Set(None),
             ip: Set(ip),
+            successor_id: Set(None),
+            successor_sealed: Set(None),
         }
         .insert(conn)
         .await?;
-        Ok(TokenPair {
+        let pair = TokenPair {
             access_token,
             refresh_token,
             token_type: "bearer",
             expires_in: self.settings.access_token_ttl_secs,
-        })
+        };
+        Ok((pair, id))
     }
 
     /// Spends `presented` and issues a new pair in its family. A token presented after it was
@@ -487,6 +532,9 @@ impl AuthService {
             .await?;
         let Some(token) = spent.into_iter().next() else {
             drop(uow);
+            if let Some(pair) = self.pair_within_grace(&token_hash).await? {
+                return Ok(pair);
+            }
             return Err(self.refused_refresh(&token_hash, ip).await?);
         };
         let user = user::Entity::find_by_id(token.user_id)
@@ -494,9 +542,77 @@ impl AuthService {
             .await?
             .filter(|user| user.is_active)
             .ok_or(AuthError::InvalidToken)?;
-        let pair = self.issue(&*uow, &user, token.family_id, ip).await?;
+        let (pair, successor_id) = self
+            .issue_with_id(&*uow, &user, token.family_id, ip)
+            .await?;
+        // Remembered, sealed, for a second use of `presented` within the grace window.
+        let sealed = self
+            .secret_box
+            .seal(
+                &serde_json::to_string(&pair)
+                    .map_err(|error| AuthError::Internal(error.to_string()))?,
+                &successor_context(token.id),
+            )
+            .map_err(|error| AuthError::Internal(error.to_string()))?;
+        refresh_token::Entity::update_many()
+            .col_expr(
+                refresh_token::Column::SuccessorId,
+                Expr::value(successor_id),
+            )
+            .col_expr(refresh_token::Column::SuccessorSealed, Expr::value(sealed))
+            .filter(refresh_token::Column::Id.eq(token.id))
+            .exec(&*uow)
+            .await?;
         uow.commit().await?;
         Ok(pair)
+    }
+
+    /// The pair a spent token was exchanged for, if it was spent less than
+    /// `auth.refresh_reuse_grace_secs` ago and that pair's refresh token is still unused and
+    /// live: the same client asking twice (two tabs, a retry), not a thief.
+    async fn pair_within_grace(&self, token_hash: &str) -> Result<Option<TokenPair>, AuthError> {
+        let Some(token) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_hash))
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let grace = chrono::Duration::seconds(
+            i64::try_from(self.settings.refresh_reuse_grace_secs).unwrap_or(0),
+        );
+        let (Some(used_at), Some(successor_id), Some(sealed), None) = (
+            token.used_at,
+            token.successor_id,
+            token.successor_sealed.as_deref(),
+            token.revoked_at,
+        ) else {
+            return Ok(None);
+        };
+        if now() - used_at > grace {
+            return Ok(None);
+        }
+        let successor_live = refresh_token::Entity::find_by_id(successor_id)
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .one(self.db.connection())
+            .await?
+            .is_some();
+        if !successor_live {
+            return Ok(None);
+        }
+        let opened = self
+            .secret_box
+            .open(sealed, &successor_context(token.id))
+            .map_err(|error| AuthError::Internal(error.to_string()))?;
+        let pair = serde_json::from_str::<StoredPair>(opened.expose_secret())
+            .map_err(|error| AuthError::Internal(error.to_string()))?;
+        Ok(Some(TokenPair {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            token_type: "bearer",
+            expires_in: pair.expires_in,
+        }))
     }
 
     /// Why a refresh was refused; on reuse of a spent token, revokes its family first.
@@ -588,7 +704,7 @@ impl AuthService {
             .ok_or(AuthError::UserNotFound)?;
         let throttle = [(
             format!("password:user:{user_id}"),
-            self.settings.login_attempts_per_email,
+            self.settings.login_attempts_per_email_and_ip,
         )];
         self.refuse_if_throttled(&throttle).await?;
         if self.verify_password(current, &user.password_hash).await? == PasswordCheck::Mismatch {

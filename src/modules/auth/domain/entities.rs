@@ -39,6 +39,10 @@ pub(in crate::modules::auth) mod refresh_token {
         pub used_at: Option<DateTimeUtc>,
         pub revoked_at: Option<DateTimeUtc>,
         pub ip: Option<String>,
+        /// The token this one was exchanged for, and the whole pair sealed: returned again to
+        /// a reuse within the grace window.
+        pub successor_id: Option<Uuid>,
+        pub successor_sealed: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

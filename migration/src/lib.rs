@@ -15,6 +15,7 @@ mod m20261203_022553_documents_per_avatar_vector_indexes;
 mod m20261203_023813_end_users_and_chat;
 mod m20261203_081822_platform_config_outbound_allow_list;
 mod m20261203_084848_auth_refresh_reuse_grace;
+mod m20261203_085255_projects_invitations;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_023813_end_users_and_chat::Migration),
             Box::new(m20261203_081822_platform_config_outbound_allow_list::Migration),
             Box::new(m20261203_084848_auth_refresh_reuse_grace::Migration),
+            Box::new(m20261203_085255_projects_invitations::Migration),
         ]
     }
 }

@@ -76,6 +76,7 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
+    pub projects: ProjectSettings,
     pub avatars: AvatarDefaults,
     pub documents: DocumentSettings,
     pub embeddings: EmbeddingSettings,
@@ -182,6 +183,12 @@ pub struct AuthSettings {
     pub jwt_leeway_secs: u64,
     pub api_key_last_used_resolution_secs: i64,
     pub platform_config_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectSettings {
+    pub invitation_ttl_days: u32,
+    pub member_additions_per_hour: u32,
 }
 
 /// What an avatar gets for the LLM and retrieval settings it was created without.

@@ -72,8 +72,12 @@ impl Services {
             context.bus.clone(),
             secret_box,
             auth.clone(),
-            settings.auth.api_key_last_used_resolution_secs,
-            vec![chat::models::LLM_SECRETS],
+            RateLimiter::new(context.cache.clone()),
+            projects::service::ProjectsConfig {
+                settings: settings.projects.clone(),
+                api_key_last_used_resolution_secs: settings.auth.api_key_last_used_resolution_secs,
+                bindings: vec![chat::models::LLM_SECRETS],
+            },
         ));
         let avatars = Arc::new(avatars::AvatarsService::new(
             context.db.clone(),

@@ -21,6 +21,8 @@ use crate::modules::projects::api::v1 as projects_v1;
         projects_v1::projects::delete_project,
         projects_v1::members::list_members, projects_v1::members::add_member,
         projects_v1::members::change_member_role, projects_v1::members::remove_member,
+        projects_v1::invitations::list_invitations, projects_v1::invitations::revoke_invitation,
+        projects_v1::invitations::accept_invitation,
         projects_v1::secrets::list_secrets, projects_v1::secrets::put_secret,
         projects_v1::secrets::delete_secret,
         projects_v1::api_keys::create_api_key, projects_v1::api_keys::list_api_keys,

@@ -125,14 +125,10 @@ async fn members_are_added_changed_and_removed_and_the_last_owner_stays() {
     )
     .await
     .error(409, "CONFLICT");
-    let unknown = app
-        .post_as(
-            &owner,
-            &base,
-            &json!({"email": "nobody@example.com", "role": "viewer"}),
-        )
+    let malformed = app
+        .post_as(&owner, &base, &json!({"email": "nobody", "role": "viewer"}))
         .await;
-    assert_eq!(unknown.error(422, "VALIDATION_ERROR")["field"], "email");
+    assert_eq!(malformed.error(422, "VALIDATION_ERROR")["field"], "email");
     let bad_role = app
         .post_as(
             &owner,
@@ -421,6 +417,13 @@ fn project_routes(
             None,
             "owner",
         ),
+        (Method::GET, format!("{p}/invitations"), None, "owner"),
+        (
+            Method::DELETE,
+            format!("{p}/invitations/{}", Uuid::now_v7()),
+            None,
+            "owner",
+        ),
         (Method::GET, format!("{p}/secrets"), None, "manager"),
         (
             Method::PUT,
@@ -538,4 +541,142 @@ async fn a_saas_admin_sees_every_project() {
     let project = app.get_as(&admin, &format!("/api/v1/projects/{pid}")).await;
     assert_eq!(project.status, 200);
     assert_eq!(project.json["role"], "owner");
+}
+
+#[tokio::test]
+async fn an_email_without_an_account_gets_an_invitation_that_works_once() {
+    let app = spawn_app().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "team").await;
+    let base = format!("/api/v1/projects/{pid}/members");
+    let email = crate::fixtures::unique_email("newcomer");
+
+    let invited = app
+        .post_as(
+            &owner,
+            &base,
+            &json!({"email": email.to_uppercase(), "role": "operator"}),
+        )
+        .await;
+    assert_eq!(invited.status, 202, "{}", invited.text);
+    assert_eq!(invited.json["email"], email.to_lowercase());
+    assert_eq!(invited.json["role"], "operator");
+    let token = invited.json["token"].as_str().unwrap().to_owned();
+    assert!(invited.json["expires_at"].is_string());
+    // One pending invitation per email.
+    let again = app
+        .post_as(&owner, &base, &json!({"email": email, "role": "viewer"}))
+        .await;
+    assert_eq!(
+        again.error(409, "CONFLICT")["details"]["invitation_id"],
+        invited.json["id"]
+    );
+    let pending = app
+        .get_as(&owner, &format!("/api/v1/projects/{pid}/invitations"))
+        .await;
+    assert_eq!(pending.json["total"], 1, "{}", pending.text);
+    assert!(
+        pending.json["items"][0].get("token").is_none(),
+        "never shown again"
+    );
+
+    // Signing up with that email grants nothing by itself.
+    let newcomer = app.user("newcomer").await;
+    app.get_as(&newcomer, &format!("/api/v1/projects/{pid}"))
+        .await
+        .error(404, "NOT_FOUND");
+    let accept = |user: &crate::fixtures::TestUser, token: &str| {
+        let body = json!({ "token": token });
+        let user = user.clone();
+        let app = &app;
+        async move {
+            app.post_as(&user, "/api/v1/invitations/accept", &body)
+                .await
+        }
+    };
+    let accepted = accept(&newcomer, &token).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.json["project_id"], json!(pid));
+    assert_eq!(accepted.json["member"]["role"], "operator");
+    let seen = app
+        .get_as(&newcomer, &format!("/api/v1/projects/{pid}"))
+        .await;
+    assert_eq!(seen.json["role"], "operator", "{}", seen.text);
+    // A token works once, for anyone.
+    let someone = app.user("someone").await;
+    accept(&someone, &token).await.error(404, "NOT_FOUND");
+    accept(&someone, "inv_made-up")
+        .await
+        .error(404, "NOT_FOUND");
+    let events = app.events_of_type("projects.invitation_accepted").await;
+    assert_eq!(events.len(), 1);
+    assert!(!serde_json::to_string(&events).unwrap().contains(&token));
+
+    // Revoked: the token stops working.
+    let other = app
+        .post_as(
+            &owner,
+            &base,
+            &json!({"email": crate::fixtures::unique_email("later"), "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(other.status, 202);
+    let revoked = app
+        .delete_as(
+            &owner,
+            &format!(
+                "/api/v1/projects/{pid}/invitations/{}",
+                other.json["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    accept(&someone, other.json["token"].as_str().unwrap())
+        .await
+        .error(404, "NOT_FOUND");
+    // Only owners manage invitations; another project's owner sees nothing.
+    app.get_as(&newcomer, &format!("/api/v1/projects/{pid}/invitations"))
+        .await
+        .error(403, "FORBIDDEN");
+    let stranger = app.user("stranger").await;
+    app.delete_as(
+        &stranger,
+        &format!(
+            "/api/v1/projects/{pid}/invitations/{}",
+            other.json["id"].as_str().unwrap()
+        ),
+    )
+    .await
+    .error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn adding_members_is_throttled_per_user() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        overrides: &[("APP__PROJECTS__MEMBER_ADDITIONS_PER_HOUR", "2")],
+        ..Default::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "team").await;
+    let base = format!("/api/v1/projects/{pid}/members");
+    for _ in 0..2 {
+        let invited = app
+            .post_as(
+                &owner,
+                &base,
+                &json!({"email": crate::fixtures::unique_email("probe"), "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(invited.status, 202, "{}", invited.text);
+    }
+    let limited = app
+        .post_as(
+            &owner,
+            &base,
+            &json!({"email": crate::fixtures::unique_email("probe"), "role": "viewer"}),
+        )
+        .await;
+    limited.error(429, "RATE_LIMITED");
+    assert!(limited.header("retry-after").is_some());
 }

@@ -1,4 +1,5 @@
-//! Projects (the tenants), their members and roles, encrypted secrets and API keys.
+//! Projects (the tenants), their members and roles, invitations for people without an account
+//! yet, encrypted secrets and API keys.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::{Actor, ApiKeyPrincipal, ApiKeys, CurrentUser, ProjectRole, ProjectRoles};
+use crate::core::cache::RateLimiter;
+use crate::core::config::ProjectSettings;
 use crate::core::crypto::{SecretBox, hash_token, random_token};
 use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
 use crate::core::error::AppError;
@@ -23,15 +26,17 @@ use crate::core::events::EventBus;
 use crate::core::outbound::{BaseUrl, PLATFORM_ENDPOINT, SecretBinding};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::auth::AuthService;
+use crate::modules::auth::service::normalize_email;
 use crate::modules::events::DomainEvent;
 
-use super::domain::entities::{api_key, member, project, secret};
+use super::domain::entities::{api_key, invitation, member, project, secret};
 use super::domain::errors::ProjectsError;
 use super::domain::events::ProjectsEvent;
 
 /// Plan of a new project, until billing assigns another.
 pub const DEFAULT_PLAN: &str = "free";
 const API_KEY_PREFIX: &str = "ap_";
+const INVITATION_PREFIX: &str = "inv_";
 /// Characters of the key kept for display (after the `ap_` prefix).
 const API_KEY_DISPLAY_CHARS: usize = 8;
 /// Largest secret value, in bytes.
@@ -54,6 +59,45 @@ pub struct MemberView {
     pub email: String,
     pub role: ProjectRole,
     pub created_at: DateTime<Utc>,
+}
+
+/// A pending invitation, as the project's owners see it (never with its token).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvitationView {
+    pub id: Uuid,
+    pub email: String,
+    pub role: ProjectRole,
+    pub invited_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A new invitation: `token` is shown this once, for the inviter to pass on. `Debug` hides it.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct CreatedInvitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: ProjectRole,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for CreatedInvitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedInvitation")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// What adding someone by email did: a member (they have an account) or an invitation.
+#[derive(Debug)]
+pub enum MemberAddition {
+    Added(MemberView),
+    Invited(CreatedInvitation),
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -121,14 +165,23 @@ pub struct ProjectPatch {
     pub description: Option<Option<String>>,
 }
 
-pub struct ProjectsService {
+/// What the projects service is configured with besides its connections.
+pub struct ProjectsConfig {
+    pub settings: ProjectSettings,
     /// `last_used_at` of an API key is written at most this often.
+    pub api_key_last_used_resolution_secs: i64,
+    /// Credentials that go only to the endpoint they were entered for.
+    pub bindings: Vec<SecretBinding>,
+}
+
+pub struct ProjectsService {
     last_used_resolution_secs: i64,
+    settings: ProjectSettings,
     db: Db,
     bus: EventBus<DomainEvent>,
     secret_box: SecretBox,
     auth: Arc<AuthService>,
-    /// Credentials that go only to the endpoint they were entered for.
+    limiter: RateLimiter,
     bindings: Vec<SecretBinding>,
 }
 
@@ -177,16 +230,18 @@ impl ProjectsService {
         bus: EventBus<DomainEvent>,
         secret_box: SecretBox,
         auth: Arc<AuthService>,
-        last_used_resolution_secs: i64,
-        bindings: Vec<SecretBinding>,
+        limiter: RateLimiter,
+        config: ProjectsConfig,
     ) -> Self {
         ProjectsService {
-            last_used_resolution_secs,
+            last_used_resolution_secs: config.api_key_last_used_resolution_secs,
+            settings: config.settings,
             db,
             bus,
             secret_box,
             auth,
-            bindings,
+            limiter,
+            bindings: config.bindings,
         }
     }
 
@@ -443,18 +498,37 @@ impl ProjectsService {
         Ok(Page::new(items, total, page))
     }
 
+    /// Adds someone by email: a member at once when they have an account, else an invitation
+    /// with a one-time token (registration alone never grants membership: emails are not
+    /// verified). Throttled per inviting user (`projects.member_additions_per_hour`).
     pub async fn add_member(
         &self,
         project_id: Uuid,
         email: &str,
         role: ProjectRole,
         actor: Actor,
-    ) -> Result<MemberView, ProjectsError> {
-        let user = self
-            .auth
-            .find_active_user_by_email(email)
-            .await?
-            .ok_or(ProjectsError::UnknownUserEmail)?;
+    ) -> Result<MemberAddition, ProjectsError> {
+        if let Some(user_id) = actor.user_id {
+            let decision = self
+                .limiter
+                .check(
+                    &format!("member-additions:{user_id}"),
+                    self.settings.member_additions_per_hour,
+                    std::time::Duration::from_secs(3600),
+                )
+                .await
+                .map_err(|error| ProjectsError::Internal(error.to_string()))?;
+            if !decision.allowed {
+                return Err(ProjectsError::TooManyAdditions {
+                    retry_after_secs: decision.retry_after_seconds(),
+                });
+            }
+        }
+        let Some(user) = self.auth.find_active_user_by_email(email).await? else {
+            return Ok(MemberAddition::Invited(
+                self.invite(project_id, email, role, actor).await?,
+            ));
+        };
         let mut uow = self.db.begin().await?;
         let created = member::ActiveModel {
             project_id: Set(project_id),
@@ -482,12 +556,244 @@ impl ProjectsService {
         )
         .await?;
         uow.commit().await?;
-        Ok(MemberView {
+        Ok(MemberAddition::Added(MemberView {
             user_id: user.id,
             email: user.email,
             role,
             created_at: created.created_at,
+        }))
+    }
+
+    /// A pending invitation for `email`; 409 while another is pending for it.
+    async fn invite(
+        &self,
+        project_id: Uuid,
+        email: &str,
+        role: ProjectRole,
+        actor: Actor,
+    ) -> Result<CreatedInvitation, ProjectsError> {
+        let email = normalize_email(email);
+        let token = random_token(INVITATION_PREFIX);
+        let timestamp = now();
+        let expires_at =
+            timestamp + chrono::Duration::days(i64::from(self.settings.invitation_ttl_days));
+        let mut uow = self.db.begin().await?;
+        // An expired invitation no longer stands in the way of a new one.
+        invitation::Entity::update_many()
+            .col_expr(invitation::Column::RevokedAt, Expr::value(timestamp))
+            .filter(invitation::Column::ProjectId.eq(project_id))
+            .filter(invitation::Column::Email.eq(email.as_str()))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .filter(invitation::Column::ExpiresAt.lte(timestamp))
+            .exec(&*uow)
+            .await?;
+        let inserted = invitation::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(project_id),
+            email: Set(email.clone()),
+            role: Set(role.as_str().to_owned()),
+            token_hash: Set(hash_token(&token)),
+            invited_by: Set(actor.user_id),
+            created_at: Set(timestamp),
+            expires_at: Set(expires_at),
+            accepted_at: Set(None),
+            accepted_by: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&*uow)
+        .await;
+        let created = match inserted {
+            Ok(created) => created,
+            Err(error) if is_unique_violation(&error) => {
+                drop(uow);
+                let pending = self.pending_invitations(project_id).await?;
+                let invitation_id = pending
+                    .iter()
+                    .find(|row| row.email == email)
+                    .map(|row| row.id)
+                    .unwrap_or_default();
+                return Err(ProjectsError::InvitationPending { invitation_id });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.publish(
+            &mut uow,
+            ProjectsEvent::InvitationCreated {
+                project_id,
+                invitation_id: created.id,
+                email: email.clone(),
+                role: role.as_str().to_owned(),
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(CreatedInvitation {
+            id: created.id,
+            email,
+            role,
+            token,
+            expires_at,
         })
+    }
+
+    async fn pending_invitations(
+        &self,
+        project_id: Uuid,
+    ) -> Result<Vec<invitation::Model>, ProjectsError> {
+        Ok(invitation::Entity::find()
+            .filter(invitation::Column::ProjectId.eq(project_id))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .filter(invitation::Column::ExpiresAt.gt(now()))
+            .order_by_asc(invitation::Column::CreatedAt)
+            .all(self.db.connection())
+            .await?)
+    }
+
+    /// Pending (not accepted, revoked or expired) invitations, oldest first.
+    pub async fn list_invitations(
+        &self,
+        project_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<InvitationView>, ProjectsError> {
+        let select = invitation::Entity::find()
+            .filter(invitation::Column::ProjectId.eq(project_id))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .filter(invitation::Column::ExpiresAt.gt(now()))
+            .order_by_asc(invitation::Column::CreatedAt)
+            .order_by_asc(invitation::Column::Id);
+        let (rows, total) = fetch_page(self.db.connection(), select, page).await?;
+        let items = rows
+            .into_iter()
+            .map(|row| InvitationView {
+                id: row.id,
+                email: row.email,
+                role: role_of(&row.role),
+                invited_by: row.invited_by,
+                created_at: row.created_at,
+                expires_at: row.expires_at,
+            })
+            .collect();
+        Ok(Page::new(items, total, page))
+    }
+
+    /// Revokes a pending invitation: its token stops working.
+    pub async fn revoke_invitation(
+        &self,
+        project_id: Uuid,
+        invitation_id: Uuid,
+        actor: Actor,
+    ) -> Result<(), ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let revoked = invitation::Entity::update_many()
+            .col_expr(invitation::Column::RevokedAt, Expr::value(now()))
+            .filter(invitation::Column::Id.eq(invitation_id))
+            .filter(invitation::Column::ProjectId.eq(project_id))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .exec(&*uow)
+            .await?;
+        if revoked.rows_affected == 0 {
+            return Err(ProjectsError::NotFound("invitation"));
+        }
+        self.publish(
+            &mut uow,
+            ProjectsEvent::InvitationRevoked {
+                project_id,
+                invitation_id,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// The signed-in `user` takes up an invitation: they become a member with its role. A
+    /// token works once, until it expires or is revoked.
+    pub async fn accept_invitation(
+        &self,
+        user: &CurrentUser,
+        token: &str,
+    ) -> Result<(Uuid, MemberView), ProjectsError> {
+        if !token.starts_with(INVITATION_PREFIX) {
+            return Err(ProjectsError::InvitationInvalid);
+        }
+        let timestamp = now();
+        let mut uow = self.db.begin().await?;
+        let found = invitation::Entity::find()
+            .filter(invitation::Column::TokenHash.eq(hash_token(token)))
+            .lock_exclusive()
+            .one(&*uow)
+            .await?
+            .filter(|row| {
+                row.accepted_at.is_none() && row.revoked_at.is_none() && row.expires_at > timestamp
+            })
+            .ok_or(ProjectsError::InvitationInvalid)?;
+        project::Entity::find_live()
+            .filter(project::Column::Id.eq(found.project_id))
+            .one(&*uow)
+            .await?
+            .ok_or(ProjectsError::InvitationInvalid)?;
+        let role = role_of(&found.role);
+        let created = member::ActiveModel {
+            project_id: Set(found.project_id),
+            user_id: Set(user.id),
+            role: Set(role.as_str().to_owned()),
+            created_at: Set(timestamp),
+        }
+        .insert(&*uow)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                ProjectsError::AlreadyMember
+            } else {
+                ProjectsError::from(error)
+            }
+        })?;
+        invitation::Entity::update_many()
+            .col_expr(invitation::Column::AcceptedAt, Expr::value(timestamp))
+            .col_expr(invitation::Column::AcceptedBy, Expr::value(user.id))
+            .filter(invitation::Column::Id.eq(found.id))
+            .exec(&*uow)
+            .await?;
+        for event in [
+            ProjectsEvent::InvitationAccepted {
+                project_id: found.project_id,
+                invitation_id: found.id,
+                user_id: user.id,
+                actor: user.actor(),
+            },
+            ProjectsEvent::MemberAdded {
+                project_id: found.project_id,
+                user_id: user.id,
+                role: role.as_str().to_owned(),
+                actor: user.actor(),
+            },
+        ] {
+            self.publish(&mut uow, event).await?;
+        }
+        uow.commit().await?;
+        let email = self
+            .auth
+            .users_by_ids(&[user.id])
+            .await?
+            .into_iter()
+            .next()
+            .map(|summary| summary.email)
+            .unwrap_or_default();
+        Ok((
+            found.project_id,
+            MemberView {
+                user_id: user.id,
+                email,
+                role,
+                created_at: created.created_at,
+            },
+        ))
     }
 
     /// Locks the project's owner rows, so two concurrent demotions cannot both pass the

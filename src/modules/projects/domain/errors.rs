@@ -6,10 +6,14 @@ use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 pub enum ProjectsError {
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("no active user has this email")]
-    UnknownUserEmail,
     #[error("this user is already a member")]
     AlreadyMember,
+    #[error("an invitation for this email is pending; revoke it to invite again")]
+    InvitationPending { invitation_id: uuid::Uuid },
+    #[error("this invitation is unknown, used, revoked or expired")]
+    InvitationInvalid,
+    #[error("too many members added; retry in {retry_after_secs} s")]
+    TooManyAdditions { retry_after_secs: u64 },
     #[error("a project must keep at least one owner")]
     LastOwner,
     #[error("{field}: {message}")]
@@ -27,10 +31,12 @@ impl ErrorKind for ProjectsError {
     fn code(&self) -> ErrorCode {
         match self {
             ProjectsError::NotFound(_) => ErrorCode::NotFound,
-            ProjectsError::UnknownUserEmail | ProjectsError::InvalidField { .. } => {
-                ErrorCode::ValidationError
-            }
-            ProjectsError::AlreadyMember | ProjectsError::LastOwner => ErrorCode::Conflict,
+            ProjectsError::InvalidField { .. } => ErrorCode::ValidationError,
+            ProjectsError::AlreadyMember
+            | ProjectsError::LastOwner
+            | ProjectsError::InvitationPending { .. } => ErrorCode::Conflict,
+            ProjectsError::InvitationInvalid => ErrorCode::NotFound,
+            ProjectsError::TooManyAdditions { .. } => ErrorCode::RateLimited,
             ProjectsError::Internal(_) => ErrorCode::Internal,
             ProjectsError::Unavailable(unavailable) => unavailable.code(),
         }
@@ -39,13 +45,22 @@ impl ErrorKind for ProjectsError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ProjectsError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            ProjectsError::TooManyAdditions { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        match self {
+            ProjectsError::InvitationPending { invitation_id } => {
+                serde_json::json!({ "invitation_id": invitation_id })
+            }
+            _ => serde_json::json!({}),
         }
     }
 
     fn field(&self) -> Option<&str> {
         match self {
-            ProjectsError::UnknownUserEmail => Some("email"),
             ProjectsError::InvalidField { field, .. } => Some(field),
             _ => None,
         }

@@ -40,6 +40,26 @@ pub enum ProjectsEvent {
         new_role: String,
         actor: Actor,
     },
+    /// An email without an account was invited (the token is never in the event).
+    InvitationCreated {
+        project_id: Uuid,
+        invitation_id: Uuid,
+        email: String,
+        role: String,
+        actor: Actor,
+    },
+    InvitationRevoked {
+        project_id: Uuid,
+        invitation_id: Uuid,
+        actor: Actor,
+    },
+    /// Followed by `MemberAdded` for the same user.
+    InvitationAccepted {
+        project_id: Uuid,
+        invitation_id: Uuid,
+        user_id: Uuid,
+        actor: Actor,
+    },
     /// A secret was set or deleted: its name only, never its value.
     SecretChanged {
         project_id: Uuid,
@@ -69,6 +89,9 @@ impl ProjectsEvent {
             ProjectsEvent::MemberAdded { .. } => "projects.member_added",
             ProjectsEvent::MemberRemoved { .. } => "projects.member_removed",
             ProjectsEvent::MemberRoleChanged { .. } => "projects.member_role_changed",
+            ProjectsEvent::InvitationCreated { .. } => "projects.invitation_created",
+            ProjectsEvent::InvitationRevoked { .. } => "projects.invitation_revoked",
+            ProjectsEvent::InvitationAccepted { .. } => "projects.invitation_accepted",
             ProjectsEvent::SecretChanged { .. } => "projects.secret_changed",
             ProjectsEvent::ApiKeyCreated { .. } => "projects.api_key_created",
             ProjectsEvent::ApiKeyRevoked { .. } => "projects.api_key_revoked",

@@ -7,7 +7,9 @@ use crate::core::auth::{Owner, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::pagination::PageParams;
-use crate::modules::projects::service::{MemberView, ProjectsService};
+use crate::modules::projects::service::{
+    CreatedInvitation, MemberAddition, MemberView, ProjectsService,
+};
 
 use super::schemas::{AddMemberRequest, ChangeRoleRequest};
 
@@ -23,21 +25,27 @@ pub async fn list_members(
     Ok(HttpResponse::Ok().json(projects.members(access.project_id, &page).await?))
 }
 
-/// Adds an existing user by email.
+/// Adds someone by email: 201 with the member when they have an account, else 202 with an
+/// invitation whose `token` is shown this once (pass it on; they accept it once signed in).
 #[utoipa::path(post, path = "/api/v1/projects/{pid}/members", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path)), request_body = AddMemberRequest,
-    responses((status = 201, body = MemberView), (status = 409, body = ErrorEnvelope),
-              (status = 422, description = "no such user", body = ErrorEnvelope)))]
+    responses((status = 201, body = MemberView),
+              (status = 202, body = CreatedInvitation, description = "no account with this email yet: invited"),
+              (status = 409, body = ErrorEnvelope, description = "already a member, or an invitation is pending"),
+              (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 #[post("/projects/{pid}/members")]
 pub async fn add_member(
     access: ProjectAccess<Owner>,
     projects: web::Data<ProjectsService>,
     body: ValidJson<AddMemberRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let member = projects
+    let added = projects
         .add_member(access.project_id, &body.email, body.role, access.actor())
         .await?;
-    Ok(HttpResponse::Created().json(member))
+    Ok(match added {
+        MemberAddition::Added(member) => HttpResponse::Created().json(member),
+        MemberAddition::Invited(invitation) => HttpResponse::Accepted().json(invitation),
+    })
 }
 
 /// Changes a member's role; the last owner cannot be demoted (409).

@@ -1,6 +1,7 @@
-//! `/api/v1/projects*` and `/api/v1/public/api-key`.
+//! `/api/v1/projects*`, `/api/v1/invitations/accept` and `/api/v1/public/api-key`.
 
 pub mod api_keys;
+pub mod invitations;
 pub mod members;
 pub mod projects;
 pub mod schemas;
@@ -18,6 +19,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(members::add_member)
         .service(members::change_member_role)
         .service(members::remove_member)
+        .service(invitations::list_invitations)
+        .service(invitations::revoke_invitation)
+        .service(invitations::accept_invitation)
         .service(secrets::list_secrets)
         .service(secrets::put_secret)
         .service(secrets::delete_secret)

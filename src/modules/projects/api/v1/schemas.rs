@@ -34,6 +34,21 @@ pub struct AddMemberRequest {
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitationRequest {
+    /// The token the invitation was created with.
+    #[validate(length(min = 1, max = 200))]
+    pub token: String,
+}
+
+/// The project joined and the membership.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedInvitation {
+    pub project_id: Uuid,
+    pub member: crate::modules::projects::service::MemberView,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct ChangeRoleRequest {
     pub role: ProjectRole,
 }

@@ -5,7 +5,8 @@
 //! - [`ProjectAccess<R>`]: a member of the project in the path (`{pid}`) with at least role `R`
 //!   (saas_admin sees every project as owner). A project the caller may not see answers 404;
 //!   one they see with too small a role answers 403;
-//! - [`ApiKeyPrincipal`]: a live project API key in `X-Api-Key`.
+//! - [`ApiKeyPrincipal<S>`]: a live project API key in `X-Api-Key` allowed the scope `S`
+//!   ([`scope::Chat`], [`scope::Embeddings`], or [`scope::Any`]); a key without it answers 403.
 //!
 //! Core knows no module: the auth and projects modules register the lookups behind these
 //! extractors as an [`AuthProviders`] at start-up.
@@ -126,14 +127,88 @@ pub struct VerifiedToken {
     pub session_id: Option<Uuid>,
 }
 
-/// A live API key and the project it belongs to.
+/// What a project API key may be used for. A key created without scopes may be used for
+/// everything (so keys made before scopes existed keep working).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// The public chat API and the OpenAI-compatible chat routes.
+    Chat,
+    /// The embeddings routes.
+    Embeddings,
+}
+
+impl ApiScope {
+    pub const ALL: [ApiScope; 2] = [ApiScope::Chat, ApiScope::Embeddings];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Chat => "chat",
+            ApiScope::Embeddings => "embeddings",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == value)
+    }
+
+    /// Whether a key with `granted` scopes may be used for `self` (none granted: all).
+    pub fn granted_by(self, granted: &[String]) -> bool {
+        granted.is_empty() || granted.iter().any(|scope| scope == self.as_str())
+    }
+}
+
+/// A live API key, as the projects module resolves it.
 #[derive(Debug, Clone)]
-pub struct ApiKeyPrincipal {
+pub struct ResolvedApiKey {
+    pub key_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+/// The scope a route needs, as a type: `ApiKeyPrincipal<scope::Chat>`.
+pub trait RequiredScope {
+    const SCOPE: Option<ApiScope>;
+}
+
+pub mod scope {
+    use super::{ApiScope, RequiredScope};
+
+    /// Any live key (e.g. to ask what the key is).
+    pub struct Any;
+    pub struct Chat;
+    pub struct Embeddings;
+
+    impl RequiredScope for Any {
+        const SCOPE: Option<ApiScope> = None;
+    }
+    impl RequiredScope for Chat {
+        const SCOPE: Option<ApiScope> = Some(ApiScope::Chat);
+    }
+    impl RequiredScope for Embeddings {
+        const SCOPE: Option<ApiScope> = Some(ApiScope::Embeddings);
+    }
+}
+
+/// A live API key allowed the scope `S`, and the project it belongs to.
+pub struct ApiKeyPrincipal<S: RequiredScope = scope::Any> {
     pub key_id: Uuid,
     pub project_id: Uuid,
     pub name: String,
     pub scopes: Vec<String>,
     pub ip: Option<String>,
+    required: PhantomData<S>,
+}
+
+impl<S: RequiredScope> std::fmt::Debug for ApiKeyPrincipal<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyPrincipal")
+            .field("key_id", &self.key_id)
+            .field("project_id", &self.project_id)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// Checks an access token (auth module).
@@ -155,7 +230,7 @@ pub trait ProjectRoles: Send + Sync + 'static {
 /// Resolves a presented API key (projects module).
 #[async_trait]
 pub trait ApiKeys: Send + Sync + 'static {
-    async fn resolve_api_key(&self, key: &str) -> Result<Option<ApiKeyPrincipal>, AppError>;
+    async fn resolve_api_key(&self, key: &str) -> Result<Option<ResolvedApiKey>, AppError>;
 }
 
 /// The lookups behind the extractors, registered as app data.
@@ -364,7 +439,7 @@ impl<R: MinimumRole + 'static> FromRequest for ProjectAccess<R> {
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-impl FromRequest for ApiKeyPrincipal {
+impl<S: RequiredScope + 'static> FromRequest for ApiKeyPrincipal<S> {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
@@ -385,16 +460,29 @@ impl FromRequest for ApiKeyPrincipal {
                 })?
                 .to_owned();
             let providers = providers(&req)?;
-            let mut principal =
-                providers
-                    .api_keys
-                    .resolve_api_key(&key)
-                    .await?
-                    .ok_or_else(|| {
-                        AppError::new(ErrorCode::InvalidToken, "unknown or revoked API key")
-                    })?;
-            principal.ip = client_ip(&req);
-            Ok(principal)
+            let resolved = providers
+                .api_keys
+                .resolve_api_key(&key)
+                .await?
+                .ok_or_else(|| {
+                    AppError::new(ErrorCode::InvalidToken, "unknown or revoked API key")
+                })?;
+            if let Some(scope) = S::SCOPE
+                && !scope.granted_by(&resolved.scopes)
+            {
+                return Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    format!("this API key lacks the `{}` scope", scope.as_str()),
+                ));
+            }
+            Ok(ApiKeyPrincipal {
+                key_id: resolved.key_id,
+                project_id: resolved.project_id,
+                name: resolved.name,
+                scopes: resolved.scopes,
+                ip: client_ip(&req),
+                required: PhantomData,
+            })
         })
     }
 }

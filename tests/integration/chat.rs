@@ -1048,3 +1048,51 @@ async fn deleting_an_avatar_takes_its_conversations_and_messages_along() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn api_key_scopes_are_a_known_set_and_the_public_chat_needs_chat() {
+    let chat = chat_app(&[], Reply::answer(ANSWER, (5, 5)), true).await;
+    let keys = format!("/api/v1/projects/{}/api-keys", chat.pid);
+    let create = |scopes: Value| {
+        let body = json!({"name": "k", "scopes": scopes});
+        let app = &chat.app;
+        let owner = &chat.owner;
+        let keys = keys.clone();
+        async move { app.post_as(owner, &keys, &body).await }
+    };
+    for refused in [json!(["read-only"]), json!(["x".repeat(10_000)])] {
+        let response = create(refused.clone()).await;
+        assert_eq!(
+            response.error(422, "VALIDATION_ERROR")["field"],
+            "scopes",
+            "{refused}"
+        );
+        assert!(response.text.len() < 500, "the scope is not echoed whole");
+    }
+    let embeddings_only = create(json!(["embeddings"])).await;
+    assert_eq!(embeddings_only.status, 201, "{}", embeddings_only.text);
+    let body = json!({"end_user": {"external_id": "u"}, "message": "Update?"});
+    let refused = chat
+        .public_chat(
+            embeddings_only.json["key"].as_str().unwrap(),
+            chat.aid,
+            &body,
+        )
+        .await;
+    assert_eq!(
+        refused.error(403, "FORBIDDEN")["message"],
+        "this API key lacks the `chat` scope"
+    );
+    let chat_key = create(json!(["chat", "chat"])).await;
+    assert_eq!(chat_key.json["scopes"], json!(["chat"]));
+    let allowed = chat
+        .public_chat(chat_key.json["key"].as_str().unwrap(), chat.aid, &body)
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text);
+    // No scopes: every scope, as keys made before scopes existed.
+    let unscoped = create(json!([])).await;
+    let allowed = chat
+        .public_chat(unscoped.json["key"].as_str().unwrap(), chat.aid, &body)
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text);
+}

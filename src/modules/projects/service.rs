@@ -16,7 +16,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::auth::{Actor, ApiKeyPrincipal, ApiKeys, CurrentUser, ProjectRole, ProjectRoles};
+use crate::core::auth::{
+    Actor, ApiKeys, ApiScope, CurrentUser, ProjectRole, ProjectRoles, ResolvedApiKey,
+};
 use crate::core::cache::RateLimiter;
 use crate::core::config::ProjectSettings;
 use crate::core::crypto::{SecretBox, hash_token, random_token};
@@ -1093,6 +1095,7 @@ impl ProjectsService {
         })
     }
 
+    /// A new key for `scopes` (none: every scope), each one of [`ApiScope::ALL`].
     pub async fn create_api_key(
         &self,
         project_id: Uuid,
@@ -1100,6 +1103,22 @@ impl ProjectsService {
         scopes: Vec<String>,
         actor: Actor,
     ) -> Result<CreatedApiKey, ProjectsError> {
+        let mut checked: Vec<String> = Vec::with_capacity(scopes.len());
+        for scope in &scopes {
+            let known =
+                ApiScope::parse(scope.trim()).ok_or_else(|| ProjectsError::InvalidField {
+                    field: "scopes",
+                    message: format!(
+                        "unknown scope `{}`; the scopes are {}",
+                        scope.chars().take(40).collect::<String>(),
+                        ApiScope::ALL.map(ApiScope::as_str).join(", ")
+                    ),
+                })?;
+            if !checked.iter().any(|existing| existing == known.as_str()) {
+                checked.push(known.as_str().to_owned());
+            }
+        }
+        let scopes = checked;
         let key = random_token(API_KEY_PREFIX);
         let prefix: String = key
             .chars()
@@ -1228,7 +1247,7 @@ impl ProjectRoles for ProjectsService {
 
 #[async_trait]
 impl ApiKeys for ProjectsService {
-    async fn resolve_api_key(&self, key: &str) -> Result<Option<ApiKeyPrincipal>, AppError> {
+    async fn resolve_api_key(&self, key: &str) -> Result<Option<ResolvedApiKey>, AppError> {
         if !key.starts_with(API_KEY_PREFIX) {
             return Ok(None);
         }
@@ -1255,12 +1274,11 @@ impl ApiKeys for ProjectsService {
                 .await?;
         }
         let view = api_key_view(&row);
-        Ok(Some(ApiKeyPrincipal {
+        Ok(Some(ResolvedApiKey {
             key_id: row.id,
             project_id: row.project_id,
             name: row.name,
             scopes: view.scopes,
-            ip: None,
         }))
     }
 }

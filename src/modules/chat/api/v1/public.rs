@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::core::auth::{Actor, ApiKeyPrincipal};
+use crate::core::auth::{Actor, ApiKeyPrincipal, scope};
 use crate::core::cache::RateLimiter;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidJson;
@@ -49,7 +49,7 @@ pub struct PublicChatRequest {
 #[post("/public/avatars/{aid}/chat")]
 pub async fn chat(
     request: HttpRequest,
-    key: ApiKeyPrincipal,
+    key: ApiKeyPrincipal<scope::Chat>,
     chat: web::Data<ChatService>,
     limiter: web::Data<RateLimiter>,
     path: web::Path<Uuid>,

@@ -64,8 +64,9 @@ pub struct PutSecretRequest {
 pub struct CreateApiKeyRequest {
     #[validate(length(min = 1, max = 100))]
     pub name: String,
-    /// Free-form scope names; `chat` is what the public chat API will check.
-    #[validate(length(max = 20))]
+    /// What the key may be used for: `chat` (the public chat API, the OpenAI-compatible chat
+    /// routes), `embeddings`. Omitted or empty: everything. Unknown scopes are refused (422).
+    #[validate(length(max = 10))]
     pub scopes: Option<Vec<String>>,
 }
 

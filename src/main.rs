@@ -8,6 +8,8 @@ use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::{db, telemetry};
+use avatar_platform::modules::documents::parsing::DocumentFormat;
+use avatar_platform::modules::documents::sandbox;
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
@@ -61,6 +63,27 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Internal: parses and chunks one document from stdin in a limited child process (the
+    /// server runs it for every document; see documents.parser_program).
+    #[command(name = "parse-document", hide = true)]
+    ParseDocument {
+        #[arg(long, value_parser = parse_format)]
+        format: DocumentFormat,
+        #[arg(long)]
+        chunk_size: usize,
+        #[arg(long)]
+        chunk_overlap: usize,
+        #[arg(long)]
+        max_chunks: usize,
+        #[arg(long)]
+        cpu_secs: u64,
+        #[arg(long)]
+        memory_mb: u64,
+    },
+}
+
+fn parse_format(value: &str) -> Result<DocumentFormat, String> {
+    DocumentFormat::parse(value).ok_or_else(|| format!("unknown document format `{value}`"))
 }
 
 #[derive(Subcommand)]
@@ -105,6 +128,29 @@ enum MigrateAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The parsing child: no settings, no runtime, no environment; just the document.
+    if let Command::ParseDocument {
+        format,
+        chunk_size,
+        chunk_overlap,
+        max_chunks,
+        cpu_secs,
+        memory_mb,
+    } = cli.command
+    {
+        return sandbox::run_child(
+            sandbox::ParseRequest {
+                format,
+                chunk_size,
+                chunk_overlap,
+                max_chunks,
+            },
+            sandbox::ChildLimits {
+                cpu_secs,
+                memory_mb,
+            },
+        );
+    }
     if let Command::Openapi = cli.command {
         return match serde_json::to_string_pretty(&avatar_platform::modules::openapi_document()) {
             Ok(json) => {
@@ -211,7 +257,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::ParseDocument { .. } => Ok(()),
         Command::Admin { action } => admin(action, settings).await,
         Command::Documents {
             action: DocumentsAction::Reembed,

@@ -37,6 +37,10 @@ pub async fn start_app(url: &str, env: &[(&str, &str)]) -> anyhow::Result<BenchA
         ("DATA_DIR", data_path.as_str()),
         ("APP__SERVER__BIND", "127.0.0.1:0"),
         ("APP__TELEMETRY__LOG_LEVEL", "error"),
+        (
+            "APP__DOCUMENTS__PARSER_PROGRAM",
+            env!("CARGO_BIN_EXE_avatar-platform"),
+        ),
     ];
     let env: Vec<(String, String)> = base_env
         .iter()

@@ -16,6 +16,7 @@ mod m20261203_023813_end_users_and_chat;
 mod m20261203_081822_platform_config_outbound_allow_list;
 mod m20261203_084848_auth_refresh_reuse_grace;
 mod m20261203_085255_projects_invitations;
+mod m20261203_090555_documents_processing_heartbeat;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_081822_platform_config_outbound_allow_list::Migration),
             Box::new(m20261203_084848_auth_refresh_reuse_grace::Migration),
             Box::new(m20261203_085255_projects_invitations::Migration),
+            Box::new(m20261203_090555_documents_processing_heartbeat::Migration),
         ]
     }
 }

@@ -133,6 +133,69 @@ pub struct JobSettings {
     pub failed_retention_days: u32,
 }
 
+impl DocumentSettings {
+    /// How long a `documents.process` job may run: the processing limit, plus time to record
+    /// the outcome. Derived, so the job framework never drops a run that is still deciding.
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.processing_timeout_secs + DOCUMENT_JOB_MARGIN_SECS)
+    }
+
+    /// The limits must nest: parsing within processing, CPU within wall clock, a heartbeat
+    /// well within the time after which a silent run counts as dead.
+    fn validate(&self, workers: usize) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: format!("documents.{key}"),
+                reason,
+            })
+        };
+        if self.processing_timeout_secs == 0 {
+            return invalid("processing_timeout_secs", "must be at least 1".into());
+        }
+        if self.parse_timeout_secs == 0 || self.parse_timeout_secs > self.processing_timeout_secs {
+            return invalid(
+                "parse_timeout_secs",
+                "must be 1 to documents.processing_timeout_secs".into(),
+            );
+        }
+        if self.parse_cpu_secs == 0 || self.parse_cpu_secs > self.parse_timeout_secs {
+            return invalid(
+                "parse_cpu_secs",
+                "must be 1 to documents.parse_timeout_secs".into(),
+            );
+        }
+        if self.parse_memory_mb < 64 {
+            return invalid("parse_memory_mb", "must be at least 64".into());
+        }
+        if self.max_chunks_per_document == 0 {
+            return invalid("max_chunks_per_document", "must be at least 1".into());
+        }
+        if self.heartbeat_secs == 0 || self.stale_after_secs < 2 * self.heartbeat_secs {
+            return invalid(
+                "stale_after_secs",
+                "must be at least twice documents.heartbeat_secs (and that at least 1)".into(),
+            );
+        }
+        if self.max_processing_per_project < 1 {
+            return invalid("max_processing_per_project", "must be at least 1".into());
+        }
+        // One project must not hold every worker: another tenant's document waits otherwise.
+        if workers >= 2 && self.max_processing_per_project >= workers as i64 {
+            return invalid(
+                "max_processing_per_project",
+                format!(
+                    "must be less than jobs.workers ({workers}), so another project's document \
+                     always finds a worker"
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// See [`DocumentSettings::job_timeout`].
+const DOCUMENT_JOB_MARGIN_SECS: u64 = 60;
+
 impl JobSettings {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
@@ -208,6 +271,13 @@ pub struct DocumentSettings {
     pub max_upload_bytes: u64,
     pub max_processing_per_project: i64,
     pub processing_timeout_secs: u64,
+    pub parser_program: String,
+    pub parse_timeout_secs: u64,
+    pub parse_cpu_secs: u64,
+    pub parse_memory_mb: u64,
+    pub max_chunks_per_document: usize,
+    pub heartbeat_secs: u64,
+    pub stale_after_secs: u64,
     pub stuck_after_secs: u64,
     pub max_attempts: i32,
     pub defer_secs: u64,
@@ -456,6 +526,7 @@ impl Settings {
                 reason: "must be 1 to 16000".into(),
             });
         }
+        self.documents.validate(self.jobs.workers)?;
         if self.documents.embed_batch_size == 0 || self.documents.insert_batch_size == 0 {
             return Err(ConfigError::Invalid {
                 key: "documents.embed_batch_size".into(),

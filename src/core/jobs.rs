@@ -48,6 +48,8 @@ pub struct JobContext {
     extensions: Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// Run-time limits of task types that legitimately run longer than `task_timeout_secs`.
     timeouts: Arc<HashMap<String, Duration>>,
+    /// Turns true when the worker pool shuts down (set by [`WorkerPool::start`]).
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 tokio::task_local! {
@@ -61,6 +63,19 @@ impl JobContext {
             settings,
             extensions: Arc::new(HashMap::new()),
             timeouts: Arc::new(HashMap::new()),
+            shutdown: None,
+        }
+    }
+
+    /// Resolves when the workers are shutting down: a long task can then stop early and leave
+    /// its work to be resumed, instead of holding the shutdown for its whole grace period.
+    /// Never resolves outside a worker pool.
+    pub async fn stopping(&self) {
+        match self.shutdown.clone() {
+            Some(mut shutdown) => {
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+            }
+            None => std::future::pending().await,
         }
     }
 
@@ -284,6 +299,10 @@ impl WorkerPool {
     /// Starts `count` workers polling every task type.
     pub fn start(queue: JobQueue, context: JobContext, count: usize) -> WorkerPool {
         let (shutdown, receiver) = watch::channel(false);
+        let context = JobContext {
+            shutdown: Some(receiver.clone()),
+            ..context
+        };
         let mut workers = JoinSet::new();
         for index in 0..count {
             let worker = Worker {

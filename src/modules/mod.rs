@@ -100,6 +100,8 @@ impl Services {
                 settings: settings.documents.clone(),
                 retrieval: settings.retrieval.clone(),
                 upload_dir: settings.data_dir.join("tmp").join("uploads"),
+                sandbox: documents::sandbox::Sandbox::new(&settings.documents)
+                    .map_err(|error| anyhow::anyhow!("documents: {error}"))?,
             },
         ));
         context
@@ -154,6 +156,10 @@ impl Services {
             + std::time::Duration::from_secs(60);
         base.with(self.documents.clone())
             .with_timeout(documents::tasks::BuildVectorIndex::NAME, index_build)
+            .with_timeout(
+                documents::tasks::ProcessDocument::NAME,
+                self.documents.settings().job_timeout(),
+            )
     }
 
     /// The modules' periodic tasks, scheduled at start-up.

@@ -748,6 +748,8 @@ async fn a_run_past_its_timeout_fails_with_that_reason() {
         ("APP__EMBEDDINGS__BASE_URL", &fake.url),
         ("APP__EMBEDDINGS__TIMEOUT_SECS", "60"),
         ("APP__DOCUMENTS__PROCESSING_TIMEOUT_SECS", "1"),
+        ("APP__DOCUMENTS__PARSE_TIMEOUT_SECS", "1"),
+        ("APP__DOCUMENTS__PARSE_CPU_SECS", "1"),
     ])
     .await;
     let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;

@@ -124,6 +124,11 @@ pub fn test_settings(
         ("APP__SERVER__BIND".into(), "127.0.0.1:0".into()),
         ("APP__SERVER__HTTP_WORKERS".into(), "2".into()),
         ("APP__DATABASE__MAX_CONNECTIONS".into(), "10".into()),
+        // Documents are parsed by the real binary, as in production.
+        (
+            "APP__DOCUMENTS__PARSER_PROGRAM".into(),
+            env!("CARGO_BIN_EXE_avatar-platform").into(),
+        ),
     ];
     for (key, value) in overrides {
         env.retain(|(existing, _)| existing != key);

@@ -20,7 +20,7 @@ pub enum ChunkError {
 }
 
 /// One piece of a document, ready to embed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     pub ordinal: i32,
     pub text: String,

@@ -9,6 +9,7 @@ pub mod embedding;
 pub mod handlers;
 pub mod parsing;
 pub mod retrieval;
+pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod tasks;

@@ -32,6 +32,10 @@ pub struct ProcessDocument {
 }
 
 impl ProcessDocument {
+    /// The task type, for its own run-time limit (`documents.processing_timeout_secs` and a
+    /// margin: the run stops itself first).
+    pub const NAME: &'static str = "documents.process";
+
     pub fn now(document_id: Uuid) -> Self {
         ProcessDocument {
             document_id,
@@ -47,7 +51,7 @@ impl AsyncRunnable for ProcessDocument {
         let context = JobContext::current()?;
         let documents = service(&context)?;
         match documents
-            .process(self.document_id)
+            .process(self.document_id, context.stopping())
             .await
             .map_err(task_error)?
         {

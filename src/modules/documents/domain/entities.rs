@@ -28,6 +28,10 @@ pub(in crate::modules::documents) mod document {
         pub updated_at: DateTimeUtc,
         pub processing_started_at: Option<DateTimeUtc>,
         pub processed_at: Option<DateTimeUtc>,
+        /// The run that owns the document while it is `processing`.
+        pub processing_run_id: Option<Uuid>,
+        /// Refreshed by that run while it is alive.
+        pub heartbeat_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod events;
 mod fake_llm;
 mod fixtures;
 mod helpers;
+mod ingestion_limits;
 mod jobs;
 mod outages;
 mod outbound;

@@ -395,10 +395,10 @@ fn pdf_pages_without_text_are_skipped_and_no_text_at_all_is_empty() {
     let scan = save(build_pdf_document(&[b"0 0 100 100 re f", b"q Q"], None));
     assert_eq!(
         parsing::parse(DocumentFormat::Pdf, &scan),
-        Err(ParseError::Empty)
+        Err(ParseError::Empty(DocumentFormat::Pdf))
     );
     assert_eq!(
-        ParseError::Empty.to_string(),
+        ParseError::Empty(DocumentFormat::Pdf).to_string(),
         "no text could be extracted (a scanned PDF has no text layer)"
     );
 }
@@ -442,7 +442,7 @@ fn garbage_and_truncated_pdfs_are_corrupt_not_panics() {
     for length in [whole.len() / 4, whole.len() / 2, whole.len() - 40] {
         match parsing::parse(DocumentFormat::Pdf, &whole[..length]) {
             Ok(document) => assert!(document.text().contains("page")),
-            Err(ParseError::Corrupt(_) | ParseError::Empty) => {}
+            Err(ParseError::Corrupt(_) | ParseError::Empty(_)) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -552,7 +552,7 @@ fn docx_without_text_is_empty() {
     let bytes = docx(&[("word/document.xml", &document)]);
     assert_eq!(
         parsing::parse(DocumentFormat::Docx, &bytes),
-        Err(ParseError::Empty)
+        Err(ParseError::Empty(DocumentFormat::Docx))
     );
 }
 
@@ -628,7 +628,7 @@ fn html_with_only_markup_is_empty_and_deep_nesting_does_not_crash() {
     let only_markup = b"<html><head><script>x()</script></head><body><div> </div></body></html>";
     assert_eq!(
         parsing::parse(DocumentFormat::Html, only_markup),
-        Err(ParseError::Empty)
+        Err(ParseError::Empty(DocumentFormat::Html))
     );
 
     // Deep but plausible nesting is read; absurd nesting (html5ever is quadratic in depth) is
@@ -731,12 +731,12 @@ fn whitespace_only_input_is_empty_in_every_text_format() {
     ] {
         assert_eq!(
             parsing::parse(format, b" \r\n\t\n  \x0c"),
-            Err(ParseError::Empty),
+            Err(ParseError::Empty(format)),
             "{format}"
         );
         assert_eq!(
             parsing::parse(format, b""),
-            Err(ParseError::Empty),
+            Err(ParseError::Empty(format)),
             "{format}"
         );
     }
@@ -797,7 +797,7 @@ fn csv_delimiters_and_encodings_are_detected() {
 
     assert_eq!(
         parsing::parse(DocumentFormat::Csv, b"only,a,header\n"),
-        Err(ParseError::Empty)
+        Err(ParseError::Empty(DocumentFormat::Csv))
     );
 }
 
@@ -955,4 +955,27 @@ fn real_html_with_injected_scripts_and_styles_drops_them() {
         assert!(!text.contains(absent), "{absent:?} leaked");
     }
     assert!(text.contains("Debian is a volunteer organization"));
+}
+
+#[test]
+fn markdown_html_blocks_keep_their_text_and_empty_files_say_so_in_their_own_terms() {
+    let source = "# Welcome\n\n<div class=\"hero\">\n  <p>Welcome to Acme <b>cloud</b> support.</p>\n</div>\n\nPlain <span>inline</span> text.\n";
+    let document = parsed(DocumentFormat::Markdown, source.as_bytes());
+    let text = document.text();
+    assert!(text.contains("Welcome to Acme cloud support."), "{text}");
+    assert!(text.contains("Plain inline text."), "{text}");
+    assert!(!text.contains("<div"), "{text}");
+
+    let html_only = "<div>\n<p>Only HTML here: opening hours are 9 to 5.</p>\n</div>\n";
+    let document = parsed(DocumentFormat::Markdown, html_only.as_bytes());
+    assert!(
+        document.text().contains("opening hours are 9 to 5"),
+        "{}",
+        document.text()
+    );
+
+    let markup_only = "<div>\n<!-- nothing to read -->\n</div>\n";
+    let error = parsing::parse(DocumentFormat::Markdown, markup_only.as_bytes()).unwrap_err();
+    assert_eq!(error.to_string(), "the Markdown file has no text");
+    assert!(!error.to_string().contains("PDF"));
 }

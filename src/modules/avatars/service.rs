@@ -145,12 +145,17 @@ fn view(model: &avatar::Model) -> AvatarView {
     }
 }
 
-/// The rule no field-level check can state: overlap below size.
+/// The rule no field-level check can state: chunks overlap by at most half their size (more
+/// would store most of the text several times over and multiply the chunks of a document).
 fn check_overlap(chunk_size: i32, chunk_overlap: i32) -> Result<(), AvatarsError> {
-    if chunk_overlap >= chunk_size {
+    if chunk_overlap.saturating_mul(2) > chunk_size {
         return Err(AvatarsError::InvalidField {
             field: "rag.chunk_overlap",
-            message: format!("must be less than rag.chunk_size ({chunk_size})"),
+            message: format!(
+                "must be at most half of rag.chunk_size ({}), here {}",
+                chunk_size,
+                chunk_size / 2
+            ),
         });
     }
     Ok(())

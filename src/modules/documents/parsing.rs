@@ -116,12 +116,24 @@ pub enum SniffError {
 pub enum ParseError {
     #[error("the PDF is encrypted")]
     Encrypted,
-    #[error("no text could be extracted (a scanned PDF has no text layer)")]
-    Empty,
+    /// Nothing to read; the message fits the format (a scan for a PDF, markup for a page).
+    #[error("{}", empty_message(*.0))]
+    Empty(DocumentFormat),
     #[error("the file is damaged: {0}")]
     Corrupt(String),
     #[error("the file cannot be read: {0}")]
     Unsupported(String),
+}
+
+fn empty_message(format: DocumentFormat) -> &'static str {
+    match format {
+        DocumentFormat::Pdf => "no text could be extracted (a scanned PDF has no text layer)",
+        DocumentFormat::Docx => "the Word document has no text",
+        DocumentFormat::Html => "the page has no readable text, only markup",
+        DocumentFormat::Markdown => "the Markdown file has no text",
+        DocumentFormat::Text => "the file has no text",
+        DocumentFormat::Csv => "the CSV file has no rows with text",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,7 +387,7 @@ pub fn parse(format: DocumentFormat, bytes: &[u8]) -> Result<ParsedDocument, Par
         .filter(|section| !section.text.trim().is_empty())
         .collect();
     if sections.is_empty() {
-        return Err(ParseError::Empty);
+        return Err(ParseError::Empty(format));
     }
     Ok(ParsedDocument {
         sections,
@@ -1196,6 +1208,8 @@ fn parse_markdown(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     let mut in_code = false;
     let mut cells: Vec<String> = Vec::new();
     let mut in_cell = false;
+    // Raw HTML blocks (`<div>Welcome…</div>`) are collected whole and read as HTML.
+    let mut html_block: Option<String> = None;
 
     for event in Parser::new_ext(&source, options) {
         // Inline text goes to the heading, the table cell or the block being built.
@@ -1286,8 +1300,28 @@ fn parse_markdown(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
                 target.push_str(&format!("[{label}]"));
             }
             Markdown::Rule => builder.block(&std::mem::take(&mut block)),
-            // Raw HTML is markup, not text.
-            Markdown::Html(_) | Markdown::InlineHtml(_) => {}
+            Markdown::Start(Tag::HtmlBlock) => {
+                if list_depth == 0 {
+                    builder.block(&std::mem::take(&mut block));
+                }
+                html_block = Some(String::new());
+            }
+            Markdown::End(TagEnd::HtmlBlock) => {
+                if let Some(html) = html_block.take()
+                    && let Ok(parsed) = parse_html(html.as_bytes())
+                {
+                    for section in parsed.sections {
+                        builder.block(&section.text);
+                    }
+                }
+            }
+            Markdown::Html(html) => {
+                if let Some(buffer) = html_block.as_mut() {
+                    buffer.push_str(&html);
+                }
+            }
+            // Inline tags are markup; the text between them comes as text.
+            Markdown::InlineHtml(_) => {}
             Markdown::Start(_) | Markdown::End(_) => {}
         }
     }

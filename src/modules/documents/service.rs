@@ -843,6 +843,7 @@ impl DocumentsService {
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE documents SET status = 'failed', processing_run_id = NULL, \
+                 chunks_count = 0, tokens_count = 0, \
                  error = 'processing stopped ' || attempts || ' times without finishing (its \
                  worker was lost); giving up', updated_at = now() \
                  WHERE status = 'processing' AND attempts >= $2 \
@@ -1088,6 +1089,8 @@ impl DocumentsService {
                 Expr::value(DocumentStatus::Failed.as_str()),
             )
             .col_expr(document::Column::Error, Expr::value(reason))
+            .col_expr(document::Column::ChunksCount, Expr::value(0))
+            .col_expr(document::Column::TokensCount, Expr::value(0))
             .col_expr(
                 document::Column::ProcessingRunId,
                 Expr::value(Option::<Uuid>::None),

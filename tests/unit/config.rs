@@ -135,6 +135,70 @@ fn index_settings_outside_pgvector_bounds_or_not_a_size_are_refused() {
 }
 
 #[test]
+fn timeouts_limits_and_the_fairness_cap_are_checked_against_each_other() {
+    let settings = load(&[("APP_ENV", "test"), DB]).unwrap();
+    let documents = &settings.documents;
+    assert!(documents.parse_cpu_secs <= documents.parse_timeout_secs);
+    assert!(documents.parse_timeout_secs <= documents.processing_timeout_secs);
+    assert!(documents.job_timeout().as_secs() > documents.processing_timeout_secs);
+    assert!((documents.max_processing_per_project as usize) < settings.jobs.workers);
+    for (pairs, named) in [
+        (
+            vec![("APP__DOCUMENTS__PARSE_TIMEOUT_SECS", "900")],
+            "documents.parse_timeout_secs",
+        ),
+        (
+            vec![("APP__DOCUMENTS__PARSE_CPU_SECS", "301")],
+            "documents.parse_cpu_secs",
+        ),
+        (
+            vec![("APP__DOCUMENTS__STALE_AFTER_SECS", "5")],
+            "documents.stale_after_secs",
+        ),
+        (
+            vec![("APP__DOCUMENTS__MAX_PROCESSING_PER_PROJECT", "2")],
+            "documents.max_processing_per_project",
+        ),
+        (
+            vec![("APP__DOCUMENTS__PARSE_MEMORY_MB", "10")],
+            "documents.parse_memory_mb",
+        ),
+        (
+            vec![("APP__OUTBOUND__ALLOWED_HOSTS", "llm.internal, not a host!")],
+            "outbound.allowed_hosts",
+        ),
+    ] {
+        let mut all = vec![("APP_ENV", "test"), DB];
+        all.extend(pairs.iter().copied());
+        let error = load(&all).unwrap_err();
+        assert!(
+            error.starts_with(&format!("setting `{named}` is invalid")),
+            "{pairs:?}: {error}"
+        );
+    }
+    // With one worker there is nothing to share: the cap may equal it.
+    assert!(
+        load(&[
+            ("APP_ENV", "test"),
+            DB,
+            ("APP__JOBS__WORKERS", "1"),
+            ("APP__DOCUMENTS__MAX_PROCESSING_PER_PROJECT", "1"),
+        ])
+        .is_ok()
+    );
+    let allowed = load(&[
+        ("APP_ENV", "test"),
+        DB,
+        ("APP__OUTBOUND__ALLOWED_HOSTS", "llm.internal, 10.0.0.0/8"),
+    ])
+    .unwrap();
+    assert_eq!(
+        allowed.outbound.allowed_hosts,
+        vec!["llm.internal".to_owned(), "10.0.0.0/8".to_owned()]
+    );
+}
+
+#[test]
 fn a_missing_database_url_is_named() {
     let error = load(&[("APP_ENV", "test")]).unwrap_err();
     assert!(

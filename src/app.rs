@@ -146,6 +146,8 @@ pub struct Application {
     workers: Option<WorkerPool>,
     dispatcher: Option<JoinHandle<()>>,
     stop_dispatcher: watch::Sender<bool>,
+    /// SIGINT/SIGTERM stop this application (the binary; tests stop it themselves).
+    handle_signals: bool,
 }
 
 impl Application {
@@ -218,6 +220,7 @@ impl Application {
             workers,
             dispatcher,
             stop_dispatcher,
+            handle_signals: options.handle_signals,
         })
     }
 
@@ -243,6 +246,27 @@ impl Application {
     /// server; then lets in-flight jobs finish and stops the dispatcher.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         match self.server.take() {
+            Some(server) if self.handle_signals => {
+                // A signal stops the server (actix drains in-flight requests) and, at the same
+                // time, the workers: a long job stops and requeues its work right away instead
+                // of learning about the shutdown only after the drain.
+                let mut server = std::pin::pin!(server);
+                tokio::select! {
+                    result = &mut server => result.context("HTTP server failed")?,
+                    () = wait_for_signal() => {
+                        let grace =
+                            Duration::from_secs(self.context.settings.server.shutdown_timeout_secs);
+                        let workers = self.workers.take();
+                        let stop_workers = async move {
+                            if let Some(workers) = workers {
+                                workers.shutdown(grace).await;
+                            }
+                        };
+                        let (result, ()) = tokio::join!(&mut server, stop_workers);
+                        result.context("HTTP server failed")?;
+                    }
+                }
+            }
             Some(server) => server.await.context("HTTP server failed")?,
             None => wait_for_signal().await,
         }

@@ -271,6 +271,32 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
     })
 }
 
+/// What a per-client throttle counts: the IPv4 address, or the /64 network of an IPv6 one (a
+/// single client usually holds a whole /64 and could rotate through it).
+pub fn throttle_address(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                let network = std::net::Ipv6Addr::new(
+                    segments[0],
+                    segments[1],
+                    segments[2],
+                    segments[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                );
+                format!("{network}/64")
+            }
+        },
+        Ok(ip) => ip.to_string(),
+        Err(_) => ip.to_owned(),
+    }
+}
+
 fn providers(req: &HttpRequest) -> Result<web::Data<AuthProviders>, AppError> {
     req.app_data::<web::Data<AuthProviders>>()
         .cloned()
@@ -484,5 +510,29 @@ impl<S: RequiredScope + 'static> FromRequest for ApiKeyPrincipal<S> {
                 required: PhantomData,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::throttle_address;
+
+    #[test]
+    fn ipv6_clients_are_throttled_by_their_64_network() {
+        assert_eq!(
+            throttle_address("2001:db8:1:2:aaaa::1"),
+            throttle_address("2001:db8:1:2:bbbb::9")
+        );
+        assert_eq!(throttle_address("2001:db8:1:2::7"), "2001:db8:1:2::/64");
+        assert_ne!(
+            throttle_address("2001:db8:1:2::1"),
+            throttle_address("2001:db8:1:3::1")
+        );
+        assert_eq!(throttle_address("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(throttle_address("203.0.113.9"), "203.0.113.9");
+        assert_ne!(
+            throttle_address("203.0.113.9"),
+            throttle_address("203.0.113.10")
+        );
     }
 }

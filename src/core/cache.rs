@@ -245,10 +245,23 @@ impl RedisCache {
         let mut connection = self.connection().await?;
         command.query_async(&mut connection).await.map_err(|error| {
             let message = format!("Redis at {}: {error}", self.display_url);
+            // A Redis loading its data, read-only after a failover or without its master
+            // cannot serve now either.
+            let not_serving = matches!(
+                error.kind(),
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::BusyLoading
+                        | redis::ServerErrorKind::ReadOnly
+                        | redis::ServerErrorKind::MasterDown
+                        | redis::ServerErrorKind::TryAgain
+                        | redis::ServerErrorKind::ClusterDown
+                )
+            );
             if error.is_io_error()
                 || error.is_connection_dropped()
                 || error.is_connection_refusal()
                 || error.is_timeout()
+                || not_serving
             {
                 CacheError::Unavailable(message)
             } else {

@@ -381,7 +381,8 @@ impl ChatModel for OpenAiChat {
                     break;
                 };
                 let event = event.map_err(|error| {
-                    LlmError::Interrupted(format!("the LLM stream broke: {error}"))
+                    tracing::warn!("the LLM stream broke: {error}");
+                    LlmError::Interrupted("the LLM stream broke".to_owned())
                 })?;
                 let data = event.data.trim();
                 if data == "[DONE]" {
@@ -393,15 +394,20 @@ impl ChatModel for OpenAiChat {
                 if data.is_empty() {
                     continue;
                 }
+                // What the endpoint says goes to the log, not to the person asking.
                 let chunk: CompletionChunk = serde_json::from_str(data).map_err(|error| {
-                    LlmError::Interrupted(format!("the LLM stream sent an unreadable chunk: {error}"))
+                    tracing::warn!("the LLM stream sent an unreadable chunk: {error}");
+                    LlmError::Interrupted("the LLM stream sent an unreadable chunk".to_owned())
                 })?;
                 if let Some(error) = chunk.error {
                     let body = error.to_string();
-                    Err(LlmError::Interrupted(format!(
+                    tracing::warn!(
                         "the LLM endpoint reported an error mid-answer: {}",
                         error_message(body.as_bytes())
-                    )))?;
+                    );
+                    Err(LlmError::Interrupted(
+                        "the LLM endpoint reported an error mid-answer".to_owned(),
+                    ))?;
                 }
                 if let Some(usage) = chunk.usage {
                     metrics::counter!("llm_tokens_total", "kind" => "prompt")

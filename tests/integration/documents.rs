@@ -1,11 +1,9 @@
 //! Documents over HTTP with real workers: upload, processing of every format, duplicates,
 //! limits, failures, reprocess, delete, tenancy, crash recovery and search.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
 use avatar_platform::modules::documents::retrieval::{
@@ -16,6 +14,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::fake_embeddings::{FakeEmbeddings, Faults};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestResponse, spawn_app_with};
 
@@ -635,73 +634,13 @@ async fn waiting_documents_show_their_place_and_a_project_is_capped() {
     assert_eq!(bad.error(422, "VALIDATION_ERROR")["field"], "status");
 }
 
-/// A local OpenAI-compatible `/v1/embeddings` that computes real (local, lexical) vectors and
-/// fails or stalls on request.
-struct FakeEmbeddings {
-    url: String,
-    requests: Arc<AtomicUsize>,
-    _server: actix_web::dev::ServerHandle,
-}
-
-#[derive(Clone)]
-struct FakeBehaviour {
-    /// Answer 500 to the request with this (1-based) number, once.
-    fail_request: usize,
-    stall: Duration,
-    requests: Arc<AtomicUsize>,
-    embedder: Arc<LocalEmbedder>,
-}
-
-async fn fake_embeddings(fail_request: usize, stall: Duration) -> FakeEmbeddings {
-    let requests = Arc::new(AtomicUsize::new(0));
-    let behaviour = FakeBehaviour {
+async fn fake_embeddings(fail_request: usize, delay: Duration) -> FakeEmbeddings {
+    FakeEmbeddings::start(Faults {
         fail_request,
-        stall,
-        requests: requests.clone(),
-        embedder: Arc::new(LocalEmbedder::new(384).unwrap()),
-    };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(behaviour.clone()))
-            .route(
-                "/v1/embeddings",
-                web::post().to(|state: web::Data<FakeBehaviour>, body: web::Json<Value>| async move {
-                    let number = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
-                    tokio::time::sleep(state.stall).await;
-                    if number == state.fail_request {
-                        return HttpResponse::InternalServerError()
-                            .json(json!({"error": {"message": "upstream exploded"}}));
-                    }
-                    let inputs: Vec<String> = body["input"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|text| text.as_str().unwrap().to_owned())
-                        .collect();
-                    let vectors = state.embedder.embed(&inputs).await.unwrap();
-                    let data: Vec<Value> = vectors
-                        .into_iter()
-                        .enumerate()
-                        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
-                        .collect();
-                    HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": "fake",
-                                                    "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
-                }),
-            )
+        delay,
+        hold: None,
     })
-    .workers(1)
-    .disable_signals()
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    FakeEmbeddings {
-        url: format!("http://127.0.0.1:{port}/v1"),
-        requests,
-        _server: handle,
-    }
+    .await
 }
 
 #[tokio::test]
@@ -995,4 +934,43 @@ async fn search_avatar(k: &Knowledge, aid: Uuid, query: &str) -> Vec<Value> {
         .await;
     assert_eq!(response.status, 200, "{}", response.text);
     response.json["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_embedding_key_goes_only_with_the_endpoint_configured_beside_it() {
+    let deployment = fake_embeddings(0, Duration::ZERO).await;
+    let platform = fake_embeddings(0, Duration::ZERO).await;
+    let k = knowledge(&[
+        ("APP__EMBEDDINGS__PROVIDER", "openai"),
+        ("APP__EMBEDDINGS__BASE_URL", &deployment.url),
+        ("APP__EMBEDDINGS__API_KEY", "deployment-key"),
+    ])
+    .await;
+    let first = k.uploaded("one.md", GUIDE.as_bytes().to_vec()).await;
+    assert_eq!(k.settled(first).await["status"], "ready");
+    assert!(
+        deployment
+            .authorizations()
+            .iter()
+            .all(|header| header.as_deref() == Some("Bearer deployment-key"))
+    );
+    // The saas_admin points embeddings elsewhere without a key: the deployment's stays home.
+    let admin = k.app.admin().await;
+    let patched = k
+        .app
+        .patch_as(
+            &admin,
+            "/api/v1/admin/platform-config",
+            &json!({"embedding_base_url": platform.url}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    k.app.services.platform_config.invalidate();
+    let second = k
+        .uploaded("two.md", b"# Kettles\n\nDescale kettles monthly.".to_vec())
+        .await;
+    assert_eq!(k.settled(second).await["status"], "ready");
+    let sent = platform.authorizations();
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(Option::is_none), "{sent:?}");
 }

@@ -3,89 +3,26 @@
 //! SIGTERM and killed with SIGKILL in the middle of a document.
 
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use avatar_platform::app::{Application, RunOptions};
-use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::documents::{settled, upload_to};
+use crate::fake_embeddings::{FakeEmbeddings, Faults};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestDatabase, spawn_app_with};
 
-/// An OpenAI-compatible `/v1/embeddings` computing real (lexical) vectors, stalling every
-/// request whose input holds `marker` while `stalling` is on.
-struct StallingEmbeddings {
-    url: String,
-    stalling: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
-    _server: actix_web::dev::ServerHandle,
-}
-
-#[derive(Clone)]
-struct Stall {
-    marker: &'static str,
-    stalling: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
-    embedder: Arc<LocalEmbedder>,
-}
-
-async fn embed(state: web::Data<Stall>, body: web::Json<Value>) -> HttpResponse {
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    let inputs: Vec<String> = body["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|text| text.as_str().unwrap().to_owned())
-        .collect();
-    while state.stalling.load(Ordering::SeqCst)
-        && inputs.iter().any(|text| text.contains(state.marker))
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let vectors = state.embedder.embed(&inputs).await.unwrap();
-    let data: Vec<Value> = vectors
-        .into_iter()
-        .enumerate()
-        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
-        .collect();
-    HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": "fake"}))
-}
-
-impl StallingEmbeddings {
-    async fn start(marker: &'static str) -> StallingEmbeddings {
-        let stall = Stall {
-            marker,
-            stalling: Arc::new(AtomicBool::new(true)),
-            requests: Arc::new(AtomicUsize::new(0)),
-            embedder: Arc::new(LocalEmbedder::new(384).unwrap()),
-        };
-        let (stalling, requests) = (stall.stalling.clone(), stall.requests.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(stall.clone()))
-                .route("/v1/embeddings", web::post().to(embed))
-        })
-        .workers(2)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let port = server.addrs()[0].port();
-        let server = server.run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        StallingEmbeddings {
-            url: format!("http://127.0.0.1:{port}/v1"),
-            stalling,
-            requests,
-            _server: handle,
-        }
-    }
+/// Embeddings that hold every request mentioning `marker` until released.
+async fn holding(marker: &'static str) -> FakeEmbeddings {
+    FakeEmbeddings::start(Faults {
+        hold: Some(marker),
+        ..Faults::default()
+    })
+    .await
 }
 
 async fn avatar(app: &TestApp, owner: &TestUser, pid: Uuid, rag: Value) -> TestResponseJson {
@@ -165,8 +102,12 @@ async fn a_document_past_its_parsers_limits_fails_readably_and_can_be_reprocesse
     assert_eq!(document["status"], "failed", "{document}");
     let error = document["error"].as_str().unwrap();
     assert!(
-        error == "parsing used more than 3 s of CPU time and was stopped"
-            || error == "parsing took longer than 6 s and was stopped",
+        [
+            "parsing used more than 3 s of CPU time and was stopped",
+            "parsing exceeded its limits (3 s of CPU time, 2048 MB of memory) and was stopped",
+            "parsing took longer than 6 s and was stopped",
+        ]
+        .contains(&error),
         "{error}"
     );
     assert!(
@@ -205,7 +146,7 @@ async fn a_document_past_its_parsers_limits_fails_readably_and_can_be_reprocesse
 
 #[tokio::test]
 async fn one_tenants_large_documents_do_not_hold_every_worker() {
-    let fake = StallingEmbeddings::start("SLOW").await;
+    let fake = holding("SLOW").await;
     let app = spawn_app_with(AppOptions {
         overrides: &[
             ("APP__EMBEDDINGS__PROVIDER", "openai"),
@@ -259,7 +200,7 @@ async fn one_tenants_large_documents_do_not_hold_every_worker() {
         .filter(|doc| doc["status"] == "processing")
         .count();
     assert_eq!(processing, 1, "{}", listed.text);
-    fake.stalling.store(false, Ordering::SeqCst);
+    fake.release();
 }
 
 #[tokio::test]
@@ -370,7 +311,7 @@ async fn wait_for_status(app: &TestApp, id: Uuid, wanted: &str, within: Duration
 
 #[tokio::test]
 async fn a_worker_stopped_or_killed_mid_document_loses_nothing_and_duplicates_nothing() {
-    let fake = StallingEmbeddings::start("kettle").await;
+    let fake = holding("kettle").await;
     let database = TestDatabase::create().await;
     let database_url = database.url.clone();
     let blobs = tempfile::tempdir().unwrap();
@@ -437,7 +378,7 @@ async fn a_worker_stopped_or_killed_mid_document_loses_nothing_and_duplicates_no
     wait_for_status(&app, id, "processing", Duration::from_secs(30)).await;
     worker.kill().await.unwrap();
     let killed = Instant::now();
-    fake.stalling.store(false, Ordering::SeqCst);
+    fake.release();
 
     // Another worker picks it up within seconds, driven by the silent heartbeat.
     let mut settings = (*app.context.settings).clone();

@@ -9,6 +9,7 @@ mod db;
 mod documents;
 mod embeddings;
 mod events;
+mod fake_embeddings;
 mod fake_llm;
 mod fixtures;
 mod helpers;

@@ -680,3 +680,42 @@ async fn adding_members_is_throttled_per_user() {
     limited.error(429, "RATE_LIMITED");
     assert!(limited.header("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn a_former_owners_pending_invitations_stop_working() {
+    let app = spawn_app().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "team").await;
+    let base = format!("/api/v1/projects/{pid}/members");
+    let co_owner = app.member(pid, &owner, "owner").await;
+    // The co-owner keeps an owner invitation for an address of their own ...
+    let kept = app
+        .post_as(
+            &co_owner,
+            &base,
+            &json!({"email": crate::fixtures::unique_email("backdoor"), "role": "owner"}),
+        )
+        .await;
+    assert_eq!(kept.status, 202, "{}", kept.text);
+    // ... and is demoted: the invitation goes with their ownership.
+    let demoted = app
+        .patch_as(
+            &owner,
+            &format!("{base}/{}", co_owner.id),
+            &json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(demoted.status, 200, "{}", demoted.text);
+    let outsider = app.user("outsider").await;
+    app.post_as(
+        &outsider,
+        "/api/v1/invitations/accept",
+        &json!({"token": kept.json["token"]}),
+    )
+    .await
+    .error(404, "NOT_FOUND");
+    let pending = app
+        .get_as(&owner, &format!("/api/v1/projects/{pid}/invitations"))
+        .await;
+    assert_eq!(pending.json["total"], 0, "{}", pending.text);
+}

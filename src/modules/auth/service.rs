@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::auth::{Actor, PlatformRole, TokenVerifier, VerifiedToken};
+use crate::core::auth::{Actor, PlatformRole, TokenVerifier, VerifiedToken, throttle_address};
 use crate::core::cache::RateLimiter;
 use crate::core::config::AuthSettings;
 use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox, hash_token, random_token};
@@ -224,7 +224,7 @@ impl AuthService {
             let decision = self
                 .limiter
                 .check(
-                    &format!("register:ip:{ip}"),
+                    &format!("register:ip:{}", throttle_address(ip)),
                     self.settings.registrations_per_ip,
                     Duration::from_secs(self.settings.registration_window_secs),
                 )
@@ -368,7 +368,7 @@ impl AuthService {
             format!("login:email:{email}"),
             self.settings.login_attempts_per_email,
         )];
-        if let Some(ip) = ip {
+        if let Some(ip) = ip.map(throttle_address) {
             throttles.push((
                 format!("login:email-ip:{email}:{ip}"),
                 self.settings.login_attempts_per_email_and_ip,
@@ -563,6 +563,15 @@ impl AuthService {
             .filter(refresh_token::Column::Id.eq(token.id))
             .exec(&*uow)
             .await?;
+        // The pair kept for `presented`'s own predecessor is spent now: forget it.
+        refresh_token::Entity::update_many()
+            .col_expr(
+                refresh_token::Column::SuccessorSealed,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(refresh_token::Column::SuccessorId.eq(token.id))
+            .exec(&*uow)
+            .await?;
         uow.commit().await?;
         Ok(pair)
     }
@@ -659,6 +668,10 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+            .col_expr(
+                refresh_token::Column::SuccessorSealed,
+                Expr::value(Option::<String>::None),
+            )
             .filter(refresh_token::Column::FamilyId.eq(family_id))
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(conn)

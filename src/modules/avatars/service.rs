@@ -58,7 +58,7 @@ pub struct RagSettings {
     pub similarity_threshold: f32,
     /// Tokens per chunk (cl100k).
     pub chunk_size: i32,
-    /// Tokens shared by neighbouring chunks; less than `chunk_size`.
+    /// Tokens shared by neighbouring chunks; at most half of `chunk_size`.
     pub chunk_overlap: i32,
 }
 

@@ -20,12 +20,13 @@ use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::db::{new_id, now};
-use crate::core::error::ErrorCode;
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 use crate::core::llm::{
     ChatMessage, ChatModel, ChatRequest, LlmError, Passage, RetrievalOnly, StreamEvent, Usage,
     count_prompt_tokens, count_tokens,
 };
 use crate::modules::avatars::service::AvatarView;
+use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::events::DomainEvent;
 
 use super::budget::Reservation;
@@ -116,6 +117,10 @@ impl ChatService {
         };
         let hits = match searched {
             Ok(hits) => hits,
+            Err(DocumentsError::Unavailable(unavailable)) => {
+                self.fail_unavailable(&turn, &events, unavailable).await;
+                return;
+            }
             Err(error) => {
                 let reason = format!("retrieval failed: {error}");
                 self.fail_internally(&turn, &events, "retrieving the passages failed", &reason)
@@ -157,6 +162,10 @@ impl ChatService {
             }),
             Err(ChatError::Upstream(reason)) => {
                 self.fail_before_answer(&turn, &events, reason).await;
+                return;
+            }
+            Err(ChatError::Unavailable(unavailable)) => {
+                self.fail_unavailable(&turn, &events, unavailable).await;
                 return;
             }
             Err(error) => {
@@ -265,13 +274,19 @@ impl ChatService {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::error!(conversation_id = %turn.conversation_id, "storing an answer failed: {error}");
-                let _ = events
-                    .send(TurnEvent::Error(TurnFailure {
+                let failure = match Unavailable::of_database(&error) {
+                    Some(unavailable) => TurnFailure {
+                        code: unavailable.code(),
+                        message: unavailable.to_string(),
+                        message_id: None,
+                    },
+                    None => TurnFailure {
                         code: ErrorCode::Internal,
                         message: "storing the answer failed".into(),
                         message_id: None,
-                    }))
-                    .await;
+                    },
+                };
+                let _ = events.send(TurnEvent::Error(failure)).await;
                 return;
             }
         };
@@ -308,6 +323,23 @@ impl ChatService {
             .send(TurnEvent::Error(TurnFailure {
                 code: ErrorCode::Internal,
                 message: public.to_owned(),
+                message_id: None,
+            }))
+            .await;
+    }
+
+    /// No answer: a dependency is down (503, try again shortly).
+    async fn fail_unavailable(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        unavailable: Unavailable,
+    ) {
+        self.release(&turn.reservation).await;
+        let _ = events
+            .send(TurnEvent::Error(TurnFailure {
+                code: unavailable.code(),
+                message: unavailable.to_string(),
                 message_id: None,
             }))
             .await;

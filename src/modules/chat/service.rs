@@ -661,12 +661,8 @@ impl ChatService {
         project_id: Uuid,
         avatar_id: Uuid,
     ) -> Result<u64, ChatError> {
-        let deleted = conversation::Entity::delete_many()
-            .filter(conversation::Column::ProjectId.eq(project_id))
-            .filter(conversation::Column::AvatarId.eq(avatar_id))
-            .exec(self.db.connection())
-            .await?;
-        Ok(deleted.rows_affected)
+        self.delete_conversations(project_id, conversation::Column::AvatarId.eq(avatar_id))
+            .await
     }
 
     /// Erases an end user's conversations and their messages (GDPR).
@@ -675,9 +671,19 @@ impl ChatService {
         project_id: Uuid,
         end_user_id: Uuid,
     ) -> Result<u64, ChatError> {
+        self.delete_conversations(project_id, conversation::Column::EndUserId.eq(end_user_id))
+            .await
+    }
+
+    /// Deletes the project's conversations matching `which` (messages follow by cascade).
+    async fn delete_conversations(
+        &self,
+        project_id: Uuid,
+        which: sea_orm::sea_query::SimpleExpr,
+    ) -> Result<u64, ChatError> {
         let deleted = conversation::Entity::delete_many()
             .filter(conversation::Column::ProjectId.eq(project_id))
-            .filter(conversation::Column::EndUserId.eq(end_user_id))
+            .filter(which)
             .exec(self.db.connection())
             .await?;
         Ok(deleted.rows_affected)

@@ -64,22 +64,29 @@ impl EmbedderSource {
                     .get()
                     .await
                     .map_err(|error| error.to_string())?;
-                let base_url = platform
+                // A key goes only with the endpoint it was configured beside: the platform's
+                // key to the platform's URL, the deployment's to the deployment's.
+                let (base_url, api_key) = match platform
                     .embedding_base_url
                     .clone()
-                    .filter(|url| !url.is_empty())
-                    .unwrap_or_else(|| self.settings.base_url.clone());
-                if base_url.is_empty() {
+                    .filter(|url| !url.trim().is_empty())
+                {
+                    Some(url) => (url, platform.embedding_api_key.clone()),
+                    None => {
+                        let key = self.settings.api_key.expose_secret();
+                        (
+                            self.settings.base_url.clone(),
+                            (!key.is_empty()).then(|| self.settings.api_key.clone()),
+                        )
+                    }
+                };
+                if base_url.trim().is_empty() {
                     return Err("no embedding endpoint configured (platform config embedding_base_url or embeddings.base_url)".into());
                 }
                 let model = platform
                     .embedding_model
                     .clone()
                     .unwrap_or_else(|| self.settings.model.clone());
-                let api_key = platform.embedding_api_key.clone().or_else(|| {
-                    let key = self.settings.api_key.expose_secret();
-                    (!key.is_empty()).then(|| self.settings.api_key.clone())
-                });
                 let key = RemoteKey {
                     base_url: base_url.clone(),
                     model: model.clone(),

@@ -78,6 +78,7 @@ pub enum SandboxError {
 /// one [`ChildAnswer`] to stdout. Exit code 0 whenever it answered (a refused document
 /// included); anything else — a signal, an abort, a panic — is for the parent to explain.
 pub fn run_child(request: ParseRequest, limits: ChildLimits) -> ExitCode {
+    die_with_parent();
     if let Err(error) = limit_self(limits) {
         eprintln!("parse-document: cannot set resource limits: {error}");
         return ExitCode::from(3);
@@ -130,6 +131,20 @@ pub fn parse_and_chunk(request: &ParseRequest, bytes: &[u8]) -> Result<Parsed, S
     })
 }
 
+/// A parser must not outlive the server that started it (kill -9 of the server): the kernel
+/// kills the child when its parent dies.
+fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no memory of ours.
+        let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // The parent may have died before the request was made.
+        if set != 0 || std::os::unix::process::parent_id() == 1 {
+            std::process::exit(4);
+        }
+    }
+}
+
 fn limit_self(limits: ChildLimits) -> std::io::Result<()> {
     use rlimit::Resource;
     // The soft limit sends SIGXCPU, the hard one (a second later) SIGKILL.
@@ -154,6 +169,11 @@ pub struct Sandbox {
 
 /// Most of the child's stderr kept to explain a crash.
 const MAX_STDERR_BYTES: usize = 16 * 1024;
+
+/// Bounds of the child's answer: bytes per token of chunk text (UTF-8, JSON-escaped), and
+/// bytes of JSON around each chunk (ordinal, page, metadata).
+const MAX_BYTES_PER_TOKEN: usize = 32;
+const CHUNK_FRAMING_BYTES: usize = 4 * 1024;
 
 impl Sandbox {
     /// The child is `documents.parser_program`, or this very executable when that is empty.
@@ -180,7 +200,12 @@ impl Sandbox {
         request: &ParseRequest,
         bytes: Vec<u8>,
     ) -> Result<Parsed, SandboxError> {
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        // Its own process group: a Ctrl-C or a signal to the server's group is for the
+        // server to handle (it stops the run and requeues the document), not for the child.
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command
             .arg(SUBCOMMAND)
             .args(["--format", request.format.as_str()])
             .args(["--chunk-size", &request.chunk_size.to_string()])
@@ -195,10 +220,8 @@ impl Sandbox {
             .kill_on_drop(true)
             .spawn()
             .map_err(|error| {
-                SandboxError::Failed(format!(
-                    "cannot start the parser ({}): {error}",
-                    self.program.display()
-                ))
+                tracing::error!(program = %self.program.display(), "cannot start the document parser: {error}");
+                SandboxError::Failed("the document parser could not be started".into())
             })?;
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -207,9 +230,14 @@ impl Sandbox {
                 "the parser's pipes are missing".into(),
             ));
         };
-        // The child's output is bounded by its own memory.
-        let max_output = usize::try_from(self.limits.memory_mb.saturating_mul(1024 * 1024))
-            .unwrap_or(usize::MAX);
+        // What the server holds of the answer: as much text as the chunks may carry (a token
+        // is a few bytes; JSON escaping at most doubles them) plus each chunk's framing.
+        let max_output = request
+            .max_chunks
+            .saturating_mul(
+                request.chunk_size.saturating_mul(MAX_BYTES_PER_TOKEN) + CHUNK_FRAMING_BYTES,
+            )
+            .saturating_add(CHUNK_FRAMING_BYTES);
         let work = async {
             let feed = async move {
                 // A child that dies early closes the pipe: its exit status tells why.
@@ -235,14 +263,17 @@ impl Sandbox {
             }
         };
         let status = status.map_err(|error| {
-            SandboxError::Failed(format!("waiting for the parser failed: {error}"))
+            tracing::error!("waiting for the document parser failed: {error}");
+            SandboxError::Failed("the document parser could not be run".into())
         })?;
-        let (output, overflowed) = output
-            .map_err(|error| SandboxError::Failed(format!("reading the parser failed: {error}")))?;
+        let (output, overflowed) = output.map_err(|error| {
+            tracing::error!("reading the document parser failed: {error}");
+            SandboxError::Failed("the document parser could not be run".into())
+        })?;
         if overflowed {
             return Err(SandboxError::Document(format!(
                 "the document's text is larger than {} MB once extracted",
-                self.limits.memory_mb
+                max_output / (1024 * 1024)
             )));
         }
         let errors = String::from_utf8_lossy(&errors.map(|(bytes, _)| bytes).unwrap_or_default())
@@ -254,9 +285,12 @@ impl Sandbox {
         match serde_json::from_slice::<ChildAnswer>(&output) {
             Ok(ChildAnswer::Parsed { chunks, metadata }) => Ok(Parsed { chunks, metadata }),
             Ok(ChildAnswer::Refused { reason }) => Err(SandboxError::Document(reason)),
-            Err(error) => Err(SandboxError::Failed(format!(
-                "the parser's answer is unreadable: {error}"
-            ))),
+            Err(error) => {
+                tracing::error!("the document parser's answer is unreadable: {error}");
+                Err(SandboxError::Failed(
+                    "the document parser gave no usable answer".into(),
+                ))
+            }
         }
     }
 
@@ -266,10 +300,24 @@ impl Sandbox {
         use std::os::unix::process::ExitStatusExt;
         tracing::warn!(%status, stderr = errors, "the document parser stopped without an answer");
         let signal = status.signal();
-        if matches!(signal, Some(libc::SIGXCPU) | Some(libc::SIGKILL)) {
+        // Stopped from outside (a shutdown, an operator): nothing to hold against the file.
+        if matches!(
+            signal,
+            Some(libc::SIGTERM) | Some(libc::SIGINT) | Some(libc::SIGHUP)
+        ) {
+            return SandboxError::Failed("the document parser was stopped".into());
+        }
+        if signal == Some(libc::SIGXCPU) {
             return SandboxError::Document(format!(
                 "parsing used more than {} s of CPU time and was stopped",
                 self.limits.cpu_secs
+            ));
+        }
+        if signal == Some(libc::SIGKILL) {
+            // The CPU limit's hard stop, or the kernel's out-of-memory killer.
+            return SandboxError::Document(format!(
+                "parsing exceeded its limits ({} s of CPU time, {} MB of memory) and was stopped",
+                self.limits.cpu_secs, self.limits.memory_mb
             ));
         }
         if errors.contains("memory allocation") || errors.contains("out of memory") {
@@ -278,9 +326,9 @@ impl Sandbox {
                 self.limits.memory_mb
             ));
         }
-        if status.code() == Some(3) {
+        if matches!(status.code(), Some(3) | Some(4)) {
             // It could not set itself up: not the document's fault.
-            return SandboxError::Failed(format!("the parser could not start: {errors}"));
+            return SandboxError::Failed("the document parser could not be started".into());
         }
         SandboxError::Document("the parser crashed on this file".to_owned())
     }

@@ -930,19 +930,17 @@ impl DocumentsService {
         if i64::try_from(running).unwrap_or(i64::MAX) >= self.settings.max_processing_per_project {
             return Ok(Err(ProcessOutcome::Deferred));
         }
-        let timestamp = now();
+        // The database's clock, like the recovery that compares against it: a worker whose
+        // clock runs behind cannot make its live runs look dead.
         let claimed = document::Entity::update_many()
             .col_expr(
                 document::Column::Status,
                 Expr::value(DocumentStatus::Processing.as_str()),
             )
-            .col_expr(
-                document::Column::ProcessingStartedAt,
-                Expr::value(timestamp),
-            )
-            .col_expr(document::Column::HeartbeatAt, Expr::value(timestamp))
+            .col_expr(document::Column::ProcessingStartedAt, Expr::cust("now()"))
+            .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
             .col_expr(document::Column::ProcessingRunId, Expr::value(new_id()))
-            .col_expr(document::Column::UpdatedAt, Expr::value(timestamp))
+            .col_expr(document::Column::UpdatedAt, Expr::cust("now()"))
             .col_expr(
                 document::Column::Attempts,
                 Expr::col(document::Column::Attempts).add(1),
@@ -1029,7 +1027,7 @@ impl DocumentsService {
         loop {
             ticks.tick().await;
             let beat = document::Entity::update_many()
-                .col_expr(document::Column::HeartbeatAt, Expr::value(now()))
+                .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
                 .filter(document::Column::Id.eq(run.document_id))
                 .filter(document::Column::ProcessingRunId.eq(run.run_id))
                 .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
@@ -1070,9 +1068,9 @@ impl DocumentsService {
             .await?;
         if released.rows_affected > 0 {
             enqueue_in(&*uow, &ProcessDocument::now(run.document_id)).await?;
+            tracing::info!(document_id = %run.document_id, "document processing interrupted by shutdown; queued again");
         }
         uow.commit().await?;
-        tracing::info!(document_id = %run.document_id, "document processing interrupted by shutdown; queued again");
         Ok(())
     }
 

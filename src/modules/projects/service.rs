@@ -218,6 +218,49 @@ fn api_key_view(model: &api_key::Model) -> ApiKeyView {
     }
 }
 
+/// Revokes the pending invitations `inviter` made in the project: a former owner's token must
+/// not bring anyone in later.
+async fn revoke_invitations_by(
+    uow: &UnitOfWork,
+    project_id: Uuid,
+    inviter: Uuid,
+) -> Result<u64, ProjectsError> {
+    let revoked = invitation::Entity::update_many()
+        .col_expr(invitation::Column::RevokedAt, Expr::value(now()))
+        .filter(invitation::Column::ProjectId.eq(project_id))
+        .filter(invitation::Column::InvitedBy.eq(inviter))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .exec(&**uow)
+        .await?;
+    Ok(revoked.rows_affected)
+}
+
+/// A new membership; 409 when the user is one already.
+async fn insert_member(
+    uow: &UnitOfWork,
+    project_id: Uuid,
+    user_id: Uuid,
+    role: ProjectRole,
+    created_at: DateTime<Utc>,
+) -> Result<member::Model, ProjectsError> {
+    member::ActiveModel {
+        project_id: Set(project_id),
+        user_id: Set(user_id),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(created_at),
+    }
+    .insert(&**uow)
+    .await
+    .map_err(|error| {
+        if is_unique_violation(&error) {
+            ProjectsError::AlreadyMember
+        } else {
+            ProjectsError::from(error)
+        }
+    })
+}
+
 /// Secret names read like environment variables: `OPENAI_API_KEY`.
 pub fn valid_secret_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -532,21 +575,7 @@ impl ProjectsService {
             ));
         };
         let mut uow = self.db.begin().await?;
-        let created = member::ActiveModel {
-            project_id: Set(project_id),
-            user_id: Set(user.id),
-            role: Set(role.as_str().to_owned()),
-            created_at: Set(now()),
-        }
-        .insert(&*uow)
-        .await
-        .map_err(|error| {
-            if is_unique_violation(&error) {
-                ProjectsError::AlreadyMember
-            } else {
-                ProjectsError::from(error)
-            }
-        })?;
+        let created = insert_member(&uow, project_id, user.id, role, now()).await?;
         self.publish(
             &mut uow,
             ProjectsEvent::MemberAdded {
@@ -741,21 +770,7 @@ impl ProjectsService {
             .await?
             .ok_or(ProjectsError::InvitationInvalid)?;
         let role = role_of(&found.role);
-        let created = member::ActiveModel {
-            project_id: Set(found.project_id),
-            user_id: Set(user.id),
-            role: Set(role.as_str().to_owned()),
-            created_at: Set(timestamp),
-        }
-        .insert(&*uow)
-        .await
-        .map_err(|error| {
-            if is_unique_violation(&error) {
-                ProjectsError::AlreadyMember
-            } else {
-                ProjectsError::from(error)
-            }
-        })?;
+        let created = insert_member(&uow, found.project_id, user.id, role, timestamp).await?;
         invitation::Entity::update_many()
             .col_expr(invitation::Column::AcceptedAt, Expr::value(timestamp))
             .col_expr(invitation::Column::AcceptedBy, Expr::value(user.id))
@@ -836,6 +851,10 @@ impl ProjectsService {
         let mut active = existing.into_active_model();
         active.role = Set(role.as_str().to_owned());
         let updated = active.update(&*uow).await?;
+        if old_role == ProjectRole::Owner && role != ProjectRole::Owner {
+            // Invitations only an owner could make do not outlive the inviter's ownership.
+            revoke_invitations_by(&uow, project_id, user_id).await?;
+        }
         if old_role != role {
             self.publish(
                 &mut uow,
@@ -884,6 +903,7 @@ impl ProjectsService {
         member::Entity::delete_by_id((project_id, user_id))
             .exec(&*uow)
             .await?;
+        revoke_invitations_by(&uow, project_id, user_id).await?;
         self.publish(
             &mut uow,
             ProjectsEvent::MemberRemoved {
@@ -950,8 +970,10 @@ impl ProjectsService {
         let mut uow = self.db.begin().await?;
         let context = secret_context(project_id, name);
         let sealed = match self.binding_of_credential(name) {
-            // Bound to the endpoint in force as it is entered (locked, so a concurrent change
-            // of the endpoint waits for this).
+            // Bound to the endpoint in force as it is entered. Its row, when there is one, is
+            // locked so that a concurrent change of the endpoint waits for this; without one
+            // the key is bound to the platform's endpoint, which a concurrently set project
+            // endpoint never receives (it fails closed).
             Some(binding) => {
                 let endpoint =
                     secret::Entity::find_by_id((project_id, binding.endpoint.to_owned()))

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::core::error::AppError;
+use crate::core::error::{AppError, ErrorCode, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::modules::chat::pipeline::TurnEvent;
 use crate::modules::chat::service::{Answer, MessageView};
 use crate::modules::end_users::service::EndUserView;
@@ -118,6 +118,9 @@ pub async fn json(mut answer: Answer) -> Result<HttpResponse, AppError> {
                 let mut error = AppError::new(failure.code, failure.message);
                 if let Some(message_id) = failure.message_id {
                     error = error.with_details(json!({ "message_id": message_id }));
+                }
+                if failure.code == ErrorCode::ServiceUnavailable {
+                    error = error.with_retry_after(UNAVAILABLE_RETRY_AFTER_SECS);
                 }
                 return Err(error);
             }

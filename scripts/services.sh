@@ -451,9 +451,24 @@ start_redis() { # prints the URL on success
 }
 
 # Sets REDIS_URL_OUT and REDIS_SUMMARY.
+# The tests also start redis-servers of their own (the outage tests stop and start one), so
+# --require-redis needs the binary even when a Redis already answers.
+ensure_redis_server_binary() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing redis-server (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null && apt-get install -y -qq redis-server >/dev/null ||
+            log "apt-get install redis-server failed"
+    fi
+    command -v redis-server >/dev/null 2>&1 ||
+        die "the tests need the redis-server program (Debian: apt-get install redis-server)"
+}
+
 ensure_redis() {
     local require="$1" port url
     REDIS_URL_OUT=""
+    [[ -z "$require" ]] || ensure_redis_server_binary
     if [[ -n "${REDIS_URL:-}" ]]; then
         if redis_ping "$REDIS_URL"; then
             REDIS_URL_OUT="$REDIS_URL"

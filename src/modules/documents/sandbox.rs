@@ -136,10 +136,12 @@ pub fn parse_and_chunk(request: &ParseRequest, bytes: &[u8]) -> Result<Parsed, S
 fn die_with_parent() {
     #[cfg(target_os = "linux")]
     {
+        let parent = std::os::unix::process::parent_id();
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no memory of ours.
         let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        // The parent may have died before the request was made.
-        if set != 0 || std::os::unix::process::parent_id() == 1 {
+        // The parent may have died before the request was made (we were re-parented). The
+        // parent itself may be PID 1 (the server in a container), so compare, don't test 1.
+        if set != 0 || std::os::unix::process::parent_id() != parent {
             std::process::exit(4);
         }
     }

@@ -9,7 +9,7 @@ use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::{db, telemetry};
 use avatar_platform::modules::documents::parsing::DocumentFormat;
-use avatar_platform::modules::documents::sandbox;
+use avatar_platform::modules::documents::{ChildLimits, ParseRequest, parse_document_command};
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
@@ -138,14 +138,14 @@ fn main() -> ExitCode {
         memory_mb,
     } = cli.command
     {
-        return sandbox::run_child(
-            sandbox::ParseRequest {
+        return parse_document_command(
+            ParseRequest {
                 format,
                 chunk_size,
                 chunk_overlap,
                 max_chunks,
             },
-            sandbox::ChildLimits {
+            ChildLimits {
                 cpu_secs,
                 memory_mb,
             },

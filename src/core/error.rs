@@ -152,6 +152,18 @@ impl Unavailable {
     }
 }
 
+/// A module's error for a failed database call: [`Unavailable`] when the database cannot be
+/// reached, else `internal` with the cause (what every module's `From<DbErr>` does).
+pub fn database_error<E: From<Unavailable>>(
+    error: sea_orm::DbErr,
+    internal: impl FnOnce(String) -> E,
+) -> E {
+    match Unavailable::of_database(&error) {
+        Some(unavailable) => unavailable.into(),
+        None => internal(error.to_string()),
+    }
+}
+
 impl ErrorKind for Unavailable {
     fn code(&self) -> ErrorCode {
         ErrorCode::ServiceUnavailable

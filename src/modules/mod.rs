@@ -100,7 +100,7 @@ impl Services {
                 settings: settings.documents.clone(),
                 retrieval: settings.retrieval.clone(),
                 upload_dir: settings.data_dir.join("tmp").join("uploads"),
-                sandbox: documents::sandbox::Sandbox::new(&settings.documents)
+                sandbox: documents::Sandbox::new(&settings.documents)
                     .map_err(|error| anyhow::anyhow!("documents: {error}"))?,
             },
         ));

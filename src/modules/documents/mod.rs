@@ -9,10 +9,12 @@ pub mod embedding;
 pub mod handlers;
 pub mod parsing;
 pub mod retrieval;
-pub mod sandbox;
+mod sandbox;
 pub mod service;
 pub mod store;
 pub mod tasks;
 pub mod vector_index;
 
+pub(crate) use sandbox::Sandbox;
+pub use sandbox::{ChildLimits, ParseRequest, run_child as parse_document_command};
 pub use service::DocumentsService;

@@ -20,7 +20,7 @@ use crate::core::auth::Actor;
 use crate::core::crypto::SecretBox;
 use crate::core::db::{Db, now};
 use crate::core::events::EventBus;
-use crate::core::outbound::{AllowList, BaseUrl};
+use crate::core::outbound::{AllowList, BaseUrl, endpoint_identity};
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::platform_config;
@@ -120,13 +120,6 @@ fn check_url(
         })?;
     }
     Ok(())
-}
-
-/// What a platform key is bound to: its endpoint's URL (none set: nothing to send it to).
-fn endpoint_identity(url: Option<&str>) -> String {
-    url.and_then(|url| BaseUrl::parse(url).ok())
-        .map(|base| base.identity())
-        .unwrap_or_default()
 }
 
 fn allow_list_of(value: &serde_json::Value) -> AllowList {

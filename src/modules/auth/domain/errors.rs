@@ -1,6 +1,6 @@
 //! The auth module's failures and their codes.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -67,9 +67,6 @@ impl ErrorKind for AuthError {
 
 impl From<sea_orm::DbErr> for AuthError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => AuthError::Unavailable(unavailable),
-            None => AuthError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }

@@ -1,6 +1,6 @@
 //! The avatars module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AvatarsError {
@@ -44,9 +44,6 @@ impl ErrorKind for AvatarsError {
 
 impl From<sea_orm::DbErr> for AvatarsError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => AvatarsError::Unavailable(unavailable),
-            None => AvatarsError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }

@@ -1,6 +1,6 @@
 //! The chat module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -56,9 +56,6 @@ impl ErrorKind for ChatError {
 
 impl From<sea_orm::DbErr> for ChatError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => ChatError::Unavailable(unavailable),
-            None => ChatError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentsError {
@@ -70,10 +70,7 @@ impl ErrorKind for DocumentsError {
 
 impl From<sea_orm::DbErr> for DocumentsError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => DocumentsError::Unavailable(unavailable),
-            None => DocumentsError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }
 

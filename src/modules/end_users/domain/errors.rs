@@ -1,6 +1,6 @@
 //! The end_users module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndUsersError {
@@ -47,9 +47,6 @@ impl ErrorKind for EndUsersError {
 
 impl From<sea_orm::DbErr> for EndUsersError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => EndUsersError::Unavailable(unavailable),
-            None => EndUsersError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }

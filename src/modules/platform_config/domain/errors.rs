@@ -1,6 +1,6 @@
 //! The platform_config module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformConfigError {
@@ -41,10 +41,7 @@ impl ErrorKind for PlatformConfigError {
 
 impl From<sea_orm::DbErr> for PlatformConfigError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => PlatformConfigError::Unavailable(unavailable),
-            None => PlatformConfigError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }
 

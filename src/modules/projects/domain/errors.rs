@@ -1,6 +1,6 @@
 //! The projects module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectsError {
@@ -69,10 +69,7 @@ impl ErrorKind for ProjectsError {
 
 impl From<sea_orm::DbErr> for ProjectsError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match Unavailable::of_database(&error) {
-            Some(unavailable) => ProjectsError::Unavailable(unavailable),
-            None => ProjectsError::Internal(error.to_string()),
-        }
+        database_error(error, Self::Internal)
     }
 }
 

@@ -2,6 +2,13 @@
 //! reservation and the user's message, before the pipeline (`pipeline.rs`) answers in the
 //! background and reports through a channel — the same for the HTTP routes (JSON or SSE) and,
 //! later, Telegram.
+//!
+//! Asking — the checks, the reservation, the stored question, then the answer handed to the
+//! pipeline — is in `asking.rs`.
+
+mod asking;
+
+pub use asking::Answer;
 
 use std::sync::Arc;
 
@@ -9,11 +16,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -21,23 +27,20 @@ use crate::core::auth::Actor;
 use crate::core::config::ChatSettings;
 use crate::core::db::{Db, new_id, now};
 use crate::core::events::EventBus;
-use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
+use crate::core::llm::Usage;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::avatars::AvatarsService;
 use crate::modules::avatars::domain::errors::AvatarsError;
 use crate::modules::avatars::service::{AvatarStatus, AvatarView};
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
-use crate::modules::end_users::domain::errors::EndUsersError;
-use crate::modules::end_users::service::{Contact, EndUserView};
 use crate::modules::events::DomainEvent;
 
-use super::budget::{Reservation, TokenBudget, Unmetered};
+use super::budget::{TokenBudget, Unmetered};
 use super::domain::entities::{conversation, message};
 use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
 use super::models::ModelSource;
-use super::pipeline::{Turn, TurnEvent};
 
 /// Where a conversation takes place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -160,27 +163,6 @@ pub struct ConversationFilter {
     pub channel: Option<Channel>,
 }
 
-/// An answer under way: the stored question, and the answer's events as they come.
-pub struct Answer {
-    pub conversation_id: Uuid,
-    pub end_user: Option<EndUserView>,
-    pub user_message: MessageView,
-    pub events: mpsc::Receiver<TurnEvent>,
-}
-
-fn end_users_error(error: EndUsersError) -> ChatError {
-    match error {
-        EndUsersError::InvalidField { field, message } => {
-            ChatError::InvalidField { field, message }
-        }
-        EndUsersError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
-        other => ChatError::Internal(other.to_string()),
-    }
-}
-
-/// The messages of history read per answer (trimmed further to the token budget).
-const HISTORY_MESSAGES: u64 = 100;
-
 pub struct ChatService {
     pub(super) db: Db,
     pub(super) bus: EventBus<DomainEvent>,
@@ -190,6 +172,25 @@ pub struct ChatService {
     pub(super) models: ModelSource,
     pub(super) budget: Arc<dyn TokenBudget>,
     pub(super) settings: ChatSettings,
+}
+
+/// One more message in the conversation.
+pub(super) async fn bump_conversation<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    conversation_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    conversation::Entity::update_many()
+        .col_expr(
+            conversation::Column::MessagesCount,
+            Expr::col(conversation::Column::MessagesCount).add(1),
+        )
+        .col_expr(conversation::Column::LastMessageAt, Expr::value(at))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(at))
+        .filter(conversation::Column::Id.eq(conversation_id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 impl ChatService {
@@ -400,261 +401,6 @@ impl ChatService {
         ))
     }
 
-    /// Staff asks in a conversation of their project.
-    pub async fn ask_in_conversation(
-        self: &Arc<Self>,
-        project_id: Uuid,
-        conversation_id: Uuid,
-        content: String,
-        actor: Actor,
-    ) -> Result<Answer, ChatError> {
-        let (conversation, avatar) = self.conversation(project_id, conversation_id).await?;
-        let content = self.checked_content(&content)?;
-        if avatar.status != AvatarStatus::Active {
-            return Err(ChatError::AvatarDisabled);
-        }
-        let history = self.history(conversation.id).await?;
-        let reservation = self.reserve(&avatar, &content).await?;
-        self.start_answer(
-            conversation,
-            None,
-            avatar,
-            content,
-            history,
-            reservation,
-            actor,
-        )
-        .await
-    }
-
-    /// An end user asks through the public API: found or created by `external_id`; continues
-    /// `conversation_id` if it is theirs (and this avatar's), else starts one.
-    ///
-    /// Everything that can refuse the question (content, avatar, a blocked end user, someone
-    /// else's conversation, the token budget) is checked before anything is written: a refused
-    /// question leaves no end user or conversation behind.
-    pub async fn ask_as_end_user(
-        self: &Arc<Self>,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        contact: Contact,
-        conversation_id: Option<Uuid>,
-        content: String,
-        actor: Actor,
-    ) -> Result<Answer, ChatError> {
-        let content = self.checked_content(&content)?;
-        let avatar = self.active_avatar(project_id, avatar_id).await?;
-        EndUsersService::check_contact(&contact).map_err(end_users_error)?;
-        let channel = match contact.channel {
-            "telegram" => Channel::Telegram,
-            _ => Channel::Api,
-        };
-        let known = self
-            .end_users
-            .find_by_contact(project_id, &contact)
-            .await
-            .map_err(end_users_error)?;
-        if known.as_ref().is_some_and(|end_user| end_user.blocked) {
-            return Err(ChatError::EndUserBlocked);
-        }
-        let continued = match conversation_id {
-            Some(id) => {
-                let (found, _) = self.conversation(project_id, id).await?;
-                let theirs = known
-                    .as_ref()
-                    .is_some_and(|end_user| found.end_user_id == Some(end_user.id));
-                if !theirs || found.avatar_id != avatar_id {
-                    return Err(ChatError::NotFound("conversation"));
-                }
-                Some(found)
-            }
-            None => None,
-        };
-        let history = match &continued {
-            Some(conversation) => self.history(conversation.id).await?,
-            None => Vec::new(),
-        };
-        let reservation = self.reserve(&avatar, &content).await?;
-
-        let written = async {
-            let end_user = self
-                .end_users
-                .find_or_create(project_id, contact)
-                .await
-                .map_err(end_users_error)?;
-            // Blocked between the check and now.
-            if end_user.blocked {
-                return Err(ChatError::EndUserBlocked);
-            }
-            let conversation = match continued {
-                Some(conversation) => conversation,
-                None => {
-                    self.start_conversation(
-                        project_id,
-                        avatar_id,
-                        channel,
-                        Some(end_user.id),
-                        None,
-                        actor.clone(),
-                    )
-                    .await?
-                }
-            };
-            Ok((end_user, conversation))
-        }
-        .await;
-        let (end_user, conversation) = match written {
-            Ok(written) => written,
-            Err(error) => {
-                self.release(&reservation).await;
-                return Err(error);
-            }
-        };
-        self.start_answer(
-            conversation,
-            Some(end_user),
-            avatar,
-            content,
-            history,
-            reservation,
-            actor,
-        )
-        .await
-    }
-
-    /// Tokens set aside for an answer by `avatar` to `content` (402 when refused).
-    async fn reserve(&self, avatar: &AvatarView, content: &str) -> Result<Reservation, ChatError> {
-        self.budget
-            .reserve(avatar.project_id, self.estimate(avatar, content))
-            .await
-            .map_err(ChatError::TokenLimit)
-    }
-
-    /// The user's message, then the answer in the background. Gives the reservation back if
-    /// the message cannot be stored.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_answer(
-        self: &Arc<Self>,
-        conversation: conversation::Model,
-        end_user: Option<EndUserView>,
-        avatar: AvatarView,
-        content: String,
-        history: Vec<ChatMessage>,
-        reservation: Reservation,
-        actor: Actor,
-    ) -> Result<Answer, ChatError> {
-        let project_id = conversation.project_id;
-        let user_message = match self
-            .store_question(&conversation, &content, &reservation)
-            .await
-        {
-            Ok(stored) => stored,
-            Err(error) => {
-                self.release(&reservation).await;
-                return Err(error);
-            }
-        };
-        // Counted for the end user when they asked (staff may write in their conversation).
-        if let Some(asker) = &end_user
-            && let Err(error) = self.end_users.record_message(project_id, asker.id).await
-        {
-            tracing::warn!(end_user_id = %asker.id, "counting the end user's message failed: {error}");
-        }
-        let (sender, events) = mpsc::channel(self.settings.stream_buffer_events.max(1));
-        let turn = Turn {
-            conversation_id: conversation.id,
-            channel: conversation.channel.clone(),
-            end_user_id: conversation.end_user_id,
-            avatar,
-            question: content,
-            history,
-            reservation,
-            actor,
-        };
-        let service = Arc::clone(self);
-        tokio::spawn(async move { service.answer(turn, sender).await });
-        Ok(Answer {
-            conversation_id: conversation.id,
-            end_user,
-            user_message: message_view(&user_message),
-            events,
-        })
-    }
-
-    /// Tokens to set aside: everything the prompt may hold plus the longest answer.
-    fn estimate(&self, avatar: &AvatarView, question: &str) -> u32 {
-        let passages =
-            non_negative(avatar.rag.top_k).saturating_mul(non_negative(avatar.rag.chunk_size));
-        count_tokens(&avatar.system_prompt)
-            .saturating_add(count_tokens(question))
-            .saturating_add(self.settings.history_token_budget)
-            .saturating_add(passages)
-            .saturating_add(non_negative(avatar.llm.max_tokens))
-    }
-
-    /// The conversation so far, oldest first (the newest [`HISTORY_MESSAGES`]).
-    async fn history(&self, conversation_id: Uuid) -> Result<Vec<ChatMessage>, ChatError> {
-        let mut rows = message::Entity::find()
-            .filter(message::Column::ConversationId.eq(conversation_id))
-            .order_by_desc(message::Column::CreatedAt)
-            .order_by_desc(message::Column::Id)
-            .limit(HISTORY_MESSAGES)
-            .all(self.db.connection())
-            .await?;
-        rows.reverse();
-        Ok(rows
-            .into_iter()
-            .filter(|row| !row.content.is_empty())
-            .map(|row| {
-                let role = if row.role == "assistant" {
-                    Role::Assistant
-                } else {
-                    Role::User
-                };
-                ChatMessage::new(role, row.content)
-            })
-            .collect())
-    }
-
-    async fn store_question(
-        &self,
-        conversation: &conversation::Model,
-        content: &str,
-        reservation: &Reservation,
-    ) -> Result<message::Model, ChatError> {
-        let timestamp = now();
-        let uow = self.db.begin().await?;
-        let stored = message::ActiveModel {
-            id: Set(new_id()),
-            project_id: Set(conversation.project_id),
-            conversation_id: Set(conversation.id),
-            role: Set("user".to_owned()),
-            content: Set(content.to_owned()),
-            sources: Set(json!([])),
-            prompt_tokens: Set(0),
-            completion_tokens: Set(0),
-            model: Set(None),
-            finish_reason: Set(None),
-            retrieval_ms: Set(None),
-            time_to_first_token_ms: Set(None),
-            total_ms: Set(None),
-            message_metadata: Set(json!({"reservation_id": reservation.id})),
-            created_at: Set(timestamp),
-        }
-        .insert(&*uow)
-        .await?;
-        bump_conversation(&*uow, conversation.id, timestamp).await?;
-        uow.commit().await?;
-        Ok(stored)
-    }
-
-    /// Gives a reservation back unused.
-    pub(super) async fn release(&self, reservation: &Reservation) {
-        if let Err(error) = self.budget.settle(reservation, Usage::default()).await {
-            tracing::error!(reservation = %reservation.id, "releasing a token reservation failed: {error}");
-        }
-    }
-
     /// Removes a deleted avatar's conversations and their messages.
     pub async fn delete_avatar_conversations(
         &self,
@@ -688,23 +434,4 @@ impl ChatService {
             .await?;
         Ok(deleted.rows_affected)
     }
-}
-
-/// One more message in the conversation.
-pub(super) async fn bump_conversation<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    conversation_id: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    conversation::Entity::update_many()
-        .col_expr(
-            conversation::Column::MessagesCount,
-            Expr::col(conversation::Column::MessagesCount).add(1),
-        )
-        .col_expr(conversation::Column::LastMessageAt, Expr::value(at))
-        .col_expr(conversation::Column::UpdatedAt, Expr::value(at))
-        .filter(conversation::Column::Id.eq(conversation_id))
-        .exec(conn)
-        .await?;
-    Ok(())
 }

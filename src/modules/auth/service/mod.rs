@@ -1,27 +1,30 @@
 //! Users and sessions: registration, login with throttling, access tokens (JWT, HS256 pinned),
 //! refresh tokens (opaque, stored hashed, rotated on every use, grouped in families whose
 //! reuse revokes the family), password changes, and the admin's user management.
+//!
+//! Sessions — tokens, refresh with rotation and its grace window, logout, verification — are in
+//! `sessions.rs`.
+
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use sea_orm::sea_query::Expr;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::auth::{Actor, PlatformRole, TokenVerifier, VerifiedToken, throttle_address};
+use crate::core::auth::{Actor, PlatformRole, throttle_address};
 use crate::core::cache::RateLimiter;
 use crate::core::config::AuthSettings;
-use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox, hash_token, random_token};
+use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox};
 use crate::core::db::{Db, is_unique_violation, new_id, now};
 use crate::core::error::AppError;
 use crate::core::events::EventBus;
@@ -30,11 +33,9 @@ use crate::modules::events::DomainEvent;
 use crate::modules::platform_config::PlatformConfigService;
 use crate::modules::platform_config::domain::errors::PlatformConfigError;
 
-use super::domain::entities::{refresh_token, user};
+use super::domain::entities::user;
 use super::domain::errors::AuthError;
 use super::domain::events::AuthEvent;
-
-const REFRESH_TOKEN_PREFIX: &str = "rt_";
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -75,29 +76,6 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
-/// A token pair as kept (sealed) for the refresh grace window.
-#[derive(Deserialize)]
-struct StoredPair {
-    access_token: String,
-    refresh_token: String,
-    expires_in: u64,
-}
-
-fn successor_context(token_id: Uuid) -> String {
-    format!("refresh_successor:{token_id}")
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: Uuid,
-    role: PlatformRole,
-    exp: u64,
-    iat: u64,
-    jti: Uuid,
-    /// The refresh-token family (session) this token came from.
-    sid: Uuid,
-}
-
 /// A change a saas_admin makes to a user.
 #[derive(Debug, Default)]
 pub struct UserPatch {
@@ -136,8 +114,10 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-fn unix_now() -> u64 {
-    u64::try_from(Utc::now().timestamp()).unwrap_or(0)
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 impl AuthService {
@@ -409,290 +389,6 @@ impl AuthService {
         Ok(())
     }
 
-    /// Locks the user's row: revocations take it exclusively and refreshes shared, so a
-    /// refresh cannot slip a new token into a family being revoked (READ COMMITTED would let
-    /// the revoking UPDATE miss a row committed while it waited).
-    async fn lock_user<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        user_id: Uuid,
-        exclusive: bool,
-    ) -> Result<(), AuthError> {
-        let lock = if exclusive { "FOR UPDATE" } else { "FOR SHARE" };
-        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            format!("SELECT 1 FROM users WHERE id = $1 {lock}"),
-            [user_id.into()],
-        ))
-        .await?;
-        Ok(())
-    }
-
-    /// Revokes the user's sessions, all or all but `keep`.
-    async fn revoke_user_sessions<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-    ) -> Result<(), AuthError> {
-        let mut sessions = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
-            .filter(refresh_token::Column::UserId.eq(user_id))
-            .filter(refresh_token::Column::RevokedAt.is_null());
-        if let Some(keep) = keep {
-            sessions = sessions.filter(refresh_token::Column::FamilyId.ne(keep));
-        }
-        sessions.exec(conn).await?;
-        Ok(())
-    }
-
-    /// A new access token and a new refresh token in `family_id`.
-    async fn issue<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        user: &user::Model,
-        family_id: Uuid,
-        ip: Option<String>,
-    ) -> Result<TokenPair, AuthError> {
-        Ok(self.issue_with_id(conn, user, family_id, ip).await?.0)
-    }
-
-    /// [`AuthService::issue`], with the new refresh token's row id.
-    async fn issue_with_id<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        user: &user::Model,
-        family_id: Uuid,
-        ip: Option<String>,
-    ) -> Result<(TokenPair, Uuid), AuthError> {
-        let issued_at = unix_now();
-        let claims = Claims {
-            sub: user.id,
-            role: PlatformRole::parse(&user.role).unwrap_or(PlatformRole::User),
-            iat: issued_at,
-            exp: issued_at + self.settings.access_token_ttl_secs,
-            jti: new_id(),
-            sid: family_id,
-        };
-        let access_token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding_key)
-                .map_err(|error| AuthError::Internal(error.to_string()))?;
-        let refresh_token = random_token(REFRESH_TOKEN_PREFIX);
-        let created_at = now();
-        let id = new_id();
-        refresh_token::ActiveModel {
-            id: Set(id),
-            user_id: Set(user.id),
-            family_id: Set(family_id),
-            token_hash: Set(hash_token(&refresh_token)),
-            created_at: Set(created_at),
-            expires_at: Set(created_at
-                + chrono::Duration::days(i64::from(self.settings.refresh_token_ttl_days))),
-            used_at: Set(None),
-            revoked_at: Set(None),
-            ip: Set(ip),
-            successor_id: Set(None),
-            successor_sealed: Set(None),
-        }
-        .insert(conn)
-        .await?;
-        let pair = TokenPair {
-            access_token,
-            refresh_token,
-            token_type: "bearer",
-            expires_in: self.settings.access_token_ttl_secs,
-        };
-        Ok((pair, id))
-    }
-
-    /// Spends `presented` and issues a new pair in its family. A token presented after it was
-    /// spent means it leaked: the whole family is revoked.
-    pub async fn refresh(
-        &self,
-        presented: &str,
-        ip: Option<String>,
-    ) -> Result<TokenPair, AuthError> {
-        let token_hash = hash_token(presented);
-        let owner = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
-            .one(self.db.connection())
-            .await?
-            .ok_or(AuthError::InvalidToken)?
-            .user_id;
-        let uow = self.db.begin().await?;
-        self.lock_user(&*uow, owner, false).await?;
-        // Spend it atomically: of two concurrent uses, one wins and one is a reuse.
-        let spent = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::UsedAt, Expr::value(now()))
-            .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
-            .filter(refresh_token::Column::UsedAt.is_null())
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .filter(refresh_token::Column::ExpiresAt.gt(now()))
-            .exec_with_returning(&*uow)
-            .await?;
-        let Some(token) = spent.into_iter().next() else {
-            drop(uow);
-            if let Some(pair) = self.pair_within_grace(&token_hash).await? {
-                return Ok(pair);
-            }
-            return Err(self.refused_refresh(&token_hash, ip).await?);
-        };
-        let user = user::Entity::find_by_id(token.user_id)
-            .one(&*uow)
-            .await?
-            .filter(|user| user.is_active)
-            .ok_or(AuthError::InvalidToken)?;
-        let (pair, successor_id) = self
-            .issue_with_id(&*uow, &user, token.family_id, ip)
-            .await?;
-        // Remembered, sealed, for a second use of `presented` within the grace window.
-        let sealed = self
-            .secret_box
-            .seal(
-                &serde_json::to_string(&pair)
-                    .map_err(|error| AuthError::Internal(error.to_string()))?,
-                &successor_context(token.id),
-            )
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
-        refresh_token::Entity::update_many()
-            .col_expr(
-                refresh_token::Column::SuccessorId,
-                Expr::value(successor_id),
-            )
-            .col_expr(refresh_token::Column::SuccessorSealed, Expr::value(sealed))
-            .filter(refresh_token::Column::Id.eq(token.id))
-            .exec(&*uow)
-            .await?;
-        // The pair kept for `presented`'s own predecessor is spent now: forget it.
-        refresh_token::Entity::update_many()
-            .col_expr(
-                refresh_token::Column::SuccessorSealed,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(refresh_token::Column::SuccessorId.eq(token.id))
-            .exec(&*uow)
-            .await?;
-        uow.commit().await?;
-        Ok(pair)
-    }
-
-    /// The pair a spent token was exchanged for, if it was spent less than
-    /// `auth.refresh_reuse_grace_secs` ago and that pair's refresh token is still unused and
-    /// live: the same client asking twice (two tabs, a retry), not a thief.
-    async fn pair_within_grace(&self, token_hash: &str) -> Result<Option<TokenPair>, AuthError> {
-        let Some(token) = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(token_hash))
-            .one(self.db.connection())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let grace = chrono::Duration::seconds(
-            i64::try_from(self.settings.refresh_reuse_grace_secs).unwrap_or(0),
-        );
-        let (Some(used_at), Some(successor_id), Some(sealed), None) = (
-            token.used_at,
-            token.successor_id,
-            token.successor_sealed.as_deref(),
-            token.revoked_at,
-        ) else {
-            return Ok(None);
-        };
-        if now() - used_at > grace {
-            return Ok(None);
-        }
-        let successor_live = refresh_token::Entity::find_by_id(successor_id)
-            .filter(refresh_token::Column::UsedAt.is_null())
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .one(self.db.connection())
-            .await?
-            .is_some();
-        if !successor_live {
-            return Ok(None);
-        }
-        let opened = self
-            .secret_box
-            .open(sealed, &successor_context(token.id))
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
-        let pair = serde_json::from_str::<StoredPair>(opened.expose_secret())
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
-        Ok(Some(TokenPair {
-            access_token: pair.access_token,
-            refresh_token: pair.refresh_token,
-            token_type: "bearer",
-            expires_in: pair.expires_in,
-        }))
-    }
-
-    /// Why a refresh was refused; on reuse of a spent token, revokes its family first.
-    async fn refused_refresh(
-        &self,
-        token_hash: &str,
-        ip: Option<String>,
-    ) -> Result<AuthError, AuthError> {
-        let Some(token) = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(token_hash))
-            .one(self.db.connection())
-            .await?
-        else {
-            return Ok(AuthError::InvalidToken);
-        };
-        if token.used_at.is_none() || token.revoked_at.is_some() {
-            return Ok(AuthError::InvalidToken);
-        }
-        let mut uow = self.db.begin().await?;
-        self.lock_user(&*uow, token.user_id, true).await?;
-        self.revoke_family(&*uow, token.family_id).await?;
-        self.bus
-            .publish(
-                &mut uow,
-                &DomainEvent::Auth(AuthEvent::RefreshTokenReuseDetected {
-                    user_id: token.user_id,
-                    family_id: token.family_id,
-                    actor: Actor {
-                        user_id: Some(token.user_id),
-                        ip,
-                    },
-                }),
-            )
-            .await?;
-        uow.commit().await?;
-        tracing::warn!(user_id = %token.user_id, family_id = %token.family_id, "refresh token reuse: family revoked");
-        Ok(AuthError::RefreshTokenReused)
-    }
-
-    async fn revoke_family<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        family_id: Uuid,
-    ) -> Result<(), AuthError> {
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
-            .col_expr(
-                refresh_token::Column::SuccessorSealed,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(refresh_token::Column::FamilyId.eq(family_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Ends the session `presented` belongs to (if it is the caller's).
-    pub async fn logout(&self, user_id: Uuid, presented: &str) -> Result<(), AuthError> {
-        let token = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash_token(presented)))
-            .filter(refresh_token::Column::UserId.eq(user_id))
-            .one(self.db.connection())
-            .await?;
-        if let Some(token) = token {
-            self.revoke_family(self.db.connection(), token.family_id)
-                .await?;
-        }
-        Ok(())
-    }
-
     pub async fn me(&self, user_id: Uuid) -> Result<UserView, AuthError> {
         user::Entity::find_by_id(user_id)
             .one(self.db.connection())
@@ -852,48 +548,5 @@ impl AuthService {
             .count(self.db.connection())
             .await?
             > 0)
-    }
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
-#[async_trait]
-impl TokenVerifier for AuthService {
-    /// A token is good when it verifies with HS256 and our key (no other algorithm, `none`
-    /// included), has not expired, and its user still exists and is active. The role comes
-    /// from the database, so a demotion applies at once.
-    async fn verify_access_token(&self, token: &str) -> Result<VerifiedToken, AppError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = self.settings.jwt_leeway_secs;
-        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &validation)
-            .map_err(|_| AuthError::InvalidToken)?
-            .claims;
-        let user = user::Entity::find_by_id(claims.sub)
-            .one(self.db.connection())
-            .await?
-            .filter(|user| user.is_active)
-            .ok_or(AuthError::InvalidToken)?;
-        // The session must still be live: logout, reuse detection and password changes end
-        // access tokens too, not only refresh tokens.
-        let session_live = refresh_token::Entity::find()
-            .filter(refresh_token::Column::FamilyId.eq(claims.sid))
-            .filter(refresh_token::Column::UserId.eq(user.id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .count(self.db.connection())
-            .await?
-            > 0;
-        if !session_live {
-            return Err(AuthError::InvalidToken.into());
-        }
-        Ok(VerifiedToken {
-            user_id: user.id,
-            role: PlatformRole::parse(&user.role).unwrap_or(PlatformRole::User),
-            session_id: Some(claims.sid),
-        })
     }
 }

@@ -1,0 +1,147 @@
+//! Housekeeping: the avatars' own vector indexes, stored files whose deletion is pending, and
+//! re-embedding every document after a model or dimension change.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use uuid::Uuid;
+
+use crate::core::jobs::enqueue_in;
+
+use crate::modules::documents::domain::errors::DocumentsError;
+use crate::modules::documents::tasks::ProcessDocument;
+use crate::modules::documents::vector_index::{self, BuildOutcome};
+
+use super::{DocumentsService, queue_index_build};
+
+impl DocumentsService {
+    /// Builds the avatar's own vector index if it is (still) large enough to need one, or drops
+    /// it if the avatar has no ready chunks left.
+    pub async fn build_vector_index(
+        &self,
+        avatar_id: Uuid,
+    ) -> Result<BuildOutcome, DocumentsError> {
+        let started = std::time::Instant::now();
+        let outcome = vector_index::build(&self.db, &self.retrieval, avatar_id).await?;
+        match outcome {
+            BuildOutcome::Built => tracing::info!(
+                %avatar_id,
+                seconds = started.elapsed().as_secs_f64(),
+                "built the avatar's vector index"
+            ),
+            BuildOutcome::Dropped => {
+                tracing::info!(%avatar_id, "dropped the avatar's vector index")
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Queues an index build for every large avatar without a valid index (a build that
+    /// failed, or one never queued), and a drop for every index whose avatar has no ready
+    /// chunks left. Returns how many were queued.
+    pub async fn ensure_vector_indexes(&self) -> Result<usize, DocumentsError> {
+        let mut avatars =
+            vector_index::unindexed_large_avatars(&self.db, self.retrieval.exact_scan_max_chunks)
+                .await?;
+        avatars.extend(vector_index::orphaned_indexes(&self.db).await?);
+        let mut queued = 0;
+        for avatar_id in avatars {
+            if queue_index_build(self.db.connection(), avatar_id)
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    pub(super) async fn delete_blob_now_or_later(&self, key: &str) {
+        match self.blobs.delete(key).await {
+            Ok(()) => {
+                let forgotten = self
+                    .db
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "DELETE FROM blob_deletions WHERE key = $1",
+                        [key.into()],
+                    ))
+                    .await;
+                if let Err(error) = forgotten {
+                    tracing::warn!(key, "blob deleted but its queue entry stays: {error}");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    key,
+                    "deleting a stored file failed, the recovery job will retry: {error}"
+                );
+                let _ = self
+                    .db
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "INSERT INTO blob_deletions (key, attempts, last_error) VALUES ($1, 1, $2) \
+                         ON CONFLICT (key) DO UPDATE SET attempts = blob_deletions.attempts + 1, \
+                         last_error = EXCLUDED.last_error",
+                        [key.into(), error.to_string().into()],
+                    ))
+                    .await;
+            }
+        }
+    }
+
+    /// Retries stored-file deletions that failed; returns how many went through.
+    pub async fn retry_blob_deletions(&self) -> Result<usize, DocumentsError> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT key FROM blob_deletions ORDER BY requested_at LIMIT 500",
+            ))
+            .await?;
+        let mut done = 0;
+        for row in rows {
+            let key: String = row.try_get("", "key")?;
+            self.delete_blob_now_or_later(&key).await;
+            if self
+                .blobs
+                .head(&key)
+                .await
+                .map(|meta| meta.is_none())
+                .unwrap_or(false)
+            {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Changes the chunks' vector dimension: drops every chunk (they cannot be converted),
+    /// alters the column (which rebuilds the vector indexes) and queues every processed document again, all
+    /// in one transaction. Returns how many documents were queued.
+    pub async fn reembed_all(&self, dimension: usize) -> Result<usize, DocumentsError> {
+        let uow = self.db.begin().await?;
+        for statement in [
+            "LOCK TABLE document_chunks IN ACCESS EXCLUSIVE MODE".to_owned(),
+            "DELETE FROM document_chunks".to_owned(),
+            // Rebuilds the avatars' vector indexes too (empty now; they fill as documents
+            // are processed again).
+            format!("ALTER TABLE document_chunks ALTER COLUMN embedding TYPE vector({dimension})"),
+        ] {
+            uow.execute_unprepared(&statement).await?;
+        }
+        let rows = uow
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "UPDATE documents SET status = 'uploaded', attempts = 0, error = NULL, \
+                 chunks_count = 0, tokens_count = 0, updated_at = now() \
+                 WHERE status IN ('ready', 'processing', 'failed') RETURNING id",
+            ))
+            .await?;
+        for row in &rows {
+            let id: Uuid = row.try_get("", "id")?;
+            enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
+        }
+        uow.commit().await?;
+        Ok(rows.len())
+    }
+}

@@ -1,0 +1,669 @@
+//! Documents of an avatar: upload (streamed, sniffed, de-duplicated), durable scheduling of
+//! their processing, the processing itself (parse → chunk → embed → store), reprocess, delete,
+//! and the hybrid search over their chunks (see `retrieval.rs`).
+//!
+//! Processing runs (claim, parse in the sandbox, embed, store, heartbeat, recovery) are in
+//! `processing.rs`; the avatars' vector indexes, pending file deletions and re-embedding in
+//! `maintenance.rs`.
+
+mod maintenance;
+mod processing;
+
+pub use processing::ProcessOutcome;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Statement,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::Actor;
+use crate::core::config::{DocumentSettings, RetrievalSettings};
+use crate::core::db::{Db, UnitOfWork, is_unique_violation, new_id, now};
+use crate::core::events::EventBus;
+use crate::core::jobs::{enqueue_in, enqueue_unique_in};
+use crate::core::pagination::{Page, PageParams, fetch_page};
+use crate::core::storage::BlobStore;
+use crate::modules::avatars::AvatarsService;
+use crate::modules::avatars::domain::errors::AvatarsError;
+use crate::modules::avatars::service::AvatarView;
+use crate::modules::events::DomainEvent;
+
+use super::domain::entities::document;
+use super::domain::errors::DocumentsError;
+use super::domain::events::DocumentsEvent;
+use super::embedding::EmbedderSource;
+use super::parsing::{self, DocumentFormat};
+use super::retrieval::{self, SearchHit, SearchRequest};
+use super::sandbox::Sandbox;
+use super::tasks::{BuildVectorIndex, ProcessDocument};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    Uploaded,
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl DocumentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Uploaded => "uploaded",
+            DocumentStatus::Processing => "processing",
+            DocumentStatus::Ready => "ready",
+            DocumentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "uploaded" => Some(DocumentStatus::Uploaded),
+            "processing" => Some(DocumentStatus::Processing),
+            "ready" => Some(DocumentStatus::Ready),
+            "failed" => Some(DocumentStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: Uuid,
+    pub avatar_id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub status: DocumentStatus,
+    /// Why processing failed, for people.
+    pub error: Option<String>,
+    pub chunks_count: i32,
+    pub tokens_count: i32,
+    /// For a waiting document: 1 = next of its project.
+    pub queue_position: Option<i64>,
+    #[schema(value_type = Object)]
+    pub document_metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+/// An upload received to a local temporary file (the request body is never held in memory).
+#[derive(Debug)]
+pub struct ReceivedFile {
+    pub path: PathBuf,
+    pub filename: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// The first bytes, for sniffing the type.
+    pub head: Vec<u8>,
+}
+
+/// Asked before a document is stored; billing answers per plan. Until then: unlimited.
+#[async_trait]
+pub trait DocumentQuota: Send + Sync + 'static {
+    /// May `project_id` store one more document of `size_bytes`?
+    async fn may_store_document(&self, project_id: Uuid, size_bytes: u64) -> Result<(), String>;
+}
+
+/// The quota in force until billing provides one.
+pub struct Unlimited;
+
+#[async_trait]
+impl DocumentQuota for Unlimited {
+    async fn may_store_document(&self, _project_id: Uuid, _size_bytes: u64) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The module's settings, where uploads wait, and the parser's sandbox.
+pub struct DocumentsConfig {
+    pub settings: DocumentSettings,
+    pub retrieval: RetrievalSettings,
+    pub upload_dir: PathBuf,
+    pub sandbox: Sandbox,
+}
+
+pub struct DocumentsService {
+    db: Db,
+    bus: EventBus<DomainEvent>,
+    blobs: Arc<dyn BlobStore>,
+    avatars: Arc<AvatarsService>,
+    embedders: EmbedderSource,
+    quota: Arc<dyn DocumentQuota>,
+    settings: DocumentSettings,
+    retrieval: RetrievalSettings,
+    upload_dir: PathBuf,
+    sandbox: Sandbox,
+}
+
+/// `projects/{pid}/avatars/{aid}/documents/{did}/<safe name>`.
+fn blob_key(project_id: Uuid, avatar_id: Uuid, document_id: Uuid, filename: &str) -> String {
+    format!(
+        "projects/{project_id}/avatars/{avatar_id}/documents/{document_id}/{}",
+        safe_filename(filename)
+    )
+}
+
+/// The name kept in storage keys: letters, digits, `.`, `-`, `_`; at most 100 characters.
+pub fn safe_filename(filename: &str) -> String {
+    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_matches('.');
+    let cleaned: String = cleaned
+        .chars()
+        .rev()
+        .take(100)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if cleaned.is_empty() {
+        "document".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Queues a build of the avatar's vector index, unless one is queued or running already.
+async fn queue_index_build<C: ConnectionTrait>(
+    conn: &C,
+    avatar_id: Uuid,
+) -> Result<Option<Uuid>, sea_orm::DbErr> {
+    enqueue_unique_in(
+        conn,
+        &BuildVectorIndex::now(avatar_id),
+        &format!("documents.build_vector_index:{avatar_id}"),
+    )
+    .await
+}
+
+/// The avatar a route names is missing (404), or could not be read.
+fn avatar_error(error: AvatarsError) -> DocumentsError {
+    match error {
+        AvatarsError::NotFound => DocumentsError::NotFound("avatar"),
+        AvatarsError::Unavailable(unavailable) => DocumentsError::Unavailable(unavailable),
+        other => DocumentsError::Internal(other.to_string()),
+    }
+}
+
+fn status_of(model: &document::Model) -> DocumentStatus {
+    DocumentStatus::parse(&model.status).unwrap_or(DocumentStatus::Failed)
+}
+
+impl DocumentsService {
+    pub fn new(
+        db: Db,
+        bus: EventBus<DomainEvent>,
+        blobs: Arc<dyn BlobStore>,
+        avatars: Arc<AvatarsService>,
+        embedders: EmbedderSource,
+        config: DocumentsConfig,
+    ) -> Self {
+        let DocumentsConfig {
+            settings,
+            retrieval,
+            upload_dir,
+            sandbox,
+        } = config;
+        DocumentsService {
+            db,
+            bus,
+            blobs,
+            avatars,
+            embedders,
+            quota: Arc::new(Unlimited),
+            settings,
+            retrieval,
+            upload_dir,
+            sandbox,
+        }
+    }
+
+    /// Whether the avatar has more ready chunks than are searched exactly, and no index yet.
+    async fn needs_index<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        project_id: Uuid,
+        avatar_id: Uuid,
+    ) -> Result<bool, sea_orm::DbErr> {
+        let (size, indexed) = retrieval::avatar_size(conn, project_id, avatar_id).await?;
+        Ok(size > self.retrieval.exact_scan_max_chunks && !indexed)
+    }
+
+    /// Where uploads wait (as temporary files) until they are in the blob store.
+    pub fn upload_dir(&self) -> &std::path::Path {
+        &self.upload_dir
+    }
+
+    /// The passages of the avatar's ready documents that best answer `query` (hybrid search
+    /// with the avatar's `top_k` and `similarity_threshold` unless `top_k` is given).
+    pub async fn search(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        query: &str,
+        top_k: Option<usize>,
+    ) -> Result<Vec<SearchHit>, DocumentsError> {
+        let avatar = self
+            .avatars
+            .get(project_id, avatar_id)
+            .await
+            .map_err(avatar_error)?;
+        let top_k = top_k.unwrap_or(usize::try_from(avatar.rag.top_k).unwrap_or(5));
+        self.search_avatar(&avatar, query, top_k).await
+    }
+
+    /// [`search`](Self::search) for a caller that already holds the avatar (the chat
+    /// pipeline): its `similarity_threshold`, `top_k` passages.
+    pub async fn search_avatar(
+        &self,
+        avatar: &AvatarView,
+        query: &str,
+        top_k: usize,
+    ) -> Result<Vec<SearchHit>, DocumentsError> {
+        let embedder = self
+            .embedders
+            .current()
+            .await
+            .map_err(DocumentsError::Internal)?;
+        let mut vectors = embedder.embed(&[query.to_owned()]).await.map_err(|error| {
+            DocumentsError::Internal(format!("embedding the question failed: {error}"))
+        })?;
+        let embedding = vectors.pop().unwrap_or_default();
+        let request = SearchRequest {
+            project_id: avatar.project_id,
+            avatar_id: avatar.id,
+            query,
+            embedding,
+            top_k,
+            similarity_threshold: f64::from(avatar.rag.similarity_threshold),
+        };
+        Ok(retrieval::search(&self.db, &self.retrieval, &request).await?)
+    }
+
+    /// Replaces the quota check (billing).
+    pub fn with_quota(mut self, quota: Arc<dyn DocumentQuota>) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    pub fn retrieval_settings(&self) -> &RetrievalSettings {
+        &self.retrieval
+    }
+
+    pub fn settings(&self) -> &DocumentSettings {
+        &self.settings
+    }
+
+    pub fn embedders(&self) -> &EmbedderSource {
+        &self.embedders
+    }
+
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn view(&self, model: &document::Model) -> Result<DocumentView, DocumentsError> {
+        let status = status_of(model);
+        let queue_position = if status == DocumentStatus::Uploaded {
+            let ahead = document::Entity::find()
+                .filter(document::Column::ProjectId.eq(model.project_id))
+                .filter(document::Column::Status.eq(DocumentStatus::Uploaded.as_str()))
+                .filter(document::Column::CreatedAt.lt(model.created_at))
+                .count(self.db.connection())
+                .await?;
+            Some(i64::try_from(ahead).unwrap_or(i64::MAX) + 1)
+        } else {
+            None
+        };
+        Ok(DocumentView {
+            id: model.id,
+            avatar_id: model.avatar_id,
+            filename: model.filename.clone(),
+            content_type: model.content_type.clone(),
+            size_bytes: model.size_bytes,
+            status,
+            error: model.error.clone(),
+            chunks_count: model.chunks_count,
+            tokens_count: model.tokens_count,
+            queue_position,
+            document_metadata: model.document_metadata.clone(),
+            created_at: model.created_at,
+            processed_at: model.processed_at,
+        })
+    }
+
+    /// The avatar must be live in the project (404 otherwise).
+    pub async fn ensure_avatar(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+    ) -> Result<(), DocumentsError> {
+        self.avatars
+            .get(project_id, avatar_id)
+            .await
+            .map(|_| ())
+            .map_err(avatar_error)
+    }
+
+    /// Stores a received file and schedules its processing in the same transaction as its
+    /// row: a 202 means it will be processed even if the process dies right after.
+    pub async fn upload(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        file: ReceivedFile,
+        actor: Actor,
+    ) -> Result<DocumentView, DocumentsError> {
+        self.ensure_avatar(project_id, avatar_id).await?;
+        let format = parsing::sniff(&file.filename, &file.head)
+            .map_err(|error| DocumentsError::UnsupportedType(error.to_string()))?;
+        self.quota
+            .may_store_document(project_id, file.size_bytes)
+            .await
+            .map_err(DocumentsError::QuotaExceeded)?;
+        if let Some(existing) = self.find_by_hash(avatar_id, &file.sha256).await? {
+            return Err(DocumentsError::Duplicate {
+                existing_id: existing,
+            });
+        }
+
+        let document_id = new_id();
+        let key = blob_key(project_id, avatar_id, document_id, &file.filename);
+        let mut reader = tokio::fs::File::open(&file.path).await?;
+        self.blobs
+            .put_stream(&key, &mut reader, format.content_type())
+            .await?;
+
+        match self
+            .insert_uploaded(
+                project_id,
+                avatar_id,
+                document_id,
+                &key,
+                &file,
+                format,
+                actor,
+            )
+            .await
+        {
+            Ok(model) => self.view(&model).await,
+            Err(error) => {
+                // The row never existed: the stored file must not outlive it.
+                self.delete_blob_now_or_later(&key).await;
+                match error {
+                    DocumentsError::Internal(message) if message.contains("duplicate key") => {
+                        let existing = self.find_by_hash(avatar_id, &file.sha256).await?;
+                        Err(existing
+                            .map(|existing_id| DocumentsError::Duplicate { existing_id })
+                            .unwrap_or(DocumentsError::Conflict(
+                                "a duplicate upload is in progress",
+                            )))
+                    }
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
+    async fn find_by_hash(
+        &self,
+        avatar_id: Uuid,
+        sha256: &str,
+    ) -> Result<Option<Uuid>, DocumentsError> {
+        Ok(document::Entity::find()
+            .filter(document::Column::AvatarId.eq(avatar_id))
+            .filter(document::Column::Sha256.eq(sha256))
+            .one(self.db.connection())
+            .await?
+            .map(|existing| existing.id))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_uploaded(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        document_id: Uuid,
+        key: &str,
+        file: &ReceivedFile,
+        format: DocumentFormat,
+        actor: Actor,
+    ) -> Result<document::Model, DocumentsError> {
+        let timestamp = now();
+        let mut uow = self.db.begin().await?;
+        let model = document::ActiveModel {
+            id: Set(document_id),
+            project_id: Set(project_id),
+            avatar_id: Set(avatar_id),
+            filename: Set(file.filename.clone()),
+            content_type: Set(format.content_type().to_owned()),
+            format: Set(format.as_str().to_owned()),
+            size_bytes: Set(i64::try_from(file.size_bytes).unwrap_or(i64::MAX)),
+            sha256: Set(file.sha256.clone()),
+            blob_key: Set(key.to_owned()),
+            status: Set(DocumentStatus::Uploaded.as_str().to_owned()),
+            error: Set(None),
+            chunks_count: Set(0),
+            tokens_count: Set(0),
+            attempts: Set(0),
+            document_metadata: Set(json!({})),
+            uploaded_by: Set(actor.user_id),
+            created_at: Set(timestamp),
+            updated_at: Set(timestamp),
+            processing_started_at: Set(None),
+            processed_at: Set(None),
+            processing_run_id: Set(None),
+            heartbeat_at: Set(None),
+        }
+        .insert(&*uow)
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                DocumentsError::Internal(format!("duplicate key: {error}"))
+            } else {
+                DocumentsError::from(error)
+            }
+        })?;
+        enqueue_in(&*uow, &ProcessDocument::now(document_id)).await?;
+        self.publish(
+            &mut uow,
+            DocumentsEvent::DocumentUploaded {
+                project_id,
+                avatar_id,
+                document_id,
+                filename: model.filename.clone(),
+                size_bytes: model.size_bytes,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(model)
+    }
+
+    async fn publish(
+        &self,
+        uow: &mut UnitOfWork,
+        event: DocumentsEvent,
+    ) -> Result<(), DocumentsError> {
+        self.bus
+            .publish(uow, &DomainEvent::Documents(event))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        status: Option<DocumentStatus>,
+        page: &PageParams,
+    ) -> Result<Page<DocumentView>, DocumentsError> {
+        self.ensure_avatar(project_id, avatar_id).await?;
+        let mut select = document::Entity::find()
+            .filter(document::Column::ProjectId.eq(project_id))
+            .filter(document::Column::AvatarId.eq(avatar_id));
+        if let Some(status) = status {
+            select = select.filter(document::Column::Status.eq(status.as_str()));
+        }
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_asc(document::Column::CreatedAt),
+            page,
+        )
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(self.view(row).await?);
+        }
+        Ok(Page::new(items, total, page))
+    }
+
+    async fn find(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        document_id: Uuid,
+    ) -> Result<document::Model, DocumentsError> {
+        document::Entity::find_by_id(document_id)
+            .filter(document::Column::ProjectId.eq(project_id))
+            .filter(document::Column::AvatarId.eq(avatar_id))
+            .one(self.db.connection())
+            .await?
+            .ok_or(DocumentsError::NotFound("document"))
+    }
+
+    pub async fn get(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        document_id: Uuid,
+    ) -> Result<DocumentView, DocumentsError> {
+        self.ensure_avatar(project_id, avatar_id).await?;
+        let model = self.find(project_id, avatar_id, document_id).await?;
+        self.view(&model).await
+    }
+
+    /// Queues a ready or failed document for processing again.
+    pub async fn reprocess(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        document_id: Uuid,
+    ) -> Result<DocumentView, DocumentsError> {
+        self.ensure_avatar(project_id, avatar_id).await?;
+        self.find(project_id, avatar_id, document_id).await?;
+        let uow = self.db.begin().await?;
+        let requeued = document::Entity::update_many()
+            .col_expr(
+                document::Column::Status,
+                Expr::value(DocumentStatus::Uploaded.as_str()),
+            )
+            .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(document::Column::Attempts, Expr::value(0))
+            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .filter(document::Column::Id.eq(document_id))
+            .filter(document::Column::Status.is_in([
+                DocumentStatus::Ready.as_str(),
+                DocumentStatus::Failed.as_str(),
+            ]))
+            .exec_with_returning(&*uow)
+            .await?;
+        let Some(model) = requeued.into_iter().next() else {
+            return Err(DocumentsError::Conflict(
+                "the document is already waiting or processing",
+            ));
+        };
+        enqueue_in(&*uow, &ProcessDocument::now(document_id)).await?;
+        uow.commit().await?;
+        self.view(&model).await
+    }
+
+    /// Removes the document and its chunks; its stored file follows right after the commit
+    /// (or, if that fails, from the recovery job's queue — never before the row is gone).
+    pub async fn delete(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        document_id: Uuid,
+        actor: Actor,
+    ) -> Result<(), DocumentsError> {
+        let mut uow = self.db.begin().await?;
+        let deleted = document::Entity::delete_many()
+            .filter(document::Column::Id.eq(document_id))
+            .filter(document::Column::ProjectId.eq(project_id))
+            .filter(document::Column::AvatarId.eq(avatar_id))
+            .exec_with_returning(&*uow)
+            .await?;
+        let Some(model) = deleted.into_iter().next() else {
+            return Err(DocumentsError::NotFound("document"));
+        };
+        uow.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO blob_deletions (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
+            [model.blob_key.clone().into()],
+        ))
+        .await?;
+        self.publish(
+            &mut uow,
+            DocumentsEvent::DocumentDeleted {
+                project_id,
+                avatar_id,
+                document_id,
+                size_bytes: model.size_bytes,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        self.delete_blob_now_or_later(&model.blob_key).await;
+        Ok(())
+    }
+
+    /// Deletes every document of an avatar (it was deleted).
+    pub async fn delete_for_avatar(
+        &self,
+        project_id: Uuid,
+        avatar_id: Uuid,
+        actor: Actor,
+    ) -> Result<usize, DocumentsError> {
+        let ids: Vec<Uuid> = document::Entity::find()
+            .filter(document::Column::ProjectId.eq(project_id))
+            .filter(document::Column::AvatarId.eq(avatar_id))
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|model| model.id)
+            .collect();
+        for id in &ids {
+            match self.delete(project_id, avatar_id, *id, actor.clone()).await {
+                Ok(()) | Err(DocumentsError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        // Its index goes too — in a job, under the build lock, so the drop never waits here
+        // behind another avatar's build.
+        queue_index_build(self.db.connection(), avatar_id).await?;
+        Ok(ids.len())
+    }
+}

@@ -1,0 +1,496 @@
+//! Processing one document: claim it under a run id, parse and chunk it in the sandbox, embed
+//! and store its chunks while the run still owns it, with a heartbeat; and recovering what a
+//! dead worker left.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::core::db::{UnitOfWork, new_id, now};
+use crate::core::jobs::enqueue_in;
+use crate::core::storage::StorageError;
+use crate::modules::avatars::domain::errors::AvatarsError;
+use crate::modules::events::DomainEvent;
+
+use super::{DocumentStatus, DocumentsService, queue_index_build, status_of};
+use crate::modules::documents::chunking::Chunk;
+use crate::modules::documents::domain::entities::document;
+use crate::modules::documents::domain::errors::DocumentsError;
+use crate::modules::documents::domain::events::DocumentsEvent;
+use crate::modules::documents::parsing::DocumentFormat;
+use crate::modules::documents::sandbox::{ParseRequest, Parsed, SandboxError};
+use crate::modules::documents::store;
+use crate::modules::documents::tasks::ProcessDocument;
+
+/// How one processing run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProcessOutcome {
+    Ready {
+        chunks: i32,
+        tokens: i32,
+    },
+    Failed(String),
+    /// Another run owns it, it is gone, or it is not waiting.
+    Skipped,
+    /// Its project is at its limit of documents processing at once: try again later.
+    Deferred,
+    /// A transient failure: the task should be retried.
+    Retry(String),
+}
+
+/// A processing run: the document and the id under which it owns it.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    document_id: Uuid,
+    run_id: Uuid,
+}
+
+/// Why a run stopped early.
+enum RunError {
+    Permanent(String),
+    Transient(String),
+    Gone,
+}
+
+impl From<sea_orm::DbErr> for RunError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        RunError::Transient(format!("database: {error}"))
+    }
+}
+
+impl DocumentsService {
+    /// Recovers what a dead worker left: a `processing` document whose run has not shown a
+    /// heartbeat for `documents.stale_after_secs` goes back to the queue — or fails, once it
+    /// used its `documents.max_attempts` — and an `uploaded` one without progress for
+    /// `documents.stuck_after_secs` (its task lost) is queued again. Returns how many were
+    /// requeued.
+    pub async fn recover_stuck(&self) -> Result<usize, DocumentsError> {
+        let stale_after = self.settings.stale_after_secs as f64;
+        let stuck_after = self.settings.stuck_after_secs as f64;
+        let mut uow = self.db.begin().await?;
+        let given_up = uow
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE documents SET status = 'failed', processing_run_id = NULL, \
+                 chunks_count = 0, tokens_count = 0, \
+                 error = 'processing stopped ' || attempts || ' times without finishing (its \
+                 worker was lost); giving up', updated_at = now() \
+                 WHERE status = 'processing' AND attempts >= $2 \
+                   AND COALESCE(heartbeat_at, processing_started_at, updated_at) \
+                       < now() - make_interval(secs => $1) \
+                 RETURNING id, project_id, avatar_id, error",
+                [stale_after.into(), self.settings.max_attempts.into()],
+            ))
+            .await?;
+        for row in &given_up {
+            let document_id: Uuid = row.try_get("", "id")?;
+            store::delete_chunks(&*uow, document_id).await?;
+            self.publish(
+                &mut uow,
+                DocumentsEvent::DocumentFailed {
+                    project_id: row.try_get("", "project_id")?,
+                    avatar_id: row.try_get("", "avatar_id")?,
+                    document_id,
+                    reason: row.try_get("", "error")?,
+                },
+            )
+            .await?;
+        }
+        let rows = uow
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE documents SET status = 'uploaded', processing_run_id = NULL, \
+                 updated_at = now() \
+                 WHERE (status = 'processing' AND COALESCE(heartbeat_at, processing_started_at, \
+                        updated_at) < now() - make_interval(secs => $1)) \
+                    OR (status = 'uploaded' AND updated_at < now() - make_interval(secs => $2)) \
+                 RETURNING id",
+                [stale_after.into(), stuck_after.into()],
+            ))
+            .await?;
+        for row in &rows {
+            let id: Uuid = row.try_get("", "id")?;
+            enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
+        }
+        uow.commit().await?;
+        if !given_up.is_empty() {
+            tracing::warn!(
+                count = given_up.len(),
+                "failed documents whose runs kept dying"
+            );
+        }
+        if !rows.is_empty() {
+            tracing::warn!(
+                count = rows.len(),
+                "requeued documents whose run or task was lost"
+            );
+        }
+        Ok(rows.len())
+    }
+
+    /// Takes a waiting document for processing under a new run id, unless its project
+    /// already has its share running. The advisory lock serializes claims per project, so the
+    /// cap holds.
+    async fn claim(
+        &self,
+        document_id: Uuid,
+    ) -> Result<Result<document::Model, ProcessOutcome>, DocumentsError> {
+        let Some(waiting) = document::Entity::find_by_id(document_id)
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(Err(ProcessOutcome::Skipped));
+        };
+        if status_of(&waiting) != DocumentStatus::Uploaded {
+            return Ok(Err(ProcessOutcome::Skipped));
+        }
+        let uow = self.db.begin().await?;
+        uow.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext('documents:' || $1::text))",
+            [waiting.project_id.into()],
+        ))
+        .await?;
+        let running = document::Entity::find()
+            .filter(document::Column::ProjectId.eq(waiting.project_id))
+            .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
+            .count(&*uow)
+            .await?;
+        if i64::try_from(running).unwrap_or(i64::MAX) >= self.settings.max_processing_per_project {
+            return Ok(Err(ProcessOutcome::Deferred));
+        }
+        // The database's clock, like the recovery that compares against it: a worker whose
+        // clock runs behind cannot make its live runs look dead.
+        let claimed = document::Entity::update_many()
+            .col_expr(
+                document::Column::Status,
+                Expr::value(DocumentStatus::Processing.as_str()),
+            )
+            .col_expr(document::Column::ProcessingStartedAt, Expr::cust("now()"))
+            .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
+            .col_expr(document::Column::ProcessingRunId, Expr::value(new_id()))
+            .col_expr(document::Column::UpdatedAt, Expr::cust("now()"))
+            .col_expr(
+                document::Column::Attempts,
+                Expr::col(document::Column::Attempts).add(1),
+            )
+            .filter(document::Column::Id.eq(document_id))
+            .filter(document::Column::Status.eq(DocumentStatus::Uploaded.as_str()))
+            .exec_with_returning(&*uow)
+            .await?;
+        uow.commit().await?;
+        Ok(claimed.into_iter().next().ok_or(ProcessOutcome::Skipped))
+    }
+
+    /// One processing run of a document (called by the `ProcessDocument` task). When
+    /// `stopping` resolves first (the workers shut down), the run stops at once — its parser
+    /// child is killed — and the document goes back to the queue without counting the attempt.
+    pub async fn process(
+        &self,
+        document_id: Uuid,
+        stopping: impl std::future::Future<Output = ()>,
+    ) -> Result<ProcessOutcome, DocumentsError> {
+        let model = match self.claim(document_id).await? {
+            Ok(model) => model,
+            Err(outcome) => return Ok(outcome),
+        };
+        let run = Run {
+            document_id: model.id,
+            run_id: model.processing_run_id.unwrap_or_default(),
+        };
+        let limit = Duration::from_secs(self.settings.processing_timeout_secs);
+        let result = tokio::select! {
+            result = tokio::time::timeout(limit, self.run(&model, run)) => match result {
+                Ok(result) => result,
+                Err(_) => Err(RunError::Permanent(format!(
+                    "processing took longer than {} s and was stopped",
+                    limit.as_secs()
+                ))),
+            },
+            // Ends only when the run lost the document to another one.
+            () = self.heartbeat(run) => Err(RunError::Gone),
+            () = stopping => {
+                self.interrupted(run).await?;
+                return Ok(ProcessOutcome::Skipped);
+            }
+        };
+        match result {
+            Ok((chunks, tokens)) => Ok(ProcessOutcome::Ready { chunks, tokens }),
+            Err(RunError::Gone) => Ok(ProcessOutcome::Skipped),
+            Err(RunError::Permanent(reason)) => {
+                self.fail(&model, run, &reason).await?;
+                Ok(ProcessOutcome::Failed(reason))
+            }
+            Err(RunError::Transient(reason)) if model.attempts >= self.settings.max_attempts => {
+                let reason = format!("gave up after {} attempts: {reason}", model.attempts);
+                self.fail(&model, run, &reason).await?;
+                Ok(ProcessOutcome::Failed(reason))
+            }
+            Err(RunError::Transient(reason)) => {
+                // Back to the queue; the task is retried with backoff.
+                document::Entity::update_many()
+                    .col_expr(
+                        document::Column::Status,
+                        Expr::value(DocumentStatus::Uploaded.as_str()),
+                    )
+                    .col_expr(
+                        document::Column::ProcessingRunId,
+                        Expr::value(Option::<Uuid>::None),
+                    )
+                    .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+                    .filter(document::Column::Id.eq(model.id))
+                    .filter(document::Column::ProcessingRunId.eq(run.run_id))
+                    .exec(self.db.connection())
+                    .await?;
+                tracing::warn!(document_id = %model.id, attempt = model.attempts, "document processing will be retried: {reason}");
+                Ok(ProcessOutcome::Retry(reason))
+            }
+        }
+    }
+
+    /// Shows the run is alive every `documents.heartbeat_secs`; returns only when the
+    /// document no longer belongs to the run (the recovery gave it to another).
+    async fn heartbeat(&self, run: Run) {
+        let every = Duration::from_secs(Ord::max(self.settings.heartbeat_secs, 1));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            let beat = document::Entity::update_many()
+                .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
+                .filter(document::Column::Id.eq(run.document_id))
+                .filter(document::Column::ProcessingRunId.eq(run.run_id))
+                .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
+                .exec(self.db.connection())
+                .await;
+            match beat {
+                Ok(result) if result.rows_affected == 0 => return,
+                Ok(_) => {}
+                // The database is away: the run itself will notice; keep trying.
+                Err(error) => {
+                    tracing::warn!(document_id = %run.document_id, "document heartbeat failed: {error}")
+                }
+            }
+        }
+    }
+
+    /// The run was stopped by a shutdown: the document waits again, the attempt not counted,
+    /// with a task queued in the same transaction.
+    async fn interrupted(&self, run: Run) -> Result<(), DocumentsError> {
+        let uow = self.db.begin().await?;
+        let released = document::Entity::update_many()
+            .col_expr(
+                document::Column::Status,
+                Expr::value(DocumentStatus::Uploaded.as_str()),
+            )
+            .col_expr(
+                document::Column::ProcessingRunId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(
+                document::Column::Attempts,
+                Expr::col(document::Column::Attempts).sub(1),
+            )
+            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .filter(document::Column::Id.eq(run.document_id))
+            .filter(document::Column::ProcessingRunId.eq(run.run_id))
+            .exec(&*uow)
+            .await?;
+        if released.rows_affected > 0 {
+            enqueue_in(&*uow, &ProcessDocument::now(run.document_id)).await?;
+            tracing::info!(document_id = %run.document_id, "document processing interrupted by shutdown; queued again");
+        }
+        uow.commit().await?;
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        model: &document::Model,
+        run: Run,
+        reason: &str,
+    ) -> Result<(), DocumentsError> {
+        let mut uow = self.db.begin().await?;
+        let failed = document::Entity::update_many()
+            .col_expr(
+                document::Column::Status,
+                Expr::value(DocumentStatus::Failed.as_str()),
+            )
+            .col_expr(document::Column::Error, Expr::value(reason))
+            .col_expr(document::Column::ChunksCount, Expr::value(0))
+            .col_expr(document::Column::TokensCount, Expr::value(0))
+            .col_expr(
+                document::Column::ProcessingRunId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .filter(document::Column::Id.eq(model.id))
+            .filter(document::Column::ProcessingRunId.eq(run.run_id))
+            .exec(&*uow)
+            .await?;
+        if failed.rows_affected == 0 {
+            return Ok(());
+        }
+        store::delete_chunks(&*uow, model.id).await?;
+        self.publish(
+            &mut uow,
+            DocumentsEvent::DocumentFailed {
+                project_id: model.project_id,
+                avatar_id: model.avatar_id,
+                document_id: model.id,
+                reason: reason.to_owned(),
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// Starts a transaction in which `run` still owns its document (the row is share-locked,
+    /// so a recovery handing it to another run waits for this transaction): chunks written
+    /// in it can never mix with another run's.
+    async fn owned(&self, run: Run) -> Result<UnitOfWork, RunError> {
+        let uow = self.db.begin().await?;
+        let owned = uow
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 AS owned FROM documents WHERE id = $1 AND processing_run_id = $2 \
+                 AND status = 'processing' FOR SHARE",
+                [run.document_id.into(), run.run_id.into()],
+            ))
+            .await?;
+        if owned.is_none() {
+            return Err(RunError::Gone);
+        }
+        Ok(uow)
+    }
+
+    /// parse and chunk (in the sandboxed child) → embed in batches → store; chunks are
+    /// written batch by batch (a large document never sits whole in memory as vectors), after
+    /// removing whatever an earlier, interrupted run left, and the document turns `ready` in
+    /// the last transaction — each write only while the run still owns the document.
+    async fn run(&self, model: &document::Model, run: Run) -> Result<(i32, i32), RunError> {
+        let avatar = self
+            .avatars
+            .get(model.project_id, model.avatar_id)
+            .await
+            .map_err(|error| match error {
+                AvatarsError::NotFound => RunError::Gone,
+                other => RunError::Transient(format!("reading the avatar failed: {other}")),
+            })?;
+        let bytes = self
+            .blobs
+            .get(&model.blob_key)
+            .await
+            .map_err(|error| match error {
+                StorageError::NotFound(_) => {
+                    RunError::Permanent("the stored file is missing".into())
+                }
+                other => RunError::Transient(format!("reading the stored file failed: {other}")),
+            })?;
+        let format = DocumentFormat::parse(&model.format)
+            .ok_or_else(|| RunError::Permanent(format!("unknown format {}", model.format)))?;
+        let request = ParseRequest {
+            format,
+            chunk_size: usize::try_from(avatar.rag.chunk_size).unwrap_or(512),
+            chunk_overlap: usize::try_from(avatar.rag.chunk_overlap).unwrap_or(0),
+            max_chunks: self.settings.max_chunks_per_document,
+        };
+        let Parsed {
+            chunks,
+            metadata: document_metadata,
+        } = self
+            .sandbox
+            .parse(&request, bytes.to_vec())
+            .await
+            .map_err(|error| match error {
+                SandboxError::Document(reason) => RunError::Permanent(reason),
+                SandboxError::Failed(reason) => RunError::Transient(reason),
+            })?;
+
+        let embedder = self
+            .embedders
+            .current()
+            .await
+            .map_err(RunError::Permanent)?;
+        let uow = self.owned(run).await?;
+        store::delete_chunks(&*uow, model.id).await?;
+        uow.commit().await?;
+        for batch in chunks.chunks(self.settings.embed_batch_size) {
+            let texts: Vec<String> = batch.iter().map(|chunk| chunk.text.clone()).collect();
+            let vectors = embedder.embed(&texts).await.map_err(|error| {
+                if error.is_transient() {
+                    RunError::Transient(format!("embedding failed: {error}"))
+                } else {
+                    RunError::Permanent(format!("embedding failed: {error}"))
+                }
+            })?;
+            let rows: Vec<(&Chunk, Vec<f32>)> = batch.iter().zip(vectors).collect();
+            let uow = self.owned(run).await?;
+            for rows in rows.chunks(self.settings.insert_batch_size) {
+                let owner = store::ChunkOwner {
+                    document_id: model.id,
+                    project_id: model.project_id,
+                    avatar_id: model.avatar_id,
+                };
+                store::insert_chunks(&*uow, owner, rows, &embedder.model_id()).await?;
+            }
+            uow.commit().await?;
+        }
+
+        let chunks_count = i32::try_from(chunks.len()).unwrap_or(i32::MAX);
+        let tokens_count = chunks.iter().map(|chunk| chunk.token_count).sum::<i32>();
+        let mut uow = self.db.begin().await?;
+        let finished = document::Entity::update_many()
+            .col_expr(
+                document::Column::Status,
+                Expr::value(DocumentStatus::Ready.as_str()),
+            )
+            .col_expr(document::Column::ChunksCount, Expr::value(chunks_count))
+            .col_expr(document::Column::TokensCount, Expr::value(tokens_count))
+            .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(
+                document::Column::DocumentMetadata,
+                Expr::value(Value::Object(document_metadata)),
+            )
+            .col_expr(
+                document::Column::ProcessingRunId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(document::Column::ProcessedAt, Expr::value(now()))
+            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .filter(document::Column::Id.eq(model.id))
+            .filter(document::Column::ProcessingRunId.eq(run.run_id))
+            .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
+            .exec(&*uow)
+            .await?;
+        if finished.rows_affected == 0 {
+            return Err(RunError::Gone);
+        }
+        // Past the exact-scan size, the avatar needs its own index: queued with the commit.
+        if self
+            .needs_index(&*uow, model.project_id, model.avatar_id)
+            .await?
+        {
+            queue_index_build(&*uow, model.avatar_id).await?;
+        }
+        self.bus
+            .publish(
+                &mut uow,
+                &DomainEvent::Documents(DocumentsEvent::DocumentProcessed {
+                    project_id: model.project_id,
+                    avatar_id: model.avatar_id,
+                    document_id: model.id,
+                    chunks_count,
+                    tokens_count,
+                }),
+            )
+            .await?;
+        uow.commit().await?;
+        Ok((chunks_count, tokens_count))
+    }
+}

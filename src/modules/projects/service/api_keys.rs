@@ -1,0 +1,235 @@
+//! Project API keys: shown once, stored hashed, with scopes; resolving a presented key.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::{Actor, ApiKeys, ApiScope, ResolvedApiKey};
+use crate::core::crypto::{hash_token, random_token};
+use crate::core::db::{new_id, now};
+use crate::core::error::AppError;
+use crate::core::pagination::{Page, PageParams, fetch_page};
+
+use super::ProjectsService;
+use crate::modules::projects::domain::entities::api_key;
+use crate::modules::projects::domain::errors::ProjectsError;
+use crate::modules::projects::domain::events::ProjectsEvent;
+
+const API_KEY_PREFIX: &str = "ap_";
+/// Characters of the key kept for display (after the `ap_` prefix).
+const API_KEY_DISPLAY_CHARS: usize = 8;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A new key: `key` is shown this once and never again. `Debug` hides it.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub key: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("key", &"[REDACTED]")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn api_key_view(model: &api_key::Model) -> ApiKeyView {
+    ApiKeyView {
+        id: model.id,
+        name: model.name.clone(),
+        prefix: model.prefix.clone(),
+        scopes: serde_json::from_value(model.scopes.clone()).unwrap_or_default(),
+        created_at: model.created_at,
+        last_used_at: model.last_used_at,
+        revoked_at: model.revoked_at,
+    }
+}
+
+impl ProjectsService {
+    /// A new key for `scopes` (none: every scope), each one of [`ApiScope::ALL`].
+    pub async fn create_api_key(
+        &self,
+        project_id: Uuid,
+        name: &str,
+        scopes: Vec<String>,
+        actor: Actor,
+    ) -> Result<CreatedApiKey, ProjectsError> {
+        let mut checked: Vec<String> = Vec::with_capacity(scopes.len());
+        for scope in &scopes {
+            let known =
+                ApiScope::parse(scope.trim()).ok_or_else(|| ProjectsError::InvalidField {
+                    field: "scopes",
+                    message: format!(
+                        "unknown scope `{}`; the scopes are {}",
+                        scope.chars().take(40).collect::<String>(),
+                        ApiScope::ALL.map(ApiScope::as_str).join(", ")
+                    ),
+                })?;
+            if !checked.iter().any(|existing| existing == known.as_str()) {
+                checked.push(known.as_str().to_owned());
+            }
+        }
+        let scopes = checked;
+        let key = random_token(API_KEY_PREFIX);
+        let prefix: String = key
+            .chars()
+            .take(API_KEY_PREFIX.len() + API_KEY_DISPLAY_CHARS)
+            .collect();
+        let created_by = actor
+            .user_id
+            .ok_or(ProjectsError::Internal("api key without a creator".into()))?;
+        let mut uow = self.db.begin().await?;
+        let created = api_key::ActiveModel {
+            id: Set(new_id()),
+            project_id: Set(project_id),
+            name: Set(name.trim().to_owned()),
+            prefix: Set(prefix.clone()),
+            key_hash: Set(hash_token(&key)),
+            scopes: Set(serde_json::json!(scopes)),
+            created_by: Set(created_by),
+            created_at: Set(now()),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&*uow)
+        .await?;
+        self.publish(
+            &mut uow,
+            ProjectsEvent::ApiKeyCreated {
+                project_id,
+                key_id: created.id,
+                name: created.name.clone(),
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(CreatedApiKey {
+            id: created.id,
+            name: created.name,
+            key,
+            prefix,
+            scopes,
+            created_at: created.created_at,
+        })
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        project_id: Uuid,
+        page: &PageParams,
+    ) -> Result<Page<ApiKeyView>, ProjectsError> {
+        let select = api_key::Entity::find().filter(api_key::Column::ProjectId.eq(project_id));
+        let (rows, total) = fetch_page(
+            self.db.connection(),
+            select.order_by_desc(api_key::Column::CreatedAt),
+            page,
+        )
+        .await?;
+        let items = rows.iter().map(api_key_view).collect();
+        Ok(Page::new(items, total, page))
+    }
+
+    pub async fn revoke_api_key(
+        &self,
+        project_id: Uuid,
+        key_id: Uuid,
+        actor: Actor,
+    ) -> Result<(), ProjectsError> {
+        let mut uow = self.db.begin().await?;
+        let revoked = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .filter(api_key::Column::Id.eq(key_id))
+            .filter(api_key::Column::ProjectId.eq(project_id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&*uow)
+            .await?;
+        if revoked.rows_affected == 0 {
+            let exists = api_key::Entity::find_by_id(key_id)
+                .filter(api_key::Column::ProjectId.eq(project_id))
+                .one(&*uow)
+                .await?
+                .is_some();
+            return if exists {
+                Ok(())
+            } else {
+                Err(ProjectsError::NotFound("API key"))
+            };
+        }
+        self.publish(
+            &mut uow,
+            ProjectsEvent::ApiKeyRevoked {
+                project_id,
+                key_id,
+                actor,
+            },
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ApiKeys for ProjectsService {
+    async fn resolve_api_key(&self, key: &str) -> Result<Option<ResolvedApiKey>, AppError> {
+        if !key.starts_with(API_KEY_PREFIX) {
+            return Ok(None);
+        }
+        let Some(row) = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(hash_token(key)))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if self.live_project(row.project_id).await.is_err() {
+            return Ok(None);
+        }
+        let stale = row
+            .last_used_at
+            .map(|at| (now() - at).num_seconds() >= self.last_used_resolution_secs)
+            .unwrap_or(true);
+        if stale {
+            api_key::Entity::update_many()
+                .col_expr(api_key::Column::LastUsedAt, Expr::value(now()))
+                .filter(api_key::Column::Id.eq(row.id))
+                .exec(self.db.connection())
+                .await?;
+        }
+        let view = api_key_view(&row);
+        Ok(Some(ResolvedApiKey {
+            key_id: row.id,
+            project_id: row.project_id,
+            name: row.name,
+            scopes: view.scopes,
+        }))
+    }
+}

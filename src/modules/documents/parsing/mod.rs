@@ -1,0 +1,562 @@
+//! Turns an uploaded file into text: `sniff` decides the format from the first bytes and the
+//! file name (they must agree), `parse` extracts sections of text per format — one file per
+//! format beside this one. Pure and synchronous (the server runs it in a limited child process,
+//! `sandbox.rs`); hostile input yields a `ParseError`, never a panic or a crash.
+
+mod docx;
+mod html;
+mod markdown;
+mod pdf;
+mod text;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+
+use encoding_rs::{Encoding, UTF_8};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use docx::parse_docx;
+use html::parse_html;
+use markdown::parse_markdown;
+use pdf::parse_pdf;
+use text::{parse_csv, parse_text};
+
+/// How many leading bytes `sniff` wants to see.
+pub const SNIFF_LENGTH: usize = 8 * 1024;
+
+/// The extensions `sniff` accepts, for messages.
+const SUPPORTED_EXTENSIONS: &str = ".pdf, .docx, .html, .htm, .md, .markdown, .txt, .text, .csv";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentFormat {
+    Pdf,
+    Docx,
+    Html,
+    Markdown,
+    Text,
+    Csv,
+}
+
+impl DocumentFormat {
+    pub const ALL: [DocumentFormat; 6] = [
+        DocumentFormat::Pdf,
+        DocumentFormat::Docx,
+        DocumentFormat::Html,
+        DocumentFormat::Markdown,
+        DocumentFormat::Text,
+        DocumentFormat::Csv,
+    ];
+
+    /// The stored name (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentFormat::Pdf => "pdf",
+            DocumentFormat::Docx => "docx",
+            DocumentFormat::Html => "html",
+            DocumentFormat::Markdown => "markdown",
+            DocumentFormat::Text => "text",
+            DocumentFormat::Csv => "csv",
+        }
+    }
+
+    /// The inverse of `as_str`.
+    pub fn parse(value: &str) -> Option<DocumentFormat> {
+        DocumentFormat::ALL
+            .into_iter()
+            .find(|format| format.as_str() == value)
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            DocumentFormat::Pdf => "application/pdf",
+            DocumentFormat::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            DocumentFormat::Html => "text/html",
+            DocumentFormat::Markdown => "text/markdown",
+            DocumentFormat::Text => "text/plain",
+            DocumentFormat::Csv => "text/csv",
+        }
+    }
+}
+
+impl fmt::Display for DocumentFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an upload is refused before it is stored (HTTP 415). The message is a whole sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SniffError {
+    #[error("{reason}")]
+    Unsupported { reason: String },
+}
+
+/// Why a stored document could not be read. Messages are shown to end users as the
+/// document's failure reason; all of them are permanent (retrying cannot help).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the PDF is encrypted")]
+    Encrypted,
+    /// Nothing to read; the message fits the format (a scan for a PDF, markup for a page).
+    #[error("{}", empty_message(*.0))]
+    Empty(DocumentFormat),
+    #[error("the file is damaged: {0}")]
+    Corrupt(String),
+    #[error("the file cannot be read: {0}")]
+    Unsupported(String),
+}
+
+fn empty_message(format: DocumentFormat) -> &'static str {
+    match format {
+        DocumentFormat::Pdf => "no text could be extracted (a scanned PDF has no text layer)",
+        DocumentFormat::Docx => "the Word document has no text",
+        DocumentFormat::Html => "the page has no readable text, only markup",
+        DocumentFormat::Markdown => "the Markdown file has no text",
+        DocumentFormat::Text => "the file has no text",
+        DocumentFormat::Csv => "the CSV file has no rows with text",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParsedDocument {
+    /// In reading order; never empty, and no section's text is blank.
+    pub sections: Vec<Section>,
+    /// What the parser learnt: `pages` (PDF), `encoding` (text formats), `rows`/`columns` (CSV).
+    pub metadata: Map<String, Value>,
+}
+
+impl ParsedDocument {
+    /// All the text, sections separated by a blank line.
+    pub fn text(&self) -> String {
+        self.sections
+            .iter()
+            .map(|section| section.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// Paragraphs separated by a blank line. A section that starts at a heading begins with
+    /// the heading's text, so the sections together hold the whole document.
+    pub text: String,
+    /// 1-based page number (PDF only).
+    pub page: Option<u32>,
+    /// The nearest heading above this text, when the format has headings.
+    pub heading: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sniffing
+
+/// Decides the format from the first bytes of the file (`head`, up to `SNIFF_LENGTH`) and the
+/// extension of `filename`; refuses the file unless both agree on a supported format.
+pub fn sniff(filename: &str, head: &[u8]) -> Result<DocumentFormat, SniffError> {
+    let extension = extension_of(filename);
+    let content = ContentKind::classify(head);
+    let named = match &extension {
+        Some(extension) => format!("the name ends in .{extension}"),
+        None => "the file name has no extension".to_owned(),
+    };
+    let refuse = |reason: String| Err(SniffError::Unsupported { reason });
+
+    match (&content, extension.as_deref()) {
+        (ContentKind::Pdf, Some("pdf")) => Ok(DocumentFormat::Pdf),
+        (ContentKind::Pdf, _) => refuse(format!("the content is a PDF but {named}")),
+        (ContentKind::Zip, Some("docx")) => Ok(DocumentFormat::Docx),
+        (_, Some("pdf")) => refuse(format!(
+            "{named} but the content is {}, not a PDF",
+            content.describe()
+        )),
+        (_, Some("docx")) => refuse(format!(
+            "{named} but the content is {}, not a Word document (.docx)",
+            content.describe()
+        )),
+        (_, Some(extension)) => match text_format_for(extension) {
+            Some(format) if matches!(content, ContentKind::Text | ContentKind::Empty) => Ok(format),
+            Some(_) => refuse(format!(
+                "{named} but the content is {}, not text",
+                content.describe()
+            )),
+            None if matches!(content, ContentKind::Zip) && !is_known_zip_extension(extension) => {
+                refuse(format!("the content is a ZIP archive but {named}"))
+            }
+            None => refuse(format!(
+                "unsupported file type .{extension} (supported: {SUPPORTED_EXTENSIONS})"
+            )),
+        },
+        (_, None) => refuse(format!(
+            "{named}; supported file types are {SUPPORTED_EXTENSIONS}"
+        )),
+    }
+}
+
+/// The lower-cased extension of the last path component, if any.
+fn extension_of(filename: &str) -> Option<String> {
+    let name = filename
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(filename)
+        .trim()
+        .trim_end_matches('.');
+    let (_, extension) = name.rsplit_once('.')?;
+    if extension.is_empty() {
+        return None;
+    }
+    Some(extension.to_ascii_lowercase())
+}
+
+fn text_format_for(extension: &str) -> Option<DocumentFormat> {
+    match extension {
+        "html" | "htm" => Some(DocumentFormat::Html),
+        "md" | "markdown" => Some(DocumentFormat::Markdown),
+        "txt" | "text" => Some(DocumentFormat::Text),
+        "csv" => Some(DocumentFormat::Csv),
+        _ => None,
+    }
+}
+
+/// ZIP-based formats we recognise by name but do not read.
+fn is_known_zip_extension(extension: &str) -> bool {
+    matches!(
+        extension,
+        "zip" | "xlsx" | "pptx" | "odt" | "ods" | "odp" | "epub" | "jar" | "apk"
+    )
+}
+
+/// What the first bytes of a file look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentKind {
+    Empty,
+    Pdf,
+    Zip,
+    Text,
+    /// Binary data, with a description for messages ("a PNG image").
+    Binary(&'static str),
+}
+
+impl ContentKind {
+    fn classify(head: &[u8]) -> ContentKind {
+        if head.is_empty() {
+            return ContentKind::Empty;
+        }
+        // The PDF header may follow some junk, within the first 1024 bytes.
+        if find(&head[..head.len().min(1024)], b"%PDF-").is_some() {
+            return ContentKind::Pdf;
+        }
+        if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            return ContentKind::Zip;
+        }
+        if looks_like_text(head) {
+            return ContentKind::Text;
+        }
+        const SIGNATURES: &[(&[u8], &str)] = &[
+            (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+            (b"\xff\xd8\xff", "a JPEG image"),
+            (b"GIF87a", "a GIF image"),
+            (b"GIF89a", "a GIF image"),
+            (b"\x7fELF", "an executable (ELF)"),
+            (b"MZ", "a Windows executable"),
+            (b"\xcf\xfa\xed\xfe", "an executable (Mach-O)"),
+            (b"\xfe\xed\xfa\xcf", "an executable (Mach-O)"),
+            (b"\xca\xfe\xba\xbe", "an executable (Mach-O)"),
+            (
+                b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+                "a legacy or password-protected Microsoft Office file",
+            ),
+            (b"\x1f\x8b", "a gzip archive"),
+            (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+            (b"Rar!", "a RAR archive"),
+        ];
+        if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
+            return ContentKind::Binary("a WebP image");
+        }
+        SIGNATURES
+            .iter()
+            .find(|(signature, _)| head.starts_with(signature))
+            .map_or(ContentKind::Binary("binary data"), |(_, description)| {
+                ContentKind::Binary(description)
+            })
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ContentKind::Empty => "empty",
+            ContentKind::Pdf => "a PDF",
+            ContentKind::Zip => "a ZIP archive",
+            ContentKind::Text => "text",
+            ContentKind::Binary(description) => description,
+        }
+    }
+}
+
+/// Text means: UTF-16 with a byte-order mark, or no NUL bytes and decodable (UTF-8, or the
+/// legacy encoding chardetng guesses) into something that is not mostly control characters.
+fn looks_like_text(head: &[u8]) -> bool {
+    if let Some((encoding, bom_length)) = Encoding::for_bom(head)
+        && encoding != UTF_8
+    {
+        let (text, _) = encoding.decode_without_bom_handling(&head[bom_length..]);
+        return mostly_printable(&text);
+    }
+    if head.contains(&0) {
+        return false;
+    }
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    match std::str::from_utf8(head) {
+        Ok(text) => return mostly_printable(text),
+        // The head may end in the middle of a character.
+        Err(error) if error.error_len().is_none() => {
+            return mostly_printable(&String::from_utf8_lossy(&head[..error.valid_up_to()]));
+        }
+        Err(_) => {}
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(head, false);
+    let encoding = detector.guess(None, false);
+    // A multi-byte legacy encoding may be cut mid-character at the end of the head.
+    (0..4.min(head.len())).any(|cut| {
+        encoding
+            .decode_without_bom_handling_and_without_replacement(&head[..head.len() - cut])
+            .is_some_and(|text| mostly_printable(&text))
+    })
+}
+
+/// At most 1% control characters (other than tab, newlines and form feed).
+fn mostly_printable(text: &str) -> bool {
+    let mut total = 0usize;
+    let mut control = 0usize;
+    for character in text.chars() {
+        total += 1;
+        if character.is_control() && !matches!(character, '\t' | '\n' | '\r' | '\x0c') {
+            control += 1;
+        }
+    }
+    control * 100 <= total
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+/// Extracts the text of a file whose format `sniff` decided.
+pub fn parse(format: DocumentFormat, bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
+    // Every parser is written not to panic; this is the net under the libraries.
+    let parsed = catch_panic(|| match format {
+        DocumentFormat::Pdf => parse_pdf(bytes),
+        DocumentFormat::Docx => parse_docx(bytes),
+        DocumentFormat::Html => parse_html(bytes),
+        DocumentFormat::Markdown => parse_markdown(bytes),
+        DocumentFormat::Text => parse_text(bytes),
+        DocumentFormat::Csv => parse_csv(bytes),
+    })
+    .unwrap_or_else(|| {
+        Err(ParseError::Corrupt(format!(
+            "the {} parser could not make sense of it",
+            format
+        )))
+    })?;
+    let sections: Vec<Section> = parsed
+        .sections
+        .into_iter()
+        .filter(|section| !section.text.trim().is_empty())
+        .collect();
+    if sections.is_empty() {
+        return Err(ParseError::Empty(format));
+    }
+    Ok(ParsedDocument {
+        sections,
+        metadata: parsed.metadata,
+    })
+}
+
+/// Runs `work`, turning a panic into `None`. (The default panic hook still logs it.)
+fn catch_panic<T>(work: impl FnOnce() -> T) -> Option<T> {
+    panic::catch_unwind(AssertUnwindSafe(work)).ok()
+}
+
+fn single_section(text: String) -> Vec<Section> {
+    vec![Section {
+        text,
+        page: None,
+        heading: None,
+    }]
+}
+
+// --- Character sets --------------------------------------------------------------------------
+
+struct DecodedText {
+    text: String,
+    encoding: &'static Encoding,
+}
+
+impl DecodedText {
+    fn metadata(&self) -> Map<String, Value> {
+        let mut metadata = Map::new();
+        metadata.insert(
+            "encoding".into(),
+            json!(self.encoding.name().to_ascii_lowercase()),
+        );
+        metadata
+    }
+}
+
+/// A byte-order mark wins, then UTF-8 if the bytes are valid, then (HTML only) the
+/// charset the page declares, then chardetng's guess.
+fn decode_text(bytes: &[u8], html: bool) -> DecodedText {
+    if let Some((encoding, bom_length)) = Encoding::for_bom(bytes) {
+        let (text, _) = encoding.decode_without_bom_handling(&bytes[bom_length..]);
+        return DecodedText {
+            text: text.into_owned(),
+            encoding,
+        };
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return DecodedText {
+            text: text.to_owned(),
+            encoding: UTF_8,
+        };
+    }
+    let declared = if html {
+        declared_html_charset(bytes)
+    } else {
+        None
+    };
+    let encoding = declared.unwrap_or_else(|| {
+        let mut detector = chardetng::EncodingDetector::new();
+        detector.feed(bytes, true);
+        detector.guess(None, true)
+    });
+    let (text, _) = encoding.decode_without_bom_handling(bytes);
+    DecodedText {
+        text: text.into_owned(),
+        encoding,
+    }
+}
+
+/// `<meta charset=...>` or `content="...; charset=..."` within the first 1024 bytes.
+fn declared_html_charset(bytes: &[u8]) -> Option<&'static Encoding> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
+    let start = head.find("charset=")? + "charset=".len();
+    let label: String = head[start..]
+        .trim_start_matches(['"', '\''])
+        .chars()
+        .take_while(|character| character.is_ascii_alphanumeric() || "-_:.".contains(*character))
+        .collect();
+    let encoding = Encoding::for_label(label.as_bytes())?;
+    // A page that was not valid UTF-8 cannot be UTF-16 either (HTML's rule).
+    Some(encoding.output_encoding())
+}
+
+// --- Text hygiene ----------------------------------------------------------------------------
+
+fn normalise_line_endings(text: &str) -> Cow<'_, str> {
+    if text.contains('\r') {
+        Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Control characters other than tab and newline removed (and carriage returns made newlines).
+fn strip_control_characters(text: &str) -> String {
+    normalise_line_endings(text)
+        .chars()
+        .filter(|character| !character.is_control() || matches!(character, '\n' | '\t'))
+        .collect()
+}
+
+/// Newlines normalised, control characters and byte-order marks dropped, trailing spaces
+/// trimmed, at most one blank line in a row, no blank lines at either end.
+fn tidy(text: &str) -> String {
+    let text = strip_control_characters(text);
+    let mut tidied = String::with_capacity(text.len());
+    let mut blank_lines = 0usize;
+    for line in text.lines() {
+        let line = line.trim_end().trim_start_matches('\u{feff}');
+        if line.trim().is_empty() {
+            blank_lines += 1;
+            continue;
+        }
+        if !tidied.is_empty() {
+            tidied.push_str(if blank_lines > 0 { "\n\n" } else { "\n" });
+        }
+        blank_lines = 0;
+        tidied.push_str(line);
+    }
+    tidied
+}
+
+/// Groups blocks of text into sections, starting a new one at each heading. Consecutive
+/// headings with nothing between them share a section (named after the last one), so no
+/// section is only a title.
+#[derive(Default)]
+struct SectionBuilder {
+    sections: Vec<Section>,
+    heading: Option<String>,
+    blocks: Vec<String>,
+    has_body: bool,
+}
+
+impl SectionBuilder {
+    fn heading(&mut self, text: &str) {
+        let text = single_line(text);
+        if text.is_empty() {
+            return;
+        }
+        if self.has_body {
+            self.flush();
+        }
+        self.blocks.push(text.clone());
+        self.heading = Some(text);
+    }
+
+    fn block(&mut self, text: &str) {
+        let text = tidy(text);
+        if !text.is_empty() {
+            self.blocks.push(text);
+            self.has_body = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.blocks.is_empty() {
+            self.sections.push(Section {
+                text: std::mem::take(&mut self.blocks).join("\n\n"),
+                page: None,
+                heading: self.heading.clone(),
+            });
+        }
+        self.has_body = false;
+    }
+
+    fn finish(mut self) -> Vec<Section> {
+        self.flush();
+        self.sections
+    }
+}
+
+fn append_with_space(target: &mut String, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    if !target.is_empty() {
+        target.push(' ');
+    }
+    target.push_str(text);
+}
+
+fn single_line(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -16,7 +16,7 @@ mod fake_llm;
 use std::time::{Duration, Instant};
 
 use avatar_platform::core::embeddings::LocalEmbedder;
-use avatar_platform::modules::documents::vector_index;
+use avatar_platform::modules::documents::testkit::vector_index;
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

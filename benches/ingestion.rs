@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use avatar_platform::core::db::Db;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
-use avatar_platform::modules::documents::chunking::{Chunk, chunk_sections};
-use avatar_platform::modules::documents::parsing::{self, DocumentFormat};
-use avatar_platform::modules::documents::store::{ChunkOwner, insert_chunks};
+use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
+use avatar_platform::modules::documents::testkit::{
+    Chunk, ChunkOwner, chunk_sections, insert_chunks,
+};
 use migration::MigratorTrait;
 use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::db::Db;
-use avatar_platform::modules::documents::retrieval::{
+use avatar_platform::modules::documents::testkit::retrieval::{
     SearchRequest, VectorPath, vector_candidates,
 };
-use avatar_platform::modules::documents::vector_index::{self, BuildOutcome};
+use avatar_platform::modules::documents::testkit::vector_index::{self, BuildOutcome};
 use migration::MigratorTrait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -1,7 +1,12 @@
-//! Wiring: settings -> database -> bus -> jobs -> modules -> HTTP server.
+//! Wiring: settings -> database -> bus -> jobs -> modules (each installs itself into the
+//! [`Registry`]) -> HTTP server.
 //!
 //! [`Application::build`] binds the listener (port 0 in tests) and starts nothing it cannot
 //! stop: the binary and the integration tests start the very same application.
+
+mod registry;
+
+pub use registry::{Module, Registry, Routes, StartupCheck, startup_check};
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -18,8 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::core::auth::{ApiKeys, AuthProviders, ProjectRoles, TokenVerifier};
 use crate::core::cache::{Cache, build_cache};
 use crate::core::config::Settings;
+use crate::core::crypto::SecretBox;
 use crate::core::db::{self, Db};
 use crate::core::error::{AppError, ErrorCode};
 use crate::core::events::EventBus;
@@ -30,7 +37,6 @@ use crate::core::openapi::RouteTable;
 use crate::core::outbound::OutboundClients;
 use crate::core::storage::{BlobStore, build_blob_store};
 use crate::core::telemetry::{metrics_handle, observe_request};
-use crate::modules::Services;
 use crate::modules::events::DomainEvent;
 
 /// What `serve`, `worker` and the tests choose to run.
@@ -46,9 +52,9 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// Run the event dispatcher in this process.
     pub dispatch_events: bool,
-    /// Refuse to start when stored chunks have another dimension than `embeddings.dimension`
-    /// (off only for `documents reembed`, which fixes that).
-    pub check_embedding_dimension: bool,
+    /// Run the modules' start-up checks, such as "stored chunks have the dimension of
+    /// `embeddings.dimension`" (off only for `documents reembed`, which fixes that).
+    pub startup_checks: bool,
 }
 
 impl Default for RunOptions {
@@ -59,7 +65,7 @@ impl Default for RunOptions {
             migrate: true,
             handle_signals: true,
             dispatch_events: true,
-            check_embedding_dimension: true,
+            startup_checks: true,
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct AppContext {
     pub blobs: Arc<dyn BlobStore>,
     /// The HTTP clients for every request the platform sends out (outbound policy).
     pub outbound: Arc<OutboundClients>,
+    /// Encryption at rest for secrets (keys, tokens) the modules store.
+    pub secret_box: SecretBox,
 }
 
 impl AppContext {
@@ -100,6 +108,10 @@ impl AppContext {
             .await
             .context("cannot open the blob store")?;
         let outbound = OutboundClients::new(&settings.outbound)?;
+        let secret_box = SecretBox::new(
+            &settings.secrets.encryption_key,
+            &settings.secrets.previous_encryption_keys,
+        )?;
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
@@ -108,6 +120,7 @@ impl AppContext {
             cache,
             blobs,
             outbound,
+            secret_box,
         })
     }
 
@@ -140,7 +153,7 @@ impl SweepStep for EventRelay {
 /// A running platform: HTTP server (optional), job workers, event dispatcher.
 pub struct Application {
     context: AppContext,
-    services: Services,
+    registry: Arc<Registry>,
     port: Option<u16>,
     server: Option<Server>,
     workers: Option<WorkerPool>,
@@ -162,13 +175,15 @@ impl Application {
         options: RunOptions,
     ) -> anyhow::Result<Application> {
         let settings = context.settings.clone();
-        let services = Services::build(&context)?;
+        let registry = Arc::new(Registry::install(&context, crate::modules::ALL)?);
+        for subscriber in registry.subscribers() {
+            context.bus.subscribe(subscriber.clone());
+        }
         if options.migrate {
             migrate_up(&context.db).await?;
         }
-
-        if options.check_embedding_dimension {
-            check_embedding_dimension(&context).await?;
+        if options.startup_checks {
+            registry.run_startup_checks().await?;
         }
         let worker_count = options.workers.unwrap_or(settings.jobs.workers);
         let workers = if worker_count > 0 {
@@ -179,7 +194,7 @@ impl Application {
                 })
                 .await
                 .context("scheduling the sweeper failed")?;
-            for task in services.cron_tasks(&settings) {
+            for task in registry.periodic_tasks() {
                 context
                     .jobs
                     .ensure_scheduled(task.as_ref())
@@ -188,7 +203,7 @@ impl Application {
             }
             Some(WorkerPool::start(
                 context.jobs.clone(),
-                services.job_context(context.job_context()),
+                registry.job_context(context.job_context()),
                 worker_count,
             ))
         } else {
@@ -205,7 +220,7 @@ impl Application {
                 .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
             let port = listener.local_addr()?.port();
             {
-                let server = http_server(&context, &services, listener, options.handle_signals)?;
+                let server = http_server(&context, &registry, listener, options.handle_signals)?;
                 (Some(server), Some(port))
             }
         } else {
@@ -214,7 +229,7 @@ impl Application {
 
         Ok(Application {
             context,
-            services,
+            registry,
             port,
             server,
             workers,
@@ -233,8 +248,14 @@ impl Application {
         &self.context
     }
 
-    pub fn services(&self) -> &Services {
-        &self.services
+    /// What the modules installed.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// A module's service (for the CLI's commands and the tests).
+    pub fn service<T: Send + Sync + 'static>(&self) -> anyhow::Result<Arc<T>> {
+        self.registry.get::<T>()
     }
 
     /// A handle to stop the HTTP server gracefully (in-flight requests finish).
@@ -302,33 +323,6 @@ async fn migrate_up(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The chunks' vector column must have the dimension the embedder produces; a mismatch is a
-/// deployment error that `documents reembed` resolves, never something to write garbage over.
-async fn check_embedding_dimension(context: &AppContext) -> anyhow::Result<()> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let row = context
-        .db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT atttypmod AS dimension FROM pg_attribute \
-             WHERE attrelid = 'document_chunks'::regclass AND attname = 'embedding'",
-        ))
-        .await;
-    let stored = match row {
-        Ok(Some(row)) => row.try_get::<i32>("", "dimension")?,
-        // Not migrated yet (`serve --no-migrate` on an empty database): nothing to compare.
-        _ => return Ok(()),
-    };
-    let wanted = context.settings.embeddings.dimension;
-    if usize::try_from(stored).ok() != Some(wanted) {
-        anyhow::bail!(
-            "setting `embeddings.dimension` is {wanted} but stored chunks have {stored} dimensions; \
-             run `avatar-platform documents reembed` to change it"
-        );
-    }
-    Ok(())
-}
-
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -353,7 +347,7 @@ async fn wait_for_signal() {
 
 fn http_server(
     context: &AppContext,
-    services: &Services,
+    registry: &Arc<Registry>,
     listener: TcpListener,
     handle_signals: bool,
 ) -> anyhow::Result<Server> {
@@ -364,9 +358,13 @@ fn http_server(
         blobs: context.blobs.clone(),
         check_timeout: Duration::from_millis(settings.server.readiness_timeout_ms),
     });
-    let auth_providers =
-        web::Data::new(services.auth_providers(settings.server.trust_forwarded_for));
-    let services = services.clone();
+    let auth_providers = web::Data::new(AuthProviders {
+        tokens: registry.get::<dyn TokenVerifier>()?,
+        projects: registry.get::<dyn ProjectRoles>()?,
+        api_keys: registry.get::<dyn ApiKeys>()?,
+        trust_forwarded_for: settings.server.trust_forwarded_for,
+    });
+    let registry = registry.clone();
     metrics_handle();
     let document = crate::modules::openapi_document();
     let routes = web::Data::new(RouteTable::from_document(&document));
@@ -384,7 +382,7 @@ fn http_server(
             .app_data(auth_providers.clone())
             .app_data(routes.clone())
             .configure(|cfg| health::configure(cfg, settings.server.metrics_enabled))
-            .configure(|cfg| services.configure(cfg))
+            .configure(|cfg| registry.configure(cfg))
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .default_service(web::to(unknown_route))

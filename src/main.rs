@@ -8,8 +8,10 @@ use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::{db, telemetry};
-use avatar_platform::modules::documents::parsing::DocumentFormat;
-use avatar_platform::modules::documents::{ChildLimits, ParseRequest, parse_document_command};
+use avatar_platform::modules::auth::AuthService;
+use avatar_platform::modules::documents::{
+    ChildLimits, DocumentFormat, DocumentsService, ParseRequest, parse_document_command,
+};
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
@@ -271,13 +273,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                     migrate: true,
                     handle_signals: false,
                     dispatch_events: false,
-                    check_embedding_dimension: false,
+                    startup_checks: false,
                 },
             )
             .await?;
             let queued = app
-                .services()
-                .documents
+                .service::<DocumentsService>()?
                 .reembed_all(dimension)
                 .await
                 .map_err(|error| anyhow::anyhow!("{error}"))?;
@@ -299,11 +300,11 @@ async fn admin(action: AdminAction, settings: Settings) -> anyhow::Result<()> {
             migrate: true,
             handle_signals: false,
             dispatch_events: false,
-            check_embedding_dimension: true,
+            startup_checks: true,
         },
     )
     .await?;
-    let auth = app.services().auth.clone();
+    let auth = app.service::<AuthService>()?;
     match action {
         AdminAction::CreateUser {
             email,

@@ -20,9 +20,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::core::outbound::{BaseUrl, find_refusal};
+use crate::core::outbound::{BaseUrl, SecretBinding, find_refusal};
 use crate::core::upstream::{
     MAX_RETRY_DELAY, backoff, error_chain, error_message, redact, retry_after,
+};
+
+/// The project secrets that override the platform's LLM endpoint and key, the key bound to
+/// the endpoint (a key entered for one URL never travels to another).
+pub const LLM_SECRETS: SecretBinding = SecretBinding {
+    credential: "LLM_API_KEY",
+    endpoint: "LLM_BASE_URL",
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
-use avatar_platform::modules::documents::retrieval::{
+use avatar_platform::modules::documents::testkit::retrieval::{
     SearchRequest, VectorPath, vector_candidates,
 };
-use avatar_platform::modules::documents::vector_index;
+use avatar_platform::modules::documents::testkit::vector_index;
+use avatar_platform::modules::documents::DocumentsService;
+use avatar_platform::modules::platform_config::PlatformConfigService;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -710,7 +712,7 @@ async fn a_dimension_change_is_refused_at_start_until_the_reembed_command_ran() 
         migrate: false,
         handle_signals: false,
         dispatch_events: false,
-        check_embedding_dimension: check,
+        startup_checks: check,
     };
     let mut resized = (*app.context.settings).clone();
     resized.embeddings.dimension = 256;
@@ -729,8 +731,8 @@ async fn a_dimension_change_is_refused_at_start_until_the_reembed_command_ran() 
         .await
         .unwrap();
     maintenance
-        .services()
-        .documents
+        .service::<DocumentsService>()
+        .unwrap()
         .reembed_all(256)
         .await
         .unwrap();
@@ -965,7 +967,7 @@ async fn an_embedding_key_goes_only_with_the_endpoint_configured_beside_it() {
         )
         .await;
     assert_eq!(patched.status, 200, "{}", patched.text);
-    k.app.services.platform_config.invalidate();
+    k.app.service::<PlatformConfigService>().invalidate();
     let second = k
         .uploaded("two.md", b"# Kettles\n\nDescale kettles monthly.".to_vec())
         .await;

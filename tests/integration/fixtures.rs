@@ -2,6 +2,7 @@
 //! requests made as one of them.
 
 use avatar_platform::core::auth::{Actor, PlatformRole};
+use avatar_platform::modules::auth::AuthService;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -99,8 +100,7 @@ impl TestApp {
     pub async fn admin(&self) -> TestUser {
         let email = unique_email("admin");
         let created = self
-            .services
-            .auth
+            .service::<AuthService>()
             .create_user(
                 &email,
                 PASSWORD,

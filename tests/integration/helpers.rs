@@ -3,13 +3,12 @@
 //! avatars, ...) live beside this file and build on [`TestApp`].
 
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use actix_web::dev::ServerHandle;
-use avatar_platform::app::{AppContext, Application, RunOptions};
+use avatar_platform::app::{AppContext, Application, Registry, RunOptions};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
-use avatar_platform::modules::Services;
 use reqwest::header::HeaderMap;
 use sea_orm::{ConnectionTrait, Database};
 use sea_orm_migration::MigratorTrait;
@@ -146,11 +145,18 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub context: AppContext,
-    pub services: Services,
+    registry: Arc<Registry>,
     server: Option<ServerHandle>,
     _data_dir: TempDir,
     // Declared last: dropped after the server stopped using it.
     _database: TestDatabase,
+}
+
+impl TestApp {
+    /// A module's service, as the app built it.
+    pub fn service<T: Send + Sync + 'static>(&self) -> Arc<T> {
+        self.registry.get::<T>().expect("the module is installed")
+    }
 }
 
 /// Options for [`spawn_app_with`].
@@ -186,7 +192,7 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
     .expect("the app starts");
     let port = app.port().expect("an HTTP port");
     let context = app.context().clone();
-    let services = app.services().clone();
+    let registry = app.registry().clone();
     let server = app.server_handle();
     tokio::spawn(async move {
         if let Err(error) = app.run_until_stopped().await {
@@ -200,7 +206,7 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
             .build()
             .expect("client"),
         context,
-        services,
+        registry,
         server,
         _data_dir: data_dir,
         _database: database,

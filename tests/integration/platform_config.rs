@@ -1,6 +1,7 @@
 //! The saas_admin's global settings over HTTP.
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use avatar_platform::modules::platform_config::PlatformConfigService;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -68,7 +69,7 @@ async fn secret_settings_are_sealed_masked_and_changes_are_announced_by_name() {
         .try_get("", "llm_api_key_sealed")
         .unwrap();
     assert!(!sealed.contains(key));
-    let config = app.services.platform_config.get().await.unwrap();
+    let config = app.service::<PlatformConfigService>().get().await.unwrap();
     assert_eq!(config.llm_api_key.as_ref().unwrap().expose_secret(), key);
 
     let events = app

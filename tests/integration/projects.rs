@@ -1,6 +1,7 @@
 //! Projects, members, secrets and API keys over HTTP, with the role matrix and the tenant
 //! boundary: another project's ids answer 404.
 
+use avatar_platform::modules::projects::ProjectsService;
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use secrecy::ExposeSecret;
@@ -234,8 +235,7 @@ async fn secrets_are_stored_encrypted_and_never_returned() {
     assert!(stored.starts_with("v1:") && !stored.contains(value));
     let pid_uuid = Uuid::parse_str(&pid.to_string()).unwrap();
     let read = app
-        .services
-        .projects
+        .service::<ProjectsService>()
         .secret_value(pid_uuid, "OPENAI_API_KEY")
         .await
         .unwrap();
@@ -249,8 +249,7 @@ async fn secrets_are_stored_encrypted_and_never_returned() {
     )
     .await;
     let read = app
-        .services
-        .projects
+        .service::<ProjectsService>()
         .secret_value(pid_uuid, "OPENAI_API_KEY")
         .await
         .unwrap();

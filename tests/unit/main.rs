@@ -4,6 +4,3 @@ mod cache;
 mod config;
 mod embeddings;
 mod errors;
-mod parsing;
-mod prompt;
-mod secrets;

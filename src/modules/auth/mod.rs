@@ -1,8 +1,40 @@
 //! `auth`: users, passwords, sessions (access and refresh tokens) and the saas_admin's user
-//! management. Other modules use [`AuthService`]'s public methods to look users up.
+//! management. Other modules use [`AuthService`]'s public methods to look users up; the
+//! `core::auth` extractors verify access tokens through it.
 
-pub mod api;
+mod api;
 pub mod domain;
-pub mod service;
+mod service;
 
-pub use service::AuthService;
+use std::sync::Arc;
+
+use crate::app::{AppContext, Module, Registry};
+use crate::core::auth::TokenVerifier;
+use crate::core::cache::RateLimiter;
+use crate::modules::platform_config::PlatformConfigService;
+
+pub use domain::errors::AuthError;
+pub use service::{AuthService, TokenPair, UserPatch, UserSummary, UserView, normalize_email};
+
+pub const MODULE: Module = Module {
+    name: "auth",
+    install,
+    openapi: <api::v1::Doc as utoipa::OpenApi>::openapi,
+};
+
+fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
+    let settings = &context.settings;
+    let service = Arc::new(AuthService::new(
+        context.db.clone(),
+        context.bus.clone(),
+        settings.auth.clone(),
+        &settings.secrets.jwt_secret,
+        RateLimiter::new(context.cache.clone()),
+        registry.get::<PlatformConfigService>()?,
+        context.secret_box.clone(),
+    )?);
+    registry.provide_shared::<dyn TokenVerifier>(service.clone());
+    registry.provide(service);
+    registry.routes(api::v1::configure);
+    Ok(())
+}

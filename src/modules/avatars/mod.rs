@@ -1,8 +1,32 @@
 //! `avatars`: a project's AI consultants — system prompt, LLM settings, retrieval settings,
 //! status. Other modules read an avatar through [`AvatarsService::get`].
 
-pub mod api;
+mod api;
 pub mod domain;
-pub mod service;
+mod service;
 
-pub use service::AvatarsService;
+use std::sync::Arc;
+
+use crate::app::{AppContext, Module, Registry};
+
+pub use domain::errors::AvatarsError;
+pub use service::{
+    AvatarPatch, AvatarStatus, AvatarView, AvatarsService, LlmInput, LlmSettings, NewAvatar,
+    RagInput, RagSettings,
+};
+
+pub const MODULE: Module = Module {
+    name: "avatars",
+    install,
+    openapi: <api::v1::Doc as utoipa::OpenApi>::openapi,
+};
+
+fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
+    registry.provide(Arc::new(AvatarsService::new(
+        context.db.clone(),
+        context.bus.clone(),
+        context.settings.avatars.clone(),
+    )));
+    registry.routes(api::v1::configure);
+    Ok(())
+}

@@ -3,13 +3,64 @@
 //! timings, the token reservation settled. Staff ask in the playground; end users through the
 //! public API (and Telegram, later), all through [`ChatService`].
 
-pub mod api;
-pub mod budget;
+mod api;
+mod budget;
 pub mod domain;
-pub mod handlers;
-pub mod models;
-pub mod pipeline;
-pub mod prompt;
-pub mod service;
+mod models;
+mod pipeline;
+mod prompt;
+mod service;
+mod subscribers;
 
-pub use service::ChatService;
+use std::sync::Arc;
+
+use crate::app::{AppContext, Module, Registry};
+use crate::core::cache::RateLimiter;
+use crate::modules::avatars::AvatarsService;
+use crate::modules::documents::DocumentsService;
+use crate::modules::end_users::EndUsersService;
+use crate::modules::platform_config::PlatformConfigService;
+use crate::modules::projects::ProjectsService;
+
+pub use budget::{Reservation, TokenBudget, Unmetered};
+pub use domain::errors::ChatError;
+pub use pipeline::TurnEvent;
+pub use service::{
+    Answer, Channel, ChatService, ConversationFilter, ConversationView, MessageView, SourceRef,
+    Timings,
+};
+
+pub const MODULE: Module = Module {
+    name: "chat",
+    install,
+    openapi: <api::v1::Doc as utoipa::OpenApi>::openapi,
+};
+
+fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
+    let settings = &context.settings;
+    let service = Arc::new(ChatService::new(
+        context.db.clone(),
+        context.bus.clone(),
+        registry.get::<AvatarsService>()?,
+        registry.get::<DocumentsService>()?,
+        registry.get::<EndUsersService>()?,
+        models::ModelSource::new(
+            settings.chat.clone(),
+            registry.get::<PlatformConfigService>()?,
+            registry.get::<ProjectsService>()?,
+            context.outbound.clone(),
+        ),
+        settings.chat.clone(),
+    ));
+    registry.subscribe(Arc::new(subscribers::EraseEndUserConversations(
+        service.clone(),
+    )));
+    registry.subscribe(Arc::new(subscribers::RemoveAvatarConversations(
+        service.clone(),
+    )));
+    registry.provide(service);
+    // The public chat API limits request rates per API key.
+    registry.provide(Arc::new(RateLimiter::new(context.cache.clone())));
+    registry.routes(api::v1::configure);
+    Ok(())
+}

@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use crate::core::config::ChatSettings;
 use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
-use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, SecretBinding, Trust};
+use crate::core::llm::LLM_SECRETS;
+use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, Trust};
 use crate::modules::platform_config::PlatformConfigService;
 use crate::modules::platform_config::domain::errors::PlatformConfigError;
 use crate::modules::projects::ProjectsService;
@@ -27,13 +28,6 @@ use crate::modules::projects::domain::errors::ProjectsError;
 use crate::modules::projects::service::BoundCredential;
 
 use super::domain::errors::ChatError;
-
-/// The project secrets that override the platform's endpoint and key, the key bound to the
-/// endpoint.
-pub const LLM_SECRETS: SecretBinding = SecretBinding {
-    credential: "LLM_API_KEY",
-    endpoint: "LLM_BASE_URL",
-};
 
 /// First backoff delay between attempts before the first token.
 const RETRY_BASE: Duration = Duration::from_millis(250);

@@ -2,19 +2,83 @@
 //! de-duplicated by hash), processing as a durable job (parse → chunk → embed → store in
 //! pgvector + full text), reprocess, delete, and hybrid retrieval for the chat pipeline.
 
-pub mod api;
-pub mod chunking;
+mod api;
+mod chunking;
 pub mod domain;
-pub mod embedding;
-pub mod handlers;
-pub mod parsing;
-pub mod retrieval;
+mod embedding;
+mod parsing;
+mod retrieval;
 mod sandbox;
-pub mod service;
-pub mod store;
-pub mod tasks;
-pub mod vector_index;
+mod service;
+mod store;
+mod subscribers;
+mod tasks;
+mod vector_index;
 
-pub(crate) use sandbox::Sandbox;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::{AppContext, Module, Registry, startup_check};
+use crate::modules::avatars::AvatarsService;
+use crate::modules::platform_config::PlatformConfigService;
+
+pub use domain::errors::DocumentsError;
+pub use parsing::DocumentFormat;
+pub use retrieval::SearchHit;
 pub use sandbox::{ChildLimits, ParseRequest, run_child as parse_document_command};
-pub use service::DocumentsService;
+pub use service::{
+    DocumentQuota, DocumentStatus, DocumentView, DocumentsService, ReceivedFile, Unlimited,
+};
+
+pub const MODULE: Module = Module {
+    name: "documents",
+    install,
+    openapi: <api::v1::Doc as utoipa::OpenApi>::openapi,
+};
+
+fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
+    let settings = &context.settings;
+    let embedders = embedding::EmbedderSource::new(
+        settings.embeddings.clone(),
+        registry.get::<PlatformConfigService>()?,
+        context.outbound.clone(),
+    )
+    .map_err(|error| anyhow::anyhow!("embeddings: {error}"))?;
+    let service = Arc::new(DocumentsService::new(
+        context.db.clone(),
+        context.bus.clone(),
+        context.blobs.clone(),
+        registry.get::<AvatarsService>()?,
+        embedders,
+        service::DocumentsConfig {
+            settings: settings.documents.clone(),
+            retrieval: settings.retrieval.clone(),
+            upload_dir: settings.data_dir.join("tmp").join("uploads"),
+            sandbox: sandbox::Sandbox::new(&settings.documents)
+                .map_err(|error| anyhow::anyhow!("documents: {error}"))?,
+        },
+    ));
+
+    registry.subscribe(Arc::new(subscribers::DeleteAvatarDocuments(service.clone())));
+    registry.job_data(service.clone());
+    // An index build stops itself (statement_timeout) before its job would time out.
+    registry.job_timeout(
+        tasks::BuildVectorIndex::NAME,
+        settings.retrieval.index_build_timeout() + Duration::from_secs(60),
+    );
+    registry.job_timeout(tasks::ProcessDocument::NAME, settings.documents.job_timeout());
+    registry.periodic(Box::new(tasks::RecoverDocuments {
+        cron: settings.documents.recovery_cron.clone(),
+    }));
+    let (db, dimension) = (context.db.clone(), settings.embeddings.dimension);
+    registry.startup_check(
+        "embedding dimension",
+        startup_check(move || store::check_embedding_dimension(db.clone(), dimension)),
+    );
+    registry.provide(service);
+    registry.routes(api::v1::configure);
+    Ok(())
+}

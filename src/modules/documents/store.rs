@@ -5,7 +5,7 @@ use sea_orm::prelude::PgVector;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde_json::Value as Json;
 
-use crate::core::db::{new_id, now};
+use crate::core::db::{Db, new_id, now};
 
 use super::chunking::Chunk;
 
@@ -78,5 +78,29 @@ pub async fn insert_chunks<C: ConnectionTrait>(
         values,
     ))
     .await?;
+    Ok(())
+}
+
+/// The chunks' vector column must have the dimension the embedder produces; a mismatch is a
+/// deployment error that `documents reembed` resolves, never something to write garbage over.
+pub(super) async fn check_embedding_dimension(db: Db, wanted: usize) -> anyhow::Result<()> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT atttypmod AS dimension FROM pg_attribute \
+             WHERE attrelid = 'document_chunks'::regclass AND attname = 'embedding'",
+        ))
+        .await;
+    let stored = match row {
+        Ok(Some(row)) => row.try_get::<i32>("", "dimension")?,
+        // Not migrated yet (`serve --no-migrate` on an empty database): nothing to compare.
+        _ => return Ok(()),
+    };
+    if usize::try_from(stored).ok() != Some(wanted) {
+        anyhow::bail!(
+            "setting `embeddings.dimension` is {wanted} but stored chunks have {stored} dimensions; \
+             run `avatar-platform documents reembed` to change it"
+        );
+    }
     Ok(())
 }

@@ -1,39 +1,34 @@
 //! `platform_config`: the saas_admin's global settings (LLM and embedding endpoints and keys,
 //! registration, notifications bot). Other modules read them through [`PlatformConfigService`].
 
-pub mod api;
+mod api;
 pub mod domain;
-pub mod service;
+mod service;
+mod subscribers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
+use crate::app::{AppContext, Module, Registry};
 
-use crate::core::events::{Delivery, EventHandler};
-use crate::modules::events::DomainEvent;
+pub use domain::errors::PlatformConfigError;
+pub use service::{PlatformConfig, PlatformConfigPatch, PlatformConfigService, PlatformConfigView};
 
-pub use service::PlatformConfigService;
+pub const MODULE: Module = Module {
+    name: "platform_config",
+    install,
+    openapi: <api::v1::Doc as utoipa::OpenApi>::openapi,
+};
 
-use domain::events::PlatformConfigEvent;
-
-/// Drops the cached settings when they change (in the process that handles the event).
-pub struct CacheInvalidation(pub Arc<PlatformConfigService>);
-
-#[async_trait]
-impl EventHandler<DomainEvent> for CacheInvalidation {
-    fn name(&self) -> &'static str {
-        "platform_config.cache_invalidation"
-    }
-
-    fn interested(&self, event: &DomainEvent) -> bool {
-        matches!(
-            event,
-            DomainEvent::PlatformConfig(PlatformConfigEvent::PlatformConfigChanged { .. })
-        )
-    }
-
-    async fn handle(&self, _event: &DomainEvent, _delivery: &Delivery) -> anyhow::Result<()> {
-        self.0.invalidate();
-        Ok(())
-    }
+fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
+    let service = Arc::new(PlatformConfigService::new(
+        context.db.clone(),
+        context.bus.clone(),
+        context.secret_box.clone(),
+        Duration::from_secs(context.settings.auth.platform_config_cache_secs),
+    ));
+    registry.subscribe(Arc::new(subscribers::CacheInvalidation(service.clone())));
+    registry.provide(service);
+    registry.routes(api::v1::configure);
+    Ok(())
 }

@@ -1,1 +1,1 @@
-pub mod v1;
+pub(super) mod v1;

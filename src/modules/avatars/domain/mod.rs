@@ -1,3 +1,3 @@
 pub(in crate::modules::avatars) mod entities;
-pub mod errors;
+pub(in crate::modules::avatars) mod errors;
 pub mod events;

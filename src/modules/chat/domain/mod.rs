@@ -1,3 +1,3 @@
 pub(in crate::modules::chat) mod entities;
-pub mod errors;
+pub(in crate::modules::chat) mod errors;
 pub mod events;

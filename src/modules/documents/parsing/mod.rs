@@ -9,6 +9,9 @@ mod markdown;
 mod pdf;
 mod text;
 
+#[cfg(test)]
+mod tests;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};

@@ -1,3 +1,3 @@
 pub(in crate::modules::platform_config) mod entities;
-pub mod errors;
+pub(in crate::modules::platform_config) mod errors;
 pub mod events;

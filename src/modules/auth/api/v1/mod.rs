@@ -1,8 +1,8 @@
 //! `/api/v1/auth/*` and `/api/v1/admin/users*`.
 
-pub mod admin;
-pub mod routes;
-pub mod schemas;
+mod admin;
+mod routes;
+mod schemas;
 
 use actix_web::web;
 
@@ -16,3 +16,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(admin::list_users)
         .service(admin::update_user);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        routes::register,
+        routes::login,
+        routes::refresh,
+        routes::logout,
+        routes::me,
+        routes::change_password,
+        admin::list_users,
+        admin::update_user,
+    ),
+    tags(
+        (name = "auth", description = "Accounts and sessions"),
+        (name = "admin", description = "saas_admin: users"),
+    )
+)]
+pub struct Doc;

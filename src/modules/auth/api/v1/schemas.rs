@@ -63,3 +63,36 @@ pub struct UpdateUserRequest {
     pub role: Option<PlatformRole>,
     pub is_active: Option<bool>,
 }
+
+/// Passwords never reach Debug output or log lines, even when whole requests are logged.
+#[cfg(test)]
+mod tests {
+    use super::{ChangePasswordRequest, LoginRequest, RegisterRequest};
+    use crate::core::telemetry::captured_logs;
+
+    const SECRET: &str = "sk-live-0123456789-very-secret";
+
+    #[test]
+    fn request_bodies_holding_passwords_print_redacted() {
+        let login: LoginRequest =
+            serde_json::from_value(serde_json::json!({"email": "a@b.c", "password": SECRET}))
+                .unwrap();
+        let register: RegisterRequest =
+            serde_json::from_value(serde_json::json!({"email": "a@b.c", "password": SECRET}))
+                .unwrap();
+        let change: ChangePasswordRequest = serde_json::from_value(
+            serde_json::json!({"current_password": SECRET, "new_password": SECRET}),
+        )
+        .unwrap();
+        let printed = format!("{login:?} {register:?} {change:?}");
+        assert!(!printed.contains(SECRET), "{printed}");
+        assert!(printed.contains("REDACTED"), "{printed}");
+
+        let lines = captured_logs(|| {
+            tracing::info!(?login, "request received");
+            tracing::error!("failed: {:?}", change);
+        });
+        assert!(lines.contains("request received"), "{lines}");
+        assert!(!lines.contains(SECRET), "{lines}");
+    }
+}

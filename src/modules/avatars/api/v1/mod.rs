@@ -1,6 +1,6 @@
 //! `/api/v1/projects/{pid}/avatars*`.
 
-pub mod schemas;
+mod schemas;
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use uuid::Uuid;
@@ -115,3 +115,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(update_avatar)
         .service(delete_avatar);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_avatar,
+        list_avatars,
+        get_avatar,
+        update_avatar,
+        delete_avatar,
+    ),
+    tags(
+        (name = "avatars", description = "A project's AI consultants"),
+    )
+)]
+pub struct Doc;

@@ -1,8 +1,8 @@
 //! `/api/v1/projects/{pid}/.../conversations*` (staff) and `/api/v1/public/avatars/{aid}/chat`
 //! (a project API key).
 
-pub mod public;
-pub mod respond;
+mod public;
+mod respond;
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
@@ -143,3 +143,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(send_message)
         .service(public::chat);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_conversation,
+        list_conversations,
+        list_messages,
+        send_message,
+        public::chat,
+    ),
+    tags(
+        (name = "chat", description = "Conversations with avatars and their answers"),
+        (name = "public", description = "Called with a project API key"),
+    )
+)]
+pub struct Doc;

@@ -1,6 +1,6 @@
 //! `/api/v1/projects/{pid}/avatars/{aid}/documents*` and `.../search`.
 
-pub mod upload;
+mod upload;
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
@@ -148,3 +148,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(delete_document)
         .service(search);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        upload::upload_document,
+        list_documents,
+        get_document,
+        reprocess_document,
+        delete_document,
+        search,
+    ),
+    tags(
+        (name = "documents", description = "An avatar's documents and retrieval"),
+    )
+)]
+pub struct Doc;

@@ -132,3 +132,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(block_end_user)
         .service(unblock_end_user);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list_end_users,
+        get_end_user,
+        delete_end_user,
+        block_end_user,
+        unblock_end_user,
+    ),
+    tags(
+        (name = "end-users", description = "The people who talk to a project's avatars"),
+    )
+)]
+pub struct Doc;

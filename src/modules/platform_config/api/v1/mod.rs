@@ -90,3 +90,68 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_platform_config)
         .service(patch_platform_config);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        get_platform_config,
+        patch_platform_config,
+    ),
+    tags(
+        (name = "platform-config", description = "saas_admin: global settings"),
+    )
+)]
+pub struct Doc;
+
+/// Keys and tokens never reach Debug output or log lines, in requests or opened settings.
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::PatchPlatformConfig;
+    use crate::core::crypto::SecretBox;
+    use crate::core::telemetry::captured_logs;
+    use crate::modules::platform_config::PlatformConfig;
+
+    const SECRET: &str = "sk-live-0123456789-very-secret";
+
+    #[test]
+    fn a_patch_holding_keys_prints_redacted() {
+        let patch: PatchPlatformConfig = serde_json::from_value(serde_json::json!({
+            "llm_api_key": SECRET, "embedding_api_key": SECRET, "notifications_bot_token": SECRET
+        }))
+        .unwrap();
+        let printed = format!("{patch:?}");
+        assert!(!printed.contains(SECRET), "{printed}");
+        assert!(printed.contains("REDACTED"), "{printed}");
+        let lines = captured_logs(|| tracing::info!(?patch, "request received"));
+        assert!(lines.contains("request received"), "{lines}");
+        assert!(!lines.contains(SECRET), "{lines}");
+    }
+
+    #[test]
+    fn opened_platform_settings_and_the_secret_box_print_redacted() {
+        let config = PlatformConfig {
+            llm_base_url: Some("http://llm".into()),
+            llm_api_key: Some(SecretString::from(SECRET)),
+            default_model: None,
+            embedding_base_url: None,
+            embedding_api_key: Some(SecretString::from(SECRET)),
+            embedding_model: None,
+            registration_open: true,
+            notifications_bot_token: Some(SecretString::from(SECRET)),
+            outbound_allowed_hosts: Default::default(),
+            updated_at: chrono::Utc::now(),
+        };
+        let key = "ab".repeat(32);
+        let secret_box = SecretBox::new(&SecretString::from(key.clone()), &[]).unwrap();
+        let printed = format!("{config:?} {secret_box:?}");
+        assert!(
+            !printed.contains(SECRET) && !printed.contains(&key),
+            "{printed}"
+        );
+        let lines = captured_logs(|| tracing::warn!(?config, ?secret_box, "settings"));
+        assert!(!lines.contains(SECRET) && !lines.contains(&key), "{lines}");
+    }
+}

@@ -1,11 +1,11 @@
 //! `/api/v1/projects*`, `/api/v1/invitations/accept` and `/api/v1/public/api-key`.
 
-pub mod api_keys;
-pub mod invitations;
-pub mod members;
-pub mod projects;
-pub mod schemas;
-pub mod secrets;
+mod api_keys;
+mod invitations;
+mod members;
+mod projects;
+mod schemas;
+mod secrets;
 
 use actix_web::web;
 
@@ -30,3 +30,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(api_keys::revoke_api_key)
         .service(api_keys::whoami);
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        projects::create_project,
+        projects::list_projects,
+        projects::get_project,
+        projects::update_project,
+        projects::delete_project,
+        members::list_members,
+        members::add_member,
+        members::change_member_role,
+        members::remove_member,
+        invitations::list_invitations,
+        invitations::revoke_invitation,
+        invitations::accept_invitation,
+        secrets::list_secrets,
+        secrets::put_secret,
+        secrets::delete_secret,
+        api_keys::create_api_key,
+        api_keys::list_api_keys,
+        api_keys::revoke_api_key,
+        api_keys::whoami,
+    ),
+    tags(
+        (name = "projects", description = "Projects, members, secrets, API keys"),
+        (name = "public", description = "Called with a project API key"),
+    )
+)]
+pub struct Doc;

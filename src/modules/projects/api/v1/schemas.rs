@@ -78,3 +78,25 @@ pub struct ApiKeyIdentity {
     pub name: String,
     pub scopes: Vec<String>,
 }
+
+/// Secret values never reach Debug output or log lines, even when whole requests are logged.
+#[cfg(test)]
+mod tests {
+    use super::PutSecretRequest;
+    use crate::core::telemetry::captured_logs;
+
+    const SECRET: &str = "sk-live-0123456789-very-secret";
+
+    #[test]
+    fn a_secret_in_a_request_body_prints_redacted() {
+        let put: PutSecretRequest =
+            serde_json::from_value(serde_json::json!({"value": SECRET})).unwrap();
+        let printed = format!("{put:?}");
+        assert!(!printed.contains(SECRET), "{printed}");
+        assert!(printed.contains("REDACTED"), "{printed}");
+
+        let lines = captured_logs(|| tracing::info!(?put, "request received"));
+        assert!(lines.contains("request received"), "{lines}");
+        assert!(!lines.contains(SECRET), "{lines}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The documents module's internals that benches and the tests measuring them drive directly
+//! (feature `testkit`, off in every build that serves): parsing, chunking, bulk chunk writes,
+//! the vector paths of retrieval and the per-avatar vector index.
+
+pub use super::chunking::{Chunk, chunk_sections};
+pub use super::store::{ChunkOwner, insert_chunks};
+
+pub mod parsing {
+    pub use crate::modules::documents::parsing::{DocumentFormat, ParsedDocument, Section, parse};
+}
+
+pub mod retrieval {
+    pub use crate::modules::documents::retrieval::{SearchRequest, VectorPath, vector_candidates};
+}
+
+pub mod vector_index {
+    pub use crate::modules::documents::vector_index::{BuildOutcome, build, index_name, is_ready};
+}

@@ -76,7 +76,8 @@ impl Registry {
     /// Makes a value (often a trait object, such as an authentication lookup) available to
     /// the modules installed later and to the application, without an HTTP handler seeing it.
     pub fn provide_shared<T: ?Sized + Send + Sync + 'static>(&mut self, value: Arc<T>) {
-        self.services.insert(TypeId::of::<Arc<T>>(), Box::new(value));
+        self.services
+            .insert(TypeId::of::<Arc<T>>(), Box::new(value));
     }
 
     /// A service an earlier module provided.

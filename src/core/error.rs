@@ -115,15 +115,20 @@ struct ErrorHeaders {
 /// Modules implement this for their error enum; `From<E> for AppError` follows.
 pub trait ErrorKind: std::error::Error {
     fn code(&self) -> ErrorCode;
-    fn field(&self) -> Option<&str> {
+    /// The [`Failure`] this error is, when it is the shared kind: the defaults of `field`
+    /// and `retry_after_secs` ask it.
+    fn common(&self) -> Option<&Failure> {
         None
+    }
+    fn field(&self) -> Option<&str> {
+        self.common().and_then(ErrorKind::field)
     }
     fn details(&self) -> Value {
         Value::Object(Default::default())
     }
     /// Seconds for `Retry-After`, for errors the client should retry later.
     fn retry_after_secs(&self) -> Option<u64> {
-        None
+        self.common().and_then(ErrorKind::retry_after_secs)
     }
 }
 
@@ -152,17 +157,121 @@ impl Unavailable {
     }
 }
 
-/// A module's error for a failed database call: [`Unavailable`] when the database cannot be
-/// reached, else `internal` with the cause (what every module's `From<DbErr>` does).
-pub fn database_error<E: From<Unavailable>>(
-    error: sea_orm::DbErr,
-    internal: impl FnOnce(String) -> E,
-) -> E {
-    match Unavailable::of_database(&error) {
-        Some(unavailable) => unavailable.into(),
-        None => internal(error.to_string()),
+/// A boxed error cause, for [`Failure::Internal`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What every module's error enum has in common, and all a module sees of another module's
+/// failure: a missing resource, a field the client got wrong, a dependency that does not
+/// answer (503) or an unexpected failure with its cause. Each module's enum carries it as its
+/// `Common` variant (see [`module_error!`]) and converts into it for its callers.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// Logged with its whole cause chain; the client sees only `INTERNAL` and the request id.
+    #[error("internal error: {0}")]
+    Internal(#[source] Cause),
+}
+
+impl Failure {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Failure {
+        Failure::InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(cause: impl Into<Cause>) -> Failure {
+        Failure::Internal(cause.into())
     }
 }
+
+impl From<sea_orm::DbErr> for Failure {
+    /// [`Unavailable`] when the database cannot be reached, else internal with the cause.
+    fn from(error: sea_orm::DbErr) -> Failure {
+        match Unavailable::of_database(&error) {
+            Some(unavailable) => Failure::Unavailable(unavailable),
+            None => Failure::Internal(Box::new(error)),
+        }
+    }
+}
+
+impl From<crate::core::crypto::CryptoError> for Failure {
+    fn from(error: crate::core::crypto::CryptoError) -> Failure {
+        Failure::Internal(Box::new(error))
+    }
+}
+
+impl ErrorKind for Failure {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Failure::NotFound(_) => ErrorCode::NotFound,
+            Failure::InvalidField { .. } => ErrorCode::ValidationError,
+            Failure::Unavailable(unavailable) => unavailable.code(),
+            Failure::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Failure::InvalidField { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Failure::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            _ => None,
+        }
+    }
+}
+
+/// The shared part of a module's error enum `$name`, which must have the variant
+/// `#[error(transparent)] Common(#[from] Failure)`: conversions from database, crypto and
+/// outage errors, and the constructors `invalid` and `internal`.
+macro_rules! module_error {
+    ($name:ident) => {
+        impl From<sea_orm::DbErr> for $name {
+            fn from(error: sea_orm::DbErr) -> Self {
+                $name::Common($crate::core::error::Failure::from(error))
+            }
+        }
+
+        impl From<$crate::core::crypto::CryptoError> for $name {
+            fn from(error: $crate::core::crypto::CryptoError) -> Self {
+                $name::Common($crate::core::error::Failure::from(error))
+            }
+        }
+
+        impl From<$crate::core::error::Unavailable> for $name {
+            fn from(unavailable: $crate::core::error::Unavailable) -> Self {
+                $name::Common($crate::core::error::Failure::Unavailable(unavailable))
+            }
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            /// The client sent a bad value for `field`.
+            pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+                $name::Common($crate::core::error::Failure::invalid(field, message))
+            }
+
+            /// An unexpected failure, its cause kept for the log.
+            pub fn internal(cause: impl Into<$crate::core::error::Cause>) -> Self {
+                $name::Common($crate::core::error::Failure::internal(cause))
+            }
+        }
+    };
+}
+pub(crate) use module_error;
 
 impl ErrorKind for Unavailable {
     fn code(&self) -> ErrorCode {
@@ -305,7 +414,7 @@ impl AppError {
     }
 }
 
-impl<E: ErrorKind> From<E> for AppError {
+impl<E: ErrorKind + Send + Sync + 'static> From<E> for AppError {
     fn from(error: E) -> Self {
         let code = error.code();
         let mut app_error = AppError::new(code, error.to_string()).with_details(error.details());
@@ -317,7 +426,7 @@ impl<E: ErrorKind> From<E> for AppError {
         }
         if code == ErrorCode::Internal {
             app_error.message = "internal error".into();
-            app_error.cause = Some(anyhow::anyhow!(error.to_string()));
+            app_error.cause = Some(anyhow::Error::new(error));
         }
         app_error
     }

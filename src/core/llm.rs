@@ -10,7 +10,6 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -106,14 +105,7 @@ pub trait ChatModel: Send + Sync {
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError>;
 }
 
-/// Tokens of `text` for cl100k-style models: what usage falls back to when a server does not
-/// report it, and what history trimming counts.
-pub fn count_tokens(text: &str) -> u32 {
-    static BPE: OnceLock<tiktoken_rs::CoreBPE> = OnceLock::new();
-    let bpe =
-        BPE.get_or_init(|| tiktoken_rs::cl100k_base().expect("the cl100k tables are built in"));
-    u32::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u32::MAX)
-}
+pub use crate::core::tokens::count_tokens;
 
 /// Tokens of a whole prompt: the messages plus OpenAI's few tokens of framing per message.
 pub fn count_prompt_tokens(messages: &[ChatMessage]) -> u32 {

@@ -17,4 +17,5 @@ pub mod outbound;
 pub mod pagination;
 pub mod storage;
 pub mod telemetry;
+pub mod tokens;
 pub mod upstream;

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::modules::documents::DocumentsService;
 use avatar_platform::modules::documents::testkit::retrieval::{
     SearchRequest, VectorPath, vector_candidates,
 };
 use avatar_platform::modules::documents::testkit::vector_index;
-use avatar_platform::modules::documents::DocumentsService;
 use avatar_platform::modules::platform_config::PlatformConfigService;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};

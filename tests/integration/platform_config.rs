@@ -1,7 +1,7 @@
 //! The saas_admin's global settings over HTTP.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use avatar_platform::modules::platform_config::PlatformConfigService;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use secrecy::ExposeSecret;
 use serde_json::json;
 

@@ -149,14 +149,14 @@ fn view(model: &avatar::Model) -> AvatarView {
 /// would store most of the text several times over and multiply the chunks of a document).
 fn check_overlap(chunk_size: i32, chunk_overlap: i32) -> Result<(), AvatarsError> {
     if chunk_overlap.saturating_mul(2) > chunk_size {
-        return Err(AvatarsError::InvalidField {
-            field: "rag.chunk_overlap",
-            message: format!(
+        return Err(AvatarsError::invalid(
+            "rag.chunk_overlap",
+            format!(
                 "must be at most half of rag.chunk_size ({}), here {}",
                 chunk_size,
                 chunk_size / 2
             ),
-        });
+        ));
     }
     Ok(())
 }

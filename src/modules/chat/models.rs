@@ -18,14 +18,13 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::core::config::ChatSettings;
-use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
+use crate::core::error::Failure;
 use crate::core::llm::LLM_SECRETS;
+use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
 use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, Trust};
 use crate::modules::platform_config::PlatformConfigService;
-use crate::modules::platform_config::domain::errors::PlatformConfigError;
+use crate::modules::projects::BoundCredential;
 use crate::modules::projects::ProjectsService;
-use crate::modules::projects::domain::errors::ProjectsError;
-use crate::modules::projects::service::BoundCredential;
 
 use super::domain::errors::ChatError;
 
@@ -72,18 +71,12 @@ impl ModelSource {
         project_id: Uuid,
         model: &str,
     ) -> Result<Option<Arc<dyn ChatModel>>, ChatError> {
-        let platform = self.platform.get().await.map_err(|error| match error {
-            PlatformConfigError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
-            other => ChatError::Internal(other.to_string()),
-        })?;
+        let platform = self.platform.get().await.map_err(Failure::from)?;
         let secrets = self
             .projects
             .endpoint_secrets(project_id, LLM_SECRETS)
             .await
-            .map_err(|error| match error {
-                ProjectsError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
-                other => ChatError::Internal(other.to_string()),
-            })?;
+            .map_err(Failure::from)?;
         let project_key = match secrets.credential {
             BoundCredential::Usable(key) => non_empty(Some(key)),
             BoundCredential::Unset => None,
@@ -111,7 +104,7 @@ impl ModelSource {
             {
                 Some(url) => Route {
                     base_url: BaseUrl::parse(url).map_err(|error| {
-                        ChatError::Internal(format!("platform llm_base_url {error}"))
+                        ChatError::internal(format!("platform llm_base_url {error}"))
                     })?,
                     trust: Trust::Operator,
                     api_key: project_key.or_else(|| non_empty(platform.llm_api_key.clone())),
@@ -123,7 +116,7 @@ impl ModelSource {
                     }
                     Route {
                         base_url: BaseUrl::parse(url).map_err(|error| {
-                            ChatError::Internal(format!("chat.llm_base_url {error}"))
+                            ChatError::internal(format!("chat.llm_base_url {error}"))
                         })?,
                         trust: Trust::Operator,
                         api_key: project_key
@@ -143,7 +136,7 @@ impl ModelSource {
                 OutboundError::Refused(refused) => {
                     ChatError::Upstream(format!("the LLM endpoint {refused}"))
                 }
-                other => ChatError::Internal(other.to_string()),
+                other => ChatError::internal(other),
             })?;
         let config = OpenAiChatConfig {
             base_url: route.base_url,

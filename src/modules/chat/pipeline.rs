@@ -20,13 +20,13 @@ use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::db::{new_id, now};
+use crate::core::error::Failure;
 use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 use crate::core::llm::{
     ChatMessage, ChatModel, ChatRequest, LlmError, Passage, RetrievalOnly, StreamEvent, Usage,
     count_prompt_tokens, count_tokens,
 };
-use crate::modules::avatars::service::AvatarView;
-use crate::modules::documents::domain::errors::DocumentsError;
+use crate::modules::avatars::AvatarView;
 use crate::modules::events::DomainEvent;
 
 use super::budget::Reservation;
@@ -115,9 +115,9 @@ impl ChatService {
             self.release(&turn.reservation).await;
             return;
         };
-        let hits = match searched {
+        let hits = match searched.map_err(Failure::from) {
             Ok(hits) => hits,
-            Err(DocumentsError::Unavailable(unavailable)) => {
+            Err(Failure::Unavailable(unavailable)) => {
                 self.fail_unavailable(&turn, &events, unavailable).await;
                 return;
             }
@@ -164,7 +164,7 @@ impl ChatService {
                 self.fail_before_answer(&turn, &events, reason).await;
                 return;
             }
-            Err(ChatError::Unavailable(unavailable)) => {
+            Err(ChatError::Common(Failure::Unavailable(unavailable))) => {
                 self.fail_unavailable(&turn, &events, unavailable).await;
                 return;
             }

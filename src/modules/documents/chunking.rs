@@ -3,11 +3,8 @@
 //! paragraph, then sentence, then word boundaries, with the avatar's overlap. A chunk never
 //! spans two sections, so its page and heading are exact.
 
-use std::sync::OnceLock;
-
 use serde_json::{Map, Value, json};
 use text_splitter::{ChunkConfig, TextSplitter};
-use tiktoken_rs::CoreBPE;
 
 use super::parsing::Section;
 
@@ -29,27 +26,13 @@ pub struct Chunk {
     pub chunk_metadata: Map<String, Value>,
 }
 
-static TOKENIZER: OnceLock<Result<CoreBPE, String>> = OnceLock::new();
-
-/// The cl100k tokenizer, loaded once per process.
-pub fn tokenizer() -> Result<&'static CoreBPE, ChunkError> {
-    TOKENIZER
-        .get_or_init(|| tiktoken_rs::cl100k_base().map_err(|error| error.to_string()))
-        .as_ref()
-        .map_err(|error| ChunkError::Tokenizer(error.clone()))
-}
-
-pub fn count_tokens(text: &str) -> Result<usize, ChunkError> {
-    Ok(tokenizer()?.encode_ordinary(text).len())
-}
-
 /// Splits `sections` into chunks of at most `size` tokens sharing `overlap` tokens.
 pub fn chunk_sections(
     sections: &[Section],
     size: usize,
     overlap: usize,
 ) -> Result<Vec<Chunk>, ChunkError> {
-    let bpe = tokenizer()?;
+    let bpe = crate::core::tokens::cl100k().map_err(ChunkError::Tokenizer)?;
     let config = ChunkConfig::new(size)
         .with_overlap(overlap)
         .map_err(|_| ChunkError::Overlap { size, overlap })?

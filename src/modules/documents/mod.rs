@@ -62,14 +62,19 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         },
     ));
 
-    registry.subscribe(Arc::new(subscribers::DeleteAvatarDocuments(service.clone())));
+    registry.subscribe(Arc::new(subscribers::DeleteAvatarDocuments(
+        service.clone(),
+    )));
     registry.job_data(service.clone());
     // An index build stops itself (statement_timeout) before its job would time out.
     registry.job_timeout(
         tasks::BuildVectorIndex::NAME,
         settings.retrieval.index_build_timeout() + Duration::from_secs(60),
     );
-    registry.job_timeout(tasks::ProcessDocument::NAME, settings.documents.job_timeout());
+    registry.job_timeout(
+        tasks::ProcessDocument::NAME,
+        settings.documents.job_timeout(),
+    );
     registry.periodic(Box::new(tasks::RecoverDocuments {
         cron: settings.documents.recovery_cron.clone(),
     }));

@@ -56,6 +56,7 @@ pub fn index_name_sql(avatar_id: &str) -> String {
     format!("'document_chunks_hnsw_' || replace({avatar_id}::text, '-', '')")
 }
 
+#[cfg(feature = "testkit")]
 pub async fn is_ready<C: ConnectionTrait>(conn: &C, avatar_id: Uuid) -> Result<bool, DbErr> {
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(

@@ -94,10 +94,10 @@ impl EndUsersService {
     pub fn check_contact(contact: &Contact) -> Result<(), EndUsersError> {
         let external_id = contact.external_id.trim();
         if external_id.is_empty() || external_id.chars().count() > 200 {
-            return Err(EndUsersError::InvalidField {
-                field: "end_user.external_id",
-                message: "must be 1 to 200 characters".into(),
-            });
+            return Err(EndUsersError::invalid(
+                "end_user.external_id",
+                "must be 1 to 200 characters",
+            ));
         }
         Ok(())
     }

@@ -114,10 +114,8 @@ fn check_url(
     value: &Option<Option<String>>,
 ) -> Result<(), PlatformConfigError> {
     if let Some(Some(url)) = value {
-        BaseUrl::parse(url).map_err(|error| PlatformConfigError::InvalidField {
-            field,
-            message: format!("{field} {error}"),
-        })?;
+        BaseUrl::parse(url)
+            .map_err(|error| PlatformConfigError::invalid(field, format!("{field} {error}")))?;
     }
     Ok(())
 }
@@ -137,10 +135,10 @@ fn check_text(
     if let Some(Some(text)) = value
         && (text.trim().is_empty() || text.len() > 200)
     {
-        return Err(PlatformConfigError::InvalidField {
+        return Err(PlatformConfigError::invalid(
             field,
-            message: "must be 1 to 200 characters".into(),
-        });
+            "must be 1 to 200 characters",
+        ));
     }
     Ok(())
 }
@@ -201,7 +199,7 @@ impl PlatformConfigService {
         platform_config::Entity::find_by_id(ROW_ID)
             .one(self.db.connection())
             .await?
-            .ok_or_else(|| PlatformConfigError::Internal("platform_config row missing".into()))
+            .ok_or_else(|| PlatformConfigError::internal("platform_config row missing"))
     }
 
     fn open(&self, row: &platform_config::Model) -> Result<PlatformConfig, PlatformConfigError> {
@@ -285,9 +283,11 @@ impl PlatformConfigService {
             .outbound_allowed_hosts
             .as_ref()
             .map(|entries| {
-                AllowList::parse(entries).map_err(|reason| PlatformConfigError::InvalidField {
-                    field: "outbound_allowed_hosts",
-                    message: format!("outbound_allowed_hosts: {reason}"),
+                AllowList::parse(entries).map_err(|reason| {
+                    PlatformConfigError::invalid(
+                        "outbound_allowed_hosts",
+                        format!("outbound_allowed_hosts: {reason}"),
+                    )
                 })
             })
             .transpose()?;
@@ -297,7 +297,7 @@ impl PlatformConfigService {
             .lock_exclusive()
             .one(&*uow)
             .await?
-            .ok_or_else(|| PlatformConfigError::Internal("platform_config row missing".into()))?;
+            .ok_or_else(|| PlatformConfigError::internal("platform_config row missing"))?;
         let llm_url = patch
             .llm_base_url
             .clone()

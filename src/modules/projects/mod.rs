@@ -17,9 +17,7 @@ use crate::core::llm::LLM_SECRETS;
 use crate::modules::auth::AuthService;
 
 pub use domain::errors::ProjectsError;
-pub use service::{
-    BoundCredential, EndpointSecrets, ProjectView, ProjectsService,
-};
+pub use service::{BoundCredential, EndpointSecrets, ProjectView, ProjectsService};
 
 pub const MODULE: Module = Module {
     name: "projects",

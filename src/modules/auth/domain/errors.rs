@@ -1,6 +1,6 @@
 //! The auth module's failures and their codes.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
+use crate::core::error::{ErrorCode, ErrorKind, Failure, module_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -16,20 +16,15 @@ pub enum AuthError {
     RefreshTokenReused,
     #[error("the current password is wrong")]
     WrongCurrentPassword,
-    #[error("{field}: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
-    },
     #[error("user not found")]
     UserNotFound,
     #[error("{0}")]
     SelfLockout(&'static str),
-    #[error("internal error: {0}")]
-    Internal(String),
     #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+    Common(#[from] Failure),
 }
+
+module_error!(AuthError);
 
 impl ErrorKind for AuthError {
     fn code(&self) -> ErrorCode {
@@ -39,18 +34,15 @@ impl ErrorKind for AuthError {
             AuthError::InvalidCredentials
             | AuthError::InvalidToken
             | AuthError::RefreshTokenReused => ErrorCode::InvalidToken,
-            AuthError::WrongCurrentPassword | AuthError::InvalidField { .. } => {
-                ErrorCode::ValidationError
-            }
+            AuthError::WrongCurrentPassword => ErrorCode::ValidationError,
             AuthError::UserNotFound => ErrorCode::NotFound,
-            AuthError::Internal(_) => ErrorCode::Internal,
-            AuthError::Unavailable(unavailable) => unavailable.code(),
+            AuthError::Common(failure) => failure.code(),
         }
     }
 
-    fn retry_after_secs(&self) -> Option<u64> {
+    fn common(&self) -> Option<&Failure> {
         match self {
-            AuthError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            AuthError::Common(failure) => Some(failure),
             _ => None,
         }
     }
@@ -59,14 +51,19 @@ impl ErrorKind for AuthError {
         match self {
             AuthError::EmailTaken => Some("email"),
             AuthError::WrongCurrentPassword => Some("current_password"),
-            AuthError::InvalidField { field, .. } => Some(field),
+            AuthError::Common(failure) => failure.field(),
             _ => None,
         }
     }
 }
 
-impl From<sea_orm::DbErr> for AuthError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        database_error(error, Self::Internal)
+/// What another module sees of an auth failure.
+impl From<AuthError> for Failure {
+    fn from(error: AuthError) -> Failure {
+        match error {
+            AuthError::UserNotFound => Failure::NotFound("user"),
+            AuthError::Common(failure) => failure,
+            other => Failure::internal(other),
+        }
     }
 }

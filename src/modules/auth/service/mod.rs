@@ -26,12 +26,11 @@ use crate::core::cache::RateLimiter;
 use crate::core::config::AuthSettings;
 use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox};
 use crate::core::db::{Db, is_unique_violation, new_id, now};
-use crate::core::error::AppError;
+use crate::core::error::{AppError, Failure};
 use crate::core::events::EventBus;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 use crate::modules::platform_config::PlatformConfigService;
-use crate::modules::platform_config::domain::errors::PlatformConfigError;
 
 use super::domain::entities::user;
 use super::domain::errors::AuthError;
@@ -133,7 +132,7 @@ impl AuthService {
         let hashing = PasswordHashing::owasp();
         let dummy_hash = hashing
             .hash("not-a-real-password")
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
+            .map_err(AuthError::internal)?;
         Ok(AuthService {
             db,
             bus,
@@ -152,19 +151,16 @@ impl AuthService {
         let length = password.chars().count();
         if length < self.settings.password_min_length || length > self.settings.password_max_length
         {
-            return Err(AuthError::InvalidField {
+            return Err(AuthError::invalid(
                 field,
-                message: format!(
+                format!(
                     "must be {} to {} characters",
                     self.settings.password_min_length, self.settings.password_max_length
                 ),
-            });
+            ));
         }
         if password.trim().is_empty() {
-            return Err(AuthError::InvalidField {
-                field,
-                message: "must not be only spaces".into(),
-            });
+            return Err(AuthError::invalid(field, "must not be only spaces"));
         }
         Ok(())
     }
@@ -174,8 +170,8 @@ impl AuthService {
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || hashing.hash(&password))
             .await
-            .map_err(|error| AuthError::Internal(error.to_string()))?
-            .map_err(|error| AuthError::Internal(error.to_string()))
+            .map_err(AuthError::internal)?
+            .map_err(AuthError::internal)
     }
 
     async fn verify_password(
@@ -187,7 +183,7 @@ impl AuthService {
         let (password, hash) = (password.to_owned(), hash.to_owned());
         tokio::task::spawn_blocking(move || hashing.verify(&password, &hash))
             .await
-            .map_err(|error| AuthError::Internal(error.to_string()))
+            .map_err(AuthError::internal)
     }
 
     /// Self-service sign-up, when the platform config allows it. Every attempt counts
@@ -218,12 +214,7 @@ impl AuthService {
             .platform
             .registration_open()
             .await
-            .map_err(|error| match error {
-                PlatformConfigError::Unavailable(unavailable) => {
-                    AuthError::Unavailable(unavailable)
-                }
-                other => AuthError::Internal(other.to_string()),
-            })?
+            .map_err(Failure::from)?
         {
             return Err(AuthError::RegistrationClosed.into());
         }

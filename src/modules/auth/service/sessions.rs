@@ -122,7 +122,7 @@ impl AuthService {
         };
         let access_token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding_key)
-                .map_err(|error| AuthError::Internal(error.to_string()))?;
+                .map_err(AuthError::internal)?;
         let refresh_token = random_token(REFRESH_TOKEN_PREFIX);
         let created_at = now();
         let id = new_id();
@@ -195,11 +195,10 @@ impl AuthService {
         let sealed = self
             .secret_box
             .seal(
-                &serde_json::to_string(&pair)
-                    .map_err(|error| AuthError::Internal(error.to_string()))?,
+                &serde_json::to_string(&pair).map_err(AuthError::internal)?,
                 &successor_context(token.id),
             )
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
+            .map_err(AuthError::internal)?;
         refresh_token::Entity::update_many()
             .col_expr(
                 refresh_token::Column::SuccessorId,
@@ -259,9 +258,9 @@ impl AuthService {
         let opened = self
             .secret_box
             .open(sealed, &successor_context(token.id))
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
+            .map_err(AuthError::internal)?;
         let pair = serde_json::from_str::<StoredPair>(opened.expose_secret())
-            .map_err(|error| AuthError::Internal(error.to_string()))?;
+            .map_err(AuthError::internal)?;
         Ok(Some(TokenPair {
             access_token: pair.access_token,
             refresh_token: pair.refresh_token,

@@ -1,6 +1,6 @@
 //! The chat module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
+use crate::core::error::{ErrorCode, ErrorKind, Failure, module_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -14,16 +14,11 @@ pub enum ChatError {
     TokenLimit(String),
     #[error("{0}")]
     Upstream(String),
-    #[error("{field}: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
-    },
-    #[error("internal error: {0}")]
-    Internal(String),
     #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+    Common(#[from] Failure),
 }
+
+module_error!(ChatError);
 
 impl ErrorKind for ChatError {
     fn code(&self) -> ErrorCode {
@@ -33,29 +28,14 @@ impl ErrorKind for ChatError {
             ChatError::EndUserBlocked => ErrorCode::Forbidden,
             ChatError::TokenLimit(_) => ErrorCode::TokenLimitExceeded,
             ChatError::Upstream(_) => ErrorCode::ExternalServiceError,
-            ChatError::InvalidField { .. } => ErrorCode::ValidationError,
-            ChatError::Internal(_) => ErrorCode::Internal,
-            ChatError::Unavailable(unavailable) => unavailable.code(),
+            ChatError::Common(failure) => failure.code(),
         }
     }
 
-    fn retry_after_secs(&self) -> Option<u64> {
+    fn common(&self) -> Option<&Failure> {
         match self {
-            ChatError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            ChatError::Common(failure) => Some(failure),
             _ => None,
         }
-    }
-
-    fn field(&self) -> Option<&str> {
-        match self {
-            ChatError::InvalidField { field, .. } => Some(field),
-            _ => None,
-        }
-    }
-}
-
-impl From<sea_orm::DbErr> for ChatError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        database_error(error, Self::Internal)
     }
 }

@@ -14,11 +14,11 @@ use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::db::{new_id, now};
+use crate::core::error::Failure;
 use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
-use crate::modules::avatars::service::{AvatarStatus, AvatarView};
+use crate::modules::avatars::{AvatarStatus, AvatarView};
 use crate::modules::end_users::EndUsersService;
-use crate::modules::end_users::domain::errors::EndUsersError;
-use crate::modules::end_users::service::{Contact, EndUserView};
+use crate::modules::end_users::{Contact, EndUserView};
 
 use super::{Channel, ChatService, MessageView, bump_conversation, message_view, non_negative};
 use crate::modules::chat::budget::Reservation;
@@ -34,14 +34,9 @@ pub struct Answer {
     pub events: mpsc::Receiver<TurnEvent>,
 }
 
-fn end_users_error(error: EndUsersError) -> ChatError {
-    match error {
-        EndUsersError::InvalidField { field, message } => {
-            ChatError::InvalidField { field, message }
-        }
-        EndUsersError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
-        other => ChatError::Internal(other.to_string()),
-    }
+/// What the end-users module refused or failed at, in chat's terms.
+fn end_users_error(error: impl Into<Failure>) -> ChatError {
+    ChatError::Common(error.into())
 }
 
 /// The messages of history read per answer (trimmed further to the token budget).

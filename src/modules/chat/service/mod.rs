@@ -26,12 +26,12 @@ use uuid::Uuid;
 use crate::core::auth::Actor;
 use crate::core::config::ChatSettings;
 use crate::core::db::{Db, new_id, now};
+use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::llm::Usage;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::avatars::AvatarsService;
-use crate::modules::avatars::domain::errors::AvatarsError;
-use crate::modules::avatars::service::{AvatarStatus, AvatarView};
+use crate::modules::avatars::{AvatarStatus, AvatarView};
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::events::DomainEvent;
@@ -229,10 +229,9 @@ impl ChatService {
         self.avatars
             .get(project_id, avatar_id)
             .await
-            .map_err(|error| match error {
-                AvatarsError::NotFound => ChatError::NotFound("avatar"),
-                AvatarsError::Unavailable(unavailable) => ChatError::Unavailable(unavailable),
-                other => ChatError::Internal(other.to_string()),
+            .map_err(|error| match Failure::from(error) {
+                Failure::NotFound(_) => ChatError::NotFound("avatar"),
+                other => other.into(),
             })
     }
 
@@ -253,13 +252,13 @@ impl ChatService {
     fn checked_content(&self, content: &str) -> Result<String, ChatError> {
         let content = content.trim();
         if content.is_empty() || content.chars().count() > self.settings.max_message_chars {
-            return Err(ChatError::InvalidField {
-                field: "content",
-                message: format!(
+            return Err(ChatError::invalid(
+                "content",
+                format!(
                     "must be 1 to {} characters",
                     self.settings.max_message_chars
                 ),
-            });
+            ));
         }
         Ok(content.to_owned())
     }

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
+use crate::core::error::{ErrorCode, ErrorKind, Failure, Unavailable, module_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentsError {
@@ -17,18 +17,17 @@ pub enum DocumentsError {
     Duplicate { existing_id: Uuid },
     #[error("{0}")]
     Conflict(&'static str),
-    #[error("{field}: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
-    },
+    /// Another upload of the same content committed first (the unique index said so); the
+    /// upload turns it into `Duplicate` or `Conflict`.
+    #[error("a document with the same content was stored at the same time")]
+    SameContentStored,
     #[error("{0}")]
     QuotaExceeded(String),
-    #[error("internal error: {0}")]
-    Internal(String),
     #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+    Common(#[from] Failure),
 }
+
+module_error!(DocumentsError);
 
 impl ErrorKind for DocumentsError {
     fn code(&self) -> ErrorCode {
@@ -36,24 +35,24 @@ impl ErrorKind for DocumentsError {
             DocumentsError::NotFound(_) => ErrorCode::NotFound,
             DocumentsError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             DocumentsError::UnsupportedType(_) => ErrorCode::UnsupportedMediaType,
-            DocumentsError::Duplicate { .. } | DocumentsError::Conflict(_) => ErrorCode::Conflict,
-            DocumentsError::InvalidField { .. } => ErrorCode::ValidationError,
+            DocumentsError::Duplicate { .. }
+            | DocumentsError::Conflict(_)
+            | DocumentsError::SameContentStored => ErrorCode::Conflict,
             DocumentsError::QuotaExceeded(_) => ErrorCode::Forbidden,
-            DocumentsError::Internal(_) => ErrorCode::Internal,
-            DocumentsError::Unavailable(unavailable) => unavailable.code(),
+            DocumentsError::Common(failure) => failure.code(),
         }
     }
 
-    fn retry_after_secs(&self) -> Option<u64> {
+    fn common(&self) -> Option<&Failure> {
         match self {
-            DocumentsError::Unavailable(unavailable) => unavailable.retry_after_secs(),
+            DocumentsError::Common(failure) => Some(failure),
             _ => None,
         }
     }
 
     fn field(&self) -> Option<&str> {
         match self {
-            DocumentsError::InvalidField { field, .. } => Some(field),
+            DocumentsError::Common(failure) => failure.field(),
             DocumentsError::TooLarge { .. } | DocumentsError::UnsupportedType(_) => Some("file"),
             _ => None,
         }
@@ -68,12 +67,6 @@ impl ErrorKind for DocumentsError {
     }
 }
 
-impl From<sea_orm::DbErr> for DocumentsError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        database_error(error, Self::Internal)
-    }
-}
-
 impl From<crate::core::storage::StorageError> for DocumentsError {
     fn from(error: crate::core::storage::StorageError) -> Self {
         use crate::core::storage::StorageError;
@@ -81,15 +74,26 @@ impl From<crate::core::storage::StorageError> for DocumentsError {
             // The store did not answer or refused: an outage, not a bug.
             StorageError::Backend(reason) => {
                 tracing::warn!("blob store unavailable, answering 503: {reason}");
-                DocumentsError::Unavailable(Unavailable::BLOB_STORE)
+                DocumentsError::from(Unavailable::BLOB_STORE)
             }
-            other => DocumentsError::Internal(format!("storage: {other}")),
+            other => DocumentsError::internal(other),
         }
     }
 }
 
 impl From<std::io::Error> for DocumentsError {
     fn from(error: std::io::Error) -> Self {
-        DocumentsError::Internal(format!("io: {error}"))
+        DocumentsError::internal(error)
+    }
+}
+
+/// What another module sees of a documents failure.
+impl From<DocumentsError> for Failure {
+    fn from(error: DocumentsError) -> Failure {
+        match error {
+            DocumentsError::NotFound(what) => Failure::NotFound(what),
+            DocumentsError::Common(failure) => failure,
+            other => Failure::internal(other),
+        }
     }
 }

@@ -135,6 +135,7 @@ pub struct ParsedDocument {
 
 impl ParsedDocument {
     /// All the text, sections separated by a blank line.
+    #[cfg(test)]
     pub fn text(&self) -> String {
         self.sections
             .iter()

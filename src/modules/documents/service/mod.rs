@@ -29,13 +29,13 @@ use uuid::Uuid;
 use crate::core::auth::Actor;
 use crate::core::config::{DocumentSettings, RetrievalSettings};
 use crate::core::db::{Db, UnitOfWork, is_unique_violation, new_id, now};
+use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::jobs::{enqueue_in, enqueue_unique_in};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::BlobStore;
+use crate::modules::avatars::AvatarView;
 use crate::modules::avatars::AvatarsService;
-use crate::modules::avatars::domain::errors::AvatarsError;
-use crate::modules::avatars::service::AvatarView;
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::document;
@@ -197,11 +197,10 @@ async fn queue_index_build<C: ConnectionTrait>(
 }
 
 /// The avatar a route names is missing (404), or could not be read.
-fn avatar_error(error: AvatarsError) -> DocumentsError {
-    match error {
-        AvatarsError::NotFound => DocumentsError::NotFound("avatar"),
-        AvatarsError::Unavailable(unavailable) => DocumentsError::Unavailable(unavailable),
-        other => DocumentsError::Internal(other.to_string()),
+fn avatar_error(error: impl Into<Failure>) -> DocumentsError {
+    match error.into() {
+        Failure::NotFound(_) => DocumentsError::NotFound("avatar"),
+        other => other.into(),
     }
 }
 
@@ -284,9 +283,9 @@ impl DocumentsService {
             .embedders
             .current()
             .await
-            .map_err(DocumentsError::Internal)?;
+            .map_err(DocumentsError::internal)?;
         let mut vectors = embedder.embed(&[query.to_owned()]).await.map_err(|error| {
-            DocumentsError::Internal(format!("embedding the question failed: {error}"))
+            DocumentsError::internal(format!("embedding the question failed: {error}"))
         })?;
         let embedding = vectors.pop().unwrap_or_default();
         let request = SearchRequest {
@@ -411,7 +410,7 @@ impl DocumentsService {
                 // The row never existed: the stored file must not outlive it.
                 self.delete_blob_now_or_later(&key).await;
                 match error {
-                    DocumentsError::Internal(message) if message.contains("duplicate key") => {
+                    DocumentsError::SameContentStored => {
                         let existing = self.find_by_hash(avatar_id, &file.sha256).await?;
                         Err(existing
                             .map(|existing_id| DocumentsError::Duplicate { existing_id })
@@ -479,7 +478,7 @@ impl DocumentsService {
         .await
         .map_err(|error| {
             if is_unique_violation(&error) {
-                DocumentsError::Internal(format!("duplicate key: {error}"))
+                DocumentsError::SameContentStored
             } else {
                 DocumentsError::from(error)
             }

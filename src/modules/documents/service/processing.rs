@@ -12,9 +12,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::db::{UnitOfWork, new_id, now};
+use crate::core::error::Failure;
 use crate::core::jobs::enqueue_in;
 use crate::core::storage::StorageError;
-use crate::modules::avatars::domain::errors::AvatarsError;
 use crate::modules::events::DomainEvent;
 
 use super::{DocumentStatus, DocumentsService, queue_index_build, status_of};
@@ -378,8 +378,8 @@ impl DocumentsService {
             .avatars
             .get(model.project_id, model.avatar_id)
             .await
-            .map_err(|error| match error {
-                AvatarsError::NotFound => RunError::Gone,
+            .map_err(|error| match Failure::from(error) {
+                Failure::NotFound(_) => RunError::Gone,
                 other => RunError::Transient(format!("reading the avatar failed: {other}")),
             })?;
         let bytes = self

@@ -1,6 +1,6 @@
 //! The end_users module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
+use crate::core::error::{ErrorCode, ErrorKind, Failure, module_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndUsersError {
@@ -8,45 +8,36 @@ pub enum EndUsersError {
     NotFound,
     #[error("this end user is blocked")]
     Blocked,
-    #[error("{field}: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
-    },
-    #[error("internal error: {0}")]
-    Internal(String),
     #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+    Common(#[from] Failure),
 }
+
+module_error!(EndUsersError);
 
 impl ErrorKind for EndUsersError {
     fn code(&self) -> ErrorCode {
         match self {
             EndUsersError::NotFound => ErrorCode::NotFound,
             EndUsersError::Blocked => ErrorCode::Forbidden,
-            EndUsersError::InvalidField { .. } => ErrorCode::ValidationError,
-            EndUsersError::Internal(_) => ErrorCode::Internal,
-            EndUsersError::Unavailable(unavailable) => unavailable.code(),
+            EndUsersError::Common(failure) => failure.code(),
         }
     }
 
-    fn retry_after_secs(&self) -> Option<u64> {
+    fn common(&self) -> Option<&Failure> {
         match self {
-            EndUsersError::Unavailable(unavailable) => unavailable.retry_after_secs(),
-            _ => None,
-        }
-    }
-
-    fn field(&self) -> Option<&str> {
-        match self {
-            EndUsersError::InvalidField { field, .. } => Some(field),
+            EndUsersError::Common(failure) => Some(failure),
             _ => None,
         }
     }
 }
 
-impl From<sea_orm::DbErr> for EndUsersError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        database_error(error, Self::Internal)
+/// What another module sees of an end-users failure.
+impl From<EndUsersError> for Failure {
+    fn from(error: EndUsersError) -> Failure {
+        match error {
+            EndUsersError::NotFound => Failure::NotFound("end user"),
+            EndUsersError::Common(failure) => failure,
+            other => Failure::internal(other),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The projects module's failures.
 
-use crate::core::error::{ErrorCode, ErrorKind, Unavailable, database_error};
+use crate::core::error::{ErrorCode, ErrorKind, Failure, module_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectsError {
@@ -16,36 +16,36 @@ pub enum ProjectsError {
     TooManyAdditions { retry_after_secs: u64 },
     #[error("a project must keep at least one owner")]
     LastOwner,
-    #[error("{field}: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
-    },
-    #[error("internal error: {0}")]
-    Internal(String),
     #[error(transparent)]
-    Unavailable(#[from] Unavailable),
+    Common(#[from] Failure),
 }
+
+module_error!(ProjectsError);
 
 impl ErrorKind for ProjectsError {
     fn code(&self) -> ErrorCode {
         match self {
             ProjectsError::NotFound(_) => ErrorCode::NotFound,
-            ProjectsError::InvalidField { .. } => ErrorCode::ValidationError,
             ProjectsError::AlreadyMember
             | ProjectsError::LastOwner
             | ProjectsError::InvitationPending { .. } => ErrorCode::Conflict,
             ProjectsError::InvitationInvalid => ErrorCode::NotFound,
             ProjectsError::TooManyAdditions { .. } => ErrorCode::RateLimited,
-            ProjectsError::Internal(_) => ErrorCode::Internal,
-            ProjectsError::Unavailable(unavailable) => unavailable.code(),
+            ProjectsError::Common(failure) => failure.code(),
+        }
+    }
+
+    fn common(&self) -> Option<&Failure> {
+        match self {
+            ProjectsError::Common(failure) => Some(failure),
+            _ => None,
         }
     }
 
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ProjectsError::Unavailable(unavailable) => unavailable.retry_after_secs(),
             ProjectsError::TooManyAdditions { retry_after_secs } => Some(*retry_after_secs),
+            ProjectsError::Common(failure) => failure.retry_after_secs(),
             _ => None,
         }
     }
@@ -58,33 +58,15 @@ impl ErrorKind for ProjectsError {
             _ => serde_json::json!({}),
         }
     }
-
-    fn field(&self) -> Option<&str> {
-        match self {
-            ProjectsError::InvalidField { field, .. } => Some(field),
-            _ => None,
-        }
-    }
 }
 
-impl From<sea_orm::DbErr> for ProjectsError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        database_error(error, Self::Internal)
-    }
-}
-
-impl From<crate::core::crypto::CryptoError> for ProjectsError {
-    fn from(error: crate::core::crypto::CryptoError) -> Self {
-        ProjectsError::Internal(error.to_string())
-    }
-}
-
-impl From<crate::modules::auth::domain::errors::AuthError> for ProjectsError {
-    fn from(error: crate::modules::auth::domain::errors::AuthError) -> Self {
-        use crate::modules::auth::domain::errors::AuthError;
+/// What another module sees of a projects failure.
+impl From<ProjectsError> for Failure {
+    fn from(error: ProjectsError) -> Failure {
         match error {
-            AuthError::Unavailable(unavailable) => ProjectsError::Unavailable(unavailable),
-            other => ProjectsError::Internal(other.to_string()),
+            ProjectsError::NotFound(what) => Failure::NotFound(what),
+            ProjectsError::Common(failure) => failure,
+            other => Failure::internal(other),
         }
     }
 }

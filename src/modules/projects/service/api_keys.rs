@@ -82,15 +82,16 @@ impl ProjectsService {
     ) -> Result<CreatedApiKey, ProjectsError> {
         let mut checked: Vec<String> = Vec::with_capacity(scopes.len());
         for scope in &scopes {
-            let known =
-                ApiScope::parse(scope.trim()).ok_or_else(|| ProjectsError::InvalidField {
-                    field: "scopes",
-                    message: format!(
+            let known = ApiScope::parse(scope.trim()).ok_or_else(|| {
+                ProjectsError::invalid(
+                    "scopes",
+                    format!(
                         "unknown scope `{}`; the scopes are {}",
                         scope.chars().take(40).collect::<String>(),
                         ApiScope::ALL.map(ApiScope::as_str).join(", ")
                     ),
-                })?;
+                )
+            })?;
             if !checked.iter().any(|existing| existing == known.as_str()) {
                 checked.push(known.as_str().to_owned());
             }
@@ -103,7 +104,7 @@ impl ProjectsService {
             .collect();
         let created_by = actor
             .user_id
-            .ok_or(ProjectsError::Internal("api key without a creator".into()))?;
+            .ok_or(ProjectsError::internal("api key without a creator"))?;
         let mut uow = self.db.begin().await?;
         let created = api_key::ActiveModel {
             id: Set(new_id()),

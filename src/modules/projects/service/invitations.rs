@@ -14,8 +14,9 @@ use uuid::Uuid;
 use crate::core::auth::{Actor, CurrentUser, ProjectRole};
 use crate::core::crypto::{hash_token, random_token};
 use crate::core::db::{SoftDelete, UnitOfWork, is_unique_violation, new_id, now};
+use crate::core::error::Failure;
 use crate::core::pagination::{Page, PageParams, fetch_page};
-use crate::modules::auth::service::normalize_email;
+use crate::modules::auth::normalize_email;
 
 use super::{MemberView, ProjectsService, insert_member, role_of};
 use crate::modules::projects::domain::entities::{invitation, project};
@@ -268,7 +269,8 @@ impl ProjectsService {
         let email = self
             .auth
             .users_by_ids(&[user.id])
-            .await?
+            .await
+            .map_err(Failure::from)?
             .into_iter()
             .next()
             .map(|summary| summary.email)

@@ -6,12 +6,10 @@ mod api_keys;
 mod invitations;
 mod secrets;
 
-pub use api_keys::{ApiKeyView, CreatedApiKey};
+pub use api_keys::CreatedApiKey;
+pub use invitations::CreatedInvitation;
 use invitations::revoke_invitations_by;
-pub use invitations::{CreatedInvitation, InvitationView};
-pub use secrets::{
-    BoundCredential, EndpointSecrets, MAX_SECRET_BYTES, SecretView, valid_secret_name,
-};
+pub use secrets::{BoundCredential, EndpointSecrets};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +31,7 @@ use crate::core::config::ProjectSettings;
 use crate::core::crypto::SecretBox;
 use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
 use crate::core::error::AppError;
+use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::outbound::SecretBinding;
 use crate::core::pagination::{Page, PageParams, fetch_page};
@@ -355,7 +354,8 @@ impl ProjectsService {
         let emails: HashMap<Uuid, String> = self
             .auth
             .users_by_ids(&ids)
-            .await?
+            .await
+            .map_err(Failure::from)?
             .into_iter()
             .map(|user| (user.id, user.email))
             .collect();
@@ -390,14 +390,19 @@ impl ProjectsService {
                     std::time::Duration::from_secs(3600),
                 )
                 .await
-                .map_err(|error| ProjectsError::Internal(error.to_string()))?;
+                .map_err(ProjectsError::internal)?;
             if !decision.allowed {
                 return Err(ProjectsError::TooManyAdditions {
                     retry_after_secs: decision.retry_after_seconds(),
                 });
             }
         }
-        let Some(user) = self.auth.find_active_user_by_email(email).await? else {
+        let Some(user) = self
+            .auth
+            .find_active_user_by_email(email)
+            .await
+            .map_err(Failure::from)?
+        else {
             return Ok(MemberAddition::Invited(
                 self.invite(project_id, email, role, actor).await?,
             ));
@@ -482,7 +487,8 @@ impl ProjectsService {
         let email = self
             .auth
             .users_by_ids(&[user_id])
-            .await?
+            .await
+            .map_err(Failure::from)?
             .into_iter()
             .next()
             .map(|user| user.email)

@@ -124,22 +124,20 @@ impl ProjectsService {
         actor: Actor,
     ) -> Result<(), ProjectsError> {
         if !valid_secret_name(name) {
-            return Err(ProjectsError::InvalidField {
-                field: "name",
-                message: "letters, digits and `_`, not starting with a digit, at most 64".into(),
-            });
+            return Err(ProjectsError::invalid(
+                "name",
+                "letters, digits and `_`, not starting with a digit, at most 64",
+            ));
         }
         if value.expose_secret().is_empty() || value.expose_secret().len() > MAX_SECRET_BYTES {
-            return Err(ProjectsError::InvalidField {
-                field: "value",
-                message: format!("must be 1 to {MAX_SECRET_BYTES} bytes"),
-            });
+            return Err(ProjectsError::invalid(
+                "value",
+                format!("must be 1 to {MAX_SECRET_BYTES} bytes"),
+            ));
         }
         if self.is_endpoint_secret(name) {
-            BaseUrl::parse(value.expose_secret()).map_err(|error| ProjectsError::InvalidField {
-                field: "value",
-                message: format!("{name} {error}"),
-            })?;
+            BaseUrl::parse(value.expose_secret())
+                .map_err(|error| ProjectsError::invalid("value", format!("{name} {error}")))?;
         }
         let timestamp = now();
         let mut uow = self.db.begin().await?;
@@ -244,7 +242,7 @@ impl ProjectsService {
         name: &str,
     ) -> Result<Option<SecretString>, ProjectsError> {
         if self.binding_of_credential(name).is_some() {
-            return Err(ProjectsError::Internal(format!(
+            return Err(ProjectsError::internal(format!(
                 "{name} is bound to an endpoint: read it with endpoint_secrets"
             )));
         }

@@ -12,7 +12,7 @@ use crate::core::cache::RateLimiter;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidJson;
 use crate::modules::chat::service::ChatService;
-use crate::modules::end_users::service::Contact;
+use crate::modules::end_users::Contact;
 
 use super::respond::{self, ChatResponse};
 

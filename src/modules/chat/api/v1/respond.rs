@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::core::error::{AppError, ErrorCode, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::modules::chat::pipeline::TurnEvent;
 use crate::modules::chat::service::{Answer, MessageView};
-use crate::modules::end_users::service::EndUserView;
+use crate::modules::end_users::EndUserView;
 
 /// The JSON form of an answer.
 #[derive(Debug, Serialize, ToSchema)]

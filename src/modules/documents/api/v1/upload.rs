@@ -13,10 +13,10 @@ use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorCode, ErrorEnvelope};
 use crate::core::extract::reject_nul;
 use crate::modules::documents::domain::errors::DocumentsError;
+use crate::modules::documents::parsing::SNIFF_LENGTH;
 use crate::modules::documents::service::{DocumentView, DocumentsService, ReceivedFile};
 
 /// Bytes kept from the start of the file to recognise its type.
-const SNIFF_BYTES: usize = 8 * 1024;
 /// Room for multipart boundaries and headers around the file itself.
 const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 
@@ -98,14 +98,14 @@ pub async fn upload_document(
             .map_err(AppError::internal)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        let mut head = Vec::with_capacity(SNIFF_LENGTH);
         while let Some(bytes) = field.try_next().await.map_err(multipart_error)? {
             size += bytes.len() as u64;
             if size > limit {
                 return Err(DocumentsError::TooLarge { limit }.into());
             }
-            if head.len() < SNIFF_BYTES {
-                let take = (SNIFF_BYTES - head.len()).min(bytes.len());
+            if head.len() < SNIFF_LENGTH {
+                let take = (SNIFF_LENGTH - head.len()).min(bytes.len());
                 head.extend_from_slice(&bytes[..take]);
             }
             hasher.update(&bytes);

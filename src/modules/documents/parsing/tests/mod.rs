@@ -372,3 +372,9 @@ fn arbitrary_bytes_never_panic_in_any_parser() {
         }
     }
 }
+
+fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let result = work();
+    (result, started.elapsed())
+}

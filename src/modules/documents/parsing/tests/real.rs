@@ -4,12 +4,6 @@ use super::*;
 
 // --- real documents (tests/fixtures) ---------------------------------------------------------
 
-fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
-    let started = Instant::now();
-    let result = work();
-    (result, started.elapsed())
-}
-
 #[test]
 fn real_r_faq_pdf() {
     let bytes = fixture("R-FAQ.pdf");

@@ -8,6 +8,9 @@
 //! messages/s, at 1, 16 and 64 concurrent clients. Scale: BENCH_CHAT_CHUNKS (default 100_000),
 //! BENCH_CHAT_MESSAGES (per client, default 20). Needs DATABASE_URL (`make bench` sets it).
 
+// Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 #[path = "../tests/integration/fake_llm.rs"]
 #[allow(dead_code)]

@@ -2,6 +2,9 @@
 //! local embedder) and store, each timed separately. Pages/s for the PDFs, chunks/s for the
 //! rest. Needs DATABASE_URL for the store step (`make bench` sets it).
 
+// Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Instant;

@@ -2,6 +2,9 @@
 //! middleware stack, event bus throughput, job throughput. `make bench` runs it; figures go
 //! to docs/benchmarks.md. Every loop is bounded; all traffic stays on 127.0.0.1.
 
+// Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

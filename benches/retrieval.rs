@@ -8,6 +8,9 @@
 //! avatars), BENCH_LARGE (200_000 chunks in the large avatar), BENCH_QUERIES (200 per group).
 //! Needs DATABASE_URL (`make bench` sets it). Stays on 127.0.0.1; every loop is bounded.
 
+// Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;

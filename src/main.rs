@@ -253,7 +253,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             match action {
                 MigrateAction::Up => migration::Migrator::up(&connection, None).await?,
                 MigrateAction::Down { steps } => {
-                    migration::Migrator::down(&connection, Some(steps)).await?
+                    migration::Migrator::down(&connection, Some(steps)).await?;
                 }
                 MigrateAction::Status => migration::Migrator::status(&connection).await?,
             }

@@ -284,7 +284,7 @@ impl ErrorKind for Unavailable {
 }
 
 /// One warning per dependency every [`OUTAGE_LOG_INTERVAL_SECS`].
-fn log_outage(dependency: &'static str, error: &dyn std::fmt::Display) {
+fn log_outage(dependency: &'static str, error: &dyn fmt::Display) {
     use std::sync::Mutex;
     use std::time::Instant;
     static LOGGED: Mutex<Vec<(&'static str, Instant)>> = Mutex::new(Vec::new());

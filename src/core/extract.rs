@@ -225,7 +225,7 @@ fn unknown_field(message: &str) -> Option<String> {
 pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
+    T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
 }

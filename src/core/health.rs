@@ -99,10 +99,7 @@ pub async fn ready(probes: web::Data<Readiness>) -> Result<web::Json<ReadinessRe
     .with_details(serde_json::json!({ "failed": failed, "checks": checks })))
 }
 
-async fn check(
-    limit: Duration,
-    probe: impl std::future::Future<Output = Result<(), String>>,
-) -> String {
+async fn check(limit: Duration, probe: impl Future<Output = Result<(), String>>) -> String {
     // The cause goes to the log; anonymous callers learn only that it failed.
     match tokio::time::timeout(limit, probe).await {
         Ok(Ok(())) => "ok".to_owned(),

@@ -152,7 +152,7 @@ pub async fn observe_request(
             status,
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             "{method} {route} -> {status}"
-        )
+        );
     });
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {

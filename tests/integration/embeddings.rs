@@ -514,7 +514,7 @@ async fn an_invalid_configuration_is_refused_before_any_request() {
         (
             OpenAiEmbedderConfig {
                 base_url: "api.openai.com/v1".to_owned(),
-                ..valid.clone()
+                ..valid
             },
             "the embedding base URL is not a URL (relative URL without a base); write it like \
              https://host/v1",

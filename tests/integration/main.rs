@@ -1,6 +1,9 @@
 //! One integration-test binary (one link): the real app over HTTP on a random port, against
 //! real PostgreSQL with pgvector, Redis and an in-process S3 server.
 
+// Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod auth;
 mod avatars;
 mod cache;

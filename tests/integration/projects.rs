@@ -444,7 +444,7 @@ fn project_routes(
             None,
             "manager",
         ),
-        (Method::DELETE, p.clone(), None, "owner"),
+        (Method::DELETE, p, None, "owner"),
     ]
 }
 

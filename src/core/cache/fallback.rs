@@ -83,8 +83,8 @@ impl FallbackCache {
     /// `redis`, unless Redis is down (or goes down now): then `memory`.
     async fn either<T>(
         &self,
-        redis: impl std::future::Future<Output = Result<T, CacheError>>,
-        memory: impl std::future::Future<Output = Result<T, CacheError>>,
+        redis: impl Future<Output = Result<T, CacheError>>,
+        memory: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
         if self.redis_due() {
             match tokio::time::timeout(self.timeout, redis).await {

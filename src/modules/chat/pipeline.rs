@@ -88,7 +88,7 @@ const MAX_BYTES_PER_TOKEN: usize = 32;
 /// `work`, unless the client goes away first (`None`).
 async fn until_closed<T>(
     events: &mpsc::Sender<TurnEvent>,
-    work: impl std::future::Future<Output = T>,
+    work: impl Future<Output = T>,
 ) -> Option<T> {
     tokio::select! {
         biased;

@@ -226,7 +226,7 @@ fn docx_sections(
                         match tables.last_mut() {
                             // A table inside a cell becomes part of that cell.
                             Some(outer) => {
-                                append_with_space(&mut outer.cell, &table.rows.join(" / "))
+                                append_with_space(&mut outer.cell, &table.rows.join(" / "));
                             }
                             None => builder.block(&table.rows.join("\n")),
                         }

@@ -28,7 +28,7 @@ impl DocumentsService {
                 "built the avatar's vector index"
             ),
             BuildOutcome::Dropped => {
-                tracing::info!(%avatar_id, "dropped the avatar's vector index")
+                tracing::info!(%avatar_id, "dropped the avatar's vector index");
             }
             _ => {}
         }

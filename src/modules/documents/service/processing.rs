@@ -193,7 +193,7 @@ impl DocumentsService {
     pub async fn process(
         &self,
         document_id: Uuid,
-        stopping: impl std::future::Future<Output = ()>,
+        stopping: impl Future<Output = ()>,
     ) -> Result<ProcessOutcome, DocumentsError> {
         let model = match self.claim(document_id).await? {
             Ok(model) => model,
@@ -272,7 +272,7 @@ impl DocumentsService {
                 Ok(_) => {}
                 // The database is away: the run itself will notice; keep trying.
                 Err(error) => {
-                    tracing::warn!(document_id = %run.document_id, "document heartbeat failed: {error}")
+                    tracing::warn!(document_id = %run.document_id, "document heartbeat failed: {error}");
                 }
             }
         }

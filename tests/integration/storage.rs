@@ -42,7 +42,7 @@ impl TestS3 {
             region: "us-east-1".into(),
             bucket: bucket.into(),
             access_key: Some(self.access_key.clone()),
-            secret_key: Some(self.secret_key.clone()),
+            secret_key: Some(self.secret_key.clone().into()),
             path_style: true,
             create_bucket: true,
         }

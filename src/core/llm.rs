@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::core::outbound::{BaseUrl, SecretBinding, find_refusal};
 use crate::core::upstream::{
-    MAX_RETRY_DELAY, backoff, error_chain, error_message, redact, retry_after,
+    AttemptFailure, RetryPolicy, error_chain, error_message, redact, retry_after, with_retries,
 };
 
 /// The project secrets that override the platform's LLM endpoint and key, the key bound to
@@ -204,14 +204,6 @@ struct ChunkDelta {
     content: Option<String>,
 }
 
-/// Why one attempt failed, and whether another may succeed.
-struct AttemptFailure {
-    message: String,
-    transient: bool,
-    outcome: &'static str,
-    retry_after: Option<Duration>,
-}
-
 impl OpenAiChat {
     /// A client for `model` at `config.base_url`, sending through `client` (from
     /// [`crate::core::outbound::OutboundClients`], which enforces the outbound policy, and
@@ -241,33 +233,29 @@ impl OpenAiChat {
         }
         let response = match tokio::time::timeout(self.config.timeout, request.send()).await {
             Err(_) => {
-                return Err(AttemptFailure {
-                    message: format!(
+                return Err(AttemptFailure::transient(
+                    "timeout",
+                    format!(
                         "the LLM endpoint did not answer within {:?}",
                         self.config.timeout
                     ),
-                    transient: true,
-                    outcome: "timeout",
-                    retry_after: None,
-                });
+                ));
             }
             Ok(Err(error)) => {
                 if let Some(refused) = find_refusal(&error) {
-                    return Err(AttemptFailure {
-                        message: format!("the LLM endpoint {refused}"),
-                        transient: false,
-                        outcome: "refused",
-                        retry_after: None,
-                    });
+                    return Err(AttemptFailure::permanent(
+                        "refused",
+                        format!("the LLM endpoint {refused}"),
+                    ));
                 }
-                let transient = !error.is_builder();
+                let permanent = error.is_builder();
                 let detail = self.redact(&error_chain(&error.without_url()));
                 tracing::warn!(endpoint = %self.config.base_url, "cannot reach the LLM endpoint: {detail}");
-                return Err(AttemptFailure {
-                    message: "cannot reach the LLM endpoint".to_owned(),
-                    transient,
-                    outcome: "connection_error",
-                    retry_after: None,
+                let message = "cannot reach the LLM endpoint";
+                return Err(if permanent {
+                    AttemptFailure::permanent("connection_error", message)
+                } else {
+                    AttemptFailure::transient("connection_error", message)
                 });
             }
             Ok(Ok(response)) => response,
@@ -286,21 +274,11 @@ impl OpenAiChat {
             "the LLM endpoint refused a request: {}",
             self.redact(&error_message(&body))
         );
-        let (transient, outcome) = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            (true, "rate_limited")
-        } else if status == reqwest::StatusCode::REQUEST_TIMEOUT {
-            (true, "timeout")
-        } else if status.is_server_error() {
-            (true, "server_error")
-        } else {
-            (false, "client_error")
-        };
-        Err(AttemptFailure {
-            message: format!("the LLM endpoint answered {status}"),
-            transient,
-            outcome,
+        Err(AttemptFailure::of_status(
+            "the LLM endpoint",
+            status,
             retry_after,
-        })
+        ))
     }
 
     /// Removes the API key from text that came from elsewhere (a server may echo it back).
@@ -326,40 +304,13 @@ impl ChatModel for OpenAiChat {
                 include_usage: true,
             },
         };
-        let mut retries = 0;
-        let response = loop {
-            let failure = match self.attempt(&body).await {
-                Ok(response) => break response,
-                Err(failure) => failure,
-            };
-            metrics::counter!("llm_requests_total", "outcome" => failure.outcome).increment(1);
-            if !failure.transient || retries >= self.config.max_retries {
-                let message = if retries > 0 {
-                    format!(
-                        "gave up after {} attempts: {}",
-                        retries + 1,
-                        failure.message
-                    )
-                } else {
-                    failure.message
-                };
-                return Err(LlmError::Unavailable(message));
-            }
-            let delay = match failure.retry_after {
-                Some(requested) => requested.min(MAX_RETRY_DELAY),
-                None => backoff(self.config.retry_base, retries),
-            };
-            tracing::warn!(
-                attempt = retries + 1,
-                retry_in_ms = delay.as_millis() as u64,
-                outcome = failure.outcome,
-                error = %failure.message,
-                "LLM request failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
-            retries += 1;
+        let policy = RetryPolicy {
+            max_retries: self.config.max_retries,
+            retry_base: self.config.retry_base,
         };
-        metrics::counter!("llm_requests_total", "outcome" => "success").increment(1);
+        let response = with_retries(policy, "llm_requests_total", || self.attempt(&body))
+            .await
+            .map_err(|gave_up| LlmError::Unavailable(gave_up.message))?;
         let idle = self.config.idle_timeout;
         let stream = async_stream::try_stream! {
             let mut events = std::pin::pin!(response.bytes_stream().eventsource());

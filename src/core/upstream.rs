@@ -83,3 +83,127 @@ pub fn redact(text: &str, api_key: Option<&SecretString>) -> String {
         _ => text.to_owned(),
     }
 }
+
+/// One failed attempt at an OpenAI-compatible endpoint: what went wrong (in our words), the
+/// metrics label it counts under, whether another attempt may succeed, and the server's
+/// `Retry-After` if it sent one.
+#[derive(Debug)]
+pub struct AttemptFailure {
+    pub message: String,
+    pub outcome: &'static str,
+    pub transient: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptFailure {
+    pub fn transient(outcome: &'static str, message: impl Into<String>) -> Self {
+        AttemptFailure {
+            message: message.into(),
+            outcome,
+            transient: true,
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(outcome: &'static str, message: impl Into<String>) -> Self {
+        AttemptFailure {
+            message: message.into(),
+            outcome,
+            transient: false,
+            retry_after: None,
+        }
+    }
+
+    /// An error status from `endpoint` (e.g. "the LLM endpoint"): 429, 408 and 5xx may pass
+    /// on another attempt, any other status will not.
+    pub fn of_status(
+        endpoint: &str,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let (transient, outcome) = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            (true, "rate_limited")
+        } else if status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            (true, "timeout")
+        } else if status.is_server_error() {
+            (true, "server_error")
+        } else {
+            (false, "client_error")
+        };
+        AttemptFailure {
+            message: format!("{endpoint} answered {status}"),
+            outcome,
+            transient,
+            retry_after,
+        }
+    }
+}
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// First backoff delay; it doubles with each retry (with jitter).
+    pub retry_base: Duration,
+}
+
+/// The last failure once no more attempts are made; `message` says how many were.
+#[derive(Debug)]
+pub struct GaveUp {
+    pub message: String,
+    pub transient: bool,
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `policy` allows no more retries —
+/// waiting the server's `Retry-After` (capped) or a jittered backoff in between. Each
+/// attempt's outcome is counted in the counter `metric` (label `outcome`).
+pub async fn with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    metric: &'static str,
+    mut attempt: F,
+) -> Result<T, GaveUp>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AttemptFailure>>,
+{
+    let mut retries = 0;
+    loop {
+        let failure = match attempt().await {
+            Ok(value) => {
+                metrics::counter!(metric, "outcome" => "success").increment(1);
+                return Ok(value);
+            }
+            Err(failure) => failure,
+        };
+        metrics::counter!(metric, "outcome" => failure.outcome).increment(1);
+        if !failure.transient || retries >= policy.max_retries {
+            let message = if retries > 0 {
+                format!(
+                    "gave up after {} attempts: {}",
+                    retries + 1,
+                    failure.message
+                )
+            } else {
+                failure.message
+            };
+            return Err(GaveUp {
+                message,
+                transient: failure.transient,
+            });
+        }
+        let delay = match failure.retry_after {
+            Some(requested) => requested.min(MAX_RETRY_DELAY),
+            None => backoff(policy.retry_base, retries),
+        };
+        tracing::warn!(
+            metric,
+            attempt = retries + 1,
+            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            outcome = failure.outcome,
+            error = %failure.message,
+            "request failed; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        retries += 1;
+    }
+}

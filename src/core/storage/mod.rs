@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer};
 use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
 use tokio::io::AsyncRead;
 
 mod filesystem;

@@ -1,0 +1,113 @@
+//! Text embeddings: the [`Embedder`] trait and its two implementations, [`LocalEmbedder`] (the
+//! default: no network, no downloads) and [`OpenAiEmbedder`] (any OpenAI-compatible
+//! `/v1/embeddings` endpoint), plus [`cosine`].
+//!
+//! Every vector an embedder returns is L2-normalised (or all zeros, see below), so cosine
+//! similarity is a dot product and pgvector's `<=>` (cosine distance) ranks them correctly.
+//! Each embedder names itself with a stable [`Embedder::model_id`] that is stored with every
+//! chunk: vectors from different models are not comparable, and a changed model or dimension
+//! must be handled by re-embedding, never by mixing.
+//!
+//! # The local embedder is lexical, not semantic
+//! [`LocalEmbedder`] hashes words and character trigrams into a fixed number of buckets
+//! ("feature hashing"). Two texts are close when they share words or word stems: it finds the
+//! passage for "How do I install R packages?" because that passage says "install" and
+//! "packages", and it tolerates inflections ("installing", "packages" vs "package"). It does
+//! not know that "car" and "automobile" mean the same thing, nor anything about word order.
+//! It is good for keyword-heavy questions over one's own documents and needs nothing else to
+//! run; configure an [`OpenAiEmbedder`] for semantic search.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+mod lexical;
+mod openai;
+
+pub use lexical::{LOCAL_MODEL_ID, LocalEmbedder};
+pub use openai::{
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BASE, DEFAULT_TIMEOUT, OpenAiEmbedder,
+    OpenAiEmbedderConfig,
+};
+
+/// Computes embeddings. Implementations are cheap to share (`Arc<dyn Embedder>`).
+#[async_trait]
+pub trait Embedder: Send + Sync + fmt::Debug {
+    /// Length of every vector this embedder returns.
+    fn dimension(&self) -> usize;
+
+    /// Stable identifier stored with each chunk, e.g. `"local-lexical-v1"` or
+    /// `"openai:text-embedding-3-small"`, so that a model change is detectable.
+    fn model_id(&self) -> String;
+
+    /// Embeds `texts` in order: one L2-normalised vector of [`Self::dimension`] values per text
+    /// (all zeros for a text with nothing to embed). Implementations batch internally.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError>;
+}
+
+/// Why embedding failed, split by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmbeddingError {
+    /// Worth retrying later: timeouts, rate limits (429), server errors (5xx), connection errors.
+    #[error("embedding failed, temporarily: {0}")]
+    Transient(String),
+    /// Retrying will not help: a rejected request (4xx other than 408 and 429), a dimension
+    /// mismatch, a malformed response, an invalid configuration.
+    #[error("embedding failed: {0}")]
+    Permanent(String),
+}
+
+impl EmbeddingError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+
+    /// The explanation, without the "embedding failed" prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Transient(message) | Self::Permanent(message) => message,
+        }
+    }
+}
+
+/// Cosine similarity of two vectors, in `[-1, 1]`. It is 0 when either vector is all zeros
+/// (e.g. the local embedding of an empty text) or when their lengths differ, never NaN.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let (mut dot, mut norm_a, mut norm_b) = (0.0_f64, 0.0_f64, 0.0_f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        dot += x * y;
+        norm_a += x * x;
+        norm_b += y * y;
+    }
+    if norm_a == 0.0 || norm_b == 0.0 {
+        return 0.0;
+    }
+    (dot / (norm_a.sqrt() * norm_b.sqrt())).clamp(-1.0, 1.0) as f32
+}
+
+/// Scales `vector` to unit length in place; an all-zero vector stays all zeros.
+pub(super) fn normalize(vector: &mut [f32]) {
+    let norm = vector
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        for x in vector.iter_mut() {
+            *x = (f64::from(*x) / norm) as f32;
+        }
+    }
+}
+
+pub(super) fn check_dimension(dimension: usize) -> Result<(), EmbeddingError> {
+    if dimension == 0 {
+        return Err(EmbeddingError::Permanent(
+            "the embedding dimension must be at least 1".to_owned(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The queue: fang's task table, enqueueing inside a caller's transaction, cron schedules.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use fang::asynk::async_queue::AsyncQueue;
+use fang::{AsyncRunnable, FangError, Scheduled};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, TransactionTrait};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::core::config::{DatabaseSettings, JobSettings};
+use crate::core::db::Db;
+
+use super::task_error;
+
+/// Enqueues and schedules tasks.
+#[derive(Clone)]
+pub struct JobQueue {
+    pub(super) db: Db,
+    pub(super) fang: AsyncQueue,
+}
+
+#[derive(Debug, FromQueryResult)]
+pub(super) struct TaskRow {
+    pub(super) id: Uuid,
+    pub(super) metadata: serde_json::Value,
+    pub(super) retries: i32,
+    pub(super) task_type: String,
+}
+
+impl JobQueue {
+    /// Connects fang's own queue pool (fang keeps a separate sqlx pool; tasks receive it).
+    pub async fn connect(
+        db: Db,
+        database: &DatabaseSettings,
+        settings: &JobSettings,
+    ) -> Result<Self, FangError> {
+        let mut fang = AsyncQueue::builder()
+            .uri(database.url.expose_secret().to_owned())
+            .max_pool_size(settings.queue_pool_size)
+            .build();
+        fang.connect().await.map_err(task_error)?;
+        Ok(JobQueue { db, fang })
+    }
+
+    pub fn fang(&self) -> &AsyncQueue {
+        &self.fang
+    }
+
+    /// Enqueues `task` now, outside any transaction.
+    pub async fn enqueue(&self, task: &dyn AsyncRunnable) -> Result<Uuid, DbErr> {
+        enqueue_in(self.db.connection(), task).await
+    }
+
+    /// Makes sure one instance of a cron task is waiting (several processes may start at once:
+    /// the check and insert are serialized by an advisory lock).
+    pub async fn ensure_scheduled(&self, task: &dyn AsyncRunnable) -> Result<(), DbErr> {
+        schedule_next(&self.db, task).await
+    }
+}
+
+/// Enqueues `task` on `conn` — pass a unit of work to make the task exist exactly when the
+/// transaction commits (fang's own queue cannot join a SeaORM transaction).
+pub async fn enqueue_in<C: ConnectionTrait>(
+    conn: &C,
+    task: &dyn AsyncRunnable,
+) -> Result<Uuid, DbErr> {
+    let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
+    let scheduled_at = match task.cron() {
+        Some(Scheduled::ScheduleOnce(at)) => at,
+        _ => Utc::now(),
+    };
+    let id = Uuid::new_v4();
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) VALUES ($1, $2, $3, $4)",
+        [
+            id.into(),
+            metadata.into(),
+            task.task_type().into(),
+            scheduled_at.into(),
+        ],
+    ))
+    .await?;
+    Ok(id)
+}
+
+/// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running (as
+/// this transaction sees it): then nothing is added and `None` is returned. For idempotent work
+/// that one run settles for everyone (an index build), so that asking again while it is queued
+/// costs nothing. Two transactions enqueueing at the same moment may both add one.
+pub async fn enqueue_unique_in<C: ConnectionTrait>(
+    conn: &C,
+    task: &dyn AsyncRunnable,
+    key: &str,
+) -> Result<Option<Uuid>, DbErr> {
+    use sha2::Digest;
+    let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
+    let scheduled_at = match task.cron() {
+        Some(Scheduled::ScheduleOnce(at)) => at,
+        _ => Utc::now(),
+    };
+    let uniq_hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    let id = Uuid::new_v4();
+    let inserted = conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at, uniq_hash) \
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
+                 SELECT 1 FROM fang_tasks WHERE uniq_hash = $5 \
+                 AND state IN ('new', 'retried', 'in_progress'))",
+            [
+                id.into(),
+                metadata.into(),
+                task.task_type().into(),
+                scheduled_at.into(),
+                uniq_hash.into(),
+            ],
+        ))
+        .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+/// Next run time of a cron task, from its pattern (UTC).
+fn next_cron_run(task: &dyn AsyncRunnable) -> Result<Option<DateTime<Utc>>, DbErr> {
+    match task.cron() {
+        Some(Scheduled::CronPattern(pattern)) => {
+            let schedule = cron::Schedule::from_str(&pattern)
+                .map_err(|error| DbErr::Custom(format!("cron `{pattern}`: {error}")))?;
+            Ok(schedule.upcoming(Utc).next())
+        }
+        Some(Scheduled::ScheduleOnce(at)) => Ok(Some(at)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn schedule_next(db: &Db, task: &dyn AsyncRunnable) -> Result<(), DbErr> {
+    let Some(next_run) = next_cron_run(task)? else {
+        return Ok(());
+    };
+    let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
+    // The lock is its own statement: the INSERT's snapshot then starts after the lock is held
+    // and sees a row another scheduler committed meanwhile.
+    let transaction = db.connection().begin().await?;
+    transaction
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext($1::text))",
+            [metadata.to_string().into()],
+        ))
+        .await?;
+    transaction
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+             SELECT $1, $2, $3, $4 \
+             WHERE NOT EXISTS (SELECT 1 FROM fang_tasks \
+                               WHERE metadata = $2 AND state IN ('new', 'retried'))",
+            [
+                Uuid::new_v4().into(),
+                metadata.into(),
+                task.task_type().into(),
+                next_run.into(),
+            ],
+        ))
+        .await?;
+    transaction.commit().await
+}
+
+/// A set of supervised workers. Dropping it does not stop them; call [`WorkerPool::shutdown`].
+/// Counts of tasks by state, for `/metrics` and tests.
+pub async fn task_counts(db: &Db) -> Result<HashMap<String, i64>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Count {
+        state: String,
+        count: i64,
+    }
+    let rows = Count::find_by_statement(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT state::text AS state, count(*) AS count FROM fang_tasks GROUP BY state",
+    ))
+    .all(db.connection())
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.state, row.count)).collect())
+}

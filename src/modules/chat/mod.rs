@@ -6,7 +6,7 @@
 mod api;
 mod budget;
 pub mod domain;
-mod models;
+mod model_choice;
 mod pipeline;
 mod prompt;
 mod service;
@@ -44,7 +44,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         registry.get::<AvatarsService>()?,
         registry.get::<DocumentsService>()?,
         registry.get::<EndUsersService>()?,
-        models::ModelSource::new(
+        model_choice::ModelSource::new(
             settings.chat.clone(),
             registry.get::<PlatformConfigService>()?,
             registry.get::<ProjectsService>()?,

@@ -10,7 +10,7 @@ mod parsing;
 mod retrieval;
 mod sandbox;
 mod service;
-mod store;
+mod chunk_store;
 mod subscribers;
 mod tasks;
 mod vector_index;
@@ -81,7 +81,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
     let (db, dimension) = (context.db.clone(), settings.embeddings.dimension);
     registry.startup_check(
         "embedding dimension",
-        startup_check(move || store::check_embedding_dimension(db.clone(), dimension)),
+        startup_check(move || chunk_store::check_embedding_dimension(db.clone(), dimension)),
     );
     registry.provide(service);
     registry.routes(api::v1::configure);

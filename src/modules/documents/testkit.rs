@@ -3,7 +3,7 @@
 //! the vector paths of retrieval and the per-avatar vector index.
 
 pub use super::chunking::{Chunk, chunk_sections};
-pub use super::store::{ChunkOwner, insert_chunks};
+pub use super::chunk_store::{ChunkOwner, insert_chunks};
 
 pub mod parsing {
     pub use crate::modules::documents::parsing::{DocumentFormat, ParsedDocument, Section, parse};

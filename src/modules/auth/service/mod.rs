@@ -311,10 +311,7 @@ impl AuthService {
             }
         };
 
-        let actor = Actor {
-            user_id: Some(user.id),
-            ip: ip.clone(),
-        };
+        let actor = Actor::user(user.id, ip.clone());
         let mut uow = self.db.begin().await?;
         let pair = self.issue(&*uow, &user, new_id(), ip).await?;
         self.bus

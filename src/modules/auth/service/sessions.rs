@@ -294,10 +294,7 @@ impl AuthService {
                 &DomainEvent::Auth(AuthEvent::RefreshTokenReuseDetected {
                     user_id: token.user_id,
                     family_id: token.family_id,
-                    actor: Actor {
-                        user_id: Some(token.user_id),
-                        ip,
-                    },
+                    actor: Actor::user(token.user_id, ip),
                 }),
             )
             .await?;

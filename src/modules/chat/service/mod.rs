@@ -40,7 +40,7 @@ use super::budget::{TokenBudget, Unmetered};
 use super::domain::entities::{conversation, message};
 use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
-use super::models::ModelSource;
+use super::model_choice::ModelSource;
 
 /// Where a conversation takes place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

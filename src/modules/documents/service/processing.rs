@@ -24,7 +24,7 @@ use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::domain::events::DocumentsEvent;
 use crate::modules::documents::parsing::DocumentFormat;
 use crate::modules::documents::sandbox::{ParseRequest, Parsed, SandboxError};
-use crate::modules::documents::store;
+use crate::modules::documents::chunk_store;
 use crate::modules::documents::tasks::ProcessDocument;
 
 /// How one processing run ended.
@@ -89,7 +89,7 @@ impl DocumentsService {
             .await?;
         for row in &given_up {
             let document_id: Uuid = row.try_get("", "id")?;
-            store::delete_chunks(&*uow, document_id).await?;
+            chunk_store::delete_chunks(&*uow, document_id).await?;
             self.publish(
                 &mut uow,
                 DocumentsEvent::DocumentFailed {
@@ -335,7 +335,7 @@ impl DocumentsService {
         if failed.rows_affected == 0 {
             return Ok(());
         }
-        store::delete_chunks(&*uow, model.id).await?;
+        chunk_store::delete_chunks(&*uow, model.id).await?;
         self.publish(
             &mut uow,
             DocumentsEvent::DocumentFailed {
@@ -418,7 +418,7 @@ impl DocumentsService {
             .await
             .map_err(RunError::Permanent)?;
         let uow = self.owned(run).await?;
-        store::delete_chunks(&*uow, model.id).await?;
+        chunk_store::delete_chunks(&*uow, model.id).await?;
         uow.commit().await?;
         for batch in chunks.chunks(self.settings.embed_batch_size) {
             let texts: Vec<String> = batch.iter().map(|chunk| chunk.text.clone()).collect();
@@ -432,12 +432,12 @@ impl DocumentsService {
             let rows: Vec<(&Chunk, Vec<f32>)> = batch.iter().zip(vectors).collect();
             let uow = self.owned(run).await?;
             for rows in rows.chunks(self.settings.insert_batch_size) {
-                let owner = store::ChunkOwner {
+                let owner = chunk_store::ChunkOwner {
                     document_id: model.id,
                     project_id: model.project_id,
                     avatar_id: model.avatar_id,
                 };
-                store::insert_chunks(&*uow, owner, rows, &embedder.model_id()).await?;
+                chunk_store::insert_chunks(&*uow, owner, rows, &embedder.model_id()).await?;
             }
             uow.commit().await?;
         }

@@ -25,10 +25,7 @@ pub async fn register(
     body: ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let actor = Actor {
-        user_id: None,
-        ip: client_ip(&req),
-    };
+    let actor = Actor::anonymous(client_ip(&req));
     let user = auth
         .register(
             &body.email,

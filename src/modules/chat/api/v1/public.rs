@@ -74,10 +74,7 @@ pub async fn chat(
         display_name: body.end_user.name,
         raw_profile: None,
     };
-    let actor = Actor {
-        user_id: None,
-        ip: key.ip.clone(),
-    };
+    let actor = Actor::api_key(key.key_id, key.ip.clone());
     let answer = chat
         .into_inner()
         .ask_as_end_user(

@@ -18,18 +18,25 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use async_trait::async_trait;
 use futures_util::future::LocalBoxFuture;
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::telemetry::current_request_id;
 use crate::core::error::{AppError, ErrorCode};
+use crate::core::telemetry::current_request_id;
 
+// Stored as text; an unknown stored value is an error when read.
 /// The platform-wide role of a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, EnumIter, DeriveActiveEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum PlatformRole {
+    #[sea_orm(string_value = "saas_admin")]
     SaasAdmin,
+    #[sea_orm(string_value = "user")]
     User,
 }
 
@@ -50,15 +57,33 @@ impl PlatformRole {
     }
 }
 
+// Stored as text; an unknown stored value is an error when read.
 /// A member's role in a project, ordered: owner > manager > operator > viewer.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    EnumIter,
+    DeriveActiveEnum,
 )]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum ProjectRole {
+    #[sea_orm(string_value = "viewer")]
     Viewer,
+    #[sea_orm(string_value = "operator")]
     Operator,
+    #[sea_orm(string_value = "manager")]
     Manager,
+    #[sea_orm(string_value = "owner")]
     Owner,
 }
 
@@ -146,9 +171,7 @@ impl Actor {
         match (self.user_id, self.api_key_id) {
             (Some(_), _) => ActorKind::User,
             (None, Some(_)) => ActorKind::ApiKey,
-            (None, None) if self.ip.is_some() || self.request_id.is_some() => {
-                ActorKind::Anonymous
-            }
+            (None, None) if self.ip.is_some() || self.request_id.is_some() => ActorKind::Anonymous,
             (None, None) => ActorKind::System,
         }
     }
@@ -611,6 +634,9 @@ mod tests {
             serde_json::from_value(serde_json::json!({"user_id": id, "ip": "127.0.0.1"})).unwrap();
         assert_eq!(old, Actor::user(id, Some("127.0.0.1".into())));
         let written = serde_json::to_value(Actor::api_key(id, None)).unwrap();
-        assert_eq!(written, serde_json::json!({"user_id": null, "api_key_id": id, "ip": null}));
+        assert_eq!(
+            written,
+            serde_json::json!({"user_id": null, "api_key_id": id, "ip": null})
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod channel;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DeriveActiveEnum, EnumIter,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,28 +21,18 @@ use super::domain::entities::avatar;
 use super::domain::errors::AvatarsError;
 use super::domain::events::AvatarsEvent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+// Whether an avatar answers. Stored as text; a value this version does not know is an error
+// when read, never silently `Active`. (`//`, not `///`: doc comments become the schema's.)
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, EnumIter, DeriveActiveEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum AvatarStatus {
+    #[sea_orm(string_value = "active")]
     Active,
+    #[sea_orm(string_value = "disabled")]
     Disabled,
-}
-
-impl AvatarStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            AvatarStatus::Active => "active",
-            AvatarStatus::Disabled => "disabled",
-        }
-    }
-
-    fn parse(value: &str) -> Self {
-        if value == "disabled" {
-            AvatarStatus::Disabled
-        } else {
-            AvatarStatus::Active
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -139,7 +129,7 @@ fn view(model: &avatar::Model) -> AvatarView {
             chunk_size: model.rag_chunk_size,
             chunk_overlap: model.rag_chunk_overlap,
         },
-        status: AvatarStatus::parse(&model.status),
+        status: model.status,
         created_at: model.created_at,
         updated_at: model.updated_at,
     }
@@ -209,7 +199,7 @@ impl AvatarsService {
                 .unwrap_or(self.defaults.default_similarity_threshold)),
             rag_chunk_size: Set(chunk_size),
             rag_chunk_overlap: Set(chunk_overlap),
-            status: Set(AvatarStatus::Active.as_str().to_owned()),
+            status: Set(AvatarStatus::Active),
             created_at: Set(timestamp),
             updated_at: Set(timestamp),
             deleted_at: Set(None),
@@ -311,11 +301,7 @@ impl AvatarsService {
             rag_chunk_overlap,
             "rag.chunk_overlap"
         );
-        apply!(
-            patch.status.map(|status| status.as_str().to_owned()),
-            status,
-            "status"
-        );
+        apply!(patch.status, status, "status");
         active.updated_at = Set(now());
         let updated = active.update(&*uow).await?;
         if !fields.is_empty() {

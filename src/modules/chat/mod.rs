@@ -26,8 +26,7 @@ pub use budget::{Reservation, TokenBudget, Unmetered};
 pub use domain::errors::ChatError;
 pub use pipeline::TurnEvent;
 pub use service::{
-    Answer, Channel, ChatService, ConversationFilter, ConversationView, MessageView, SourceRef,
-    Timings,
+    Answer, ChatService, ConversationFilter, ConversationView, MessageView, SourceRef, Timings,
 };
 
 pub const MODULE: Module = Module {

@@ -65,7 +65,7 @@ pub struct TurnFailure {
 /// Everything the answer needs, gathered by [`ChatService`].
 pub struct Turn {
     pub conversation_id: Uuid,
-    pub channel: String,
+    pub channel: crate::core::channel::Channel,
     pub end_user_id: Option<Uuid>,
     pub avatar: AvatarView,
     pub question: String,
@@ -417,7 +417,7 @@ impl ChatService {
                 conversation_id: turn.conversation_id,
                 message_id: stored.id,
                 end_user_id: turn.end_user_id,
-                channel: turn.channel.clone(),
+                channel: turn.channel,
                 model: model.to_owned(),
                 finish_reason: finish_reason.to_owned(),
                 prompt_tokens: usage.prompt_tokens,

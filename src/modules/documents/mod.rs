@@ -3,6 +3,7 @@
 //! pgvector + full text), reprocess, delete, and hybrid retrieval for the chat pipeline.
 
 mod api;
+mod chunk_store;
 mod chunking;
 pub mod domain;
 mod embedding;
@@ -10,7 +11,6 @@ mod parsing;
 mod retrieval;
 mod sandbox;
 mod service;
-mod chunk_store;
 mod subscribers;
 mod tasks;
 mod vector_index;

@@ -2,8 +2,8 @@
 //! (feature `testkit`, off in every build that serves): parsing, chunking, bulk chunk writes,
 //! the vector paths of retrieval and the per-avatar vector index.
 
-pub use super::chunking::{Chunk, chunk_sections};
 pub use super::chunk_store::{ChunkOwner, insert_chunks};
+pub use super::chunking::{Chunk, chunk_sections};
 
 pub mod parsing {
     pub use crate::modules::documents::parsing::{DocumentFormat, ParsedDocument, Section, parse};

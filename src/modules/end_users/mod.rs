@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::app::{AppContext, Module, Registry};
 
 pub use domain::errors::EndUsersError;
-pub use service::{CHANNELS, Contact, EndUserFilter, EndUserView, EndUsersService};
+pub use service::{Contact, EndUserFilter, EndUserView, EndUsersService};
 
 pub const MODULE: Module = Module {
     name: "end_users",

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::channel::Channel;
 use crate::core::db::{Db, new_id, now};
 use crate::core::events::EventBus;
 use crate::core::pagination::{Page, PageParams, fetch_page};
@@ -25,13 +26,11 @@ use super::domain::entities::end_user;
 use super::domain::errors::EndUsersError;
 use super::domain::events::EndUsersEvent;
 
-/// Channels an end user can come from.
-pub const CHANNELS: &[&str] = &["api", "telegram"];
-
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EndUserView {
     pub id: Uuid,
-    pub channel: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
     pub external_id: String,
     pub display_name: Option<String>,
     #[schema(value_type = Object)]
@@ -48,7 +47,7 @@ pub struct EndUserView {
 fn view(model: &end_user::Model) -> EndUserView {
     EndUserView {
         id: model.id,
-        channel: model.channel.clone(),
+        channel: model.channel,
         external_id: model.external_id.clone(),
         display_name: model.display_name.clone(),
         raw_profile: model.raw_profile.clone(),
@@ -64,7 +63,8 @@ fn view(model: &end_user::Model) -> EndUserView {
 /// Who is talking, as a channel introduces them.
 #[derive(Debug, Clone)]
 pub struct Contact {
-    pub channel: &'static str,
+    /// One of [`Channel::OF_END_USERS`].
+    pub channel: Channel,
     pub external_id: String,
     pub display_name: Option<String>,
     /// What the channel knows of them (Telegram's user object, ...), kept as given.
@@ -76,7 +76,7 @@ pub struct Contact {
 pub struct EndUserFilter {
     /// Part of the external id or display name, case-insensitive.
     pub q: Option<String>,
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     pub blocked: Option<bool>,
 }
 
@@ -92,6 +92,12 @@ impl EndUsersService {
 
     /// Whether `contact` can be stored: checked before anything is written.
     pub fn check_contact(contact: &Contact) -> Result<(), EndUsersError> {
+        if !Channel::OF_END_USERS.contains(&contact.channel) {
+            return Err(EndUsersError::internal(format!(
+                "end users do not come through the {} channel",
+                contact.channel
+            )));
+        }
         let external_id = contact.external_id.trim();
         if external_id.is_empty() || external_id.chars().count() > 200 {
             return Err(EndUsersError::invalid(
@@ -134,7 +140,7 @@ impl EndUsersService {
         let row = end_user::ActiveModel {
             id: Set(id),
             project_id: Set(project_id),
-            channel: Set(contact.channel.to_owned()),
+            channel: Set(contact.channel),
             external_id: Set(external_id),
             display_name: Set(contact.display_name.clone()),
             raw_profile: Set(contact
@@ -172,7 +178,7 @@ impl EndUsersService {
                     &DomainEvent::EndUsers(EndUsersEvent::EndUserCreated {
                         project_id,
                         end_user_id: model.id,
-                        channel: model.channel.clone(),
+                        channel: model.channel,
                     }),
                 )
                 .await?;
@@ -197,7 +203,7 @@ impl EndUsersService {
             );
         }
         if let Some(channel) = &filter.channel {
-            condition = condition.add(end_user::Column::Channel.eq(channel.clone()));
+            condition = condition.add(end_user::Column::Channel.eq(*channel));
         }
         match filter.blocked {
             Some(true) => condition = condition.add(end_user::Column::BlockedAt.is_not_null()),

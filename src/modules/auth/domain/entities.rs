@@ -11,7 +11,7 @@ pub(in crate::modules::auth) mod user {
         pub email: String,
         pub password_hash: String,
         pub full_name: Option<String>,
-        pub role: String,
+        pub role: crate::core::auth::PlatformRole,
         pub is_active: bool,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,

@@ -102,7 +102,7 @@ fn to_view(model: &user::Model) -> UserView {
         id: model.id,
         email: model.email.clone(),
         full_name: model.full_name.clone(),
-        role: PlatformRole::parse(&model.role).unwrap_or(PlatformRole::User),
+        role: model.role,
         is_active: model.is_active,
         created_at: model.created_at,
     }
@@ -242,7 +242,7 @@ impl AuthService {
             email: Set(email.clone()),
             password_hash: Set(password_hash),
             full_name: Set(full_name.filter(|name| !name.trim().is_empty())),
-            role: Set(role.as_str().to_owned()),
+            role: Set(role),
             is_active: Set(true),
             created_at: Set(timestamp),
             updated_at: Set(timestamp),
@@ -471,7 +471,7 @@ impl AuthService {
             .ok_or(AuthError::UserNotFound)?;
         let mut active = user.into_active_model();
         if let Some(role) = patch.role {
-            active.role = Set(role.as_str().to_owned());
+            active.role = Set(role);
         }
         if let Some(is_active) = patch.is_active {
             active.is_active = Set(is_active);
@@ -531,7 +531,7 @@ impl AuthService {
     /// True when at least one active saas_admin exists.
     pub async fn has_saas_admin(&self) -> Result<bool, AuthError> {
         Ok(user::Entity::find()
-            .filter(user::Column::Role.eq(PlatformRole::SaasAdmin.as_str()))
+            .filter(user::Column::Role.eq(PlatformRole::SaasAdmin))
             .filter(user::Column::IsActive.eq(true))
             .count(self.db.connection())
             .await?

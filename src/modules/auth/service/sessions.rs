@@ -114,7 +114,7 @@ impl AuthService {
         let issued_at = unix_now();
         let claims = Claims {
             sub: user.id,
-            role: PlatformRole::parse(&user.role).unwrap_or(PlatformRole::User),
+            role: user.role,
             iat: issued_at,
             exp: issued_at + self.settings.access_token_ttl_secs,
             jti: new_id(),
@@ -367,7 +367,7 @@ impl TokenVerifier for AuthService {
         }
         Ok(VerifiedToken {
             user_id: user.id,
-            role: PlatformRole::parse(&user.role).unwrap_or(PlatformRole::User),
+            role: user.role,
             session_id: Some(claims.sid),
         })
     }

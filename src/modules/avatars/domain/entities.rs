@@ -22,7 +22,7 @@ pub(in crate::modules::avatars) mod avatar {
         pub rag_similarity_threshold: f32,
         pub rag_chunk_size: i32,
         pub rag_chunk_overlap: i32,
-        pub status: String,
+        pub status: crate::modules::avatars::AvatarStatus,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub deleted_at: Option<DateTimeUtc>,

@@ -10,7 +10,7 @@ pub(in crate::modules::chat) mod conversation {
         pub id: Uuid,
         pub project_id: Uuid,
         pub avatar_id: Uuid,
-        pub channel: String,
+        pub channel: crate::core::channel::Channel,
         pub end_user_id: Option<Uuid>,
         pub created_by: Option<Uuid>,
         pub title: Option<String>,

@@ -20,7 +20,7 @@ use crate::modules::avatars::{AvatarStatus, AvatarView};
 use crate::modules::end_users::EndUsersService;
 use crate::modules::end_users::{Contact, EndUserView};
 
-use super::{Channel, ChatService, MessageView, bump_conversation, message_view, non_negative};
+use super::{ChatService, MessageView, bump_conversation, message_view, non_negative};
 use crate::modules::chat::budget::Reservation;
 use crate::modules::chat::domain::entities::{conversation, message};
 use crate::modules::chat::domain::errors::ChatError;
@@ -88,10 +88,7 @@ impl ChatService {
         let content = self.checked_content(&content)?;
         let avatar = self.active_avatar(project_id, avatar_id).await?;
         EndUsersService::check_contact(&contact).map_err(end_users_error)?;
-        let channel = match contact.channel {
-            "telegram" => Channel::Telegram,
-            _ => Channel::Api,
-        };
+        let channel = contact.channel;
         let known = self
             .end_users
             .find_by_contact(project_id, &contact)
@@ -206,7 +203,7 @@ impl ChatService {
         let (sender, events) = mpsc::channel(self.settings.stream_buffer_events.max(1));
         let turn = Turn {
             conversation_id: conversation.id,
-            channel: conversation.channel.clone(),
+            channel: conversation.channel,
             end_user_id: conversation.end_user_id,
             avatar,
             question: content,

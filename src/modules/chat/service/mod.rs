@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::channel::Channel;
 use crate::core::config::ChatSettings;
 use crate::core::db::{Db, new_id, now};
 use crate::core::error::Failure;
@@ -42,32 +43,12 @@ use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
 use super::model_choice::ModelSource;
 
-/// Where a conversation takes place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// Staff trying an avatar in the dashboard.
-    Playground,
-    /// The public chat API.
-    Api,
-    Telegram,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Playground => "playground",
-            Channel::Api => "api",
-            Channel::Telegram => "telegram",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationView {
     pub id: Uuid,
     pub avatar_id: Uuid,
-    pub channel: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
     pub end_user_id: Option<Uuid>,
     pub title: Option<String>,
     pub messages_count: i32,
@@ -79,7 +60,7 @@ fn conversation_view(model: &conversation::Model) -> ConversationView {
     ConversationView {
         id: model.id,
         avatar_id: model.avatar_id,
-        channel: model.channel.clone(),
+        channel: model.channel,
         end_user_id: model.end_user_id,
         title: model.title.clone(),
         messages_count: model.messages_count,
@@ -278,7 +259,7 @@ impl ChatService {
             id: Set(new_id()),
             project_id: Set(project_id),
             avatar_id: Set(avatar_id),
-            channel: Set(channel.as_str().to_owned()),
+            channel: Set(channel),
             end_user_id: Set(end_user_id),
             created_by: Set(actor.user_id),
             title: Set(title),
@@ -296,7 +277,7 @@ impl ChatService {
                     project_id,
                     avatar_id,
                     conversation_id: created.id,
-                    channel: created.channel.clone(),
+                    channel: created.channel,
                     end_user_id,
                     actor,
                 }),
@@ -342,7 +323,7 @@ impl ChatService {
             condition = condition.add(conversation::Column::EndUserId.eq(end_user_id));
         }
         if let Some(channel) = filter.channel {
-            condition = condition.add(conversation::Column::Channel.eq(channel.as_str()));
+            condition = condition.add(conversation::Column::Channel.eq(channel));
         }
         let select = conversation::Entity::find()
             .filter(condition)

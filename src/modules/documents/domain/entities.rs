@@ -17,7 +17,7 @@ pub(in crate::modules::documents) mod document {
         pub size_bytes: i64,
         pub sha256: String,
         pub blob_key: String,
-        pub status: String,
+        pub status: crate::modules::documents::DocumentStatus,
         pub error: Option<String>,
         pub chunks_count: i32,
         pub tokens_count: i32,

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, Statement,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DeriveActiveEnum,
+    EntityTrait, EnumIter, PaginatorTrait, QueryFilter, QueryOrder, Statement,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -47,12 +47,19 @@ use super::retrieval::{self, SearchHit, SearchRequest};
 use super::sandbox::Sandbox;
 use super::tasks::{BuildVectorIndex, ProcessDocument};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+// Where a document is in its processing. Stored as text; a value this version does not know
+// is an error when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, EnumIter, DeriveActiveEnum)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum DocumentStatus {
+    #[sea_orm(string_value = "uploaded")]
     Uploaded,
+    #[sea_orm(string_value = "processing")]
     Processing,
+    #[sea_orm(string_value = "ready")]
     Ready,
+    #[sea_orm(string_value = "failed")]
     Failed,
 }
 
@@ -204,10 +211,6 @@ fn avatar_error(error: impl Into<Failure>) -> DocumentsError {
     }
 }
 
-fn status_of(model: &document::Model) -> DocumentStatus {
-    DocumentStatus::parse(&model.status).unwrap_or(DocumentStatus::Failed)
-}
-
 impl DocumentsService {
     pub fn new(
         db: Db,
@@ -322,11 +325,11 @@ impl DocumentsService {
     }
 
     async fn view(&self, model: &document::Model) -> Result<DocumentView, DocumentsError> {
-        let status = status_of(model);
+        let status = model.status;
         let queue_position = if status == DocumentStatus::Uploaded {
             let ahead = document::Entity::find()
                 .filter(document::Column::ProjectId.eq(model.project_id))
-                .filter(document::Column::Status.eq(DocumentStatus::Uploaded.as_str()))
+                .filter(document::Column::Status.eq(DocumentStatus::Uploaded))
                 .filter(document::Column::CreatedAt.lt(model.created_at))
                 .count(self.db.connection())
                 .await?;
@@ -460,7 +463,7 @@ impl DocumentsService {
             size_bytes: Set(i64::try_from(file.size_bytes).unwrap_or(i64::MAX)),
             sha256: Set(file.sha256.clone()),
             blob_key: Set(key.to_owned()),
-            status: Set(DocumentStatus::Uploaded.as_str().to_owned()),
+            status: Set(DocumentStatus::Uploaded),
             error: Set(None),
             chunks_count: Set(0),
             tokens_count: Set(0),
@@ -576,7 +579,7 @@ impl DocumentsService {
         let requeued = document::Entity::update_many()
             .col_expr(
                 document::Column::Status,
-                Expr::value(DocumentStatus::Uploaded.as_str()),
+                Expr::value(DocumentStatus::Uploaded),
             )
             .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
             .col_expr(document::Column::Attempts, Expr::value(0))

@@ -17,14 +17,14 @@ use crate::core::jobs::enqueue_in;
 use crate::core::storage::StorageError;
 use crate::modules::events::DomainEvent;
 
-use super::{DocumentStatus, DocumentsService, queue_index_build, status_of};
+use super::{DocumentStatus, DocumentsService, queue_index_build};
+use crate::modules::documents::chunk_store;
 use crate::modules::documents::chunking::Chunk;
 use crate::modules::documents::domain::entities::document;
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::domain::events::DocumentsEvent;
 use crate::modules::documents::parsing::DocumentFormat;
 use crate::modules::documents::sandbox::{ParseRequest, Parsed, SandboxError};
-use crate::modules::documents::chunk_store;
 use crate::modules::documents::tasks::ProcessDocument;
 
 /// How one processing run ended.
@@ -146,7 +146,7 @@ impl DocumentsService {
         else {
             return Ok(Err(ProcessOutcome::Skipped));
         };
-        if status_of(&waiting) != DocumentStatus::Uploaded {
+        if waiting.status != DocumentStatus::Uploaded {
             return Ok(Err(ProcessOutcome::Skipped));
         }
         let uow = self.db.begin().await?;
@@ -158,7 +158,7 @@ impl DocumentsService {
         .await?;
         let running = document::Entity::find()
             .filter(document::Column::ProjectId.eq(waiting.project_id))
-            .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
+            .filter(document::Column::Status.eq(DocumentStatus::Processing))
             .count(&*uow)
             .await?;
         if i64::try_from(running).unwrap_or(i64::MAX) >= self.settings.max_processing_per_project {
@@ -169,7 +169,7 @@ impl DocumentsService {
         let claimed = document::Entity::update_many()
             .col_expr(
                 document::Column::Status,
-                Expr::value(DocumentStatus::Processing.as_str()),
+                Expr::value(DocumentStatus::Processing),
             )
             .col_expr(document::Column::ProcessingStartedAt, Expr::cust("now()"))
             .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
@@ -180,7 +180,7 @@ impl DocumentsService {
                 Expr::col(document::Column::Attempts).add(1),
             )
             .filter(document::Column::Id.eq(document_id))
-            .filter(document::Column::Status.eq(DocumentStatus::Uploaded.as_str()))
+            .filter(document::Column::Status.eq(DocumentStatus::Uploaded))
             .exec_with_returning(&*uow)
             .await?;
         uow.commit().await?;
@@ -236,7 +236,7 @@ impl DocumentsService {
                 document::Entity::update_many()
                     .col_expr(
                         document::Column::Status,
-                        Expr::value(DocumentStatus::Uploaded.as_str()),
+                        Expr::value(DocumentStatus::Uploaded),
                     )
                     .col_expr(
                         document::Column::ProcessingRunId,
@@ -264,7 +264,7 @@ impl DocumentsService {
                 .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
                 .filter(document::Column::Id.eq(run.document_id))
                 .filter(document::Column::ProcessingRunId.eq(run.run_id))
-                .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
+                .filter(document::Column::Status.eq(DocumentStatus::Processing))
                 .exec(self.db.connection())
                 .await;
             match beat {
@@ -285,7 +285,7 @@ impl DocumentsService {
         let released = document::Entity::update_many()
             .col_expr(
                 document::Column::Status,
-                Expr::value(DocumentStatus::Uploaded.as_str()),
+                Expr::value(DocumentStatus::Uploaded),
             )
             .col_expr(
                 document::Column::ProcessingRunId,
@@ -318,7 +318,7 @@ impl DocumentsService {
         let failed = document::Entity::update_many()
             .col_expr(
                 document::Column::Status,
-                Expr::value(DocumentStatus::Failed.as_str()),
+                Expr::value(DocumentStatus::Failed),
             )
             .col_expr(document::Column::Error, Expr::value(reason))
             .col_expr(document::Column::ChunksCount, Expr::value(0))
@@ -446,10 +446,7 @@ impl DocumentsService {
         let tokens_count = chunks.iter().map(|chunk| chunk.token_count).sum::<i32>();
         let mut uow = self.db.begin().await?;
         let finished = document::Entity::update_many()
-            .col_expr(
-                document::Column::Status,
-                Expr::value(DocumentStatus::Ready.as_str()),
-            )
+            .col_expr(document::Column::Status, Expr::value(DocumentStatus::Ready))
             .col_expr(document::Column::ChunksCount, Expr::value(chunks_count))
             .col_expr(document::Column::TokensCount, Expr::value(tokens_count))
             .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
@@ -465,7 +462,7 @@ impl DocumentsService {
             .col_expr(document::Column::UpdatedAt, Expr::value(now()))
             .filter(document::Column::Id.eq(model.id))
             .filter(document::Column::ProcessingRunId.eq(run.run_id))
-            .filter(document::Column::Status.eq(DocumentStatus::Processing.as_str()))
+            .filter(document::Column::Status.eq(DocumentStatus::Processing))
             .exec(&*uow)
             .await?;
         if finished.rows_affected == 0 {

@@ -9,7 +9,7 @@ pub(in crate::modules::end_users) mod end_user {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub project_id: Uuid,
-        pub channel: String,
+        pub channel: crate::core::channel::Channel,
         pub external_id: String,
         pub display_name: Option<String>,
         pub raw_profile: Json,

@@ -12,7 +12,7 @@ pub enum EndUsersEvent {
     EndUserCreated {
         project_id: Uuid,
         end_user_id: Uuid,
-        channel: String,
+        channel: crate::core::channel::Channel,
     },
     EndUserBlocked {
         project_id: Uuid,

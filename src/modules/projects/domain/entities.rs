@@ -41,7 +41,7 @@ pub(in crate::modules::projects) mod member {
         pub project_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub user_id: Uuid,
-        pub role: String,
+        pub role: crate::core::auth::ProjectRole,
         pub created_at: DateTimeUtc,
     }
 
@@ -108,7 +108,7 @@ pub(in crate::modules::projects) mod invitation {
         pub id: Uuid,
         pub project_id: Uuid,
         pub email: String,
-        pub role: String,
+        pub role: crate::core::auth::ProjectRole,
         pub token_hash: String,
         pub invited_by: Option<Uuid>,
         pub created_at: DateTimeUtc,

@@ -18,7 +18,7 @@ use crate::core::error::Failure;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::auth::normalize_email;
 
-use super::{MemberView, ProjectsService, insert_member, role_of};
+use super::{MemberView, ProjectsService, insert_member};
 use crate::modules::projects::domain::entities::{invitation, project};
 use crate::modules::projects::domain::errors::ProjectsError;
 use crate::modules::projects::domain::events::ProjectsEvent;
@@ -113,7 +113,7 @@ impl ProjectsService {
             id: Set(new_id()),
             project_id: Set(project_id),
             email: Set(email.clone()),
-            role: Set(role.as_str().to_owned()),
+            role: Set(role),
             token_hash: Set(hash_token(&token)),
             invited_by: Set(actor.user_id),
             created_at: Set(timestamp),
@@ -174,7 +174,7 @@ impl ProjectsService {
             .map(|row| InvitationView {
                 id: row.id,
                 email: row.email,
-                role: role_of(&row.role),
+                role: row.role,
                 invited_by: row.invited_by,
                 created_at: row.created_at,
                 expires_at: row.expires_at,
@@ -241,7 +241,7 @@ impl ProjectsService {
             .one(&*uow)
             .await?
             .ok_or(ProjectsError::InvitationInvalid)?;
-        let role = role_of(&found.role);
+        let role = found.role;
         let created = insert_member(&uow, found.project_id, user.id, role, timestamp).await?;
         invitation::Entity::update_many()
             .col_expr(invitation::Column::AcceptedAt, Expr::value(timestamp))

@@ -97,10 +97,6 @@ pub struct ProjectsService {
     bindings: Vec<SecretBinding>,
 }
 
-fn role_of(value: &str) -> ProjectRole {
-    ProjectRole::parse(value).unwrap_or(ProjectRole::Viewer)
-}
-
 /// A new membership; 409 when the user is one already.
 async fn insert_member(
     uow: &UnitOfWork,
@@ -112,7 +108,7 @@ async fn insert_member(
     member::ActiveModel {
         project_id: Set(project_id),
         user_id: Set(user_id),
-        role: Set(role.as_str().to_owned()),
+        role: Set(role),
         created_at: Set(created_at),
     }
     .insert(&**uow)
@@ -199,7 +195,7 @@ impl ProjectsService {
         member::ActiveModel {
             project_id: Set(created.id),
             user_id: Set(user.id),
-            role: Set(ProjectRole::Owner.as_str().to_owned()),
+            role: Set(ProjectRole::Owner),
             created_at: Set(timestamp),
         }
         .insert(&*uow)
@@ -239,7 +235,7 @@ impl ProjectsService {
             .all(self.db.connection())
             .await?
             .into_iter()
-            .map(|row| (row.project_id, role_of(&row.role)))
+            .map(|row| (row.project_id, row.role))
             .collect();
         let mut select = project::Entity::find_live();
         if !user.is_saas_admin() {
@@ -364,7 +360,7 @@ impl ProjectsService {
             .map(|row| MemberView {
                 email: emails.get(&row.user_id).cloned().unwrap_or_default(),
                 user_id: row.user_id,
-                role: role_of(&row.role),
+                role: row.role,
                 created_at: row.created_at,
             })
             .collect();
@@ -437,7 +433,7 @@ impl ProjectsService {
     ) -> Result<Vec<Uuid>, ProjectsError> {
         Ok(member::Entity::find()
             .filter(member::Column::ProjectId.eq(project_id))
-            .filter(member::Column::Role.eq(ProjectRole::Owner.as_str()))
+            .filter(member::Column::Role.eq(ProjectRole::Owner))
             .lock_exclusive()
             .all(&**uow)
             .await?
@@ -459,12 +455,12 @@ impl ProjectsService {
             .one(&*uow)
             .await?
             .ok_or(ProjectsError::NotFound("member"))?;
-        let old_role = role_of(&existing.role);
+        let old_role = existing.role;
         if old_role == ProjectRole::Owner && role != ProjectRole::Owner && owners.len() <= 1 {
             return Err(ProjectsError::LastOwner);
         }
         let mut active = existing.into_active_model();
-        active.role = Set(role.as_str().to_owned());
+        active.role = Set(role);
         let updated = active.update(&*uow).await?;
         if old_role == ProjectRole::Owner && role != ProjectRole::Owner {
             // Invitations only an owner could make do not outlive the inviter's ownership.
@@ -513,7 +509,7 @@ impl ProjectsService {
             .one(&*uow)
             .await?
             .ok_or(ProjectsError::NotFound("member"))?;
-        if role_of(&existing.role) == ProjectRole::Owner && owners.len() <= 1 {
+        if existing.role == ProjectRole::Owner && owners.len() <= 1 {
             return Err(ProjectsError::LastOwner);
         }
         member::Entity::delete_by_id((project_id, user_id))
@@ -551,7 +547,7 @@ impl ProjectRoles for ProjectsService {
         let membership = member::Entity::find_by_id((project_id, user.id))
             .one(self.db.connection())
             .await?
-            .map(|row| role_of(&row.role));
+            .map(|row| row.role);
         Ok(match membership {
             Some(role) => Some(role),
             None if user.is_saas_admin() => Some(ProjectRole::Owner),

@@ -11,10 +11,11 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::{Operator, ProjectAccess};
+use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::pagination::PageParams;
-use crate::modules::chat::service::{Channel, ChatService, ConversationFilter, ConversationView};
+use crate::modules::chat::service::{ChatService, ConversationFilter, ConversationView};
 
 use respond::ChatResponse;
 

@@ -9,6 +9,7 @@ use validator::Validate;
 
 use crate::core::auth::{Actor, ApiKeyPrincipal, scope};
 use crate::core::cache::RateLimiter;
+use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidJson;
 use crate::modules::chat::service::ChatService;
@@ -69,7 +70,7 @@ pub async fn chat(
     }
     let body = body.into_inner();
     let contact = Contact {
-        channel: "api",
+        channel: Channel::Api,
         external_id: body.end_user.external_id,
         display_name: body.end_user.name,
         raw_profile: None,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::{Manager, Operator, ProjectAccess};
+use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidQuery;
 use crate::core::pagination::PageParams;
@@ -28,7 +29,8 @@ pub struct EndUserQuery {
 }
 
 pub fn known_channel(channel: &str) -> Result<(), validator::ValidationError> {
-    if crate::modules::end_users::service::CHANNELS.contains(&channel) {
+    let known = channel.parse::<Channel>().ok();
+    if known.is_some_and(|channel| Channel::OF_END_USERS.contains(&channel)) {
         Ok(())
     } else {
         Err(validator::ValidationError::new("channel")
@@ -48,7 +50,7 @@ pub async fn list_end_users(
     let query = query.into_inner();
     let filter = EndUserFilter {
         q: query.q,
-        channel: query.channel,
+        channel: query.channel.and_then(|channel| channel.parse().ok()),
         blocked: query.blocked,
     };
     let page = PageParams {

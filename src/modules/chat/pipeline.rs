@@ -101,35 +101,83 @@ fn millis(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
 }
 
+/// What retrieval found, for the prompt (passages) and the stored answer (sources).
+struct Retrieved {
+    sources: Vec<SourceRef>,
+    passages: Vec<Passage>,
+    retrieval_ms: u32,
+}
+
+/// What the model streamed, and how the stream ended.
+struct Streamed {
+    content: String,
+    reported: Option<Usage>,
+    prompt_estimate: u32,
+    first_token: Option<u32>,
+    ending: Ending,
+}
+
 impl ChatService {
+    /// Answers `turn`, reporting on `events`: retrieval, the model, the streamed answer, then
+    /// the stored message and the settled reservation. Each phase returns `None` once the turn
+    /// is over (failure reported, or the client gone).
     pub(super) async fn answer(self: Arc<Self>, turn: Turn, events: mpsc::Sender<TurnEvent>) {
         let started = Instant::now();
-        let project_id = turn.avatar.project_id;
-        // A client that leaves before the answer starts costs nothing more.
+        let Some(retrieved) = self.retrieve(&turn, &events, started).await else {
+            return;
+        };
+        let Some(model) = self.choose_model(&turn, &events, &retrieved).await else {
+            return;
+        };
+        let Some(streamed) = self
+            .stream_answer(&turn, &events, model.as_ref(), &retrieved, started)
+            .await
+        else {
+            return;
+        };
+        self.finish(
+            &turn,
+            &events,
+            &model.model_id(),
+            retrieved,
+            streamed,
+            started,
+        )
+        .await;
+    }
+
+    /// The avatar's passages for the question. A client that leaves before the answer starts
+    /// costs nothing more.
+    async fn retrieve(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        started: Instant,
+    ) -> Option<Retrieved> {
         let search = self.documents.search_avatar(
             &turn.avatar,
             &turn.question,
             usize::try_from(turn.avatar.rag.top_k).unwrap_or(1),
         );
-        let Some(searched) = until_closed(&events, search).await else {
+        let Some(searched) = until_closed(events, search).await else {
             self.release(&turn.reservation).await;
-            return;
+            return None;
         };
         let hits = match searched.map_err(Failure::from) {
             Ok(hits) => hits,
             Err(Failure::Unavailable(unavailable)) => {
-                self.fail_unavailable(&turn, &events, unavailable).await;
-                return;
+                self.fail_unavailable(turn, events, unavailable).await;
+                return None;
             }
             Err(error) => {
                 let reason = format!("retrieval failed: {error}");
-                self.fail_internally(&turn, &events, "retrieving the passages failed", &reason)
+                self.fail_internally(turn, events, "retrieving the passages failed", &reason)
                     .await;
-                return;
+                return None;
             }
         };
         let retrieval_ms = millis(started);
-        let sources: Vec<SourceRef> = hits
+        let sources = hits
             .iter()
             .map(|hit| SourceRef {
                 document_id: hit.document_id,
@@ -140,7 +188,7 @@ impl ChatService {
                 page: hit.page,
             })
             .collect();
-        let passages: Vec<Passage> = hits
+        let passages = hits
             .iter()
             .map(|hit| Passage {
                 label: match hit.page {
@@ -150,34 +198,59 @@ impl ChatService {
                 text: hit.text.clone(),
             })
             .collect();
+        Some(Retrieved {
+            sources,
+            passages,
+            retrieval_ms,
+        })
+    }
 
-        let model: Arc<dyn ChatModel> = match self
+    /// The project's LLM, or the retrieval-only answer when none is configured.
+    async fn choose_model(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        retrieved: &Retrieved,
+    ) -> Option<Arc<dyn ChatModel>> {
+        match self
             .models
-            .for_project(project_id, &turn.avatar.llm.model)
+            .for_project(turn.avatar.project_id, &turn.avatar.llm.model)
             .await
         {
-            Ok(Some(model)) => model,
-            Ok(None) => Arc::new(RetrievalOnly {
-                passages: passages.clone(),
-            }),
+            Ok(Some(model)) => Some(model),
+            Ok(None) => Some(Arc::new(RetrievalOnly {
+                passages: retrieved.passages.clone(),
+            })),
             Err(ChatError::Upstream(reason)) => {
-                self.fail_before_answer(&turn, &events, reason).await;
-                return;
+                self.fail_before_answer(turn, events, reason).await;
+                None
             }
             Err(ChatError::Common(Failure::Unavailable(unavailable))) => {
-                self.fail_unavailable(&turn, &events, unavailable).await;
-                return;
+                self.fail_unavailable(turn, events, unavailable).await;
+                None
             }
             Err(error) => {
                 let reason = format!("choosing the model failed: {error}");
-                self.fail_internally(&turn, &events, "the answer could not be started", &reason)
+                self.fail_internally(turn, events, "the answer could not be started", &reason)
                     .await;
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// Builds the prompt, starts the model's stream and forwards its deltas until it ends, the
+    /// answer grows past `max_tokens`' bytes, or the client goes away.
+    async fn stream_answer(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        model: &dyn ChatModel,
+        retrieved: &Retrieved,
+        started: Instant,
+    ) -> Option<Streamed> {
         let messages = prompt::build(
             &turn.avatar.system_prompt,
-            &passages,
+            &retrieved.passages,
             &turn.history,
             self.settings.history_token_budget,
             &turn.question,
@@ -192,16 +265,16 @@ impl ChatService {
         let max_bytes = usize::try_from(request.max_tokens)
             .unwrap_or(usize::MAX)
             .saturating_mul(MAX_BYTES_PER_TOKEN);
-        let Some(started_stream) = until_closed(&events, model.stream(request)).await else {
+        let Some(started_stream) = until_closed(events, model.stream(request)).await else {
             self.release(&turn.reservation).await;
-            return;
+            return None;
         };
         let mut stream = match started_stream {
             Ok(stream) => stream,
             Err(error) => {
-                self.fail_before_answer(&turn, &events, error.to_string())
+                self.fail_before_answer(turn, events, error.to_string())
                     .await;
-                return;
+                return None;
             }
         };
 
@@ -229,7 +302,7 @@ impl ChatService {
                 Some(Ok(StreamEvent::Usage(usage))) => reported = Some(usage),
                 Some(Ok(StreamEvent::Finish(reason))) => {
                     // The usage chunk comes after the finish reason: read to the end.
-                    if let Some(usage) = drain_usage(&mut stream, &events).await {
+                    if let Some(usage) = drain_usage(&mut stream, events).await {
                         reported = Some(usage);
                     }
                     break Ending::Finished(reason);
@@ -239,31 +312,50 @@ impl ChatService {
         };
         // Stops the upstream request if it is still going.
         drop(stream);
+        Some(Streamed {
+            content,
+            reported,
+            prompt_estimate,
+            first_token,
+            ending,
+        })
+    }
 
-        let (finish_reason, failure) = match ending {
+    /// Stores the answer (whole, partial or cut), settles the reservation with the usage, and
+    /// tells the client how it ended.
+    async fn finish(
+        &self,
+        turn: &Turn,
+        events: &mpsc::Sender<TurnEvent>,
+        model_id: &str,
+        retrieved: Retrieved,
+        streamed: Streamed,
+        started: Instant,
+    ) {
+        let (finish_reason, failure) = match streamed.ending {
             Ending::Finished(reason) => (reason, None),
             Ending::ClientGone => ("client_disconnected".to_owned(), None),
             Ending::Broken(reason) => ("error".to_owned(), Some(reason)),
         };
-        let usage = reported.unwrap_or(Usage {
-            prompt_tokens: prompt_estimate,
-            completion_tokens: count_tokens(&content),
+        let usage = streamed.reported.unwrap_or(Usage {
+            prompt_tokens: streamed.prompt_estimate,
+            completion_tokens: count_tokens(&streamed.content),
         });
         let timings = Timings {
-            retrieval_ms,
-            time_to_first_token_ms: first_token,
+            retrieval_ms: retrieved.retrieval_ms,
+            time_to_first_token_ms: streamed.first_token,
             total_ms: millis(started),
         };
         let stored = self
             .store_answer(
-                &turn,
-                &content,
-                &sources,
+                turn,
+                &streamed.content,
+                &retrieved.sources,
                 usage,
-                &model.model_id(),
+                model_id,
                 &finish_reason,
                 timings,
-                reported.is_none(),
+                streamed.reported.is_none(),
                 failure.as_deref(),
             )
             .await;
@@ -300,7 +392,11 @@ impl ChatService {
                 .await;
             return;
         }
-        if events.send(TurnEvent::Sources(sources)).await.is_ok() {
+        if events
+            .send(TurnEvent::Sources(retrieved.sources))
+            .await
+            .is_ok()
+        {
             let _ = events
                 .send(TurnEvent::Done(Box::new(Completed {
                     message: message_view(&stored),

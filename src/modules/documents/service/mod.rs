@@ -8,6 +8,7 @@
 
 mod maintenance;
 mod processing;
+mod upload;
 
 pub use processing::ProcessOutcome;
 
@@ -18,17 +19,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DeriveActiveEnum,
-    EntityTrait, EnumIter, PaginatorTrait, QueryFilter, QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, DeriveActiveEnum, EntityTrait, EnumIter,
+    PaginatorTrait, QueryFilter, QueryOrder, Statement,
 };
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::config::{DocumentSettings, RetrievalSettings};
-use crate::core::db::{Db, UnitOfWork, is_unique_violation, new_id, now};
+use crate::core::db::{Db, UnitOfWork, now};
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::jobs::{enqueue_in, enqueue_unique_in};
@@ -42,7 +43,6 @@ use super::domain::entities::document;
 use super::domain::errors::DocumentsError;
 use super::domain::events::DocumentsEvent;
 use super::embedding::EmbedderSource;
-use super::parsing::{self, DocumentFormat};
 use super::retrieval::{self, SearchHit, SearchRequest};
 use super::sandbox::Sandbox;
 use super::tasks::{BuildVectorIndex, ProcessDocument};
@@ -151,43 +151,6 @@ pub struct DocumentsService {
     retrieval: RetrievalSettings,
     upload_dir: PathBuf,
     sandbox: Sandbox,
-}
-
-/// `projects/{pid}/avatars/{aid}/documents/{did}/<safe name>`.
-fn blob_key(project_id: Uuid, avatar_id: Uuid, document_id: Uuid, filename: &str) -> String {
-    format!(
-        "projects/{project_id}/avatars/{avatar_id}/documents/{document_id}/{}",
-        safe_filename(filename)
-    )
-}
-
-/// The name kept in storage keys: letters, digits, `.`, `-`, `_`; at most 100 characters.
-pub fn safe_filename(filename: &str) -> String {
-    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
-    let cleaned: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let cleaned = cleaned.trim_matches('.');
-    let cleaned: String = cleaned
-        .chars()
-        .rev()
-        .take(100)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if cleaned.is_empty() {
-        "document".to_owned()
-    } else {
-        cleaned
-    }
 }
 
 /// Queues a build of the avatar's vector index, unless one is queued or running already.
@@ -365,142 +328,6 @@ impl DocumentsService {
             .await
             .map(|_| ())
             .map_err(avatar_error)
-    }
-
-    /// Stores a received file and schedules its processing in the same transaction as its
-    /// row: a 202 means it will be processed even if the process dies right after.
-    pub async fn upload(
-        &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        file: ReceivedFile,
-        actor: Actor,
-    ) -> Result<DocumentView, DocumentsError> {
-        self.ensure_avatar(project_id, avatar_id).await?;
-        let format = parsing::sniff(&file.filename, &file.head)
-            .map_err(|error| DocumentsError::UnsupportedType(error.to_string()))?;
-        self.quota
-            .may_store_document(project_id, file.size_bytes)
-            .await
-            .map_err(DocumentsError::QuotaExceeded)?;
-        if let Some(existing) = self.find_by_hash(avatar_id, &file.sha256).await? {
-            return Err(DocumentsError::Duplicate {
-                existing_id: existing,
-            });
-        }
-
-        let document_id = new_id();
-        let key = blob_key(project_id, avatar_id, document_id, &file.filename);
-        let mut reader = tokio::fs::File::open(&file.path).await?;
-        self.blobs
-            .put_stream(&key, &mut reader, format.content_type())
-            .await?;
-
-        match self
-            .insert_uploaded(
-                project_id,
-                avatar_id,
-                document_id,
-                &key,
-                &file,
-                format,
-                actor,
-            )
-            .await
-        {
-            Ok(model) => self.view(&model).await,
-            Err(error) => {
-                // The row never existed: the stored file must not outlive it.
-                self.delete_blob_now_or_later(&key).await;
-                match error {
-                    DocumentsError::SameContentStored => {
-                        let existing = self.find_by_hash(avatar_id, &file.sha256).await?;
-                        Err(existing
-                            .map(|existing_id| DocumentsError::Duplicate { existing_id })
-                            .unwrap_or(DocumentsError::Conflict(
-                                "a duplicate upload is in progress",
-                            )))
-                    }
-                    other => Err(other),
-                }
-            }
-        }
-    }
-
-    async fn find_by_hash(
-        &self,
-        avatar_id: Uuid,
-        sha256: &str,
-    ) -> Result<Option<Uuid>, DocumentsError> {
-        Ok(document::Entity::find()
-            .filter(document::Column::AvatarId.eq(avatar_id))
-            .filter(document::Column::Sha256.eq(sha256))
-            .one(self.db.connection())
-            .await?
-            .map(|existing| existing.id))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn insert_uploaded(
-        &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        document_id: Uuid,
-        key: &str,
-        file: &ReceivedFile,
-        format: DocumentFormat,
-        actor: Actor,
-    ) -> Result<document::Model, DocumentsError> {
-        let timestamp = now();
-        let mut uow = self.db.begin().await?;
-        let model = document::ActiveModel {
-            id: Set(document_id),
-            project_id: Set(project_id),
-            avatar_id: Set(avatar_id),
-            filename: Set(file.filename.clone()),
-            content_type: Set(format.content_type().to_owned()),
-            format: Set(format.as_str().to_owned()),
-            size_bytes: Set(i64::try_from(file.size_bytes).unwrap_or(i64::MAX)),
-            sha256: Set(file.sha256.clone()),
-            blob_key: Set(key.to_owned()),
-            status: Set(DocumentStatus::Uploaded),
-            error: Set(None),
-            chunks_count: Set(0),
-            tokens_count: Set(0),
-            attempts: Set(0),
-            document_metadata: Set(json!({})),
-            uploaded_by: Set(actor.user_id),
-            created_at: Set(timestamp),
-            updated_at: Set(timestamp),
-            processing_started_at: Set(None),
-            processed_at: Set(None),
-            processing_run_id: Set(None),
-            heartbeat_at: Set(None),
-        }
-        .insert(&*uow)
-        .await
-        .map_err(|error| {
-            if is_unique_violation(&error) {
-                DocumentsError::SameContentStored
-            } else {
-                DocumentsError::from(error)
-            }
-        })?;
-        enqueue_in(&*uow, &ProcessDocument::now(document_id)).await?;
-        self.publish(
-            &mut uow,
-            DocumentsEvent::DocumentUploaded {
-                project_id,
-                avatar_id,
-                document_id,
-                filename: model.filename.clone(),
-                size_bytes: model.size_bytes,
-                actor,
-            },
-        )
-        .await?;
-        uow.commit().await?;
-        Ok(model)
     }
 
     async fn publish(

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::documents::{GUIDE, settled, upload_to};
 use crate::fake_llm::{FakeLlm, Reply, pieces};
 use crate::fixtures::TestUser;
-use crate::helpers::{AppOptions, TestApp, TestResponse, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, TestResponse, eventually, spawn_app_with};
 
 const ANSWER: &str = "Run update.packages() to update every installed package [1].";
 
@@ -204,36 +204,31 @@ fn frames(body: &str) -> Vec<(String, Value)> {
 }
 
 /// Polls until `check` passes on the conversation's messages.
-async fn eventually(
+async fn messages_when(
     chat: &Chat,
     conversation: Uuid,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), "the messages settle", || async {
         let messages = chat.messages(conversation).await;
         if check(&messages) {
-            return messages;
+            Ok(messages)
+        } else {
+            Err(messages)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never settled: {messages:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Polls until the fake LLM saw a client hang up on one of its streams.
 async fn wait_for_hang_up(chat: &Chat, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while chat.llm.hung_up() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the upstream stream was not stopped (streams completed: {})",
-            chat.llm.completed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(within, "the upstream stream is stopped", || async {
+        match chat.llm.hung_up() {
+            0 => Err(format!("streams completed: {}", chat.llm.completed())),
+            _ => Ok(()),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -433,7 +428,7 @@ async fn a_client_that_disconnects_stops_the_upstream_and_the_partial_answer_is_
     }
     drop(body);
 
-    let messages = eventually(&chat, conversation, |messages| messages.len() == 2).await;
+    let messages = messages_when(&chat, conversation, |messages| messages.len() == 2).await;
     let answer = &messages[1];
     assert_eq!(answer["finish_reason"], "client_disconnected");
     let content = answer["content"].as_str().unwrap();
@@ -882,7 +877,7 @@ async fn a_model_that_goes_silent_ends_the_answer_with_an_error_instead_of_hangi
         error["message"].as_str().unwrap().contains("silent"),
         "{error}"
     );
-    let stored = eventually(&chat, conversation, |messages| messages.len() == 2).await;
+    let stored = messages_when(&chat, conversation, |messages| messages.len() == 2).await;
     assert_eq!(stored[1]["finish_reason"], "error");
     assert!(stored[1]["message_metadata"]["error"].is_string());
     // The stalled upstream request was given up, not left open (the fake notices when a write

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::fake_embeddings::{FakeEmbeddings, Faults};
 use crate::fixtures::TestUser;
-use crate::helpers::{AppOptions, TestApp, TestResponse, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, TestResponse, eventually, spawn_app_with};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -134,17 +134,15 @@ impl Knowledge {
 
 /// Polls the document at `path` until it is `ready` or `failed`; returns its last view.
 pub(crate) async fn settled(app: &TestApp, user: &TestUser, path: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), "the document settles", || async {
         let response = app.get_as(user, path).await;
         assert_eq!(response.status, 200, "{}", response.text);
-        let status = response.json["status"].as_str().unwrap().to_owned();
-        if status == "ready" || status == "failed" {
-            return response.json;
+        match response.json["status"].as_str() {
+            Some("ready" | "failed") => Ok(response.json),
+            _ => Err(response.json["status"].clone()),
         }
-        assert!(tokio::time::Instant::now() < deadline, "still {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 pub(crate) async fn upload_to(
@@ -539,11 +537,11 @@ async fn deleting_an_avatar_deletes_its_documents() {
         .await;
     assert_eq!(deleted.status, 204);
     let prefix = format!("projects/{}/avatars/{}/", k.pid, k.aid);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !k.app.context.blobs.list(&prefix).await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the file stayed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(20), "the file is deleted", || async {
+        let left = k.app.context.blobs.list(&prefix).await.unwrap();
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await;
     assert!(k.chunk_ordinals(id).await.is_empty());
 }
 
@@ -764,14 +762,15 @@ async fn index_ready(app: &TestApp, avatar_id: Uuid) -> bool {
 }
 
 async fn wait_for_index(app: &TestApp, avatar_id: Uuid, ready: bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while index_ready(app, avatar_id).await != ready {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the index of {avatar_id} never became ready={ready}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let awaited = format!("the index of {avatar_id} is ready={ready}");
+    eventually(Duration::from_secs(60), &awaited, || async {
+        if index_ready(app, avatar_id).await == ready {
+            Ok(())
+        } else {
+            Err(!ready)
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -901,28 +900,28 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         )
         .await;
     assert_eq!(deleted.status, 204);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let exists = k
-            .app
-            .context
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT count(*) AS n FROM pg_class WHERE relname = $1",
-                [vector_index::index_name(large).into()],
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap();
-        if exists == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the index stayed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "not yet: the index stayed",
+        || async {
+            let exists = k
+                .app
+                .context
+                .db
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT count(*) AS n FROM pg_class WHERE relname = $1",
+                    [vector_index::index_name(large).into()],
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "n")
+                .unwrap();
+            if exists == 0 { Ok(()) } else { Err(()) }
+        },
+    )
+    .await;
 }
 
 async fn search_avatar(k: &Knowledge, aid: Uuid, query: &str) -> Vec<Value> {

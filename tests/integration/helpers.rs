@@ -291,3 +291,32 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// How often [`eventually`] looks again.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Polls `probe` until it answers `Ok(value)` and returns the value; fails the test after
+/// `within`, saying what was awaited and what `probe` last saw (its `Err`). The one "wait
+/// until" of the suite: no test sleeps a fixed time and hopes.
+pub async fn eventually<T, Seen, Probe, Fut>(
+    within: std::time::Duration,
+    awaited: &str,
+    mut probe: Probe,
+) -> T
+where
+    Seen: std::fmt::Debug,
+    Probe: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Seen>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{awaited}: not within {within:?}; last seen: {seen:?}"
+            ),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::documents::{settled, upload_to};
 use crate::fake_embeddings::{FakeEmbeddings, Faults};
 use crate::fixtures::TestUser;
-use crate::helpers::{AppOptions, TestApp, TestDatabase, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, TestDatabase, eventually, spawn_app_with};
 
 /// Embeddings that hold every request mentioning `marker` until released.
 async fn holding(marker: &'static str) -> FakeEmbeddings {
@@ -298,15 +298,15 @@ async fn status_of(app: &TestApp, id: Uuid) -> (String, i32) {
 }
 
 async fn wait_for_status(app: &TestApp, id: Uuid, wanted: &str, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(within, &format!("the document is {wanted}"), || async {
         let (status, attempts) = status_of(app, id).await;
         if status == wanted {
-            return attempts;
+            Ok(attempts)
+        } else {
+            Err(status)
         }
-        assert!(Instant::now() < deadline, "still {status} after {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

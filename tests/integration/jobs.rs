@@ -15,7 +15,7 @@ use fang::{AsyncRunnable, FangError};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 
-use crate::helpers::{TestDatabase, test_settings};
+use crate::helpers::{TestDatabase, eventually, test_settings};
 
 /// Records `n` in `test_effects` once, guarded by a claim in the same transaction.
 #[derive(Debug, Serialize, Deserialize)]
@@ -165,18 +165,15 @@ impl Harness {
     }
 
     async fn wait_for(&self, sql: &str, expected: i64, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        eventually(limit, &format!("`{sql}` is {expected}"), || async {
             let value = self.scalar(sql).await;
             if value == expected {
-                return;
+                Ok(())
+            } else {
+                Err(value)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "`{sql}` is {value}, expected {expected} within {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
 
     async fn task_state(&self, id: uuid::Uuid) -> Option<(String, Option<String>, i32)> {
@@ -299,12 +296,23 @@ async fn a_task_left_in_progress_by_a_killed_worker_is_run_again_after_the_sweep
     .await
     .unwrap();
     let pool = h.pool(1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.scalar("SELECT count(*) FROM test_effects").await, 0);
+    // The worker takes what it may: a task queued after the stale one runs, and only it.
+    h.queue.enqueue(&RecordEffect { n: 8 }).await.unwrap();
+    h.wait_for(
+        "SELECT count(*) FROM test_effects WHERE n = 8",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM test_effects WHERE n = 7")
+            .await,
+        0
+    );
 
     run_sweep(&h.context()).await.unwrap();
     h.wait_for(
-        "SELECT count(*) FROM test_effects",
+        "SELECT count(*) FROM test_effects WHERE n = 7",
         1,
         Duration::from_secs(10),
     )

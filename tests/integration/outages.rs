@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::fixtures::unique_email;
-use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, eventually, spawn_app_with};
 
 use crate::fixtures::PASSWORD;
 
@@ -40,11 +40,12 @@ impl OwnRedis {
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server runs (make test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(10),
+            "redis-server accepts connections",
+            || async { TcpStream::connect(("127.0.0.1", port)).await.map(drop) },
+        )
+        .await;
         OwnRedis { port, process }
     }
 
@@ -124,15 +125,19 @@ async fn without_redis_the_platform_keeps_serving_on_its_in_process_cache() {
 
     // Redis comes back: so does the platform, by itself.
     let _redis = OwnRedis::start(port).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ready = app.get("/health/ready").await;
-        if ready.json["status"] == "ready" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {}", ready.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        "the platform is ready again",
+        || async {
+            let ready = app.get("/health/ready").await;
+            if ready.json["status"] == "ready" {
+                Ok(())
+            } else {
+                Err(ready.text)
+            }
+        },
+    )
+    .await;
     assert_eq!(register_and_login(&app).await, (201, 200));
 }
 
@@ -251,17 +256,13 @@ async fn with_the_database_gone_requests_answer_503_quickly_and_recover_without_
     );
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually(Duration::from_secs(15), "the app recovers", || async {
         let response = app.get_as(&owner, &path).await;
         if response.status == 200 {
-            break;
+            Ok(())
+        } else {
+            Err(response.text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "not recovered: {}",
-            response.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 }

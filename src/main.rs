@@ -7,6 +7,7 @@ use anyhow::Context;
 use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
+use avatar_platform::core::email::Email;
 use avatar_platform::core::{db, telemetry};
 use avatar_platform::modules::auth::AuthService;
 use avatar_platform::modules::documents::{
@@ -317,6 +318,8 @@ async fn admin(action: AdminAction, settings: Settings) -> anyhow::Result<()> {
             } else {
                 PlatformRole::User
             };
+            let email =
+                Email::parse(&email).map_err(|invalid| anyhow::anyhow!("{email:?} {invalid}"))?;
             let user = auth
                 .create_user(&email, &password, full_name, role, Actor::system())
                 .await
@@ -344,7 +347,12 @@ async fn admin(action: AdminAction, settings: Settings) -> anyhow::Result<()> {
                     );
                 }
             } else {
-                let email = app.context().settings.auth.bootstrap_admin_email.clone();
+                let configured = &app.context().settings.auth.bootstrap_admin_email;
+                let email = Email::parse(configured).map_err(|invalid| {
+                    anyhow::anyhow!(
+                        "setting `auth.bootstrap_admin_email` {configured:?}: {invalid}"
+                    )
+                })?;
                 let password = avatar_platform::core::crypto::random_token("");
                 auth.create_user(
                     &email,

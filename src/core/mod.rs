@@ -6,6 +6,7 @@ pub mod channel;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod email;
 pub mod embeddings;
 pub mod error;
 pub mod events;

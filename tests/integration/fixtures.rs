@@ -2,6 +2,7 @@
 //! requests made as one of them.
 
 use avatar_platform::core::auth::{Actor, PlatformRole};
+use avatar_platform::core::email::Email;
 use avatar_platform::modules::auth::AuthService;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -102,7 +103,7 @@ impl TestApp {
         let created = self
             .service::<AuthService>()
             .create_user(
-                &email,
+                &Email::parse(&email).unwrap(),
                 PASSWORD,
                 None,
                 PlatformRole::SaasAdmin,

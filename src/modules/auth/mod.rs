@@ -14,7 +14,7 @@ use crate::core::cache::RateLimiter;
 use crate::modules::platform_config::PlatformConfigService;
 
 pub use domain::errors::AuthError;
-pub use service::{AuthService, TokenPair, UserPatch, UserSummary, UserView, normalize_email};
+pub use service::{AuthService, TokenPair, UserPatch, UserSummary, UserView};
 
 pub const MODULE: Module = Module {
     name: "auth",

@@ -26,6 +26,7 @@ use crate::core::cache::RateLimiter;
 use crate::core::config::AuthSettings;
 use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox};
 use crate::core::db::{Db, is_unique_violation, new_id, now};
+use crate::core::email::Email;
 use crate::core::error::{AppError, Failure};
 use crate::core::events::EventBus;
 use crate::core::pagination::{Page, PageParams, fetch_page};
@@ -109,10 +110,6 @@ fn to_view(model: &user::Model) -> UserView {
 }
 
 /// Emails are compared trimmed and lowercased.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
 fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -191,7 +188,7 @@ impl AuthService {
     /// each costs an argon2 run and makes an account.
     pub async fn register(
         &self,
-        email: &str,
+        email: &Email,
         password: &str,
         full_name: Option<String>,
         actor: Actor,
@@ -226,20 +223,19 @@ impl AuthService {
     /// Creates a user with `role` (registration, the CLI, the bootstrap admin).
     pub async fn create_user(
         &self,
-        email: &str,
+        email: &Email,
         password: &str,
         full_name: Option<String>,
         role: PlatformRole,
         actor: Actor,
     ) -> Result<UserView, AuthError> {
         self.check_password_policy("password", password)?;
-        let email = normalize_email(email);
         let password_hash = self.hash_password(password).await?;
         let timestamp = now();
         let mut uow = self.db.begin().await?;
         let created = user::ActiveModel {
             id: Set(new_id()),
-            email: Set(email.clone()),
+            email: Set(email.as_str().to_owned()),
             password_hash: Set(password_hash),
             full_name: Set(full_name.filter(|name| !name.trim().is_empty())),
             role: Set(role),
@@ -258,7 +254,7 @@ impl AuthService {
         })?;
         let event = DomainEvent::Auth(AuthEvent::UserRegistered {
             user_id: created.id,
-            email,
+            email: email.as_str().to_owned(),
             role: role.as_str().to_owned(),
             actor,
         });
@@ -275,14 +271,21 @@ impl AuthService {
         password: &str,
         ip: Option<String>,
     ) -> Result<TokenPair, AppError> {
-        let email = normalize_email(email);
-        let throttles = self.login_throttles(&email, ip.as_deref());
+        // Not an address: no account has it (one throttle bucket for all such names).
+        let email = Email::parse(email).ok();
+        let throttle_name = email.as_ref().map_or("(not an email)", Email::as_str);
+        let throttles = self.login_throttles(throttle_name, ip.as_deref());
         self.refuse_if_throttled(&throttles).await?;
 
-        let found = user::Entity::find()
-            .filter(user::Column::Email.eq(email.as_str()))
-            .one(self.db.connection())
-            .await?;
+        let found = match &email {
+            Some(email) => {
+                user::Entity::find()
+                    .filter(user::Column::Email.eq(email.as_str()))
+                    .one(self.db.connection())
+                    .await?
+            }
+            None => None,
+        };
         let (user, check) = match found {
             Some(user) => {
                 let check = self.verify_password(password, &user.password_hash).await?;
@@ -499,10 +502,10 @@ impl AuthService {
     /// Active users by email (members are added by email).
     pub async fn find_active_user_by_email(
         &self,
-        email: &str,
+        email: &Email,
     ) -> Result<Option<UserSummary>, AuthError> {
         Ok(user::Entity::find()
-            .filter(user::Column::Email.eq(normalize_email(email)))
+            .filter(user::Column::Email.eq(email.as_str()))
             .filter(user::Column::IsActive.eq(true))
             .one(self.db.connection())
             .await?

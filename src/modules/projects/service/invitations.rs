@@ -14,9 +14,9 @@ use uuid::Uuid;
 use crate::core::auth::{Actor, CurrentUser, ProjectRole};
 use crate::core::crypto::{hash_token, random_token};
 use crate::core::db::{SoftDelete, UnitOfWork, is_unique_violation, new_id, now};
+use crate::core::email::Email;
 use crate::core::error::Failure;
 use crate::core::pagination::{Page, PageParams, fetch_page};
-use crate::modules::auth::normalize_email;
 
 use super::{MemberView, ProjectsService, insert_member};
 use crate::modules::projects::domain::entities::{invitation, project};
@@ -89,11 +89,11 @@ impl ProjectsService {
     pub(super) async fn invite(
         &self,
         project_id: Uuid,
-        email: &str,
+        email: &Email,
         role: ProjectRole,
         actor: Actor,
     ) -> Result<CreatedInvitation, ProjectsError> {
-        let email = normalize_email(email);
+        let email = email.as_str().to_owned();
         let token = random_token(INVITATION_PREFIX);
         let timestamp = now();
         let expires_at =

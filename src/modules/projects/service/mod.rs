@@ -9,7 +9,7 @@ mod secrets;
 pub use api_keys::CreatedApiKey;
 pub use invitations::CreatedInvitation;
 use invitations::revoke_invitations_by;
-pub use secrets::{BoundCredential, EndpointSecrets};
+pub use secrets::{BoundCredential, EndpointSecrets, SecretName};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use crate::core::cache::RateLimiter;
 use crate::core::config::ProjectSettings;
 use crate::core::crypto::SecretBox;
 use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
+use crate::core::email::Email;
 use crate::core::error::AppError;
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
@@ -373,7 +374,7 @@ impl ProjectsService {
     pub async fn add_member(
         &self,
         project_id: Uuid,
-        email: &str,
+        email: &Email,
         role: ProjectRole,
         actor: Actor,
     ) -> Result<MemberAddition, ProjectsError> {

@@ -53,12 +53,34 @@ fn secret_context(project_id: Uuid, name: &str) -> String {
     format!("project_secret:{project_id}:{name}")
 }
 
-/// Secret names read like environment variables: `OPENAI_API_KEY`.
-pub fn valid_secret_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(first) if first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 64
+/// A secret's name, read like an environment variable (`OPENAI_API_KEY`): letters, digits
+/// and `_`, not starting with a digit, at most 64 characters. Only [`SecretName::parse`]
+/// makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretName(String);
+
+/// The longest secret name.
+const MAX_SECRET_NAME_CHARS: usize = 64;
+
+impl SecretName {
+    pub fn parse(name: &str) -> Result<SecretName, ProjectsError> {
+        let mut chars = name.chars();
+        let valid = matches!(chars.next(), Some(first) if first.is_ascii_alphabetic() || first == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.len() <= MAX_SECRET_NAME_CHARS;
+        if valid {
+            Ok(SecretName(name.to_owned()))
+        } else {
+            Err(ProjectsError::invalid(
+                "name",
+                "letters, digits and `_`, not starting with a digit, at most 64",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ProjectsService {
@@ -119,16 +141,11 @@ impl ProjectsService {
     pub async fn put_secret(
         &self,
         project_id: Uuid,
-        name: &str,
+        name: &SecretName,
         value: &SecretString,
         actor: Actor,
     ) -> Result<(), ProjectsError> {
-        if !valid_secret_name(name) {
-            return Err(ProjectsError::invalid(
-                "name",
-                "letters, digits and `_`, not starting with a digit, at most 64",
-            ));
-        }
+        let name = name.as_str();
         if value.expose_secret().is_empty() || value.expose_secret().len() > MAX_SECRET_BYTES {
             return Err(ProjectsError::invalid(
                 "value",
@@ -288,5 +305,20 @@ impl ProjectsService {
             endpoint,
             credential,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecretName;
+
+    #[test]
+    fn secret_names_read_like_environment_variables() {
+        for name in ["OPENAI_API_KEY", "_private", "a1", &"K".repeat(64)] {
+            assert_eq!(SecretName::parse(name).unwrap().as_str(), name);
+        }
+        for name in ["", "1ST", "with-dash", "spa ce", "ünï", &"K".repeat(65)] {
+            assert!(SecretName::parse(name).is_err(), "{name:?}");
+        }
     }
 }

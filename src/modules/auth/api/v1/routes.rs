@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use secrecy::ExposeSecret;
 
 use crate::core::auth::{Actor, CurrentUser, client_ip};
+use crate::core::email::Email;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidJson;
 use crate::modules::auth::service::{AuthService, TokenPair, UserView};
@@ -26,13 +27,10 @@ pub async fn register(
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let actor = Actor::anonymous(client_ip(&req));
+    let email = Email::parse(&body.email)
+        .map_err(|invalid| AppError::validation("email", format!("email: {invalid}")))?;
     let user = auth
-        .register(
-            &body.email,
-            body.password.expose_secret(),
-            body.full_name,
-            actor,
-        )
+        .register(&email, body.password.expose_secret(), body.full_name, actor)
         .await?;
     Ok(HttpResponse::Created().json(RegisterResponse { user }))
 }

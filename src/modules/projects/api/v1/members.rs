@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use uuid::Uuid;
 
 use crate::core::auth::{Owner, ProjectAccess, Viewer};
+use crate::core::email::Email;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::pagination::PageParams;
@@ -39,8 +40,10 @@ pub async fn add_member(
     projects: web::Data<ProjectsService>,
     body: ValidJson<AddMemberRequest>,
 ) -> Result<HttpResponse, AppError> {
+    let email = Email::parse(&body.email)
+        .map_err(|invalid| AppError::validation("email", format!("email: {invalid}")))?;
     let added = projects
-        .add_member(access.project_id, &body.email, body.role, access.actor())
+        .add_member(access.project_id, &email, body.role, access.actor())
         .await?;
     Ok(match added {
         MemberAddition::Added(member) => HttpResponse::Created().json(member),

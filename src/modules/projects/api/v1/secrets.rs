@@ -7,7 +7,7 @@ use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::pagination::PageParams;
-use crate::modules::projects::service::ProjectsService;
+use crate::modules::projects::service::{ProjectsService, SecretName};
 
 use super::schemas::PutSecretRequest;
 
@@ -36,6 +36,7 @@ pub async fn put_secret(
     body: ValidJson<PutSecretRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (_, name) = path.into_inner();
+    let name = SecretName::parse(&name)?;
     let value = body.into_inner().value;
     projects
         .put_secret(access.project_id, &name, &value, access.actor())

@@ -27,6 +27,7 @@ use crate::core::llm::{
     count_prompt_tokens, count_tokens,
 };
 use crate::modules::avatars::AvatarView;
+use crate::modules::chat::domain::MessageRole;
 use crate::modules::events::DomainEvent;
 
 use super::budget::Reservation;
@@ -486,7 +487,7 @@ impl ChatService {
             id: Set(new_id()),
             project_id: Set(project_id),
             conversation_id: Set(turn.conversation_id),
-            role: Set("assistant".to_owned()),
+            role: Set(MessageRole::Assistant),
             content: Set(content.to_owned()),
             sources: Set(serde_json::to_value(sources).unwrap_or_default()),
             prompt_tokens: Set(i32::try_from(usage.prompt_tokens).unwrap_or(i32::MAX)),

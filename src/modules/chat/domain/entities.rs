@@ -36,7 +36,7 @@ pub(in crate::modules::chat) mod message {
         pub id: Uuid,
         pub project_id: Uuid,
         pub conversation_id: Uuid,
-        pub role: String,
+        pub role: crate::modules::chat::domain::MessageRole,
         pub content: String,
         pub sources: Json,
         pub prompt_tokens: i32,

@@ -17,6 +17,7 @@ use crate::core::db::{new_id, now};
 use crate::core::error::Failure;
 use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
 use crate::modules::avatars::{AvatarStatus, AvatarView};
+use crate::modules::chat::domain::MessageRole;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::end_users::{Contact, EndUserView};
 
@@ -246,10 +247,9 @@ impl ChatService {
             .into_iter()
             .filter(|row| !row.content.is_empty())
             .map(|row| {
-                let role = if row.role == "assistant" {
-                    Role::Assistant
-                } else {
-                    Role::User
+                let role = match row.role {
+                    MessageRole::Assistant => Role::Assistant,
+                    MessageRole::User => Role::User,
                 };
                 ChatMessage::new(role, row.content)
             })
@@ -268,7 +268,7 @@ impl ChatService {
             id: Set(new_id()),
             project_id: Set(conversation.project_id),
             conversation_id: Set(conversation.id),
-            role: Set("user".to_owned()),
+            role: Set(MessageRole::User),
             content: Set(content.to_owned()),
             sources: Set(json!([])),
             prompt_tokens: Set(0),

@@ -33,6 +33,7 @@ use crate::core::llm::Usage;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::avatars::AvatarsService;
 use crate::modules::avatars::{AvatarStatus, AvatarView};
+use crate::modules::chat::domain::MessageRole;
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::events::DomainEvent;
@@ -94,7 +95,8 @@ pub struct MessageView {
     pub id: Uuid,
     pub conversation_id: Uuid,
     /// `user` or `assistant`.
-    pub role: String,
+    #[schema(value_type = String)]
+    pub role: MessageRole,
     pub content: String,
     pub sources: Vec<SourceRef>,
     pub usage: Usage,
@@ -121,7 +123,7 @@ pub(super) fn message_view(model: &message::Model) -> MessageView {
     MessageView {
         id: model.id,
         conversation_id: model.conversation_id,
-        role: model.role.clone(),
+        role: model.role,
         content: model.content.clone(),
         sources: serde_json::from_value(model.sources.clone()).unwrap_or_default(),
         usage: Usage {

@@ -13,7 +13,7 @@ pub(in crate::modules::documents) mod document {
         pub avatar_id: Uuid,
         pub filename: String,
         pub content_type: String,
-        pub format: String,
+        pub format: crate::modules::documents::DocumentFormat,
         pub size_bytes: i64,
         pub sha256: String,
         pub blob_key: String,

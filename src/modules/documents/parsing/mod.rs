@@ -17,6 +17,7 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
 use encoding_rs::{Encoding, UTF_8};
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -32,14 +33,24 @@ pub const SNIFF_LENGTH: usize = 8 * 1024;
 /// The extensions `sniff` accepts, for messages.
 const SUPPORTED_EXTENSIONS: &str = ".pdf, .docx, .html, .htm, .md, .markdown, .txt, .text, .csv";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A format the platform reads (stored as text; an unknown stored value is an error).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, DeriveActiveEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum DocumentFormat {
+    #[sea_orm(string_value = "pdf")]
     Pdf,
+    #[sea_orm(string_value = "docx")]
     Docx,
+    #[sea_orm(string_value = "html")]
     Html,
+    #[sea_orm(string_value = "markdown")]
     Markdown,
+    #[sea_orm(string_value = "text")]
     Text,
+    #[sea_orm(string_value = "csv")]
     Csv,
 }
 

@@ -23,7 +23,6 @@ use crate::modules::documents::chunking::Chunk;
 use crate::modules::documents::domain::entities::document;
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::domain::events::DocumentsEvent;
-use crate::modules::documents::parsing::DocumentFormat;
 use crate::modules::documents::sandbox::{ParseRequest, Parsed, SandboxError};
 use crate::modules::documents::tasks::ProcessDocument;
 
@@ -392,8 +391,7 @@ impl DocumentsService {
                 }
                 other => RunError::Transient(format!("reading the stored file failed: {other}")),
             })?;
-        let format = DocumentFormat::parse(&model.format)
-            .ok_or_else(|| RunError::Permanent(format!("unknown format {}", model.format)))?;
+        let format = model.format;
         let request = ParseRequest {
             format,
             chunk_size: usize::try_from(avatar.rag.chunk_size).unwrap_or(512),

@@ -147,7 +147,7 @@ impl DocumentsService {
             avatar_id: Set(avatar_id),
             filename: Set(file.filename.clone()),
             content_type: Set(format.content_type().to_owned()),
-            format: Set(format.as_str().to_owned()),
+            format: Set(format),
             size_bytes: Set(i64::try_from(file.size_bytes).unwrap_or(i64::MAX)),
             sha256: Set(file.sha256.clone()),
             blob_key: Set(key.to_owned()),

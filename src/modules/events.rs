@@ -6,13 +6,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::events::Event;
-use crate::modules::auth::domain::events::AuthEvent;
-use crate::modules::avatars::domain::events::AvatarsEvent;
-use crate::modules::chat::domain::events::ChatEvent;
-use crate::modules::documents::domain::events::DocumentsEvent;
-use crate::modules::end_users::domain::events::EndUsersEvent;
-use crate::modules::platform_config::domain::events::PlatformConfigEvent;
-use crate::modules::projects::domain::events::ProjectsEvent;
+use crate::modules::auth::AuthEvent;
+use crate::modules::avatars::AvatarsEvent;
+use crate::modules::chat::ChatEvent;
+use crate::modules::documents::DocumentsEvent;
+use crate::modules::end_users::EndUsersEvent;
+use crate::modules::platform_config::PlatformConfigEvent;
+use crate::modules::projects::ProjectsEvent;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "module", content = "event", rename_all = "snake_case")]

@@ -3,7 +3,7 @@
 //! `core::auth` extractors verify access tokens through it.
 
 mod api;
-pub mod domain;
+mod domain;
 mod service;
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::core::auth::TokenVerifier;
 use crate::core::cache::RateLimiter;
 use crate::modules::platform_config::PlatformConfigService;
 
+pub use domain::events::AuthEvent;
 pub use domain::errors::AuthError;
 pub use service::{AuthService, TokenPair, UserPatch, UserSummary, UserView};
 

@@ -2,13 +2,14 @@
 //! status. Other modules read an avatar through [`AvatarsService::get`].
 
 mod api;
-pub mod domain;
+mod domain;
 mod service;
 
 use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};
 
+pub use domain::events::AvatarsEvent;
 pub use domain::errors::AvatarsError;
 pub use service::{
     AvatarPatch, AvatarStatus, AvatarView, AvatarsService, LlmInput, LlmSettings, NewAvatar,

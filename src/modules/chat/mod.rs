@@ -5,7 +5,7 @@
 
 mod api;
 mod budget;
-pub mod domain;
+mod domain;
 mod model_choice;
 mod pipeline;
 mod prompt;
@@ -22,6 +22,7 @@ use crate::modules::end_users::EndUsersService;
 use crate::modules::platform_config::PlatformConfigService;
 use crate::modules::projects::ProjectsService;
 
+pub use domain::events::ChatEvent;
 pub use budget::{Reservation, TokenBudget, Unmetered};
 pub use domain::errors::ChatError;
 pub use pipeline::TurnEvent;

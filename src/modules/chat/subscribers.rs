@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::core::events::{Delivery, EventHandler};
-use crate::modules::avatars::domain::events::AvatarsEvent;
-use crate::modules::end_users::domain::events::EndUsersEvent;
+use crate::modules::avatars::AvatarsEvent;
+use crate::modules::end_users::EndUsersEvent;
 use crate::modules::events::DomainEvent;
 
 use super::service::ChatService;

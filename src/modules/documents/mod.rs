@@ -5,7 +5,7 @@
 mod api;
 mod chunk_store;
 mod chunking;
-pub mod domain;
+mod domain;
 mod embedding;
 mod parsing;
 mod retrieval;
@@ -25,6 +25,7 @@ use crate::app::{AppContext, Module, Registry, startup_check};
 use crate::modules::avatars::AvatarsService;
 use crate::modules::platform_config::PlatformConfigService;
 
+pub use domain::events::DocumentsEvent;
 pub use domain::errors::DocumentsError;
 pub use parsing::DocumentFormat;
 pub use retrieval::SearchHit;

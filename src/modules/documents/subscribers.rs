@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::core::events::{Delivery, EventHandler};
-use crate::modules::avatars::domain::events::AvatarsEvent;
+use crate::modules::avatars::AvatarsEvent;
 use crate::modules::events::DomainEvent;
 
 use super::service::DocumentsService;

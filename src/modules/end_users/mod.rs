@@ -2,13 +2,14 @@
 //! Other modules find or create them through [`EndUsersService::find_or_create`].
 
 mod api;
-pub mod domain;
+mod domain;
 mod service;
 
 use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};
 
+pub use domain::events::EndUsersEvent;
 pub use domain::errors::EndUsersError;
 pub use service::{Contact, EndUserFilter, EndUserView, EndUsersService};
 

@@ -2,7 +2,7 @@
 //! registration, notifications bot). Other modules read them through [`PlatformConfigService`].
 
 mod api;
-pub mod domain;
+mod domain;
 mod service;
 mod subscribers;
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::app::{AppContext, Module, Registry};
 
+pub use domain::events::PlatformConfigEvent;
 pub use domain::errors::PlatformConfigError;
 pub use service::{PlatformConfig, PlatformConfigPatch, PlatformConfigService, PlatformConfigView};
 

@@ -5,7 +5,7 @@
 //! [`ProjectsService::endpoint_secrets`].
 
 mod api;
-pub mod domain;
+mod domain;
 mod service;
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::core::cache::RateLimiter;
 use crate::core::llm::LLM_SECRETS;
 use crate::modules::auth::AuthService;
 
+pub use domain::events::ProjectsEvent;
 pub use domain::errors::ProjectsError;
 pub use service::{BoundCredential, EndpointSecrets, ProjectView, ProjectsService};
 

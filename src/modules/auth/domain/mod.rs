@@ -1,3 +1,3 @@
 pub(in crate::modules::auth) mod entities;
 pub(in crate::modules::auth) mod errors;
-pub mod events;
+pub(in crate::modules::auth) mod events;

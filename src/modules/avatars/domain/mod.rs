@@ -1,3 +1,3 @@
 pub(in crate::modules::avatars) mod entities;
 pub(in crate::modules::avatars) mod errors;
-pub mod events;
+pub(in crate::modules::avatars) mod events;

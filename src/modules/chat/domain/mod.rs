@@ -1,6 +1,6 @@
 pub(in crate::modules::chat) mod entities;
 pub(in crate::modules::chat) mod errors;
-pub mod events;
+pub(in crate::modules::chat) mod events;
 
 /// Who wrote a stored message (stored as text).
 #[derive(

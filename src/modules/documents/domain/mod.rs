@@ -1,3 +1,3 @@
 pub(in crate::modules::documents) mod entities;
 pub(in crate::modules::documents) mod errors;
-pub mod events;
+pub(in crate::modules::documents) mod events;

@@ -1,3 +1,3 @@
 pub(in crate::modules::end_users) mod entities;
 pub(in crate::modules::end_users) mod errors;
-pub mod events;
+pub(in crate::modules::end_users) mod events;

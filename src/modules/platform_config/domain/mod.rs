@@ -1,3 +1,3 @@
 pub(in crate::modules::platform_config) mod entities;
 pub(in crate::modules::platform_config) mod errors;
-pub mod events;
+pub(in crate::modules::platform_config) mod events;

@@ -1,3 +1,3 @@
 pub(in crate::modules::projects) mod entities;
 pub(in crate::modules::projects) mod errors;
-pub mod events;
+pub(in crate::modules::projects) mod events;

@@ -12,9 +12,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "../tests/integration/fake_llm.rs"]
+#[path = "../tests/integration/fake_openai.rs"]
 #[allow(dead_code)]
-mod fake_llm;
+mod fake_openai;
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use fake_llm::{FakeLlm, Reply};
+use fake_openai::{FakeOpenAi, Reply};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const SYLLABLES: [&str; 24] = [
@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(url: &str) -> anyhow::Result<()> {
     let chunks = env_usize("BENCH_CHAT_CHUNKS", 100_000);
     let per_client = env_usize("BENCH_CHAT_MESSAGES", 20);
-    let llm = FakeLlm::start(Reply::answer(
+    let llm = FakeOpenAi::chat(Reply::answer(
         "The procedure starts with the first step and ends with a check [1].",
         (900, 16),
     ))

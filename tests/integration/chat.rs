@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::documents::{GUIDE, settled, upload_to};
-use crate::fake_llm::{FakeLlm, Reply, pieces};
+use crate::fake_openai::{FakeOpenAi, Reply, pieces};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestResponse, eventually, spawn_app_with};
 
@@ -26,7 +26,7 @@ pub struct Chat {
     pub pid: Uuid,
     pub aid: Uuid,
     pub document: Uuid,
-    pub llm: FakeLlm,
+    pub llm: FakeOpenAi,
 }
 
 /// [`chat_app_with`] with the fake LLM's address (loopback) on the outbound allow-list, as an
@@ -73,7 +73,7 @@ pub async fn chat_app_with(
     let document = id_of(&uploaded.json);
     let ready = settled(&app, &owner, &format!("{documents}/{document}")).await;
     assert_eq!(ready["status"], "ready", "{ready}");
-    let llm = FakeLlm::start(fallback).await;
+    let llm = FakeOpenAi::chat(fallback).await;
     if configure_llm {
         let put = app
             .put_as(

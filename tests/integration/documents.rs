@@ -1,7 +1,6 @@
 //! Documents over HTTP with real workers: upload, processing of every format, duplicates,
 //! limits, failures, reprocess, delete, tenancy, crash recovery and search.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use avatar_platform::core::config::RetrievalSettings;
@@ -16,7 +15,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::fake_embeddings::{FakeEmbeddings, Faults};
+use crate::fake_openai::{FakeOpenAi, Faults};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestResponse, eventually, spawn_app_with};
 
@@ -634,8 +633,8 @@ async fn waiting_documents_show_their_place_and_a_project_is_capped() {
     assert_eq!(bad.error(422, "VALIDATION_ERROR")["field"], "status");
 }
 
-async fn fake_embeddings(fail_request: usize, delay: Duration) -> FakeEmbeddings {
-    FakeEmbeddings::start(Faults {
+async fn fake_embeddings(fail_request: usize, delay: Duration) -> FakeOpenAi {
+    FakeOpenAi::embeddings(Faults {
         fail_request,
         delay,
         hold: None,
@@ -676,7 +675,7 @@ async fn a_run_that_dies_half_way_is_retried_and_leaves_exactly_one_set_of_chunk
     assert_eq!(k.chunk_ordinals(id).await, (0..count).collect::<Vec<_>>());
     // The failed run was real: requests = failed run (2) + the full retry.
     let batches = (count as usize).div_ceil(4);
-    assert_eq!(fake.requests.load(Ordering::SeqCst), 2 + batches);
+    assert_eq!(fake.embedding_requests(), 2 + batches);
 }
 
 #[tokio::test]

@@ -3,110 +3,43 @@
 //! retries on 429 and 5xx, giving up, permanent 4xx, a wrong dimension, timeouts, and keys
 //! that never show. No database needed.
 
-use std::collections::VecDeque;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use avatar_platform::core::embeddings::{
     Embedder, EmbeddingError, OpenAiEmbedder, OpenAiEmbedderConfig, cosine,
 };
 use secrecy::SecretString;
-use serde_json::{Value, json};
+
+use crate::fake_openai::{FakeOpenAi, Fault, Vectors, unnormalised_vector};
 
 const DIMENSION: usize = 8;
 const MODEL: &str = "text-embedding-3-small";
 const API_KEY: &str = "sk-test-0123456789-secret";
 
-// ------------------------------------------------------------------------------------------------
-// The fake server
-// ------------------------------------------------------------------------------------------------
-
-/// How the fake answers a request instead of succeeding.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// 429 with `Retry-After: 0`.
-    RateLimited,
-    /// 500 with an OpenAI error body.
-    ServerError,
-    /// 400 with an OpenAI error body.
-    BadRequest,
-    /// 401 whose message echoes the key, as some servers do.
-    EchoesKey,
-    /// 200 with vectors of this length.
-    WrongDimension(usize),
-    /// Answers correctly, but only after this long.
-    Stall(Duration),
+/// The shared fake, answering unnormalised vectors of the test dimension in reverse order.
+async fn start_fake() -> FakeOpenAi {
+    FakeOpenAi::embeddings_of(Vectors::Unnormalised(DIMENSION)).await
 }
 
-/// What the fake received.
-#[derive(Debug, Clone)]
-struct Received {
-    model: String,
-    inputs: Vec<String>,
-    encoding_format: Option<String>,
-    authorization: Option<String>,
+/// The embedder under test, pointed at the fake, with quick retries.
+trait EmbedderUnderTest {
+    fn config(&self) -> OpenAiEmbedderConfig;
+    fn embedder(&self) -> OpenAiEmbedder;
+    fn batch_sizes(&self) -> Vec<usize>;
 }
 
-#[derive(Default)]
-struct FakeState {
-    next_faults: Mutex<VecDeque<Fault>>,
-    every_request: Mutex<Option<Fault>>,
-    received: Mutex<Vec<Received>>,
-}
-
-struct FakeOpenAi {
-    /// `http://127.0.0.1:<port>/v1`
-    base_url: String,
-    state: Arc<FakeState>,
-    server: ServerHandle,
-}
-
-impl FakeOpenAi {
-    fn start() -> Self {
-        let state = Arc::new(FakeState::default());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let data = web::Data::from(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(web::JsonConfig::default().limit(16 * 1024 * 1024))
-                .route("/v1/embeddings", web::post().to(embeddings))
-        })
-        .listen(listener)
-        .unwrap()
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(0)
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self {
-            base_url: format!("http://127.0.0.1:{port}/v1"),
-            state,
-            server: handle,
+impl EmbedderUnderTest for FakeOpenAi {
+    fn config(&self) -> OpenAiEmbedderConfig {
+        OpenAiEmbedderConfig {
+            retry_base: Duration::from_millis(2),
+            timeout: Duration::from_secs(5),
+            ..OpenAiEmbedderConfig::new(&self.url, MODEL, DIMENSION)
         }
     }
 
-    /// The next `times` requests fail with `fault`.
-    fn fail_next(&self, fault: Fault, times: usize) {
-        self.state
-            .next_faults
-            .lock()
-            .unwrap()
-            .extend(std::iter::repeat_n(fault, times));
-    }
-
-    /// Every request fails with `fault`.
-    fn fail_always(&self, fault: Fault) {
-        *self.state.every_request.lock().unwrap() = Some(fault);
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
+    fn embedder(&self) -> OpenAiEmbedder {
+        OpenAiEmbedder::new(self.config()).unwrap()
     }
 
     fn batch_sizes(&self) -> Vec<usize> {
@@ -115,121 +48,6 @@ impl FakeOpenAi {
             .map(|request| request.inputs.len())
             .collect()
     }
-
-    fn config(&self) -> OpenAiEmbedderConfig {
-        OpenAiEmbedderConfig {
-            retry_base: Duration::from_millis(2),
-            timeout: Duration::from_secs(5),
-            ..OpenAiEmbedderConfig::new(&self.base_url, MODEL, DIMENSION)
-        }
-    }
-
-    fn embedder(&self) -> OpenAiEmbedder {
-        OpenAiEmbedder::new(self.config()).unwrap()
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        // The stop command is sent at once; nothing needs to wait for it.
-        drop(self.server.stop(false));
-    }
-}
-
-/// A fixed, text-dependent vector (not normalised: the client must normalise).
-fn fake_vector(text: &str, dimension: usize) -> Vec<f32> {
-    let seed = text.bytes().fold(7_u64, |hash, byte| {
-        hash.wrapping_mul(31).wrapping_add(u64::from(byte))
-    });
-    (0..dimension)
-        .map(|position| ((seed >> ((position % 8) * 8)) & 0xff) as f32 + 1.0 + position as f32)
-        .collect()
-}
-
-fn openai_error(message: &str, kind: &str) -> Value {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-}
-
-async fn embeddings(
-    state: web::Data<FakeState>,
-    request: HttpRequest,
-    body: web::Json<Value>,
-) -> HttpResponse {
-    let inputs: Vec<String> = body["input"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| item.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let authorization = request
-        .headers()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    state.received.lock().unwrap().push(Received {
-        model: body["model"].as_str().unwrap_or_default().to_owned(),
-        inputs: inputs.clone(),
-        encoding_format: body["encoding_format"].as_str().map(str::to_owned),
-        authorization: authorization.clone(),
-    });
-
-    let fault = state
-        .next_faults
-        .lock()
-        .unwrap()
-        .pop_front()
-        .or(*state.every_request.lock().unwrap());
-    let mut dimension = DIMENSION;
-    match fault {
-        Some(Fault::RateLimited) => {
-            return HttpResponse::TooManyRequests()
-                .insert_header(("Retry-After", "0"))
-                .json(openai_error("Rate limit reached for requests", "requests"));
-        }
-        Some(Fault::ServerError) => {
-            return HttpResponse::InternalServerError()
-                .json(openai_error("The server had an error", "server_error"));
-        }
-        Some(Fault::BadRequest) => {
-            return HttpResponse::BadRequest().json(openai_error(
-                "This model's maximum context length is 8192 tokens",
-                "invalid_request_error",
-            ));
-        }
-        Some(Fault::EchoesKey) => {
-            let echoed = authorization.unwrap_or_default().replace("Bearer ", "");
-            return HttpResponse::Unauthorized().json(openai_error(
-                &format!("Incorrect API key provided: {echoed}"),
-                "invalid_request_error",
-            ));
-        }
-        Some(Fault::WrongDimension(wrong)) => dimension = wrong,
-        Some(Fault::Stall(duration)) => tokio::time::sleep(duration).await,
-        None => {}
-    }
-
-    // Reverse order of `index`, to prove the client orders by it.
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(index, text)| {
-            json!({"object": "embedding", "index": index, "embedding": fake_vector(text, dimension)})
-        })
-        .collect();
-    let tokens: usize = inputs
-        .iter()
-        .map(|text| text.split_whitespace().count())
-        .sum();
-    HttpResponse::Ok().json(json!({
-        "object": "list",
-        "data": data,
-        "model": body["model"],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }))
 }
 
 fn numbered_texts(count: usize) -> Vec<String> {
@@ -249,7 +67,7 @@ fn assert_unit_length(vector: &[f32]) {
 
 #[tokio::test]
 async fn texts_are_sent_in_batches_and_come_back_in_order() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     let embedder = fake.embedder();
     let texts = numbered_texts(150);
 
@@ -267,7 +85,7 @@ async fn texts_are_sent_in_batches_and_come_back_in_order() {
     for (text, vector) in texts.iter().zip(&vectors) {
         assert_eq!(vector.len(), DIMENSION);
         assert_unit_length(vector);
-        let similarity = cosine(vector, &fake_vector(text, DIMENSION));
+        let similarity = cosine(vector, &unnormalised_vector(text, DIMENSION));
         assert!((similarity - 1.0).abs() < 1e-5, "{text}: {similarity}");
     }
     assert_eq!(embedder.dimension(), DIMENSION);
@@ -276,7 +94,7 @@ async fn texts_are_sent_in_batches_and_come_back_in_order() {
 
 #[tokio::test]
 async fn blank_texts_are_not_sent_and_get_the_zero_vector() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     let texts = vec!["first".to_owned(), "  ".to_owned(), "third".to_owned()];
 
     let vectors = fake.embedder().embed(&texts).await.unwrap();
@@ -291,7 +109,7 @@ async fn blank_texts_are_not_sent_and_get_the_zero_vector() {
 
 #[tokio::test]
 async fn the_api_key_is_sent_as_a_bearer_token() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     let embedder = OpenAiEmbedder::new(OpenAiEmbedderConfig {
         api_key: Some(SecretString::from(API_KEY)),
         ..fake.config()
@@ -308,7 +126,7 @@ async fn the_api_key_is_sent_as_a_bearer_token() {
 
 #[tokio::test]
 async fn rate_limits_are_retried_until_success() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_next(Fault::RateLimited, 2);
 
     let vectors = fake.embedder().embed(&numbered_texts(3)).await.unwrap();
@@ -319,7 +137,7 @@ async fn rate_limits_are_retried_until_success() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_instead_of_the_backoff() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_next(Fault::RateLimited, 1);
     // A backoff this long would time the test out: `Retry-After: 0` must win.
     let embedder = OpenAiEmbedder::new(OpenAiEmbedderConfig {
@@ -337,7 +155,7 @@ async fn retry_after_is_honoured_instead_of_the_backoff() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_success() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_next(Fault::ServerError, 3);
 
     let vectors = fake.embedder().embed(&numbered_texts(2)).await.unwrap();
@@ -348,7 +166,7 @@ async fn server_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn it_gives_up_after_max_retries_with_a_transient_error() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_always(Fault::ServerError);
     let embedder = OpenAiEmbedder::new(OpenAiEmbedderConfig {
         max_retries: 2,
@@ -370,7 +188,7 @@ async fn it_gives_up_after_max_retries_with_a_transient_error() {
 
 #[tokio::test]
 async fn a_rejected_request_fails_at_once_naming_the_status_not_the_servers_words() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_always(Fault::BadRequest);
 
     let error = fake.embedder().embed(&numbered_texts(2)).await.unwrap_err();
@@ -384,7 +202,7 @@ async fn a_rejected_request_fails_at_once_naming_the_status_not_the_servers_word
 
 #[tokio::test]
 async fn a_wrong_dimension_is_a_permanent_error_naming_both_numbers() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_always(Fault::WrongDimension(1536));
 
     let error = fake.embedder().embed(&numbered_texts(2)).await.unwrap_err();
@@ -401,7 +219,7 @@ async fn a_wrong_dimension_is_a_permanent_error_naming_both_numbers() {
 
 #[tokio::test]
 async fn a_slow_server_times_out_with_a_transient_error() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_always(Fault::Stall(Duration::from_secs(3)));
     let embedder = OpenAiEmbedder::new(OpenAiEmbedderConfig {
         timeout: Duration::from_millis(200),
@@ -450,7 +268,7 @@ async fn an_unreachable_endpoint_is_a_transient_error() {
 
 #[tokio::test]
 async fn the_api_key_never_shows_in_debug_output_or_errors() {
-    let fake = FakeOpenAi::start();
+    let fake = start_fake().await;
     fake.fail_always(Fault::EchoesKey);
     let config = OpenAiEmbedderConfig {
         api_key: Some(SecretString::from(API_KEY)),

@@ -3,7 +3,6 @@
 //! SIGTERM and killed with SIGKILL in the middle of a document.
 
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use avatar_platform::app::{Application, RunOptions};
@@ -12,13 +11,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::documents::{settled, upload_to};
-use crate::fake_embeddings::{FakeEmbeddings, Faults};
+use crate::fake_openai::{FakeOpenAi, Faults};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestDatabase, eventually, spawn_app_with};
 
 /// Embeddings that hold every request mentioning `marker` until released.
-async fn holding(marker: &'static str) -> FakeEmbeddings {
-    FakeEmbeddings::start(Faults {
+async fn holding(marker: &'static str) -> FakeOpenAi {
+    FakeOpenAi::embeddings(Faults {
         hold: Some(marker),
         ..Faults::default()
     })
@@ -421,7 +420,7 @@ async fn a_worker_stopped_or_killed_mid_document_loses_nothing_and_duplicates_no
         .map(|row| row.try_get::<i32>("", "ordinal").unwrap())
         .collect();
     assert_eq!(ordinals, (0..count as i32).collect::<Vec<_>>());
-    assert!(fake.requests.load(Ordering::SeqCst) > 0);
+    assert!(fake.embedding_requests() > 0);
     survivor.shutdown().await;
 }
 

@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use crate::chat::{Chat, chat_app_with};
-use crate::fake_llm::{FakeLlm, Reply};
+use crate::fake_openai::{FakeOpenAi, Reply};
 
 const ANSWER: &str = "Use update.packages() [1].";
 
@@ -176,7 +176,7 @@ async fn a_key_goes_only_to_the_endpoint_it_was_entered_for() {
         false,
     )
     .await;
-    let attacker = FakeLlm::start(Reply::answer(ANSWER, (5, 5))).await;
+    let attacker = FakeOpenAi::chat(Reply::answer(ANSWER, (5, 5))).await;
     let conversation = chat.conversation().await;
     // The owner sets the endpoint, then its key.
     assert_eq!(
@@ -230,7 +230,7 @@ async fn a_key_goes_only_to_the_endpoint_it_was_entered_for() {
 #[tokio::test]
 async fn a_platform_key_is_cleared_when_its_endpoint_changes_without_it() {
     let chat = chat_app_with(&[], Reply::answer(ANSWER, (5, 5)), false).await;
-    let other = FakeLlm::start(Reply::answer(ANSWER, (5, 5))).await;
+    let other = FakeOpenAi::chat(Reply::answer(ANSWER, (5, 5))).await;
     let admin = chat.app.admin().await;
     let set = chat
         .app

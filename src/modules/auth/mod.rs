@@ -13,8 +13,8 @@ use crate::core::auth::TokenVerifier;
 use crate::core::cache::RateLimiter;
 use crate::modules::platform_config::PlatformConfigService;
 
-pub use domain::events::AuthEvent;
 pub use domain::errors::AuthError;
+pub use domain::events::AuthEvent;
 pub use service::{AuthService, TokenPair, UserPatch, UserSummary, UserView};
 
 pub const MODULE: Module = Module {

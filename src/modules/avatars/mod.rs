@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};
 
-pub use domain::events::AvatarsEvent;
 pub use domain::errors::AvatarsError;
+pub use domain::events::AvatarsEvent;
 pub use service::{
     AvatarPatch, AvatarStatus, AvatarView, AvatarsService, LlmInput, LlmSettings, NewAvatar,
     RagInput, RagSettings,

@@ -22,9 +22,9 @@ use crate::modules::end_users::EndUsersService;
 use crate::modules::platform_config::PlatformConfigService;
 use crate::modules::projects::ProjectsService;
 
-pub use domain::events::ChatEvent;
 pub use budget::{Reservation, TokenBudget, Unmetered};
 pub use domain::errors::ChatError;
+pub use domain::events::ChatEvent;
 pub use pipeline::TurnEvent;
 pub use service::{
     Answer, ChatService, ConversationFilter, ConversationView, MessageView, SourceRef, Timings,

@@ -25,8 +25,8 @@ use crate::app::{AppContext, Module, Registry, startup_check};
 use crate::modules::avatars::AvatarsService;
 use crate::modules::platform_config::PlatformConfigService;
 
-pub use domain::events::DocumentsEvent;
 pub use domain::errors::DocumentsError;
+pub use domain::events::DocumentsEvent;
 pub use parsing::DocumentFormat;
 pub use retrieval::SearchHit;
 pub use sandbox::{ChildLimits, ParseRequest, run_child as parse_document_command};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};
 
-pub use domain::events::EndUsersEvent;
 pub use domain::errors::EndUsersError;
+pub use domain::events::EndUsersEvent;
 pub use service::{Contact, EndUserFilter, EndUserView, EndUsersService};
 
 pub const MODULE: Module = Module {

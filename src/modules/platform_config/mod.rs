@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::app::{AppContext, Module, Registry};
 
-pub use domain::events::PlatformConfigEvent;
 pub use domain::errors::PlatformConfigError;
+pub use domain::events::PlatformConfigEvent;
 pub use service::{PlatformConfig, PlatformConfigPatch, PlatformConfigService, PlatformConfigView};
 
 pub const MODULE: Module = Module {

@@ -16,8 +16,8 @@ use crate::core::cache::RateLimiter;
 use crate::core::llm::LLM_SECRETS;
 use crate::modules::auth::AuthService;
 
-pub use domain::events::ProjectsEvent;
 pub use domain::errors::ProjectsError;
+pub use domain::events::ProjectsEvent;
 pub use service::{BoundCredential, EndpointSecrets, ProjectView, ProjectsService};
 
 pub const MODULE: Module = Module {

@@ -174,3 +174,39 @@ where
 {
     Box::new(move || Box::pin(check()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Registry;
+
+    struct Earlier(u32);
+
+    trait Lookup: Send + Sync {
+        fn answer(&self) -> u32;
+    }
+
+    impl Lookup for Earlier {
+        fn answer(&self) -> u32 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_module_finds_what_an_earlier_one_provided_by_type() {
+        let mut registry = Registry::default();
+        let service = Arc::new(Earlier(42));
+        registry.provide_shared::<dyn Lookup>(service.clone());
+        registry.provide(service);
+        assert_eq!(registry.get::<Earlier>().unwrap().0, 42);
+        assert_eq!(registry.get::<dyn Lookup>().unwrap().answer(), 42);
+    }
+
+    #[test]
+    fn a_service_not_installed_yet_is_named_in_the_error() {
+        let registry = Registry::default();
+        let error = registry.get::<Earlier>().err().unwrap().to_string();
+        assert!(error.contains("Earlier is not installed"), "{error}");
+    }
+}

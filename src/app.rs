@@ -25,6 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::core::auth::{ApiKeys, AuthProviders, ProjectRoles, TokenVerifier};
 use crate::core::cache::{Cache, build_cache};
+use crate::core::clock::{Clock, SystemClock};
 use crate::core::config::Settings;
 use crate::core::crypto::SecretBox;
 use crate::core::db::{self, Db};
@@ -83,6 +84,8 @@ pub struct AppContext {
     pub outbound: Arc<OutboundClients>,
     /// Encryption at rest for secrets (keys, tokens) the modules store.
     pub secret_box: SecretBox,
+    /// The time the platform goes by (a manual one in tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppContext {
@@ -121,6 +124,7 @@ impl AppContext {
             blobs,
             outbound,
             secret_box,
+            clock: Arc::new(SystemClock),
         })
     }
 

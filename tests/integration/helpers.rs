@@ -7,6 +7,7 @@ use std::sync::{Arc, Once};
 
 use actix_web::dev::ServerHandle;
 use avatar_platform::app::{AppContext, Application, Registry, RunOptions};
+use avatar_platform::core::clock::ManualClock;
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
 use reqwest::header::HeaderMap;
@@ -167,6 +168,8 @@ pub struct AppOptions<'a> {
     pub workers: usize,
     /// A database the test created (and may reach another way); default: a fresh one.
     pub database: Option<TestDatabase>,
+    /// The app's clock, for tests that move time; default: the system's.
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -180,8 +183,14 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
     };
     let data_dir = tempfile::tempdir().expect("tempdir");
     let settings = test_settings(&database, data_dir.path(), options.overrides);
-    let app = Application::build(
-        settings,
+    let mut context = AppContext::connect(settings)
+        .await
+        .expect("the app connects");
+    if let Some(clock) = options.clock {
+        context.clock = clock;
+    }
+    let app = Application::build_with(
+        context,
         RunOptions {
             workers: Some(options.workers),
             handle_signals: false,

@@ -1,6 +1,7 @@
 //! Projects, members, secrets and API keys over HTTP, with the role matrix and the tenant
 //! boundary: another project's ids answer 404.
 
+use avatar_platform::core::clock::ManualClock;
 use avatar_platform::modules::projects::ProjectsService;
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::fixtures::TestUser;
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn an_owner_creates_lists_reads_updates_and_deletes_a_project() {
@@ -678,6 +679,51 @@ async fn adding_members_is_throttled_per_user() {
         .await;
     limited.error(429, "RATE_LIMITED");
     assert!(limited.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn an_invitation_past_its_expiry_is_no_longer_pending_nor_accepted() {
+    let clock = ManualClock::starting_now();
+    let app = spawn_app_with(AppOptions {
+        clock: Some(clock.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "team").await;
+    let email = crate::fixtures::unique_email("late");
+    let invited = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/members"),
+            &json!({"email": email, "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(invited.status, 202, "{}", invited.text);
+    let token = invited.json["token"].as_str().unwrap().to_owned();
+    let invitations = format!("/api/v1/projects/{pid}/invitations");
+    assert_eq!(app.get_as(&owner, &invitations).await.json["total"], 1);
+
+    // The default lifetime is 7 days: a day later it has lapsed.
+    clock.advance(chrono::Duration::days(8));
+    assert_eq!(app.get_as(&owner, &invitations).await.json["total"], 0);
+    let newcomer = app.user("late").await;
+    app.post_as(
+        &newcomer,
+        "/api/v1/invitations/accept",
+        &json!({ "token": token }),
+    )
+    .await
+    .error(404, "NOT_FOUND");
+    // A new invitation for the same email is allowed again.
+    let again = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/members"),
+            &json!({"email": email, "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(again.status, 202, "{}", again.text);
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             settings: settings.projects.clone(),
             api_key_last_used_resolution_secs: settings.auth.api_key_last_used_resolution_secs,
             bindings: vec![LLM_SECRETS],
+            clock: context.clock.clone(),
         },
     ));
     registry.provide_shared::<dyn ProjectRoles>(service.clone());

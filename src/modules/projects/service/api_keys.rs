@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::core::auth::{Actor, ApiKeys, ApiScope, ResolvedApiKey};
 use crate::core::crypto::{hash_token, random_token};
-use crate::core::db::{new_id, now};
+use crate::core::db::new_id;
 use crate::core::error::AppError;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
@@ -114,7 +114,7 @@ impl ProjectsService {
             key_hash: Set(hash_token(&key)),
             scopes: Set(serde_json::json!(scopes)),
             created_by: Set(created_by),
-            created_at: Set(now()),
+            created_at: Set(self.clock.now()),
             last_used_at: Set(None),
             revoked_at: Set(None),
         }
@@ -165,7 +165,7 @@ impl ProjectsService {
     ) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
         let revoked = api_key::Entity::update_many()
-            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .col_expr(api_key::Column::RevokedAt, Expr::value(self.clock.now()))
             .filter(api_key::Column::Id.eq(key_id))
             .filter(api_key::Column::ProjectId.eq(project_id))
             .filter(api_key::Column::RevokedAt.is_null())
@@ -216,11 +216,11 @@ impl ApiKeys for ProjectsService {
         }
         let stale = row
             .last_used_at
-            .map(|at| (now() - at).num_seconds() >= self.last_used_resolution_secs)
+            .map(|at| (self.clock.now() - at).num_seconds() >= self.last_used_resolution_secs)
             .unwrap_or(true);
         if stale {
             api_key::Entity::update_many()
-                .col_expr(api_key::Column::LastUsedAt, Expr::value(now()))
+                .col_expr(api_key::Column::LastUsedAt, Expr::value(self.clock.now()))
                 .filter(api_key::Column::Id.eq(row.id))
                 .exec(self.db.connection())
                 .await?;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::core::auth::{Actor, CurrentUser, ProjectRole};
 use crate::core::crypto::{hash_token, random_token};
-use crate::core::db::{SoftDelete, UnitOfWork, is_unique_violation, new_id, now};
+use crate::core::db::{SoftDelete, UnitOfWork, is_unique_violation, new_id};
 use crate::core::email::Email;
 use crate::core::error::Failure;
 use crate::core::pagination::{Page, PageParams, fetch_page};
@@ -26,12 +26,12 @@ use crate::modules::projects::domain::events::ProjectsEvent;
 const INVITATION_PREFIX: &str = "inv_";
 
 /// The project's invitations that can still be accepted.
-fn pending(project_id: Uuid) -> sea_orm::Select<invitation::Entity> {
+fn pending(project_id: Uuid, at: DateTime<Utc>) -> sea_orm::Select<invitation::Entity> {
     invitation::Entity::find()
         .filter(invitation::Column::ProjectId.eq(project_id))
         .filter(invitation::Column::AcceptedAt.is_null())
         .filter(invitation::Column::RevokedAt.is_null())
-        .filter(invitation::Column::ExpiresAt.gt(now()))
+        .filter(invitation::Column::ExpiresAt.gt(at))
 }
 
 /// A pending invitation, as the project's owners see it (never with its token).
@@ -72,9 +72,10 @@ pub(super) async fn revoke_invitations_by(
     uow: &UnitOfWork,
     project_id: Uuid,
     inviter: Uuid,
+    at: DateTime<Utc>,
 ) -> Result<u64, ProjectsError> {
     let revoked = invitation::Entity::update_many()
-        .col_expr(invitation::Column::RevokedAt, Expr::value(now()))
+        .col_expr(invitation::Column::RevokedAt, Expr::value(at))
         .filter(invitation::Column::ProjectId.eq(project_id))
         .filter(invitation::Column::InvitedBy.eq(inviter))
         .filter(invitation::Column::AcceptedAt.is_null())
@@ -95,7 +96,7 @@ impl ProjectsService {
     ) -> Result<CreatedInvitation, ProjectsError> {
         let email = email.as_str().to_owned();
         let token = random_token(INVITATION_PREFIX);
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let expires_at =
             timestamp + chrono::Duration::days(i64::from(self.settings.invitation_ttl_days));
         let mut uow = self.db.begin().await?;
@@ -128,7 +129,7 @@ impl ProjectsService {
             Ok(created) => created,
             Err(error) if is_unique_violation(&error) => {
                 drop(uow);
-                let invitation_id = pending(project_id)
+                let invitation_id = pending(project_id, self.clock.now())
                     .filter(invitation::Column::Email.eq(email.as_str()))
                     .one(self.db.connection())
                     .await?
@@ -165,7 +166,7 @@ impl ProjectsService {
         project_id: Uuid,
         page: &PageParams,
     ) -> Result<Page<InvitationView>, ProjectsError> {
-        let select = pending(project_id)
+        let select = pending(project_id, self.clock.now())
             .order_by_asc(invitation::Column::CreatedAt)
             .order_by_asc(invitation::Column::Id);
         let (rows, total) = fetch_page(self.db.connection(), select, page).await?;
@@ -192,7 +193,7 @@ impl ProjectsService {
     ) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
         let revoked = invitation::Entity::update_many()
-            .col_expr(invitation::Column::RevokedAt, Expr::value(now()))
+            .col_expr(invitation::Column::RevokedAt, Expr::value(self.clock.now()))
             .filter(invitation::Column::Id.eq(invitation_id))
             .filter(invitation::Column::ProjectId.eq(project_id))
             .filter(invitation::Column::AcceptedAt.is_null())
@@ -225,7 +226,7 @@ impl ProjectsService {
         if !token.starts_with(INVITATION_PREFIX) {
             return Err(ProjectsError::InvitationInvalid);
         }
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let found = invitation::Entity::find()
             .filter(invitation::Column::TokenHash.eq(hash_token(token)))

@@ -27,9 +27,10 @@ use uuid::Uuid;
 
 use crate::core::auth::{Actor, CurrentUser, ProjectRole, ProjectRoles};
 use crate::core::cache::RateLimiter;
+use crate::core::clock::Clock;
 use crate::core::config::ProjectSettings;
 use crate::core::crypto::SecretBox;
-use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, now, soft_delete};
+use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, soft_delete};
 use crate::core::email::Email;
 use crate::core::error::AppError;
 use crate::core::error::Failure;
@@ -85,6 +86,8 @@ pub struct ProjectsConfig {
     pub api_key_last_used_resolution_secs: i64,
     /// Credentials that go only to the endpoint they were entered for.
     pub bindings: Vec<SecretBinding>,
+    /// Invitations expire and API keys record their use by it.
+    pub clock: Arc<dyn Clock>,
 }
 
 pub struct ProjectsService {
@@ -96,6 +99,7 @@ pub struct ProjectsService {
     auth: Arc<AuthService>,
     limiter: RateLimiter,
     bindings: Vec<SecretBinding>,
+    clock: Arc<dyn Clock>,
 }
 
 /// A new membership; 409 when the user is one already.
@@ -141,6 +145,7 @@ impl ProjectsService {
             auth,
             limiter,
             bindings: config.bindings,
+            clock: config.clock,
         }
     }
 
@@ -179,7 +184,7 @@ impl ProjectsService {
         name: &str,
         description: Option<String>,
     ) -> Result<ProjectView, ProjectsError> {
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = project::ActiveModel {
             id: Set(new_id()),
@@ -293,7 +298,7 @@ impl ProjectsService {
             active.description = Set(description);
             fields.push("description".to_owned());
         }
-        active.updated_at = Set(now());
+        active.updated_at = Set(self.clock.now());
         let updated = active.update(&*uow).await?;
         if !fields.is_empty() {
             self.publish(
@@ -319,7 +324,7 @@ impl ProjectsService {
             return Err(ProjectsError::NotFound("project"));
         }
         api_key::Entity::update_many()
-            .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
+            .col_expr(api_key::Column::RevokedAt, Expr::value(self.clock.now()))
             .filter(api_key::Column::ProjectId.eq(project_id))
             .filter(api_key::Column::RevokedAt.is_null())
             .exec(&*uow)
@@ -405,7 +410,7 @@ impl ProjectsService {
             ));
         };
         let mut uow = self.db.begin().await?;
-        let created = insert_member(&uow, project_id, user.id, role, now()).await?;
+        let created = insert_member(&uow, project_id, user.id, role, self.clock.now()).await?;
         self.publish(
             &mut uow,
             ProjectsEvent::MemberAdded {
@@ -465,7 +470,7 @@ impl ProjectsService {
         let updated = active.update(&*uow).await?;
         if old_role == ProjectRole::Owner && role != ProjectRole::Owner {
             // Invitations only an owner could make do not outlive the inviter's ownership.
-            revoke_invitations_by(&uow, project_id, user_id).await?;
+            revoke_invitations_by(&uow, project_id, user_id, self.clock.now()).await?;
         }
         if old_role != role {
             self.publish(
@@ -516,7 +521,7 @@ impl ProjectsService {
         member::Entity::delete_by_id((project_id, user_id))
             .exec(&*uow)
             .await?;
-        revoke_invitations_by(&uow, project_id, user_id).await?;
+        revoke_invitations_by(&uow, project_id, user_id, self.clock.now()).await?;
         self.publish(
             &mut uow,
             ProjectsEvent::MemberRemoved {

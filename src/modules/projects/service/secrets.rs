@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
-use crate::core::db::now;
 use crate::core::outbound::{BaseUrl, SecretBinding, endpoint_identity};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
@@ -156,7 +155,7 @@ impl ProjectsService {
             BaseUrl::parse(value.expose_secret())
                 .map_err(|error| ProjectsError::invalid("value", format!("{name} {error}")))?;
         }
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let context = secret_context(project_id, name);
         let sealed = match self.binding_of_credential(name) {

@@ -11,7 +11,7 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::documents::{GUIDE, settled, upload_to};
+use crate::documents::{GUIDE, settled};
 use crate::fake_openai::{FakeOpenAi, Reply, pieces};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestResponse, eventually, spawn_app_with};
@@ -51,9 +51,9 @@ pub async fn chat_app_with(
     let owner = app.user("owner").await;
     let pid = app.project(&owner, "chat").await;
     let response = app
-        .post_as(
+        .create_avatar(
             &owner,
-            &format!("/api/v1/projects/{pid}/avatars"),
+            pid,
             &json!({"name": "R guide", "system_prompt": "You are the R guide of the team.",
                     "llm": {"model": "fake-model", "max_tokens": 200}}),
         )
@@ -61,14 +61,9 @@ pub async fn chat_app_with(
     assert_eq!(response.status, 201, "{}", response.text);
     let aid = id_of(&response.json);
     let documents = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
-    let uploaded = upload_to(
-        &app,
-        &owner,
-        &documents,
-        "guide.md",
-        GUIDE.as_bytes().to_vec(),
-    )
-    .await;
+    let uploaded = app
+        .upload(&owner, &documents, "guide.md", GUIDE.as_bytes().to_vec())
+        .await;
     assert_eq!(uploaded.status, 202, "{}", uploaded.text);
     let document = id_of(&uploaded.json);
     let ready = settled(&app, &owner, &format!("{documents}/{document}")).await;

@@ -49,9 +49,9 @@ async fn knowledge(overrides: &[(&str, &str)]) -> Knowledge {
 
 async fn avatar(app: &TestApp, owner: &TestUser, pid: Uuid, rag: Value) -> Uuid {
     let response = app
-        .post_as(
+        .create_avatar(
             owner,
-            &format!("/api/v1/projects/{pid}/avatars"),
+            pid,
             &json!({"name": "Guide", "system_prompt": "Answer from the documents.", "rag": rag}),
         )
         .await;
@@ -68,14 +68,9 @@ impl Knowledge {
     }
 
     async fn upload(&self, filename: &str, bytes: Vec<u8>) -> TestResponse {
-        upload_to(
-            &self.app,
-            &self.owner,
-            &self.documents_path(),
-            filename,
-            bytes,
-        )
-        .await
+        self.app
+            .upload(&self.owner, &self.documents_path(), filename, bytes)
+            .await
     }
 
     async fn uploaded(&self, filename: &str, bytes: Vec<u8>) -> Uuid {
@@ -141,24 +136,6 @@ pub(crate) async fn settled(app: &TestApp, user: &TestUser, path: &str) -> Value
             _ => Err(response.json["status"].clone()),
         }
     })
-    .await
-}
-
-pub(crate) async fn upload_to(
-    app: &TestApp,
-    user: &TestUser,
-    path: &str,
-    filename: &str,
-    bytes: Vec<u8>,
-) -> TestResponse {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned());
-    let form = reqwest::multipart::Form::new().part("file", part);
-    app.send(
-        app.client
-            .post(app.url(path))
-            .bearer_auth(&user.access_token)
-            .multipart(form),
-    )
     .await
 }
 
@@ -233,7 +210,7 @@ async fn every_format_is_extracted() {
         ),
     ];
     for (filename, bytes, expected, absent) in cases {
-        let response = upload_to(&k.app, &k.owner, &path, filename, bytes).await;
+        let response = k.app.upload(&k.owner, &path, filename, bytes).await;
         assert_eq!(response.status, 202, "{filename}: {}", response.text);
         let id = Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap();
         let document = settled(&k.app, &k.owner, &format!("{path}/{id}")).await;
@@ -303,14 +280,14 @@ async fn a_project_processes_at_most_its_share_at_once() {
     let aid = avatar(&app, &owner, pid, json!({})).await;
     let path = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
     for n in 0..3 {
-        let response = upload_to(
-            &app,
-            &owner,
-            &path,
-            &format!("{n}.txt"),
-            format!("document {n} about kettles").into_bytes(),
-        )
-        .await;
+        let response = app
+            .upload(
+                &owner,
+                &path,
+                &format!("{n}.txt"),
+                format!("document {n} about kettles").into_bytes(),
+            )
+            .await;
         assert_eq!(response.status, 202);
     }
     let mut most_at_once = 0;
@@ -573,7 +550,8 @@ async fn another_projects_documents_answer_404() {
         .get_as(&stranger, &mixed)
         .await
         .error(404, "NOT_FOUND");
-    upload_to(&k.app, &stranger, &mixed, "x.txt", b"hello there".to_vec())
+    k.app
+        .upload(&stranger, &mixed, "x.txt", b"hello there".to_vec())
         .await
         .error(404, "NOT_FOUND");
     // Our project: not a member.
@@ -589,7 +567,8 @@ async fn another_projects_documents_answer_404() {
         )
         .await
         .error(404, "NOT_FOUND");
-    upload_to(&k.app, &stranger, &ours, "x.txt", b"hello there".to_vec())
+    k.app
+        .upload(&stranger, &ours, "x.txt", b"hello there".to_vec())
         .await
         .error(404, "NOT_FOUND");
     // A viewer of our project may read and search but not upload.
@@ -598,7 +577,8 @@ async fn another_projects_documents_answer_404() {
         k.app.get_as(&viewer, &format!("{ours}/{id}")).await.status,
         200
     );
-    upload_to(&k.app, &viewer, &ours, "x.txt", b"hello there".to_vec())
+    k.app
+        .upload(&viewer, &ours, "x.txt", b"hello there".to_vec())
         .await
         .error(403, "FORBIDDEN");
 }
@@ -613,14 +593,14 @@ async fn waiting_documents_show_their_place_and_a_project_is_capped() {
     let path = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
     let mut ids = Vec::new();
     for n in 0..3 {
-        let response = upload_to(
-            &app,
-            &owner,
-            &path,
-            &format!("{n}.txt"),
-            format!("document number {n}").into_bytes(),
-        )
-        .await;
+        let response = app
+            .upload(
+                &owner,
+                &path,
+                &format!("{n}.txt"),
+                format!("document number {n}").into_bytes(),
+            )
+            .await;
         ids.push(response.json["id"].as_str().unwrap().to_owned());
     }
     for (index, id) in ids.iter().enumerate() {
@@ -665,7 +645,10 @@ async fn a_run_that_dies_half_way_is_retried_and_leaves_exactly_one_set_of_chunk
     let text = (0..40)
         .map(|n| format!("Paragraph {n} talks about topic number {n} in some detail.\n\n"))
         .collect::<String>();
-    let response = upload_to(&k.app, &k.owner, &path, "long.txt", text.into_bytes()).await;
+    let response = k
+        .app
+        .upload(&k.owner, &path, "long.txt", text.into_bytes())
+        .await;
     assert_eq!(response.status, 202, "{}", response.text);
     let id = Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap();
     let document = settled(&k.app, &k.owner, &format!("{path}/{id}")).await;
@@ -796,14 +779,15 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
     .await;
     for (aid, sections) in [(small, 2), (large, 40)] {
         let path = format!("/api/v1/projects/{}/avatars/{aid}/documents", k.pid);
-        let response = upload_to(
-            &k.app,
-            &k.owner,
-            &path,
-            "handbook.md",
-            handbook(sections).into_bytes(),
-        )
-        .await;
+        let response = k
+            .app
+            .upload(
+                &k.owner,
+                &path,
+                "handbook.md",
+                handbook(sections).into_bytes(),
+            )
+            .await;
         assert_eq!(response.status, 202, "{}", response.text);
         let id = response.json["id"].as_str().unwrap();
         let document = settled(&k.app, &k.owner, &format!("{path}/{id}")).await;

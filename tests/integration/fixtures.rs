@@ -64,6 +64,36 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(user), None).await
     }
 
+    /// `POST /projects/{project}/avatars` as `owner`.
+    pub async fn create_avatar(
+        &self,
+        owner: &TestUser,
+        project: Uuid,
+        body: &Value,
+    ) -> TestResponse {
+        self.post_as(owner, &format!("/api/v1/projects/{project}/avatars"), body)
+            .await
+    }
+
+    /// A multipart upload of `bytes` as `filename` to an avatar's documents (`path`).
+    pub async fn upload(
+        &self,
+        user: &TestUser,
+        path: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> TestResponse {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(&user.access_token)
+                .multipart(form),
+        )
+        .await
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> TestResponse {
         self.post_json(
             "/api/v1/auth/login",

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::documents::{settled, upload_to};
+use crate::documents::settled;
 use crate::fake_openai::{FakeOpenAi, Faults};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestDatabase, eventually, spawn_app_with};
@@ -26,9 +26,9 @@ async fn holding(marker: &'static str) -> FakeOpenAi {
 
 async fn avatar(app: &TestApp, owner: &TestUser, pid: Uuid, rag: Value) -> TestResponseJson {
     let response = app
-        .post_as(
+        .create_avatar(
             owner,
-            &format!("/api/v1/projects/{pid}/avatars"),
+            pid,
             &json!({"name": "Guide", "system_prompt": "Answer.", "rag": rag}),
         )
         .await;
@@ -92,10 +92,12 @@ async fn a_document_past_its_parsers_limits_fails_readably_and_can_be_reprocesse
     let bomb = expanding_docx(25);
     assert!(bomb.len() < 400 * 1024, "{} bytes", bomb.len());
     let started = Instant::now();
-    let uploaded = upload_to(&app, &owner, &path, "bomb.docx", bomb).await;
+    let uploaded = app.upload(&owner, &path, "bomb.docx", bomb).await;
     assert_eq!(uploaded.status, 202, "{}", uploaded.text);
     let id = uploaded.json["id"].as_str().unwrap().to_owned();
-    let small = upload_to(&app, &owner, &path, "small.txt", b"kettles boil".to_vec()).await;
+    let small = app
+        .upload(&owner, &path, "small.txt", b"kettles boil".to_vec())
+        .await;
 
     let document = settled(&app, &owner, &format!("{path}/{id}")).await;
     assert_eq!(document["status"], "failed", "{document}");
@@ -160,14 +162,14 @@ async fn one_tenants_large_documents_do_not_hold_every_worker() {
     let busy_avatar = avatar(&app, &busy, busy_pid, json!({})).await;
     let busy_path = documents_path(busy_pid, &busy_avatar.json["id"]);
     for n in 0..2 {
-        let response = upload_to(
-            &app,
-            &busy,
-            &busy_path,
-            &format!("big-{n}.txt"),
-            format!("SLOW document {n} that takes its time").into_bytes(),
-        )
-        .await;
+        let response = app
+            .upload(
+                &busy,
+                &busy_path,
+                &format!("big-{n}.txt"),
+                format!("SLOW document {n} that takes its time").into_bytes(),
+            )
+            .await;
         assert_eq!(response.status, 202);
     }
     // Both workers had their chance at the busy tenant's documents.
@@ -178,7 +180,9 @@ async fn one_tenants_large_documents_do_not_hold_every_worker() {
     let other_avatar = avatar(&app, &other, other_pid, json!({})).await;
     let other_path = documents_path(other_pid, &other_avatar.json["id"]);
     let started = Instant::now();
-    let small = upload_to(&app, &other, &other_path, "small.txt", b"kettles".to_vec()).await;
+    let small = app
+        .upload(&other, &other_path, "small.txt", b"kettles".to_vec())
+        .await;
     let document = settled(
         &app,
         &other,
@@ -233,7 +237,9 @@ async fn chunking_is_bounded_per_avatar_and_per_document() {
     let text: String = (0..60)
         .map(|n| format!("Sentence number {n} says something about kettles and tea.\n\n"))
         .collect();
-    let uploaded = upload_to(&app, &owner, &path, "long.txt", text.into_bytes()).await;
+    let uploaded = app
+        .upload(&owner, &path, "long.txt", text.into_bytes())
+        .await;
     let document = settled(
         &app,
         &owner,
@@ -343,7 +349,9 @@ async fn a_worker_stopped_or_killed_mid_document_loses_nothing_and_duplicates_no
     let text: String = (0..40)
         .map(|n| format!("Paragraph {n} explains how kettle number {n} is descaled.\n\n"))
         .collect();
-    let uploaded = upload_to(&app, &owner, &path, "kettles.txt", text.into_bytes()).await;
+    let uploaded = app
+        .upload(&owner, &path, "kettles.txt", text.into_bytes())
+        .await;
     assert_eq!(uploaded.status, 202, "{}", uploaded.text);
     let id = Uuid::parse_str(uploaded.json["id"].as_str().unwrap()).unwrap();
     let data_dir = tempfile::tempdir().unwrap();
@@ -441,7 +449,9 @@ async fn a_document_whose_runs_keep_dying_fails_once_out_of_attempts() {
     let pid = app.project(&owner, "dying").await;
     let created = avatar(&app, &owner, pid, json!({})).await;
     let path = documents_path(pid, &created.json["id"]);
-    let uploaded = upload_to(&app, &owner, &path, "a.txt", b"kettles".to_vec()).await;
+    let uploaded = app
+        .upload(&owner, &path, "a.txt", b"kettles".to_vec())
+        .await;
     let id = Uuid::parse_str(uploaded.json["id"].as_str().unwrap()).unwrap();
     wait_for_status(&app, id, "ready", Duration::from_secs(30)).await;
     // As a worker dying on its third attempt would leave it: processing, silent.

@@ -83,9 +83,9 @@ async fn without_redis_the_platform_keeps_serving_on_its_in_process_cache() {
     let owner = app.user("owner").await;
     let pid = app.project(&owner, "p").await;
     let avatar = app
-        .post_as(
+        .create_avatar(
             &owner,
-            &format!("/api/v1/projects/{pid}/avatars"),
+            pid,
             &json!({"name": "a", "system_prompt": "Answer briefly."}),
         )
         .await;

@@ -123,9 +123,9 @@ async fn text_with_a_nul_character_is_refused_naming_the_field_and_nothing_is_wr
 
     let pid = app.project(&owner, "p").await;
     let nested = app
-        .post_as(
+        .create_avatar(
             &owner,
-            &format!("/api/v1/projects/{pid}/avatars"),
+            pid,
             &json!({"name": "a", "system_prompt": "fine",
                     "llm": {"model": "gpt\0"}}),
         )

@@ -27,6 +27,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.db.clone(),
         context.bus.clone(),
         context.settings.avatars.clone(),
+        context.clock.clone(),
     )));
     registry.routes(api::v1::configure);
     Ok(())

@@ -1,6 +1,8 @@
 //! Avatars: an AI consultant of a project — its prompt, LLM settings and retrieval settings.
 //! Missing settings are filled from `[avatars]` in Settings when the avatar is created.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DeriveActiveEnum, EnumIter,
@@ -11,8 +13,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::clock::Clock;
 use crate::core::config::AvatarDefaults;
-use crate::core::db::{Db, SoftDelete, new_id, now, soft_delete};
+use crate::core::db::{Db, SoftDelete, new_id, soft_delete};
 use crate::core::events::EventBus;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
@@ -108,6 +111,7 @@ pub struct AvatarsService {
     db: Db,
     bus: EventBus<DomainEvent>,
     defaults: AvatarDefaults,
+    clock: Arc<dyn Clock>,
 }
 
 fn view(model: &avatar::Model) -> AvatarView {
@@ -152,8 +156,18 @@ fn check_overlap(chunk_size: i32, chunk_overlap: i32) -> Result<(), AvatarsError
 }
 
 impl AvatarsService {
-    pub fn new(db: Db, bus: EventBus<DomainEvent>, defaults: AvatarDefaults) -> Self {
-        AvatarsService { db, bus, defaults }
+    pub fn new(
+        db: Db,
+        bus: EventBus<DomainEvent>,
+        defaults: AvatarDefaults,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        AvatarsService {
+            db,
+            bus,
+            defaults,
+            clock,
+        }
     }
 
     pub async fn create(
@@ -171,7 +185,7 @@ impl AvatarsService {
             .chunk_overlap
             .unwrap_or_else(|| self.defaults.default_chunk_overlap.min(chunk_size / 4));
         check_overlap(chunk_size, chunk_overlap)?;
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = avatar::ActiveModel {
             id: Set(new_id()),
@@ -302,7 +316,7 @@ impl AvatarsService {
             "rag.chunk_overlap"
         );
         apply!(patch.status, status, "status");
-        active.updated_at = Set(now());
+        active.updated_at = Set(self.clock.now());
         let updated = active.update(&*uow).await?;
         if !fields.is_empty() {
             self.bus

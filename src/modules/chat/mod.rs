@@ -41,9 +41,11 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
     let service = Arc::new(ChatService::new(
         context.db.clone(),
         context.bus.clone(),
-        registry.get::<AvatarsService>()?,
-        registry.get::<DocumentsService>()?,
-        registry.get::<EndUsersService>()?,
+        service::ChatPeers {
+            avatars: registry.get::<AvatarsService>()?,
+            documents: registry.get::<DocumentsService>()?,
+            end_users: registry.get::<EndUsersService>()?,
+        },
         model_choice::ModelSource::new(
             settings.chat.clone(),
             registry.get::<PlatformConfigService>()?,
@@ -51,6 +53,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             context.outbound.clone(),
         ),
         settings.chat.clone(),
+        context.clock.clone(),
     ));
     registry.subscribe(Arc::new(subscribers::EraseEndUserConversations(
         service.clone(),

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
-use crate::core::db::{new_id, now};
+use crate::core::db::new_id;
 use crate::core::error::Failure;
 use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
 use crate::core::llm::{
@@ -474,7 +474,7 @@ impl ChatService {
         failure: Option<&str>,
     ) -> Result<message::Model, sea_orm::DbErr> {
         let project_id = turn.avatar.project_id;
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut metadata = serde_json::json!({
             "reservation_id": turn.reservation.id,
             "usage_estimated": usage_estimated,

@@ -23,6 +23,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
     registry.provide(Arc::new(EndUsersService::new(
         context.db.clone(),
         context.bus.clone(),
+        context.clock.clone(),
     )));
     registry.routes(api::v1::configure);
     Ok(())

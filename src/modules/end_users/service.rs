@@ -3,6 +3,8 @@
 //! block and unblock them; deleting one erases them and (through `EndUserDeleted`) their
 //! conversations.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::channel::Channel;
+use crate::core::clock::Clock;
 use crate::core::db::{Db, new_id, now};
 use crate::core::events::EventBus;
 use crate::core::pagination::{Page, PageParams, fetch_page};
@@ -83,11 +86,12 @@ pub struct EndUserFilter {
 pub struct EndUsersService {
     db: Db,
     bus: EventBus<DomainEvent>,
+    clock: Arc<dyn Clock>,
 }
 
 impl EndUsersService {
-    pub fn new(db: Db, bus: EventBus<DomainEvent>) -> Self {
-        EndUsersService { db, bus }
+    pub fn new(db: Db, bus: EventBus<DomainEvent>, clock: Arc<dyn Clock>) -> Self {
+        EndUsersService { db, bus, clock }
     }
 
     /// Whether `contact` can be stored: checked before anything is written.
@@ -134,7 +138,7 @@ impl EndUsersService {
     ) -> Result<EndUserView, EndUsersError> {
         Self::check_contact(&contact)?;
         let external_id = contact.external_id.trim().to_owned();
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let id = new_id();
         let mut uow = self.db.begin().await?;
         let row = end_user::ActiveModel {
@@ -250,7 +254,7 @@ impl EndUsersService {
         let blocked_at = blocked.then(now);
         let changed = end_user::Entity::update_many()
             .col_expr(end_user::Column::BlockedAt, Expr::value(blocked_at))
-            .col_expr(end_user::Column::UpdatedAt, Expr::value(now()))
+            .col_expr(end_user::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(end_user::Column::Id.eq(end_user_id))
             .filter(end_user::Column::ProjectId.eq(project_id))
             .filter(if blocked {
@@ -323,9 +327,13 @@ impl EndUsersService {
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 sea_orm::DbBackend::Postgres,
-                "UPDATE end_users SET messages_count = messages_count + 1, last_seen_at = now(), \
-                 updated_at = now() WHERE id = $1 AND project_id = $2",
-                [end_user_id.into(), project_id.into()],
+                "UPDATE end_users SET messages_count = messages_count + 1, last_seen_at = $3, \
+                 updated_at = $3 WHERE id = $1 AND project_id = $2",
+                [
+                    end_user_id.into(),
+                    project_id.into(),
+                    self.clock.now().into(),
+                ],
             ))
             .await?;
         Ok(())

@@ -27,6 +27,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.bus.clone(),
         context.secret_box.clone(),
         Duration::from_secs(context.settings.auth.platform_config_cache_secs),
+        context.clock.clone(),
     ));
     registry.subscribe(Arc::new(subscribers::CacheInvalidation(service.clone())));
     registry.provide(service);

@@ -17,8 +17,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::core::auth::Actor;
+use crate::core::clock::Clock;
 use crate::core::crypto::SecretBox;
-use crate::core::db::{Db, now};
+use crate::core::db::Db;
 use crate::core::events::EventBus;
 use crate::core::outbound::{AllowList, BaseUrl, endpoint_identity};
 use crate::modules::events::DomainEvent;
@@ -84,6 +85,7 @@ pub struct PlatformConfigService {
     bus: EventBus<DomainEvent>,
     secret_box: SecretBox,
     cached: RwLock<Option<(Instant, Arc<PlatformConfig>)>>,
+    clock: Arc<dyn Clock>,
 }
 
 fn seal_context(field: &str) -> String {
@@ -149,6 +151,7 @@ impl PlatformConfigService {
         bus: EventBus<DomainEvent>,
         secret_box: SecretBox,
         cache_ttl: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         PlatformConfigService {
             cache_ttl,
@@ -156,6 +159,7 @@ impl PlatformConfigService {
             bus,
             secret_box,
             cached: RwLock::new(None),
+            clock,
         }
     }
 
@@ -385,7 +389,7 @@ impl PlatformConfigService {
             fields.push("outbound_allowed_hosts");
         }
         if !fields.is_empty() {
-            active.updated_at = Set(now());
+            active.updated_at = Set(self.clock.now());
             active.updated_by = Set(actor.user_id);
             let row = active.update(&*uow).await?;
             let event = DomainEvent::PlatformConfig(PlatformConfigEvent::PlatformConfigChanged {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
-use crate::core::db::{new_id, now};
+use crate::core::db::new_id;
 use crate::core::error::Failure;
 use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
 use crate::modules::avatars::{AvatarStatus, AvatarView};
@@ -262,7 +262,7 @@ impl ChatService {
         content: &str,
         reservation: &Reservation,
     ) -> Result<message::Model, ChatError> {
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let uow = self.db.begin().await?;
         let stored = message::ActiveModel {
             id: Set(new_id()),

@@ -25,8 +25,9 @@ use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::channel::Channel;
+use crate::core::clock::Clock;
 use crate::core::config::ChatSettings;
-use crate::core::db::{Db, new_id, now};
+use crate::core::db::{Db, new_id};
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::llm::Usage;
@@ -155,6 +156,14 @@ pub struct ChatService {
     pub(super) models: ModelSource,
     pub(super) budget: Arc<dyn TokenBudget>,
     pub(super) settings: ChatSettings,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+/// The other modules' services chat works with.
+pub struct ChatPeers {
+    pub avatars: Arc<AvatarsService>,
+    pub documents: Arc<DocumentsService>,
+    pub end_users: Arc<EndUsersService>,
 }
 
 /// One more message in the conversation.
@@ -180,21 +189,21 @@ impl ChatService {
     pub fn new(
         db: Db,
         bus: EventBus<DomainEvent>,
-        avatars: Arc<AvatarsService>,
-        documents: Arc<DocumentsService>,
-        end_users: Arc<EndUsersService>,
+        peers: ChatPeers,
         models: ModelSource,
         settings: ChatSettings,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         ChatService {
             db,
             bus,
-            avatars,
-            documents,
-            end_users,
+            avatars: peers.avatars,
+            documents: peers.documents,
+            end_users: peers.end_users,
             models,
             budget: Arc::new(Unmetered),
             settings,
+            clock,
         }
     }
 
@@ -255,7 +264,7 @@ impl ChatService {
         title: Option<String>,
         actor: Actor,
     ) -> Result<conversation::Model, ChatError> {
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = conversation::ActiveModel {
             id: Set(new_id()),

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sea_orm::{DeriveActiveEnum, EnumIter};
+use sea_orm::{DeriveActiveEnum, EnumIter, Iterable};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -57,8 +57,7 @@ impl FromStr for Channel {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Channel, String> {
-        [Channel::Playground, Channel::Api, Channel::Telegram]
-            .into_iter()
+        Channel::iter()
             .find(|channel| channel.as_str() == value)
             .ok_or_else(|| format!("unknown channel {value:?}"))
     }

@@ -25,14 +25,6 @@ impl PlatformRole {
             PlatformRole::User => "user",
         }
     }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "saas_admin" => Some(PlatformRole::SaasAdmin),
-            "user" => Some(PlatformRole::User),
-            _ => None,
-        }
-    }
 }
 
 // Stored as text; an unknown stored value is an error when read.
@@ -72,16 +64,6 @@ impl ProjectRole {
             ProjectRole::Operator => "operator",
             ProjectRole::Manager => "manager",
             ProjectRole::Owner => "owner",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "viewer" => Some(ProjectRole::Viewer),
-            "operator" => Some(ProjectRole::Operator),
-            "manager" => Some(ProjectRole::Manager),
-            "owner" => Some(ProjectRole::Owner),
-            _ => None,
         }
     }
 }

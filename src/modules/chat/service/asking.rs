@@ -35,11 +35,6 @@ pub struct Answer {
     pub events: mpsc::Receiver<TurnEvent>,
 }
 
-/// What the end-users module refused or failed at, in chat's terms.
-fn end_users_error(error: impl Into<Failure>) -> ChatError {
-    ChatError::Common(error.into())
-}
-
 /// The messages of history read per answer (trimmed further to the token budget).
 const HISTORY_MESSAGES: u64 = 100;
 
@@ -88,13 +83,13 @@ impl ChatService {
     ) -> Result<Answer, ChatError> {
         let content = self.checked_content(&content)?;
         let avatar = self.active_avatar(project_id, avatar_id).await?;
-        EndUsersService::check_contact(&contact).map_err(end_users_error)?;
+        EndUsersService::check_contact(&contact).map_err(Failure::from)?;
         let channel = contact.channel;
         let known = self
             .end_users
             .find_by_contact(project_id, &contact)
             .await
-            .map_err(end_users_error)?;
+            .map_err(Failure::from)?;
         if known.as_ref().is_some_and(|end_user| end_user.blocked) {
             return Err(ChatError::EndUserBlocked);
         }
@@ -122,7 +117,7 @@ impl ChatService {
                 .end_users
                 .find_or_create(project_id, contact)
                 .await
-                .map_err(end_users_error)?;
+                .map_err(Failure::from)?;
             // Blocked between the check and now.
             if end_user.blocked {
                 return Err(ChatError::EndUserBlocked);

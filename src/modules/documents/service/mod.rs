@@ -64,23 +64,9 @@ pub enum DocumentStatus {
 }
 
 impl DocumentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentStatus::Uploaded => "uploaded",
-            DocumentStatus::Processing => "processing",
-            DocumentStatus::Ready => "ready",
-            DocumentStatus::Failed => "failed",
-        }
-    }
-
+    /// The status a client names (`?status=ready`), by its stored name.
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "uploaded" => Some(DocumentStatus::Uploaded),
-            "processing" => Some(DocumentStatus::Processing),
-            "ready" => Some(DocumentStatus::Ready),
-            "failed" => Some(DocumentStatus::Failed),
-            _ => None,
-        }
+        <Self as sea_orm::ActiveEnum>::try_from_value(&value.to_owned()).ok()
     }
 }
 
@@ -353,7 +339,7 @@ impl DocumentsService {
             .filter(document::Column::ProjectId.eq(project_id))
             .filter(document::Column::AvatarId.eq(avatar_id));
         if let Some(status) = status {
-            select = select.filter(document::Column::Status.eq(status.as_str()));
+            select = select.filter(document::Column::Status.eq(status));
         }
         let (rows, total) = fetch_page(
             self.db.connection(),
@@ -412,10 +398,7 @@ impl DocumentsService {
             .col_expr(document::Column::Attempts, Expr::value(0))
             .col_expr(document::Column::UpdatedAt, Expr::value(now()))
             .filter(document::Column::Id.eq(document_id))
-            .filter(document::Column::Status.is_in([
-                DocumentStatus::Ready.as_str(),
-                DocumentStatus::Failed.as_str(),
-            ]))
+            .filter(document::Column::Status.is_in([DocumentStatus::Ready, DocumentStatus::Failed]))
             .exec_with_returning(&*uow)
             .await?;
         let Some(model) = requeued.into_iter().next() else {

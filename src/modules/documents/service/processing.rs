@@ -232,18 +232,7 @@ impl DocumentsService {
             }
             Err(RunError::Transient(reason)) => {
                 // Back to the queue; the task is retried with backoff.
-                document::Entity::update_many()
-                    .col_expr(
-                        document::Column::Status,
-                        Expr::value(DocumentStatus::Uploaded),
-                    )
-                    .col_expr(
-                        document::Column::ProcessingRunId,
-                        Expr::value(Option::<Uuid>::None),
-                    )
-                    .col_expr(document::Column::UpdatedAt, Expr::value(now()))
-                    .filter(document::Column::Id.eq(model.id))
-                    .filter(document::Column::ProcessingRunId.eq(run.run_id))
+                back_to_queue(model.id, run.run_id)
                     .exec(self.db.connection())
                     .await?;
                 tracing::warn!(document_id = %model.id, attempt = model.attempts, "document processing will be retried: {reason}");
@@ -281,22 +270,11 @@ impl DocumentsService {
     /// with a task queued in the same transaction.
     async fn interrupted(&self, run: Run) -> Result<(), DocumentsError> {
         let uow = self.db.begin().await?;
-        let released = document::Entity::update_many()
-            .col_expr(
-                document::Column::Status,
-                Expr::value(DocumentStatus::Uploaded),
-            )
-            .col_expr(
-                document::Column::ProcessingRunId,
-                Expr::value(Option::<Uuid>::None),
-            )
+        let released = back_to_queue(run.document_id, run.run_id)
             .col_expr(
                 document::Column::Attempts,
                 Expr::col(document::Column::Attempts).sub(1),
             )
-            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
-            .filter(document::Column::Id.eq(run.document_id))
-            .filter(document::Column::ProcessingRunId.eq(run.run_id))
             .exec(&*uow)
             .await?;
         if released.rows_affected > 0 {
@@ -488,4 +466,20 @@ impl DocumentsService {
         uow.commit().await?;
         Ok((chunks_count, tokens_count))
     }
+}
+
+/// Puts the document back in the queue (`uploaded`, no run), if `run_id` still owns it.
+fn back_to_queue(document_id: Uuid, run_id: Uuid) -> sea_orm::UpdateMany<document::Entity> {
+    document::Entity::update_many()
+        .col_expr(
+            document::Column::Status,
+            Expr::value(DocumentStatus::Uploaded),
+        )
+        .col_expr(
+            document::Column::ProcessingRunId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+        .filter(document::Column::Id.eq(document_id))
+        .filter(document::Column::ProcessingRunId.eq(run_id))
 }

@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use avatar_platform::core::ids::{AvatarId, ProjectId};
 use fake_openai::{FakeOpenAi, Reply};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -128,7 +129,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     .error_for_status()?
     .json()
     .await?;
-    let aid: Uuid = avatar["id"].as_str().unwrap_or_default().parse()?;
+    let aid = AvatarId::from_uuid(avatar["id"].as_str().unwrap_or_default().parse()?);
     let key: Value = post(
         &format!("/api/v1/projects/{pid}/api-keys"),
         Some(&token),
@@ -152,7 +153,13 @@ async fn run(url: &str) -> anyhow::Result<()> {
             (Uuid::now_v7(), text, vector)
         })
         .collect();
-    common::load_chunks(&db, Uuid::parse_str(&pid)?, aid, &rows).await?;
+    common::load_chunks(
+        &db,
+        ProjectId::from_uuid(Uuid::parse_str(&pid)?),
+        aid,
+        &rows,
+    )
+    .await?;
     drop(rows);
     sea_orm::ConnectionTrait::execute_unprepared(db.connection(), "ANALYZE document_chunks")
         .await?;

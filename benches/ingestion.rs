@@ -11,13 +11,13 @@ use std::time::Instant;
 
 use avatar_platform::core::db::Db;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::core::ids::{AvatarId, DocumentId, ProjectId};
 use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
 use avatar_platform::modules::documents::testkit::{
     Chunk, ChunkOwner, chunk_sections, insert_chunks,
 };
 use migration::MigratorTrait;
 use sea_orm::{ConnectionTrait, Database};
-use uuid::Uuid;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const CHUNK_SIZE: usize = 512;
@@ -73,9 +73,9 @@ async fn run(url: &str) -> anyhow::Result<()> {
             embed_s += started.elapsed().as_secs_f64();
 
             let owner = ChunkOwner {
-                document_id: Uuid::now_v7(),
-                project_id: Uuid::now_v7(),
-                avatar_id: Uuid::now_v7(),
+                document_id: DocumentId::new(),
+                project_id: ProjectId::new(),
+                avatar_id: AvatarId::new(),
             };
             db.execute_unprepared(&format!(
                 "INSERT INTO documents (id, project_id, avatar_id, filename, content_type, format, size_bytes, \

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::db::Db;
+use avatar_platform::core::ids::{AvatarId, ProjectId};
 use avatar_platform::modules::documents::testkit::retrieval::{
     SearchRequest, VectorPath, vector_candidates,
 };
@@ -121,8 +122,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 struct Avatar {
-    project_id: Uuid,
-    avatar_id: Uuid,
+    project_id: ProjectId,
+    avatar_id: AvatarId,
     vectors: Vec<(Uuid, Vec<f32>)>,
 }
 
@@ -177,8 +178,8 @@ async fn run(
             })
             .collect();
         let avatar = Avatar {
-            project_id: Uuid::now_v7(),
-            avatar_id: Uuid::now_v7(),
+            project_id: ProjectId::new(),
+            avatar_id: AvatarId::new(),
             vectors,
         };
         load(&db, &avatar).await?;
@@ -292,7 +293,7 @@ async fn run(
 }
 
 /// How often the avatar's own index was scanned.
-async fn index_scans(db: &Db, avatar_id: Uuid) -> anyhow::Result<i64> {
+async fn index_scans(db: &Db, avatar_id: AvatarId) -> anyhow::Result<i64> {
     Ok(db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
+use avatar_platform::core::ids::{AvatarId, ProjectId};
 use sea_orm::prelude::PgVector;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
 use uuid::Uuid;
@@ -94,8 +95,8 @@ pub fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
 /// multi-row INSERTs — how a backfill loads, much faster than the ingestion pipeline.
 pub async fn load_chunks(
     db: &Db,
-    project_id: Uuid,
-    avatar_id: Uuid,
+    project_id: ProjectId,
+    avatar_id: AvatarId,
     chunks: &[(Uuid, String, Vec<f32>)],
 ) -> anyhow::Result<()> {
     let document_id = Uuid::now_v7();

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod ids;
 pub mod jobs;
 pub mod llm;
 pub mod openapi;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::core::ids::{AvatarId, ProjectId};
 use avatar_platform::modules::documents::DocumentsService;
 use avatar_platform::modules::documents::testkit::retrieval::{
     SearchRequest, VectorPath, vector_candidates,
@@ -738,7 +739,7 @@ fn handbook(sections: usize) -> String {
 }
 
 async fn index_ready(app: &TestApp, avatar_id: Uuid) -> bool {
-    vector_index::is_ready(app.context.db.connection(), avatar_id)
+    vector_index::is_ready(app.context.db.connection(), AvatarId::from_uuid(avatar_id))
         .await
         .unwrap()
 }
@@ -807,7 +808,7 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT indexdef FROM pg_indexes WHERE indexname = $1",
-            [vector_index::index_name(large).into()],
+            [vector_index::index_name(AvatarId::from_uuid(large)).into()],
         ))
         .await
         .unwrap()
@@ -833,8 +834,8 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         .unwrap()
         .remove(0);
     let request = SearchRequest {
-        project_id: k.pid,
-        avatar_id: large,
+        project_id: ProjectId::from_uuid(k.pid),
+        avatar_id: AvatarId::from_uuid(large),
         query: "",
         embedding,
         top_k: 5,
@@ -863,7 +864,7 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         .db
         .execute_unprepared(&format!(
             "UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{}'::regclass",
-            vector_index::index_name(large)
+            vector_index::index_name(AvatarId::from_uuid(large))
         ))
         .await
         .unwrap();
@@ -894,7 +895,7 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
                 .query_one_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     "SELECT count(*) AS n FROM pg_class WHERE relname = $1",
-                    [vector_index::index_name(large).into()],
+                    [vector_index::index_name(AvatarId::from_uuid(large)).into()],
                 ))
                 .await
                 .unwrap()

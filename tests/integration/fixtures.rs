@@ -141,7 +141,7 @@ impl TestApp {
             )
             .await
             .expect("admin created");
-        self.logged_in(created.id, email).await
+        self.logged_in(created.id.uuid(), email).await
     }
 
     /// A project owned by `owner`; returns its id.

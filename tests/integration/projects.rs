@@ -2,6 +2,7 @@
 //! boundary: another project's ids answer 404.
 
 use avatar_platform::core::clock::ManualClock;
+use avatar_platform::core::ids::ProjectId;
 use avatar_platform::modules::projects::ProjectsService;
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -234,7 +235,7 @@ async fn secrets_are_stored_encrypted_and_never_returned() {
         .try_get("", "sealed_value")
         .unwrap();
     assert!(stored.starts_with("v1:") && !stored.contains(value));
-    let pid_uuid = Uuid::parse_str(&pid.to_string()).unwrap();
+    let pid_uuid = ProjectId::from_uuid(Uuid::parse_str(&pid.to_string()).unwrap());
     let read = app
         .service::<ProjectsService>()
         .secret_value(pid_uuid, "OPENAI_API_KEY")

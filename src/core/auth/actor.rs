@@ -1,7 +1,8 @@
 //! Who did something.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+
+use crate::core::ids::{ApiKeyId, UserId};
 
 use crate::core::telemetry::current_request_id;
 
@@ -10,10 +11,10 @@ use crate::core::telemetry::current_request_id;
 /// IP and the request id when a request caused it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     /// The project API key the request was made with (the public API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_id: Option<Uuid>,
+    pub api_key_id: Option<ApiKeyId>,
     pub ip: Option<String>,
     /// The request's `X-Request-Id`, to find its log lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +37,7 @@ impl Actor {
     }
 
     /// A signed-in user, in the current request (if any).
-    pub fn user(user_id: Uuid, ip: Option<String>) -> Self {
+    pub fn user(user_id: UserId, ip: Option<String>) -> Self {
         Actor {
             user_id: Some(user_id),
             ip,
@@ -46,7 +47,7 @@ impl Actor {
     }
 
     /// A project API key, in the current request.
-    pub fn api_key(api_key_id: Uuid, ip: Option<String>) -> Self {
+    pub fn api_key(api_key_id: ApiKeyId, ip: Option<String>) -> Self {
         Actor {
             api_key_id: Some(api_key_id),
             ip,
@@ -77,14 +78,16 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::{Actor, ActorKind};
-    use uuid::Uuid;
+    use crate::core::ids::{ApiKeyId, UserId};
 
     #[test]
     fn an_actor_says_what_kind_it_is() {
-        let id = Uuid::now_v7();
         assert_eq!(Actor::system().kind(), ActorKind::System);
-        assert_eq!(Actor::user(id, None).kind(), ActorKind::User);
-        assert_eq!(Actor::api_key(id, None).kind(), ActorKind::ApiKey);
+        assert_eq!(Actor::user(UserId::new(), None).kind(), ActorKind::User);
+        assert_eq!(
+            Actor::api_key(ApiKeyId::new(), None).kind(),
+            ActorKind::ApiKey
+        );
         assert_eq!(
             Actor::anonymous(Some("203.0.113.9".into())).kind(),
             ActorKind::Anonymous
@@ -93,14 +96,16 @@ mod tests {
 
     #[test]
     fn actors_stored_before_api_keys_and_request_ids_still_read() {
-        let id = Uuid::now_v7();
+        let user = UserId::new();
         let old: Actor =
-            serde_json::from_value(serde_json::json!({"user_id": id, "ip": "127.0.0.1"})).unwrap();
-        assert_eq!(old, Actor::user(id, Some("127.0.0.1".into())));
-        let written = serde_json::to_value(Actor::api_key(id, None)).unwrap();
+            serde_json::from_value(serde_json::json!({"user_id": user.uuid(), "ip": "127.0.0.1"}))
+                .unwrap();
+        assert_eq!(old, Actor::user(user, Some("127.0.0.1".into())));
+        let key = ApiKeyId::new();
+        let written = serde_json::to_value(Actor::api_key(key, None)).unwrap();
         assert_eq!(
             written,
-            serde_json::json!({"user_id": null, "api_key_id": id, "ip": null})
+            serde_json::json!({"user_id": null, "api_key_id": key.uuid(), "ip": null})
         );
     }
 }

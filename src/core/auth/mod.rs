@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::core::ids::{ApiKeyId, ProjectId, UserId};
+
 use crate::core::error::{AppError, ErrorCode};
 
 mod actor;
@@ -33,7 +35,7 @@ pub use roles::{PlatformRole, ProjectRole};
 /// An authenticated, active user.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub role: PlatformRole,
     /// The refresh-token family the access token was issued from (the "session").
     pub session_id: Option<Uuid>,
@@ -53,7 +55,7 @@ impl CurrentUser {
 /// What an access token proves, once checked against the user's current state.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub role: PlatformRole,
     pub session_id: Option<Uuid>,
 }
@@ -92,8 +94,8 @@ impl ApiScope {
 /// A live API key, as the projects module resolves it.
 #[derive(Debug, Clone)]
 pub struct ResolvedApiKey {
-    pub key_id: Uuid,
-    pub project_id: Uuid,
+    pub key_id: ApiKeyId,
+    pub project_id: ProjectId,
     pub name: String,
     pub scopes: Vec<String>,
 }
@@ -124,8 +126,8 @@ pub mod scope {
 
 /// A live API key allowed the scope `S`, and the project it belongs to.
 pub struct ApiKeyPrincipal<S: RequiredScope = scope::Any> {
-    pub key_id: Uuid,
-    pub project_id: Uuid,
+    pub key_id: ApiKeyId,
+    pub project_id: ProjectId,
     pub name: String,
     pub scopes: Vec<String>,
     pub ip: Option<String>,
@@ -153,7 +155,7 @@ pub trait TokenVerifier: Send + Sync + 'static {
 pub trait ProjectRoles: Send + Sync + 'static {
     async fn role_in_project(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         user: &CurrentUser,
     ) -> Result<Option<ProjectRole>, AppError>;
 }
@@ -330,7 +332,7 @@ impl MinimumRole for Owner {
 /// The caller, the project named by `{pid}` in the path, and their role in it (≥ `R`).
 pub struct ProjectAccess<R: MinimumRole> {
     pub user: CurrentUser,
-    pub project_id: Uuid,
+    pub project_id: ProjectId,
     pub role: ProjectRole,
     required: PhantomData<R>,
 }
@@ -367,6 +369,7 @@ impl<R: MinimumRole + 'static> FromRequest for ProjectAccess<R> {
                 .match_info()
                 .get("pid")
                 .and_then(|value| Uuid::parse_str(value).ok())
+                .map(ProjectId::from_uuid)
                 .ok_or_else(project_not_found)?;
             let providers = providers(&req)?;
             let role = providers

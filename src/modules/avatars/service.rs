@@ -10,13 +10,13 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::clock::Clock;
 use crate::core::config::AvatarDefaults;
-use crate::core::db::{Db, SoftDelete, new_id, soft_delete};
+use crate::core::db::{Db, SoftDelete, soft_delete};
 use crate::core::events::EventBus;
+use crate::core::ids::{AvatarId, ProjectId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 
@@ -57,8 +57,10 @@ pub struct RagSettings {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AvatarView {
-    pub id: Uuid,
-    pub project_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: AvatarId,
+    #[schema(value_type = uuid::Uuid)]
+    pub project_id: ProjectId,
     pub name: String,
     pub description: Option<String>,
     pub system_prompt: String,
@@ -172,7 +174,7 @@ impl AvatarsService {
 
     pub async fn create(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         input: NewAvatar,
         actor: Actor,
     ) -> Result<AvatarView, AvatarsError> {
@@ -188,7 +190,7 @@ impl AvatarsService {
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = avatar::ActiveModel {
-            id: Set(new_id()),
+            id: Set(AvatarId::new()),
             project_id: Set(project_id),
             name: Set(input.name.trim().to_owned()),
             description: Set(input.description),
@@ -237,7 +239,7 @@ impl AvatarsService {
 
     pub async fn list(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         page: &PageParams,
     ) -> Result<Page<AvatarView>, AvatarsError> {
         let select = avatar::Entity::find_live().filter(avatar::Column::ProjectId.eq(project_id));
@@ -250,7 +252,11 @@ impl AvatarsService {
         Ok(Page::new(rows.iter().map(view).collect(), total, page))
     }
 
-    async fn find(&self, project_id: Uuid, avatar_id: Uuid) -> Result<avatar::Model, AvatarsError> {
+    async fn find(
+        &self,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+    ) -> Result<avatar::Model, AvatarsError> {
         avatar::Entity::find_live()
             .filter(avatar::Column::Id.eq(avatar_id))
             .filter(avatar::Column::ProjectId.eq(project_id))
@@ -260,14 +266,18 @@ impl AvatarsService {
     }
 
     /// A live avatar of `project_id` (other modules: documents, chat).
-    pub async fn get(&self, project_id: Uuid, avatar_id: Uuid) -> Result<AvatarView, AvatarsError> {
+    pub async fn get(
+        &self,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+    ) -> Result<AvatarView, AvatarsError> {
         Ok(view(&self.find(project_id, avatar_id).await?))
     }
 
     pub async fn update(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         patch: AvatarPatch,
         actor: Actor,
     ) -> Result<AvatarView, AvatarsError> {
@@ -338,8 +348,8 @@ impl AvatarsService {
     /// Soft delete; `AvatarDeleted` tells the documents module to remove its documents.
     pub async fn delete(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         actor: Actor,
     ) -> Result<(), AvatarsError> {
         let mut uow = self.db.begin().await?;

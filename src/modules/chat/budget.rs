@@ -5,20 +5,21 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::core::ids::ProjectId;
 use crate::core::llm::Usage;
 
 /// Tokens set aside for one answer until it is settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: Uuid,
-    pub project_id: Uuid,
+    pub project_id: ProjectId,
     pub tokens: u32,
 }
 
 #[async_trait]
 pub trait TokenBudget: Send + Sync + 'static {
     /// Sets aside up to `tokens` for an answer of `project_id`; `Err` says why not (402).
-    async fn reserve(&self, project_id: Uuid, tokens: u32) -> Result<Reservation, String>;
+    async fn reserve(&self, project_id: ProjectId, tokens: u32) -> Result<Reservation, String>;
 
     /// Replaces the reservation with what the answer really used (zero when it failed).
     async fn settle(&self, reservation: &Reservation, usage: Usage) -> Result<(), String>;
@@ -29,7 +30,7 @@ pub struct Unmetered;
 
 #[async_trait]
 impl TokenBudget for Unmetered {
-    async fn reserve(&self, project_id: Uuid, tokens: u32) -> Result<Reservation, String> {
+    async fn reserve(&self, project_id: ProjectId, tokens: u32) -> Result<Reservation, String> {
         Ok(Reservation {
             id: Uuid::now_v7(),
             project_id,

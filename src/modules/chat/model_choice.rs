@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use uuid::Uuid;
 
 use crate::core::config::ChatSettings;
 use crate::core::error::Failure;
+use crate::core::ids::ProjectId;
 use crate::core::llm::LLM_SECRETS;
 use crate::core::llm::{ChatModel, OpenAiChat, OpenAiChatConfig};
 use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, Trust};
@@ -68,7 +68,7 @@ impl ModelSource {
     /// The LLM for an avatar of `project_id` using `model`, or `None`: answer retrieval-only.
     pub async fn for_project(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         model: &str,
     ) -> Result<Option<Arc<dyn ChatModel>>, ChatError> {
         let platform = self.platform.get().await.map_err(Failure::from)?;

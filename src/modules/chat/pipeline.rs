@@ -16,12 +16,11 @@ use sea_orm::ActiveValue::Set;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
-use crate::core::db::new_id;
 use crate::core::error::Failure;
 use crate::core::error::{ErrorCode, ErrorKind, Unavailable};
+use crate::core::ids::{ConversationId, EndUserId, MessageId};
 use crate::core::llm::{
     ChatMessage, ChatModel, ChatRequest, LlmError, Passage, RetrievalOnly, StreamEvent, Usage,
     count_prompt_tokens, count_tokens,
@@ -60,14 +59,15 @@ pub struct TurnFailure {
     pub code: ErrorCode,
     pub message: String,
     /// The partial answer that was stored, if the failure came after it started.
-    pub message_id: Option<Uuid>,
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub message_id: Option<MessageId>,
 }
 
 /// Everything the answer needs, gathered by [`ChatService`].
 pub struct Turn {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub channel: crate::core::channel::Channel,
-    pub end_user_id: Option<Uuid>,
+    pub end_user_id: Option<EndUserId>,
     pub avatar: AvatarView,
     pub question: String,
     pub history: Vec<ChatMessage>,
@@ -484,7 +484,7 @@ impl ChatService {
         }
         let mut uow = self.db.begin().await?;
         let stored = message::ActiveModel {
-            id: Set(new_id()),
+            id: Set(MessageId::new()),
             project_id: Set(project_id),
             conversation_id: Set(turn.conversation_id),
             role: Set(MessageRole::Assistant),

@@ -6,22 +6,23 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde_json::Value as Json;
 
 use crate::core::db::{Db, new_id, now};
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 
 use super::chunking::Chunk;
 
 /// Whose chunks these are.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkOwner {
-    pub document_id: uuid::Uuid,
-    pub project_id: uuid::Uuid,
-    pub avatar_id: uuid::Uuid,
+    pub document_id: DocumentId,
+    pub project_id: ProjectId,
+    pub avatar_id: AvatarId,
 }
 
 const COLUMNS_PER_ROW: usize = 12;
 
 pub async fn delete_chunks<C: ConnectionTrait>(
     conn: &C,
-    document_id: uuid::Uuid,
+    document_id: DocumentId,
 ) -> Result<u64, DbErr> {
     let result = conn
         .execute_raw(Statement::from_sql_and_values(

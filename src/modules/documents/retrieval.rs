@@ -30,13 +30,15 @@ use uuid::Uuid;
 
 use crate::core::config::RetrievalSettings;
 use crate::core::db::Db;
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 
 use super::vector_index;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchHit {
     pub chunk_id: Uuid,
-    pub document_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub document_id: DocumentId,
     pub filename: String,
     pub text: String,
     /// Reciprocal-rank-fusion score: what the results are ordered by.
@@ -54,8 +56,8 @@ pub enum VectorPath {
 }
 
 pub struct SearchRequest<'a> {
-    pub project_id: Uuid,
-    pub avatar_id: Uuid,
+    pub project_id: ProjectId,
+    pub avatar_id: AvatarId,
     pub query: &'a str,
     pub embedding: Vec<f32>,
     pub top_k: usize,
@@ -66,8 +68,8 @@ pub struct SearchRequest<'a> {
 /// whether its own vector index is ready.
 pub(super) async fn avatar_size<C: ConnectionTrait>(
     conn: &C,
-    project_id: Uuid,
-    avatar_id: Uuid,
+    project_id: ProjectId,
+    avatar_id: AvatarId,
 ) -> Result<(i64, bool), DbErr> {
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use fang::asynk::async_queue::AsyncQueueable;
 use fang::{AsyncRunnable, FangError, Scheduled};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
+use crate::core::ids::{AvatarId, DocumentId};
 use crate::core::jobs::{JobContext, enqueue_in, task_error};
 
 use super::service::{DocumentsService, ProcessOutcome};
@@ -25,7 +25,7 @@ fn service(context: &JobContext) -> Result<Arc<DocumentsService>, FangError> {
 /// Processes one document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessDocument {
-    pub document_id: Uuid,
+    pub document_id: DocumentId,
     /// Not before this time (a deferred turn), else now.
     #[serde(default)]
     pub not_before: Option<DateTime<Utc>>,
@@ -36,7 +36,7 @@ impl ProcessDocument {
     /// margin: the run stops itself first).
     pub const NAME: &'static str = "documents.process";
 
-    pub fn now(document_id: Uuid) -> Self {
+    pub fn now(document_id: DocumentId) -> Self {
         ProcessDocument {
             document_id,
             not_before: None,
@@ -95,14 +95,14 @@ impl AsyncRunnable for ProcessDocument {
 /// large avatar, dropped for a deleted or emptied one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildVectorIndex {
-    pub avatar_id: Uuid,
+    pub avatar_id: AvatarId,
 }
 
 impl BuildVectorIndex {
     /// The task type, for its own run-time limit.
     pub const NAME: &'static str = "documents.build_vector_index";
 
-    pub fn now(avatar_id: Uuid) -> Self {
+    pub fn now(avatar_id: AvatarId) -> Self {
         BuildVectorIndex { avatar_id }
     }
 }

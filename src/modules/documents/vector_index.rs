@@ -18,10 +18,11 @@ use uuid::Uuid;
 
 use crate::core::config::RetrievalSettings;
 use crate::core::db::Db;
+use crate::core::ids::AvatarId;
 
 /// The name of the avatar's index (63 bytes at most, as PostgreSQL names are).
-pub fn index_name(avatar_id: Uuid) -> String {
-    format!("document_chunks_hnsw_{}", avatar_id.simple())
+pub fn index_name(avatar_id: AvatarId) -> String {
+    format!("document_chunks_hnsw_{}", avatar_id.uuid().simple())
 }
 
 /// What bringing an avatar's index in line with its size came to.
@@ -57,7 +58,7 @@ pub fn index_name_sql(avatar_id: &str) -> String {
 }
 
 #[cfg(feature = "testkit")]
-pub async fn is_ready<C: ConnectionTrait>(conn: &C, avatar_id: Uuid) -> Result<bool, DbErr> {
+pub async fn is_ready<C: ConnectionTrait>(conn: &C, avatar_id: AvatarId) -> Result<bool, DbErr> {
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -84,7 +85,7 @@ fn sql_error(error: sqlx::Error) -> DbErr {
 pub async fn build(
     db: &Db,
     settings: &RetrievalSettings,
-    avatar_id: Uuid,
+    avatar_id: AvatarId,
 ) -> Result<BuildOutcome, DbErr> {
     let pool = db.connection().get_postgres_connection_pool();
     let mut conn = pool.acquire().await.map_err(sql_error)?.detach();
@@ -97,7 +98,7 @@ pub async fn build(
 async fn build_on(
     conn: &mut sqlx::PgConnection,
     settings: &RetrievalSettings,
-    avatar_id: Uuid,
+    avatar_id: AvatarId,
 ) -> Result<BuildOutcome, DbErr> {
     let locked: bool = sqlx::query("SELECT pg_try_advisory_lock(hashtext($1)) AS locked")
         .bind(BUILD_LOCK)
@@ -112,7 +113,7 @@ async fn build_on(
         "SELECT coalesce(sum(chunks_count), 0)::bigint AS size FROM documents \
          WHERE avatar_id = $1 AND status = 'ready'",
     )
-    .bind(avatar_id)
+    .bind(avatar_id.uuid())
     .fetch_one(&mut *conn)
     .await
     .and_then(|row| row.try_get("size"))
@@ -192,7 +193,7 @@ async fn build_on(
 
 /// Avatars with more than `min_chunks` ready chunks and no valid index: what the periodic
 /// check queues builds for.
-pub async fn unindexed_large_avatars(db: &Db, min_chunks: i64) -> Result<Vec<Uuid>, DbErr> {
+pub async fn unindexed_large_avatars(db: &Db, min_chunks: i64) -> Result<Vec<AvatarId>, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -205,13 +206,13 @@ pub async fn unindexed_large_avatars(db: &Db, min_chunks: i64) -> Result<Vec<Uui
         ))
         .await?;
     rows.into_iter()
-        .map(|row| row.try_get::<Uuid>("", "avatar_id"))
+        .map(|row| row.try_get::<AvatarId>("", "avatar_id"))
         .collect()
 }
 
 /// Avatars with an index of their own but no ready chunks left (deleted, emptied): what the
 /// periodic check queues a drop for, should the one queued at deletion have been lost.
-pub async fn orphaned_indexes(db: &Db) -> Result<Vec<Uuid>, DbErr> {
+pub async fn orphaned_indexes(db: &Db) -> Result<Vec<AvatarId>, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -227,5 +228,6 @@ pub async fn orphaned_indexes(db: &Db) -> Result<Vec<Uuid>, DbErr> {
         .into_iter()
         .filter_map(|row| row.try_get::<String>("", "avatar").ok())
         .filter_map(|hex| Uuid::parse_str(&hex).ok())
+        .map(AvatarId::from_uuid)
         .collect())
 }

@@ -15,13 +15,13 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
 use crate::core::channel::Channel;
 use crate::core::clock::Clock;
-use crate::core::db::{Db, new_id, now};
+use crate::core::db::{Db, now};
 use crate::core::events::EventBus;
+use crate::core::ids::{EndUserId, ProjectId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 
@@ -31,7 +31,8 @@ use super::domain::events::EndUsersEvent;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EndUserView {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: EndUserId,
     #[schema(value_type = String)]
     pub channel: Channel,
     pub external_id: String,
@@ -115,7 +116,7 @@ impl EndUsersService {
     /// The end user behind `contact` if they were seen before; nothing is created.
     pub async fn find_by_contact(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         contact: &Contact,
     ) -> Result<Option<EndUserView>, EndUsersError> {
         Ok(end_user::Entity::find()
@@ -133,13 +134,13 @@ impl EndUsersService {
     /// such (the caller refuses them).
     pub async fn find_or_create(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         contact: Contact,
     ) -> Result<EndUserView, EndUsersError> {
         Self::check_contact(&contact)?;
         let external_id = contact.external_id.trim().to_owned();
         let timestamp = self.clock.now();
-        let id = new_id();
+        let id = EndUserId::new();
         let mut uow = self.db.begin().await?;
         let row = end_user::ActiveModel {
             id: Set(id),
@@ -193,7 +194,7 @@ impl EndUsersService {
 
     pub async fn list(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         filter: &EndUserFilter,
         page: &PageParams,
     ) -> Result<Page<EndUserView>, EndUsersError> {
@@ -224,8 +225,8 @@ impl EndUsersService {
 
     async fn find(
         &self,
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
     ) -> Result<end_user::Model, EndUsersError> {
         end_user::Entity::find_by_id(end_user_id)
             .filter(end_user::Column::ProjectId.eq(project_id))
@@ -236,8 +237,8 @@ impl EndUsersService {
 
     pub async fn get(
         &self,
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
     ) -> Result<EndUserView, EndUsersError> {
         Ok(view(&self.find(project_id, end_user_id).await?))
     }
@@ -245,8 +246,8 @@ impl EndUsersService {
     /// Blocks or unblocks; a no-op (and no event) when already so.
     pub async fn set_blocked(
         &self,
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
         blocked: bool,
         actor: Actor,
     ) -> Result<EndUserView, EndUsersError> {
@@ -291,8 +292,8 @@ impl EndUsersService {
     /// Erases the end user; `EndUserDeleted` has the chat module erase their conversations.
     pub async fn delete(
         &self,
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
         actor: Actor,
     ) -> Result<(), EndUsersError> {
         let mut uow = self.db.begin().await?;
@@ -321,8 +322,8 @@ impl EndUsersService {
     /// Counts a message from the end user (called by the chat pipeline).
     pub async fn record_message(
         &self,
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
     ) -> Result<(), EndUsersError> {
         self.db
             .execute_raw(Statement::from_sql_and_values(

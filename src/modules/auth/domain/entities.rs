@@ -3,11 +3,13 @@
 pub(in crate::modules::auth) mod user {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::UserId;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
+        pub id: UserId,
         pub email: String,
         pub password_hash: String,
         pub full_name: Option<String>,
@@ -26,12 +28,14 @@ pub(in crate::modules::auth) mod user {
 pub(in crate::modules::auth) mod refresh_token {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::UserId;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "refresh_tokens")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
-        pub user_id: Uuid,
+        pub user_id: UserId,
         pub family_id: Uuid,
         pub token_hash: String,
         pub created_at: DateTimeUtc,

@@ -29,6 +29,7 @@ use crate::core::db::{Db, is_unique_violation, new_id, now};
 use crate::core::email::Email;
 use crate::core::error::{AppError, Failure};
 use crate::core::events::EventBus;
+use crate::core::ids::UserId;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::events::DomainEvent;
 use crate::modules::platform_config::PlatformConfigService;
@@ -40,7 +41,8 @@ use super::domain::events::AuthEvent;
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserView {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: UserId,
     pub email: String,
     pub full_name: Option<String>,
     pub role: PlatformRole,
@@ -51,7 +53,7 @@ pub struct UserView {
 /// Just enough of a user for other modules (members lists).
 #[derive(Debug, Clone)]
 pub struct UserSummary {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
 }
 
@@ -234,7 +236,7 @@ impl AuthService {
         let timestamp = now();
         let mut uow = self.db.begin().await?;
         let created = user::ActiveModel {
-            id: Set(new_id()),
+            id: Set(UserId::new()),
             email: Set(email.as_str().to_owned()),
             password_hash: Set(password_hash),
             full_name: Set(full_name.filter(|name| !name.trim().is_empty())),
@@ -380,7 +382,7 @@ impl AuthService {
         Ok(())
     }
 
-    pub async fn me(&self, user_id: Uuid) -> Result<UserView, AuthError> {
+    pub async fn me(&self, user_id: UserId) -> Result<UserView, AuthError> {
         user::Entity::find_by_id(user_id)
             .one(self.db.connection())
             .await?
@@ -391,7 +393,7 @@ impl AuthService {
     /// Sets a new password and revokes every other session of the user.
     pub async fn change_password(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         session_id: Option<Uuid>,
         current: &str,
         new: &str,
@@ -455,7 +457,7 @@ impl AuthService {
     /// (so the platform always keeps one). Deactivating revokes every session at once.
     pub async fn update_user(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         patch: UserPatch,
         actor: Actor,
     ) -> Result<UserView, AuthError> {
@@ -515,7 +517,7 @@ impl AuthService {
             }))
     }
 
-    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserSummary>, AuthError> {
+    pub async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserSummary>, AuthError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

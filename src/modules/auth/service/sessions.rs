@@ -18,6 +18,7 @@ use crate::core::auth::{Actor, PlatformRole, TokenVerifier, VerifiedToken};
 use crate::core::crypto::{hash_token, random_token};
 use crate::core::db::{new_id, now};
 use crate::core::error::AppError;
+use crate::core::ids::UserId;
 use crate::modules::events::DomainEvent;
 
 use super::{AuthService, TokenPair};
@@ -41,7 +42,7 @@ fn successor_context(token_id: Uuid) -> String {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    sub: Uuid,
+    sub: UserId,
     role: PlatformRole,
     exp: u64,
     iat: u64,
@@ -61,7 +62,7 @@ impl AuthService {
     pub(super) async fn lock_user<C: ConnectionTrait>(
         &self,
         conn: &C,
-        user_id: Uuid,
+        user_id: UserId,
         exclusive: bool,
     ) -> Result<(), AuthError> {
         let lock = if exclusive { "FOR UPDATE" } else { "FOR SHARE" };
@@ -78,7 +79,7 @@ impl AuthService {
     pub(super) async fn revoke_user_sessions<C: ConnectionTrait>(
         &self,
         conn: &C,
-        user_id: Uuid,
+        user_id: UserId,
         keep: Option<Uuid>,
     ) -> Result<(), AuthError> {
         let mut sessions = refresh_token::Entity::update_many()
@@ -322,7 +323,7 @@ impl AuthService {
     }
 
     /// Ends the session `presented` belongs to (if it is the caller's).
-    pub async fn logout(&self, user_id: Uuid, presented: &str) -> Result<(), AuthError> {
+    pub async fn logout(&self, user_id: UserId, presented: &str) -> Result<(), AuthError> {
         let token = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(hash_token(presented)))
             .filter(refresh_token::Column::UserId.eq(user_id))

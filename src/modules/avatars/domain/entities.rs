@@ -3,14 +3,16 @@
 pub(in crate::modules::avatars) mod avatar {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::{AvatarId, ProjectId};
+
     use crate::core::db::SoftDelete;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "avatars")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub project_id: Uuid,
+        pub id: AvatarId,
+        pub project_id: ProjectId,
         pub name: String,
         pub description: Option<String>,
         pub system_prompt: String,

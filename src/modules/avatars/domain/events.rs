@@ -1,29 +1,29 @@
 //! What the avatars module tells the others.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::ids::{AvatarId, ProjectId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AvatarsEvent {
     AvatarCreated {
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         name: String,
         actor: Actor,
     },
     AvatarUpdated {
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         fields: Vec<String>,
         actor: Actor,
     },
     /// Soft-deleted; its documents go with it (the documents module listens).
     AvatarDeleted {
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         actor: Actor,
     },
 }

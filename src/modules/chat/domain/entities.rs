@@ -3,16 +3,18 @@
 pub(in crate::modules::chat) mod conversation {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::{AvatarId, ConversationId, EndUserId, ProjectId, UserId};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "conversations")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub project_id: Uuid,
-        pub avatar_id: Uuid,
+        pub id: ConversationId,
+        pub project_id: ProjectId,
+        pub avatar_id: AvatarId,
         pub channel: crate::core::channel::Channel,
-        pub end_user_id: Option<Uuid>,
-        pub created_by: Option<Uuid>,
+        pub end_user_id: Option<EndUserId>,
+        pub created_by: Option<UserId>,
         pub title: Option<String>,
         pub messages_count: i32,
         pub last_message_at: Option<DateTimeUtc>,
@@ -29,13 +31,15 @@ pub(in crate::modules::chat) mod conversation {
 pub(in crate::modules::chat) mod message {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::{ConversationId, MessageId, ProjectId};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "messages")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub project_id: Uuid,
-        pub conversation_id: Uuid,
+        pub id: MessageId,
+        pub project_id: ProjectId,
+        pub conversation_id: ConversationId,
         pub role: crate::modules::chat::domain::MessageRole,
         pub content: String,
         pub sources: Json,

@@ -10,11 +10,10 @@ use sea_orm::{
 };
 use serde_json::json;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
-use crate::core::db::new_id;
 use crate::core::error::Failure;
+use crate::core::ids::{AvatarId, ConversationId, MessageId, ProjectId};
 use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
 use crate::modules::avatars::{AvatarStatus, AvatarView};
 use crate::modules::chat::domain::MessageRole;
@@ -29,7 +28,7 @@ use crate::modules::chat::pipeline::{Turn, TurnEvent};
 
 /// An answer under way: the stored question, and the answer's events as they come.
 pub struct Answer {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub end_user: Option<EndUserView>,
     pub user_message: MessageView,
     pub events: mpsc::Receiver<TurnEvent>,
@@ -42,8 +41,8 @@ impl ChatService {
     /// Staff asks in a conversation of their project.
     pub async fn ask_in_conversation(
         self: &Arc<Self>,
-        project_id: Uuid,
-        conversation_id: Uuid,
+        project_id: ProjectId,
+        conversation_id: ConversationId,
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
@@ -74,10 +73,10 @@ impl ChatService {
     /// question leaves no end user or conversation behind.
     pub async fn ask_as_end_user(
         self: &Arc<Self>,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         contact: Contact,
-        conversation_id: Option<Uuid>,
+        conversation_id: Option<ConversationId>,
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
@@ -229,7 +228,10 @@ impl ChatService {
     }
 
     /// The conversation so far, oldest first (the newest [`HISTORY_MESSAGES`]).
-    async fn history(&self, conversation_id: Uuid) -> Result<Vec<ChatMessage>, ChatError> {
+    async fn history(
+        &self,
+        conversation_id: ConversationId,
+    ) -> Result<Vec<ChatMessage>, ChatError> {
         let mut rows = message::Entity::find()
             .filter(message::Column::ConversationId.eq(conversation_id))
             .order_by_desc(message::Column::CreatedAt)
@@ -260,7 +262,7 @@ impl ChatService {
         let timestamp = self.clock.now();
         let uow = self.db.begin().await?;
         let stored = message::ActiveModel {
-            id: Set(new_id()),
+            id: Set(MessageId::new()),
             project_id: Set(conversation.project_id),
             conversation_id: Set(conversation.id),
             role: Set(MessageRole::User),

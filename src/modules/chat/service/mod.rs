@@ -27,9 +27,10 @@ use crate::core::auth::Actor;
 use crate::core::channel::Channel;
 use crate::core::clock::Clock;
 use crate::core::config::ChatSettings;
-use crate::core::db::{Db, new_id};
+use crate::core::db::Db;
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
+use crate::core::ids::{AvatarId, ConversationId, DocumentId, EndUserId, MessageId, ProjectId};
 use crate::core::llm::Usage;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::avatars::AvatarsService;
@@ -47,11 +48,14 @@ use super::model_choice::ModelSource;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationView {
-    pub id: Uuid,
-    pub avatar_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: ConversationId,
+    #[schema(value_type = uuid::Uuid)]
+    pub avatar_id: AvatarId,
     #[schema(value_type = String)]
     pub channel: Channel,
-    pub end_user_id: Option<Uuid>,
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub end_user_id: Option<EndUserId>,
     pub title: Option<String>,
     pub messages_count: i32,
     pub last_message_at: Option<DateTime<Utc>>,
@@ -74,7 +78,8 @@ fn conversation_view(model: &conversation::Model) -> ConversationView {
 /// A passage an answer drew on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SourceRef {
-    pub document_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub document_id: DocumentId,
     pub filename: String,
     pub chunk_id: Uuid,
     pub score: f64,
@@ -93,8 +98,10 @@ pub struct Timings {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MessageView {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: MessageId,
+    #[schema(value_type = uuid::Uuid)]
+    pub conversation_id: ConversationId,
     /// `user` or `assistant`.
     #[schema(value_type = String)]
     pub role: MessageRole,
@@ -142,8 +149,8 @@ pub(super) fn message_view(model: &message::Model) -> MessageView {
 /// List filters of conversations.
 #[derive(Debug, Clone, Default)]
 pub struct ConversationFilter {
-    pub avatar_id: Option<Uuid>,
-    pub end_user_id: Option<Uuid>,
+    pub avatar_id: Option<AvatarId>,
+    pub end_user_id: Option<EndUserId>,
     pub channel: Option<Channel>,
 }
 
@@ -169,7 +176,7 @@ pub struct ChatPeers {
 /// One more message in the conversation.
 pub(super) async fn bump_conversation<C: sea_orm::ConnectionTrait>(
     conn: &C,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     at: DateTime<Utc>,
 ) -> Result<(), sea_orm::DbErr> {
     conversation::Entity::update_many()
@@ -217,7 +224,11 @@ impl ChatService {
         &self.settings
     }
 
-    async fn avatar(&self, project_id: Uuid, avatar_id: Uuid) -> Result<AvatarView, ChatError> {
+    async fn avatar(
+        &self,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+    ) -> Result<AvatarView, ChatError> {
         self.avatars
             .get(project_id, avatar_id)
             .await
@@ -230,8 +241,8 @@ impl ChatService {
     /// An avatar that may answer now.
     async fn active_avatar(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
     ) -> Result<AvatarView, ChatError> {
         let avatar = self.avatar(project_id, avatar_id).await?;
         if avatar.status != AvatarStatus::Active {
@@ -257,17 +268,17 @@ impl ChatService {
 
     async fn start_conversation(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         channel: Channel,
-        end_user_id: Option<Uuid>,
+        end_user_id: Option<EndUserId>,
         title: Option<String>,
         actor: Actor,
     ) -> Result<conversation::Model, ChatError> {
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = conversation::ActiveModel {
-            id: Set(new_id()),
+            id: Set(ConversationId::new()),
             project_id: Set(project_id),
             avatar_id: Set(avatar_id),
             channel: Set(channel),
@@ -301,8 +312,8 @@ impl ChatService {
     /// A staff conversation with an avatar (the dashboard's playground).
     pub async fn create_playground(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         title: Option<String>,
         actor: Actor,
     ) -> Result<ConversationView, ChatError> {
@@ -322,7 +333,7 @@ impl ChatService {
 
     pub async fn list_conversations(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         filter: &ConversationFilter,
         page: &PageParams,
     ) -> Result<Page<ConversationView>, ChatError> {
@@ -353,8 +364,8 @@ impl ChatService {
     /// `RemoveAvatarConversations`).
     async fn conversation(
         &self,
-        project_id: Uuid,
-        conversation_id: Uuid,
+        project_id: ProjectId,
+        conversation_id: ConversationId,
     ) -> Result<(conversation::Model, AvatarView), ChatError> {
         let found = conversation::Entity::find_by_id(conversation_id)
             .filter(conversation::Column::ProjectId.eq(project_id))
@@ -374,8 +385,8 @@ impl ChatService {
     /// A conversation's messages, oldest first.
     pub async fn messages(
         &self,
-        project_id: Uuid,
-        conversation_id: Uuid,
+        project_id: ProjectId,
+        conversation_id: ConversationId,
         page: &PageParams,
     ) -> Result<Page<MessageView>, ChatError> {
         self.conversation(project_id, conversation_id).await?;
@@ -395,8 +406,8 @@ impl ChatService {
     /// Removes a deleted avatar's conversations and their messages.
     pub async fn delete_avatar_conversations(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
     ) -> Result<u64, ChatError> {
         self.delete_conversations(project_id, conversation::Column::AvatarId.eq(avatar_id))
             .await
@@ -405,8 +416,8 @@ impl ChatService {
     /// Erases an end user's conversations and their messages (GDPR).
     pub async fn erase_end_user(
         &self,
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
     ) -> Result<u64, ChatError> {
         self.delete_conversations(project_id, conversation::Column::EndUserId.eq(end_user_id))
             .await
@@ -415,7 +426,7 @@ impl ChatService {
     /// Deletes the project's conversations matching `which` (messages follow by cascade).
     async fn delete_conversations(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         which: sea_orm::sea_query::SimpleExpr,
     ) -> Result<u64, ChatError> {
         let deleted = conversation::Entity::delete_many()

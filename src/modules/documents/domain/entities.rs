@@ -4,13 +4,15 @@
 pub(in crate::modules::documents) mod document {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::{AvatarId, DocumentId, ProjectId, UserId};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "documents")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub project_id: Uuid,
-        pub avatar_id: Uuid,
+        pub id: DocumentId,
+        pub project_id: ProjectId,
+        pub avatar_id: AvatarId,
         pub filename: String,
         pub content_type: String,
         pub format: crate::modules::documents::DocumentFormat,
@@ -23,7 +25,7 @@ pub(in crate::modules::documents) mod document {
         pub tokens_count: i32,
         pub attempts: i32,
         pub document_metadata: Json,
-        pub uploaded_by: Option<Uuid>,
+        pub uploaded_by: Option<UserId>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub processing_started_at: Option<DateTimeUtc>,

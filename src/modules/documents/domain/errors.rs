@@ -1,9 +1,9 @@
 //! The documents module's failures.
 
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::core::error::{ErrorCode, ErrorKind, Failure, Unavailable, module_error};
+use crate::core::ids::DocumentId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentsError {
@@ -14,7 +14,7 @@ pub enum DocumentsError {
     #[error("{0}")]
     UnsupportedType(String),
     #[error("this avatar already has a document with the same content")]
-    Duplicate { existing_id: Uuid },
+    Duplicate { existing_id: DocumentId },
     #[error("{0}")]
     Conflict(&'static str),
     /// Another upload of the same content committed first (the unique index said so); the

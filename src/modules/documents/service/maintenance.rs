@@ -2,8 +2,8 @@
 //! re-embedding every document after a model or dimension change.
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use uuid::Uuid;
 
+use crate::core::ids::{AvatarId, DocumentId};
 use crate::core::jobs::enqueue_in;
 
 use crate::modules::documents::domain::errors::DocumentsError;
@@ -17,7 +17,7 @@ impl DocumentsService {
     /// it if the avatar has no ready chunks left.
     pub async fn build_vector_index(
         &self,
-        avatar_id: Uuid,
+        avatar_id: AvatarId,
     ) -> Result<BuildOutcome, DocumentsError> {
         let started = std::time::Instant::now();
         let outcome = vector_index::build(&self.db, &self.retrieval, avatar_id).await?;
@@ -138,7 +138,7 @@ impl DocumentsService {
             ))
             .await?;
         for row in &rows {
-            let id: Uuid = row.try_get("", "id")?;
+            let id: DocumentId = row.try_get("", "id")?;
             enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
         }
         uow.commit().await?;

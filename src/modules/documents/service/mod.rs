@@ -32,6 +32,7 @@ use crate::core::config::{DocumentSettings, RetrievalSettings};
 use crate::core::db::{Db, UnitOfWork, now};
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::{enqueue_in, enqueue_unique_in};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::BlobStore;
@@ -72,8 +73,10 @@ impl DocumentStatus {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DocumentView {
-    pub id: Uuid,
-    pub avatar_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: DocumentId,
+    #[schema(value_type = uuid::Uuid)]
+    pub avatar_id: AvatarId,
     pub filename: String,
     pub content_type: String,
     pub size_bytes: i64,
@@ -105,7 +108,11 @@ pub struct ReceivedFile {
 #[async_trait]
 pub trait DocumentQuota: Send + Sync + 'static {
     /// May `project_id` store one more document of `size_bytes`?
-    async fn may_store_document(&self, project_id: Uuid, size_bytes: u64) -> Result<(), String>;
+    async fn may_store_document(
+        &self,
+        project_id: ProjectId,
+        size_bytes: u64,
+    ) -> Result<(), String>;
 }
 
 /// The quota in force until billing provides one.
@@ -113,7 +120,11 @@ pub struct Unlimited;
 
 #[async_trait]
 impl DocumentQuota for Unlimited {
-    async fn may_store_document(&self, _project_id: Uuid, _size_bytes: u64) -> Result<(), String> {
+    async fn may_store_document(
+        &self,
+        _project_id: ProjectId,
+        _size_bytes: u64,
+    ) -> Result<(), String> {
         Ok(())
     }
 }
@@ -142,7 +153,7 @@ pub struct DocumentsService {
 /// Queues a build of the avatar's vector index, unless one is queued or running already.
 async fn queue_index_build<C: ConnectionTrait>(
     conn: &C,
-    avatar_id: Uuid,
+    avatar_id: AvatarId,
 ) -> Result<Option<Uuid>, sea_orm::DbErr> {
     enqueue_unique_in(
         conn,
@@ -193,8 +204,8 @@ impl DocumentsService {
     async fn needs_index<C: ConnectionTrait>(
         &self,
         conn: &C,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
     ) -> Result<bool, sea_orm::DbErr> {
         let (size, indexed) = retrieval::avatar_size(conn, project_id, avatar_id).await?;
         Ok(size > self.retrieval.exact_scan_max_chunks && !indexed)
@@ -209,8 +220,8 @@ impl DocumentsService {
     /// with the avatar's `top_k` and `similarity_threshold` unless `top_k` is given).
     pub async fn search(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         query: &str,
         top_k: Option<usize>,
     ) -> Result<Vec<SearchHit>, DocumentsError> {
@@ -306,8 +317,8 @@ impl DocumentsService {
     /// The avatar must be live in the project (404 otherwise).
     pub async fn ensure_avatar(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
     ) -> Result<(), DocumentsError> {
         self.avatars
             .get(project_id, avatar_id)
@@ -329,8 +340,8 @@ impl DocumentsService {
 
     pub async fn list(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         status: Option<DocumentStatus>,
         page: &PageParams,
     ) -> Result<Page<DocumentView>, DocumentsError> {
@@ -356,9 +367,9 @@ impl DocumentsService {
 
     async fn find(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        document_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+        document_id: DocumentId,
     ) -> Result<document::Model, DocumentsError> {
         document::Entity::find_by_id(document_id)
             .filter(document::Column::ProjectId.eq(project_id))
@@ -370,9 +381,9 @@ impl DocumentsService {
 
     pub async fn get(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        document_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+        document_id: DocumentId,
     ) -> Result<DocumentView, DocumentsError> {
         self.ensure_avatar(project_id, avatar_id).await?;
         let model = self.find(project_id, avatar_id, document_id).await?;
@@ -382,9 +393,9 @@ impl DocumentsService {
     /// Queues a ready or failed document for processing again.
     pub async fn reprocess(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        document_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+        document_id: DocumentId,
     ) -> Result<DocumentView, DocumentsError> {
         self.ensure_avatar(project_id, avatar_id).await?;
         self.find(project_id, avatar_id, document_id).await?;
@@ -415,9 +426,9 @@ impl DocumentsService {
     /// (or, if that fails, from the recovery job's queue — never before the row is gone).
     pub async fn delete(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        document_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+        document_id: DocumentId,
         actor: Actor,
     ) -> Result<(), DocumentsError> {
         let mut uow = self.db.begin().await?;
@@ -455,11 +466,11 @@ impl DocumentsService {
     /// Deletes every document of an avatar (it was deleted).
     pub async fn delete_for_avatar(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         actor: Actor,
     ) -> Result<usize, DocumentsError> {
-        let ids: Vec<Uuid> = document::Entity::find()
+        let ids: Vec<DocumentId> = document::Entity::find()
             .filter(document::Column::ProjectId.eq(project_id))
             .filter(document::Column::AvatarId.eq(avatar_id))
             .all(self.db.connection())

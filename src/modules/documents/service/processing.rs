@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::core::db::{UnitOfWork, new_id, now};
 use crate::core::error::Failure;
+use crate::core::ids::DocumentId;
 use crate::core::jobs::enqueue_in;
 use crate::core::storage::StorageError;
 use crate::modules::events::DomainEvent;
@@ -45,7 +46,7 @@ pub enum ProcessOutcome {
 /// A processing run: the document and the id under which it owns it.
 #[derive(Debug, Clone, Copy)]
 struct Run {
-    document_id: Uuid,
+    document_id: DocumentId,
     run_id: Uuid,
 }
 
@@ -87,7 +88,7 @@ impl DocumentsService {
             ))
             .await?;
         for row in &given_up {
-            let document_id: Uuid = row.try_get("", "id")?;
+            let document_id: DocumentId = row.try_get("", "id")?;
             chunk_store::delete_chunks(&*uow, document_id).await?;
             self.publish(
                 &mut uow,
@@ -113,7 +114,7 @@ impl DocumentsService {
             ))
             .await?;
         for row in &rows {
-            let id: Uuid = row.try_get("", "id")?;
+            let id: DocumentId = row.try_get("", "id")?;
             enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
         }
         uow.commit().await?;
@@ -137,7 +138,7 @@ impl DocumentsService {
     /// cap holds.
     async fn claim(
         &self,
-        document_id: Uuid,
+        document_id: DocumentId,
     ) -> Result<Result<document::Model, ProcessOutcome>, DocumentsError> {
         let Some(waiting) = document::Entity::find_by_id(document_id)
             .one(self.db.connection())
@@ -191,7 +192,7 @@ impl DocumentsService {
     /// child is killed — and the document goes back to the queue without counting the attempt.
     pub async fn process(
         &self,
-        document_id: Uuid,
+        document_id: DocumentId,
         stopping: impl Future<Output = ()>,
     ) -> Result<ProcessOutcome, DocumentsError> {
         let model = match self.claim(document_id).await? {
@@ -469,7 +470,7 @@ impl DocumentsService {
 }
 
 /// Puts the document back in the queue (`uploaded`, no run), if `run_id` still owns it.
-fn back_to_queue(document_id: Uuid, run_id: Uuid) -> sea_orm::UpdateMany<document::Entity> {
+fn back_to_queue(document_id: DocumentId, run_id: Uuid) -> sea_orm::UpdateMany<document::Entity> {
     document::Entity::update_many()
         .col_expr(
             document::Column::Status,

@@ -4,10 +4,10 @@
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
-use crate::core::db::{is_unique_violation, new_id, now};
+use crate::core::db::{is_unique_violation, now};
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::enqueue_in;
 
 use super::super::domain::entities::document;
@@ -18,7 +18,12 @@ use super::super::tasks::ProcessDocument;
 use super::{DocumentStatus, DocumentView, DocumentsService, ReceivedFile};
 
 /// `projects/{pid}/avatars/{aid}/documents/{did}/<safe name>`.
-fn blob_key(project_id: Uuid, avatar_id: Uuid, document_id: Uuid, filename: &str) -> String {
+fn blob_key(
+    project_id: ProjectId,
+    avatar_id: AvatarId,
+    document_id: DocumentId,
+    filename: &str,
+) -> String {
     format!(
         "projects/{project_id}/avatars/{avatar_id}/documents/{document_id}/{}",
         safe_filename(filename)
@@ -59,8 +64,8 @@ impl DocumentsService {
     /// row: a 202 means it will be processed even if the process dies right after.
     pub async fn upload(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
         file: ReceivedFile,
         actor: Actor,
     ) -> Result<DocumentView, DocumentsError> {
@@ -77,7 +82,7 @@ impl DocumentsService {
             });
         }
 
-        let document_id = new_id();
+        let document_id = DocumentId::new();
         let key = blob_key(project_id, avatar_id, document_id, &file.filename);
         let mut reader = tokio::fs::File::open(&file.path).await?;
         self.blobs
@@ -117,9 +122,9 @@ impl DocumentsService {
 
     async fn find_by_hash(
         &self,
-        avatar_id: Uuid,
+        avatar_id: AvatarId,
         sha256: &str,
-    ) -> Result<Option<Uuid>, DocumentsError> {
+    ) -> Result<Option<DocumentId>, DocumentsError> {
         Ok(document::Entity::find()
             .filter(document::Column::AvatarId.eq(avatar_id))
             .filter(document::Column::Sha256.eq(sha256))
@@ -131,9 +136,9 @@ impl DocumentsService {
     #[allow(clippy::too_many_arguments)]
     async fn insert_uploaded(
         &self,
-        project_id: Uuid,
-        avatar_id: Uuid,
-        document_id: Uuid,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+        document_id: DocumentId,
         key: &str,
         file: &ReceivedFile,
         format: DocumentFormat,

@@ -3,12 +3,14 @@
 pub(in crate::modules::end_users) mod end_user {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::{EndUserId, ProjectId};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "end_users")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub project_id: Uuid,
+        pub id: EndUserId,
+        pub project_id: ProjectId,
         pub channel: crate::core::channel::Channel,
         pub external_id: String,
         pub display_name: Option<String>,

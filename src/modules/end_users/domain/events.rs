@@ -1,33 +1,33 @@
 //! What the end_users module tells the others.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::ids::{EndUserId, ProjectId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EndUsersEvent {
     /// First contact through a channel.
     EndUserCreated {
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
         channel: crate::core::channel::Channel,
     },
     EndUserBlocked {
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
         actor: Actor,
     },
     EndUserUnblocked {
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
         actor: Actor,
     },
     /// Erased (GDPR): the chat module erases their conversations and messages.
     EndUserDeleted {
-        project_id: Uuid,
-        end_user_id: Uuid,
+        project_id: ProjectId,
+        end_user_id: EndUserId,
         actor: Actor,
     },
 }

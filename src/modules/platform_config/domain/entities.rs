@@ -3,6 +3,8 @@
 pub(in crate::modules::platform_config) mod platform_config {
     use sea_orm::entity::prelude::*;
 
+    use crate::core::ids::UserId;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "platform_config")]
     pub struct Model {
@@ -19,7 +21,7 @@ pub(in crate::modules::platform_config) mod platform_config {
         /// A JSON array of host names and networks (`outbound::AllowList` entries).
         pub outbound_allowed_hosts: Json,
         pub updated_at: DateTimeUtc,
-        pub updated_by: Option<Uuid>,
+        pub updated_by: Option<UserId>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 //! The projects module's failures.
 
 use crate::core::error::{ErrorCode, ErrorKind, Failure, module_error};
+use crate::core::ids::InvitationId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectsError {
@@ -9,7 +10,7 @@ pub enum ProjectsError {
     #[error("this user is already a member")]
     AlreadyMember,
     #[error("an invitation for this email is pending; revoke it to invite again")]
-    InvitationPending { invitation_id: uuid::Uuid },
+    InvitationPending { invitation_id: InvitationId },
     #[error("this invitation is unknown, used, revoked or expired")]
     InvitationInvalid,
     #[error("too many members added; retry in {retry_after_secs} s")]

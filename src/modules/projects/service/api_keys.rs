@@ -8,12 +8,11 @@ use sea_orm::{
 };
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::{Actor, ApiKeys, ApiScope, ResolvedApiKey};
 use crate::core::crypto::{hash_token, random_token};
-use crate::core::db::new_id;
 use crate::core::error::AppError;
+use crate::core::ids::{ApiKeyId, ProjectId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
 use super::ProjectsService;
@@ -27,7 +26,8 @@ const API_KEY_DISPLAY_CHARS: usize = 8;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApiKeyView {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: ApiKeyId,
     pub name: String,
     /// The key's first characters, to recognise it.
     pub prefix: String,
@@ -40,7 +40,8 @@ pub struct ApiKeyView {
 /// A new key: `key` is shown this once and never again. `Debug` hides it.
 #[derive(Clone, Serialize, ToSchema)]
 pub struct CreatedApiKey {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: ApiKeyId,
     pub name: String,
     pub key: String,
     pub prefix: String,
@@ -75,7 +76,7 @@ impl ProjectsService {
     /// A new key for `scopes` (none: every scope), each one of [`ApiScope::ALL`].
     pub async fn create_api_key(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         name: &str,
         scopes: Vec<String>,
         actor: Actor,
@@ -107,7 +108,7 @@ impl ProjectsService {
             .ok_or(ProjectsError::internal("api key without a creator"))?;
         let mut uow = self.db.begin().await?;
         let created = api_key::ActiveModel {
-            id: Set(new_id()),
+            id: Set(ApiKeyId::new()),
             project_id: Set(project_id),
             name: Set(name.trim().to_owned()),
             prefix: Set(prefix.clone()),
@@ -143,7 +144,7 @@ impl ProjectsService {
 
     pub async fn list_api_keys(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         page: &PageParams,
     ) -> Result<Page<ApiKeyView>, ProjectsError> {
         let select = api_key::Entity::find().filter(api_key::Column::ProjectId.eq(project_id));
@@ -159,8 +160,8 @@ impl ProjectsService {
 
     pub async fn revoke_api_key(
         &self,
-        project_id: Uuid,
-        key_id: Uuid,
+        project_id: ProjectId,
+        key_id: ApiKeyId,
         actor: Actor,
     ) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;

@@ -9,13 +9,13 @@ use sea_orm::{
 };
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::{Actor, CurrentUser, ProjectRole};
 use crate::core::crypto::{hash_token, random_token};
-use crate::core::db::{SoftDelete, UnitOfWork, is_unique_violation, new_id};
+use crate::core::db::{SoftDelete, UnitOfWork, is_unique_violation};
 use crate::core::email::Email;
 use crate::core::error::Failure;
+use crate::core::ids::{InvitationId, ProjectId, UserId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
 use super::{MemberView, ProjectsService, insert_member};
@@ -26,7 +26,7 @@ use crate::modules::projects::domain::events::ProjectsEvent;
 const INVITATION_PREFIX: &str = "inv_";
 
 /// The project's invitations that can still be accepted.
-fn pending(project_id: Uuid, at: DateTime<Utc>) -> sea_orm::Select<invitation::Entity> {
+fn pending(project_id: ProjectId, at: DateTime<Utc>) -> sea_orm::Select<invitation::Entity> {
     invitation::Entity::find()
         .filter(invitation::Column::ProjectId.eq(project_id))
         .filter(invitation::Column::AcceptedAt.is_null())
@@ -37,10 +37,12 @@ fn pending(project_id: Uuid, at: DateTime<Utc>) -> sea_orm::Select<invitation::E
 /// A pending invitation, as the project's owners see it (never with its token).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InvitationView {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: InvitationId,
     pub email: String,
     pub role: ProjectRole,
-    pub invited_by: Option<Uuid>,
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub invited_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -48,7 +50,8 @@ pub struct InvitationView {
 /// A new invitation: `token` is shown this once, for the inviter to pass on. `Debug` hides it.
 #[derive(Clone, Serialize, ToSchema)]
 pub struct CreatedInvitation {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: InvitationId,
     pub email: String,
     pub role: ProjectRole,
     pub token: String,
@@ -70,8 +73,8 @@ impl std::fmt::Debug for CreatedInvitation {
 /// not bring anyone in later.
 pub(super) async fn revoke_invitations_by(
     uow: &UnitOfWork,
-    project_id: Uuid,
-    inviter: Uuid,
+    project_id: ProjectId,
+    inviter: UserId,
     at: DateTime<Utc>,
 ) -> Result<u64, ProjectsError> {
     let revoked = invitation::Entity::update_many()
@@ -89,7 +92,7 @@ impl ProjectsService {
     /// A pending invitation for `email`; 409 while another is pending for it.
     pub(super) async fn invite(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         email: &Email,
         role: ProjectRole,
         actor: Actor,
@@ -111,7 +114,7 @@ impl ProjectsService {
             .exec(&*uow)
             .await?;
         let inserted = invitation::ActiveModel {
-            id: Set(new_id()),
+            id: Set(InvitationId::new()),
             project_id: Set(project_id),
             email: Set(email.clone()),
             role: Set(role),
@@ -163,7 +166,7 @@ impl ProjectsService {
     /// Pending (not accepted, revoked or expired) invitations, oldest first.
     pub async fn list_invitations(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         page: &PageParams,
     ) -> Result<Page<InvitationView>, ProjectsError> {
         let select = pending(project_id, self.clock.now())
@@ -187,8 +190,8 @@ impl ProjectsService {
     /// Revokes a pending invitation: its token stops working.
     pub async fn revoke_invitation(
         &self,
-        project_id: Uuid,
-        invitation_id: Uuid,
+        project_id: ProjectId,
+        invitation_id: InvitationId,
         actor: Actor,
     ) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
@@ -222,7 +225,7 @@ impl ProjectsService {
         &self,
         user: &CurrentUser,
         token: &str,
-    ) -> Result<(Uuid, MemberView), ProjectsError> {
+    ) -> Result<(ProjectId, MemberView), ProjectsError> {
         if !token.starts_with(INVITATION_PREFIX) {
             return Err(ProjectsError::InvitationInvalid);
         }

@@ -23,18 +23,18 @@ use sea_orm::{
 };
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::{Actor, CurrentUser, ProjectRole, ProjectRoles};
 use crate::core::cache::RateLimiter;
 use crate::core::clock::Clock;
 use crate::core::config::ProjectSettings;
 use crate::core::crypto::SecretBox;
-use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, new_id, soft_delete};
+use crate::core::db::{Db, SoftDelete, UnitOfWork, is_unique_violation, soft_delete};
 use crate::core::email::Email;
 use crate::core::error::AppError;
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
+use crate::core::ids::{ProjectId, UserId};
 use crate::core::outbound::SecretBinding;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::auth::AuthService;
@@ -49,7 +49,8 @@ pub const DEFAULT_PLAN: &str = "free";
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProjectView {
-    pub id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub id: ProjectId,
     pub name: String,
     pub description: Option<String>,
     pub plan: String,
@@ -60,7 +61,8 @@ pub struct ProjectView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberView {
-    pub user_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
     pub email: String,
     pub role: ProjectRole,
     pub created_at: DateTime<Utc>,
@@ -105,8 +107,8 @@ pub struct ProjectsService {
 /// A new membership; 409 when the user is one already.
 async fn insert_member(
     uow: &UnitOfWork,
-    project_id: Uuid,
-    user_id: Uuid,
+    project_id: ProjectId,
+    user_id: UserId,
     role: ProjectRole,
     created_at: DateTime<Utc>,
 ) -> Result<member::Model, ProjectsError> {
@@ -158,7 +160,7 @@ impl ProjectsService {
         Ok(())
     }
 
-    async fn live_project(&self, project_id: Uuid) -> Result<project::Model, ProjectsError> {
+    async fn live_project(&self, project_id: ProjectId) -> Result<project::Model, ProjectsError> {
         project::Entity::find_live()
             .filter(project::Column::Id.eq(project_id))
             .one(self.db.connection())
@@ -187,7 +189,7 @@ impl ProjectsService {
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = project::ActiveModel {
-            id: Set(new_id()),
+            id: Set(ProjectId::new()),
             name: Set(name.trim().to_owned()),
             description: Set(description),
             plan: Set(DEFAULT_PLAN.to_owned()),
@@ -236,7 +238,7 @@ impl ProjectsService {
         user: &CurrentUser,
         page: &PageParams,
     ) -> Result<Page<ProjectView>, ProjectsError> {
-        let memberships: HashMap<Uuid, ProjectRole> = member::Entity::find()
+        let memberships: HashMap<ProjectId, ProjectRole> = member::Entity::find()
             .filter(member::Column::UserId.eq(user.id))
             .all(self.db.connection())
             .await?
@@ -268,7 +270,7 @@ impl ProjectsService {
 
     pub async fn get(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         role: ProjectRole,
     ) -> Result<ProjectView, ProjectsError> {
         Ok(Self::view(&self.live_project(project_id).await?, role))
@@ -276,7 +278,7 @@ impl ProjectsService {
 
     pub async fn update(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         patch: ProjectPatch,
         role: ProjectRole,
         actor: Actor,
@@ -316,7 +318,7 @@ impl ProjectsService {
     }
 
     /// Soft delete: the project and everything in it answer 404 from now on.
-    pub async fn delete(&self, project_id: Uuid, actor: Actor) -> Result<(), ProjectsError> {
+    pub async fn delete(&self, project_id: ProjectId, actor: Actor) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
         let deleted =
             soft_delete::<project::Entity, _>(&*uow, project::Column::Id.eq(project_id)).await?;
@@ -340,7 +342,7 @@ impl ProjectsService {
 
     pub async fn members(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         page: &PageParams,
     ) -> Result<Page<MemberView>, ProjectsError> {
         let select = member::Entity::find().filter(member::Column::ProjectId.eq(project_id));
@@ -352,8 +354,8 @@ impl ProjectsService {
             page,
         )
         .await?;
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.user_id).collect();
-        let emails: HashMap<Uuid, String> = self
+        let ids: Vec<UserId> = rows.iter().map(|row| row.user_id).collect();
+        let emails: HashMap<UserId, String> = self
             .auth
             .users_by_ids(&ids)
             .await
@@ -378,7 +380,7 @@ impl ProjectsService {
     /// verified). Throttled per inviting user (`projects.member_additions_per_hour`).
     pub async fn add_member(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         email: &Email,
         role: ProjectRole,
         actor: Actor,
@@ -435,8 +437,8 @@ impl ProjectsService {
     async fn owners_locked(
         &self,
         uow: &UnitOfWork,
-        project_id: Uuid,
-    ) -> Result<Vec<Uuid>, ProjectsError> {
+        project_id: ProjectId,
+    ) -> Result<Vec<UserId>, ProjectsError> {
         Ok(member::Entity::find()
             .filter(member::Column::ProjectId.eq(project_id))
             .filter(member::Column::Role.eq(ProjectRole::Owner))
@@ -450,8 +452,8 @@ impl ProjectsService {
 
     pub async fn change_member_role(
         &self,
-        project_id: Uuid,
-        user_id: Uuid,
+        project_id: ProjectId,
+        user_id: UserId,
         role: ProjectRole,
         actor: Actor,
     ) -> Result<MemberView, ProjectsError> {
@@ -505,8 +507,8 @@ impl ProjectsService {
 
     pub async fn remove_member(
         &self,
-        project_id: Uuid,
-        user_id: Uuid,
+        project_id: ProjectId,
+        user_id: UserId,
         actor: Actor,
     ) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
@@ -540,7 +542,7 @@ impl ProjectsService {
 impl ProjectRoles for ProjectsService {
     async fn role_in_project(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         user: &CurrentUser,
     ) -> Result<Option<ProjectRole>, AppError> {
         let Some(_project) = project::Entity::find_live()

@@ -9,9 +9,9 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::ids::ProjectId;
 use crate::core::outbound::{BaseUrl, SecretBinding, endpoint_identity};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
@@ -48,7 +48,7 @@ pub struct EndpointSecrets {
     pub credential: BoundCredential,
 }
 
-fn secret_context(project_id: Uuid, name: &str) -> String {
+fn secret_context(project_id: ProjectId, name: &str) -> String {
     format!("project_secret:{project_id}:{name}")
 }
 
@@ -98,7 +98,7 @@ impl ProjectsService {
     async fn open_secret<C: sea_orm::ConnectionTrait>(
         &self,
         conn: &C,
-        project_id: Uuid,
+        project_id: ProjectId,
         name: &str,
     ) -> Result<Option<SecretString>, ProjectsError> {
         let Some(row) = secret::Entity::find_by_id((project_id, name.to_owned()))
@@ -115,7 +115,7 @@ impl ProjectsService {
 
     pub async fn list_secrets(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         page: &PageParams,
     ) -> Result<Page<SecretView>, ProjectsError> {
         let select = secret::Entity::find().filter(secret::Column::ProjectId.eq(project_id));
@@ -139,7 +139,7 @@ impl ProjectsService {
     /// Creates or replaces a secret, sealed with the current key.
     pub async fn put_secret(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         name: &SecretName,
         value: &SecretString,
         actor: Actor,
@@ -225,7 +225,7 @@ impl ProjectsService {
 
     pub async fn delete_secret(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         name: &str,
         actor: Actor,
     ) -> Result<(), ProjectsError> {
@@ -254,7 +254,7 @@ impl ProjectsService {
     /// are read with [`ProjectsService::endpoint_secrets`] only.
     pub async fn secret_value(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         name: &str,
     ) -> Result<Option<SecretString>, ProjectsError> {
         if self.binding_of_credential(name).is_some() {
@@ -270,7 +270,7 @@ impl ProjectsService {
     /// endpoint (see [`SecretBinding`]).
     pub async fn endpoint_secrets(
         &self,
-        project_id: Uuid,
+        project_id: ProjectId,
         binding: SecretBinding,
     ) -> Result<EndpointSecrets, ProjectsError> {
         let rows = secret::Entity::find()

@@ -1,11 +1,11 @@
 //! The saas_admin's user management.
 
 use actix_web::{HttpResponse, get, patch, web};
-use uuid::Uuid;
 
 use crate::core::auth::SaasAdmin;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::UserId;
 use crate::core::pagination::PageParams;
 use crate::modules::auth::service::{AuthService, UserPatch, UserView};
 
@@ -38,7 +38,7 @@ pub async fn list_users(
 pub async fn update_user(
     admin: SaasAdmin,
     auth: web::Data<AuthService>,
-    path: web::Path<Uuid>,
+    path: web::Path<UserId>,
     body: ValidJson<UpdateUserRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();

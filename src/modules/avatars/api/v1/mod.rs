@@ -3,11 +3,11 @@
 mod schemas;
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use uuid::Uuid;
 
 use crate::core::auth::{Manager, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::{AvatarId, ProjectId};
 use crate::core::pagination::PageParams;
 use crate::modules::avatars::service::{AvatarPatch, AvatarView, AvatarsService, NewAvatar};
 
@@ -57,7 +57,7 @@ pub async fn list_avatars(
 pub async fn get_avatar(
     access: ProjectAccess<Viewer>,
     avatars: web::Data<AvatarsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id) = path.into_inner();
     Ok(HttpResponse::Ok().json(avatars.get(access.project_id, avatar_id).await?))
@@ -71,7 +71,7 @@ pub async fn get_avatar(
 pub async fn update_avatar(
     access: ProjectAccess<Manager>,
     avatars: web::Data<AvatarsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
     body: ValidJson<UpdateAvatarRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id) = path.into_inner();
@@ -99,7 +99,7 @@ pub async fn update_avatar(
 pub async fn delete_avatar(
     access: ProjectAccess<Manager>,
     avatars: web::Data<AvatarsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id) = path.into_inner();
     avatars

@@ -7,13 +7,13 @@ mod respond;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::{Operator, ProjectAccess};
 use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::{AvatarId, ConversationId, EndUserId, ProjectId};
 use crate::core::pagination::PageParams;
 use crate::modules::chat::service::{ChatService, ConversationFilter, ConversationView};
 
@@ -37,8 +37,10 @@ pub struct SendMessageRequest {
 #[derive(Debug, Deserialize, Validate, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConversationQuery {
-    pub avatar_id: Option<Uuid>,
-    pub end_user_id: Option<Uuid>,
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub avatar_id: Option<AvatarId>,
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub end_user_id: Option<EndUserId>,
     /// `playground`, `api` or `telegram`.
     pub channel: Option<Channel>,
     #[validate(range(min = 1, max = 200))]
@@ -54,7 +56,7 @@ pub struct ConversationQuery {
 pub async fn create_conversation(
     access: ProjectAccess<Operator>,
     chat: web::Data<ChatService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
     body: ValidJson<CreateConversationRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id) = path.into_inner();
@@ -99,7 +101,7 @@ pub async fn list_conversations(
 pub async fn list_messages(
     access: ProjectAccess<Operator>,
     chat: web::Data<ChatService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, ConversationId)>,
     page: ValidQuery<PageParams>,
 ) -> Result<HttpResponse, AppError> {
     let (_, conversation_id) = path.into_inner();
@@ -121,7 +123,7 @@ pub async fn send_message(
     request: HttpRequest,
     access: ProjectAccess<Operator>,
     chat: web::Data<ChatService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, ConversationId)>,
     body: ValidJson<SendMessageRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (_, conversation_id) = path.into_inner();

@@ -4,7 +4,6 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::{Actor, ApiKeyPrincipal, scope};
@@ -12,6 +11,7 @@ use crate::core::cache::RateLimiter;
 use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidJson;
+use crate::core::ids::{AvatarId, ConversationId};
 use crate::modules::chat::service::ChatService;
 use crate::modules::end_users::Contact;
 
@@ -35,7 +35,8 @@ pub struct PublicChatRequest {
     #[validate(length(min = 1))]
     pub message: String,
     /// Continue this conversation (it must be this end user's with this avatar, else 404).
-    pub conversation_id: Option<Uuid>,
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub conversation_id: Option<ConversationId>,
 }
 
 /// An end user asks an avatar of the key's project. JSON, or SSE with
@@ -53,7 +54,7 @@ pub async fn chat(
     key: ApiKeyPrincipal<scope::Chat>,
     chat: web::Data<ChatService>,
     limiter: web::Data<RateLimiter>,
-    path: web::Path<Uuid>,
+    path: web::Path<AvatarId>,
     body: ValidJson<PublicChatRequest>,
 ) -> Result<HttpResponse, AppError> {
     let per_minute = chat.settings().public_requests_per_minute;

@@ -12,6 +12,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::core::error::{AppError, ErrorCode, UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::core::ids::ConversationId;
 use crate::modules::chat::pipeline::TurnEvent;
 use crate::modules::chat::service::{Answer, MessageView};
 use crate::modules::end_users::EndUserView;
@@ -19,7 +20,8 @@ use crate::modules::end_users::EndUserView;
 /// The JSON form of an answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatResponse {
-    pub conversation_id: uuid::Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub conversation_id: ConversationId,
     /// The end user who asked (public API).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_user: Option<EndUserView>,

@@ -5,12 +5,12 @@ mod upload;
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::{Manager, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::pagination::PageParams;
 use crate::modules::documents::retrieval::SearchHit;
 use crate::modules::documents::service::{DocumentStatus, DocumentView, DocumentsService};
@@ -47,7 +47,7 @@ pub struct SearchResponse {
 pub async fn list_documents(
     access: ProjectAccess<Viewer>,
     documents: web::Data<DocumentsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
     query: ValidQuery<DocumentListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id) = path.into_inner();
@@ -77,7 +77,7 @@ pub async fn list_documents(
 pub async fn get_document(
     access: ProjectAccess<Viewer>,
     documents: web::Data<DocumentsService>,
-    path: web::Path<(Uuid, Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId, DocumentId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id, document_id) = path.into_inner();
     let view = documents
@@ -95,7 +95,7 @@ pub async fn get_document(
 pub async fn reprocess_document(
     access: ProjectAccess<Manager>,
     documents: web::Data<DocumentsService>,
-    path: web::Path<(Uuid, Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId, DocumentId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id, document_id) = path.into_inner();
     let view = documents
@@ -112,7 +112,7 @@ pub async fn reprocess_document(
 pub async fn delete_document(
     access: ProjectAccess<Manager>,
     documents: web::Data<DocumentsService>,
-    path: web::Path<(Uuid, Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId, DocumentId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id, document_id) = path.into_inner();
     documents
@@ -130,7 +130,7 @@ pub async fn delete_document(
 pub async fn search(
     access: ProjectAccess<Viewer>,
     documents: web::Data<DocumentsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
     body: ValidJson<SearchRequestBody>,
 ) -> Result<HttpResponse, AppError> {
     let (_, avatar_id) = path.into_inner();

@@ -7,11 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
-use uuid::Uuid;
 
 use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorCode, ErrorEnvelope};
 use crate::core::extract::reject_nul;
+use crate::core::ids::{AvatarId, ProjectId};
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::parsing::SNIFF_LENGTH;
 use crate::modules::documents::service::{DocumentView, DocumentsService, ReceivedFile};
@@ -48,7 +48,7 @@ fn multipart_error(error: MultipartError) -> AppError {
 pub async fn upload_document(
     access: ProjectAccess<Manager>,
     documents: web::Data<DocumentsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, AvatarId)>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {

@@ -3,13 +3,13 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::{Manager, Operator, ProjectAccess};
 use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidQuery;
+use crate::core::ids::{EndUserId, ProjectId};
 use crate::core::pagination::PageParams;
 use crate::modules::end_users::service::{EndUserFilter, EndUserView, EndUsersService};
 
@@ -67,7 +67,7 @@ pub async fn list_end_users(
 pub async fn get_end_user(
     access: ProjectAccess<Operator>,
     end_users: web::Data<EndUsersService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, EndUserId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, end_user_id) = path.into_inner();
     Ok(HttpResponse::Ok().json(end_users.get(access.project_id, end_user_id).await?))
@@ -81,7 +81,7 @@ pub async fn get_end_user(
 pub async fn delete_end_user(
     access: ProjectAccess<Manager>,
     end_users: web::Data<EndUsersService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, EndUserId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, end_user_id) = path.into_inner();
     end_users
@@ -97,7 +97,7 @@ pub async fn delete_end_user(
 pub async fn block_end_user(
     access: ProjectAccess<Operator>,
     end_users: web::Data<EndUsersService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, EndUserId)>,
 ) -> Result<HttpResponse, AppError> {
     set_blocked(access, end_users, path, true).await
 }
@@ -109,7 +109,7 @@ pub async fn block_end_user(
 pub async fn unblock_end_user(
     access: ProjectAccess<Operator>,
     end_users: web::Data<EndUsersService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, EndUserId)>,
 ) -> Result<HttpResponse, AppError> {
     set_blocked(access, end_users, path, false).await
 }
@@ -117,7 +117,7 @@ pub async fn unblock_end_user(
 async fn set_blocked(
     access: ProjectAccess<Operator>,
     end_users: web::Data<EndUsersService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, EndUserId)>,
     blocked: bool,
 ) -> Result<HttpResponse, AppError> {
     let (_, end_user_id) = path.into_inner();

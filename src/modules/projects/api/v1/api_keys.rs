@@ -1,11 +1,11 @@
 //! Project API keys: shown once, stored hashed.
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use uuid::Uuid;
 
 use crate::core::auth::{ApiKeyPrincipal, Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::{ApiKeyId, ProjectId};
 use crate::core::pagination::PageParams;
 use crate::modules::projects::service::{CreatedApiKey, ProjectsService};
 
@@ -54,7 +54,7 @@ pub async fn list_api_keys(
 pub async fn revoke_api_key(
     access: ProjectAccess<Manager>,
     projects: web::Data<ProjectsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, ApiKeyId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, key_id) = path.into_inner();
     projects

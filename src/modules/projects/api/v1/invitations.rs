@@ -1,11 +1,11 @@
 //! Invitations: pending ones (owners), revoking them, and accepting one (any signed-in user).
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use uuid::Uuid;
 
 use crate::core::auth::{CurrentUser, Owner, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::{InvitationId, ProjectId};
 use crate::core::pagination::PageParams;
 use crate::modules::projects::service::{MemberView, ProjectsService};
 
@@ -32,7 +32,7 @@ pub async fn list_invitations(
 pub async fn revoke_invitation(
     access: ProjectAccess<Owner>,
     projects: web::Data<ProjectsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, InvitationId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, invitation_id) = path.into_inner();
     projects
@@ -53,7 +53,7 @@ pub async fn accept_invitation(
     projects: web::Data<ProjectsService>,
     body: ValidJson<AcceptInvitationRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let (project_id, member): (Uuid, MemberView) =
+    let (project_id, member): (ProjectId, MemberView) =
         projects.accept_invitation(&user, &body.token).await?;
     Ok(HttpResponse::Ok().json(AcceptedInvitation { project_id, member }))
 }

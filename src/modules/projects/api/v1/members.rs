@@ -1,12 +1,12 @@
 //! Project members and their roles.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use uuid::Uuid;
 
 use crate::core::auth::{Owner, ProjectAccess, Viewer};
 use crate::core::email::Email;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::{ProjectId, UserId};
 use crate::core::pagination::PageParams;
 use crate::modules::projects::service::{
     CreatedInvitation, MemberAddition, MemberView, ProjectsService,
@@ -61,7 +61,7 @@ pub async fn add_member(
 pub async fn change_member_role(
     access: ProjectAccess<Owner>,
     projects: web::Data<ProjectsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, UserId)>,
     body: ValidJson<ChangeRoleRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (_, user_id) = path.into_inner();
@@ -79,7 +79,7 @@ pub async fn change_member_role(
 pub async fn remove_member(
     access: ProjectAccess<Owner>,
     projects: web::Data<ProjectsService>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(ProjectId, UserId)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, user_id) = path.into_inner();
     projects

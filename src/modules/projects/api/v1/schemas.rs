@@ -2,11 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 use validator::Validate;
 
 use crate::core::auth::ProjectRole;
 use crate::core::extract::nullable;
+use crate::core::ids::{ApiKeyId, ProjectId};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct CreateProjectRequest {
@@ -44,7 +44,8 @@ pub struct AcceptInvitationRequest {
 /// The project joined and the membership.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptedInvitation {
-    pub project_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub project_id: ProjectId,
     pub member: crate::modules::projects::service::MemberView,
 }
 
@@ -73,8 +74,10 @@ pub struct CreateApiKeyRequest {
 /// What an API key resolves to (`GET /api/v1/public/api-key`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyIdentity {
-    pub key_id: Uuid,
-    pub project_id: Uuid,
+    #[schema(value_type = uuid::Uuid)]
+    pub key_id: ApiKeyId,
+    #[schema(value_type = uuid::Uuid)]
+    pub project_id: ProjectId,
     pub name: String,
     pub scopes: Vec<String>,
 }

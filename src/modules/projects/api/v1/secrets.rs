@@ -1,11 +1,11 @@
 //! Project secrets: names and timestamps out, values only in.
 
 use actix_web::{HttpResponse, delete, get, put, web};
-use uuid::Uuid;
 
 use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
+use crate::core::ids::ProjectId;
 use crate::core::pagination::PageParams;
 use crate::modules::projects::service::{ProjectsService, SecretName};
 
@@ -32,7 +32,7 @@ pub async fn list_secrets(
 pub async fn put_secret(
     access: ProjectAccess<Manager>,
     projects: web::Data<ProjectsService>,
-    path: web::Path<(Uuid, String)>,
+    path: web::Path<(ProjectId, String)>,
     body: ValidJson<PutSecretRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (_, name) = path.into_inner();
@@ -51,7 +51,7 @@ pub async fn put_secret(
 pub async fn delete_secret(
     access: ProjectAccess<Manager>,
     projects: web::Data<ProjectsService>,
-    path: web::Path<(Uuid, String)>,
+    path: web::Path<(ProjectId, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (_, name) = path.into_inner();
     projects

@@ -86,7 +86,14 @@ async fn run(url: &str) -> anyhow::Result<()> {
             let started = Instant::now();
             let rows: Vec<(&Chunk, Vec<f32>)> = chunks.iter().zip(vectors).collect();
             for batch in rows.chunks(INSERT_BATCH) {
-                insert_chunks(db.connection(), owner, batch, "local-lexical-v1").await?;
+                insert_chunks(
+                    db.connection(),
+                    owner,
+                    batch,
+                    "local-lexical-v1",
+                    chrono::Utc::now(),
+                )
+                .await?;
             }
             store_s += started.elapsed().as_secs_f64();
         }

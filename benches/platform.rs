@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use avatar_platform::core::clock::SystemClock;
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
 use avatar_platform::core::events::{Delivery, Event, EventBus, EventHandler};
@@ -108,7 +109,7 @@ impl EventHandler<BenchEvent> for Counter {
 }
 
 async fn events_bench(db: &Db, settings: &Settings) -> anyhow::Result<()> {
-    let bus = EventBus::new(db.clone(), settings.events.clone());
+    let bus = EventBus::new(db.clone(), settings.events.clone(), Arc::new(SystemClock));
     let counter = Arc::new(Counter(AtomicUsize::new(0)));
     bus.subscribe(counter.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -153,9 +154,14 @@ impl AsyncRunnable for Noop {
 }
 
 async fn jobs_bench(db: &Db, settings: &Settings) -> anyhow::Result<()> {
-    let queue = JobQueue::connect(db.clone(), &settings.database, &settings.jobs)
-        .await
-        .map_err(|error| anyhow::anyhow!(error.description))?;
+    let queue = JobQueue::connect(
+        db.clone(),
+        Arc::new(SystemClock),
+        &settings.database,
+        &settings.jobs,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!(error.description))?;
     let started = Instant::now();
     for _ in 0..TASKS {
         queue.enqueue(&Noop).await?;
@@ -165,7 +171,7 @@ async fn jobs_bench(db: &Db, settings: &Settings) -> anyhow::Result<()> {
     job_settings.poll_interval_ms = 10;
     let pool = WorkerPool::start(
         queue,
-        JobContext::new(db.clone(), job_settings),
+        JobContext::new(db.clone(), job_settings, Arc::new(SystemClock)),
         JOB_WORKERS,
     );
     let started = Instant::now();

@@ -89,8 +89,16 @@ pub struct AppContext {
 }
 
 impl AppContext {
-    /// Connects to every dependency named in `settings`.
+    /// Connects to every dependency named in `settings`, on the system's clock.
     pub async fn connect(settings: Settings) -> anyhow::Result<AppContext> {
+        Self::connect_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`AppContext::connect`], going by `clock` (a manual one in tests that move time).
+    pub async fn connect_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<AppContext> {
         let connection = db::connect(&settings.database).await.with_context(|| {
             format!(
                 "cannot connect to the database at {}",
@@ -98,12 +106,15 @@ impl AppContext {
             )
         })?;
         let db = Db::new(connection);
-        let bus = EventBus::new(db.clone(), settings.events.clone());
-        let jobs = JobQueue::connect(db.clone(), &settings.database, &settings.jobs)
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!("cannot start the job queue: {}", error.description)
-            })?;
+        let bus = EventBus::new(db.clone(), settings.events.clone(), clock.clone());
+        let jobs = JobQueue::connect(
+            db.clone(),
+            clock.clone(),
+            &settings.database,
+            &settings.jobs,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot start the job queue: {}", error.description))?;
         let cache = build_cache(&settings.cache)
             .await
             .context("cannot connect to the cache")?;
@@ -124,7 +135,7 @@ impl AppContext {
             blobs,
             outbound,
             secret_box,
-            clock: Arc::new(SystemClock),
+            clock,
         })
     }
 
@@ -133,9 +144,13 @@ impl AppContext {
         let sweep_steps = SweepSteps(vec![
             Arc::new(EventRelay(self.bus.clone())) as Arc<dyn SweepStep>
         ]);
-        JobContext::new(self.db.clone(), self.settings.jobs.clone())
-            .with(Arc::new(sweep_steps))
-            .with(Arc::new(self.bus.clone()))
+        JobContext::new(
+            self.db.clone(),
+            self.settings.jobs.clone(),
+            self.clock.clone(),
+        )
+        .with(Arc::new(sweep_steps))
+        .with(Arc::new(self.bus.clone()))
     }
 }
 

@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
@@ -20,12 +20,6 @@ use crate::core::config::DatabaseSettings;
 /// A new primary key: UUID v7, so ids sort by creation time and index well.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()
-}
-
-/// The current time at PostgreSQL's precision (microseconds), so a stored value reads back
-/// equal to what was written.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
 }
 
 /// Opens the connection pool.
@@ -150,14 +144,19 @@ pub trait SoftDelete: EntityTrait {
     }
 }
 
-/// Marks the live rows matching `condition` deleted; returns how many were.
-pub async fn soft_delete<E, C>(conn: &C, condition: impl IntoCondition) -> Result<u64, DbErr>
+/// Marks the live rows matching `condition` deleted `at` (the app clock's now); returns how
+/// many were.
+pub async fn soft_delete<E, C>(
+    conn: &C,
+    at: DateTime<Utc>,
+    condition: impl IntoCondition,
+) -> Result<u64, DbErr>
 where
     E: SoftDelete,
     C: ConnectionTrait,
 {
     let result = E::update_many()
-        .col_expr(E::deleted_at(), Expr::value(now()))
+        .col_expr(E::deleted_at(), Expr::value(at))
         .filter(E::deleted_at().is_null())
         .filter(condition)
         .exec(conn)

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::core::clock::Clock;
 use crate::core::config::EventSettings;
 use crate::core::db::{Db, UnitOfWork, new_id};
 
@@ -58,6 +59,8 @@ pub struct EventBus<E: Event> {
     db: Db,
     settings: EventSettings,
     handlers: Arc<RwLock<Handlers<E>>>,
+    /// Stamps events and judges when deliveries are due.
+    clock: Arc<dyn Clock>,
 }
 
 impl<E: Event> Clone for EventBus<E> {
@@ -66,6 +69,7 @@ impl<E: Event> Clone for EventBus<E> {
             db: self.db.clone(),
             settings: self.settings.clone(),
             handlers: self.handlers.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -94,10 +98,11 @@ struct ClaimedDelivery {
 }
 
 impl<E: Event> EventBus<E> {
-    pub fn new(db: Db, settings: EventSettings) -> Self {
+    pub fn new(db: Db, settings: EventSettings, clock: Arc<dyn Clock>) -> Self {
         EventBus {
             db,
             settings,
+            clock,
             handlers: Arc::new(RwLock::new(HashMap::new())),
         }
     }
@@ -145,20 +150,27 @@ impl<E: Event> EventBus<E> {
                 .collect()
         };
         let transaction: &sea_orm::DatabaseTransaction = uow;
+        let now = self.clock.now();
         transaction
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO event_outbox (id, event_type, payload) VALUES ($1, $2, $3)",
-                [event_id.into(), event.event_type().into(), payload.into()],
+                "INSERT INTO event_outbox (id, event_type, payload, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+                [
+                    event_id.into(),
+                    event.event_type().into(),
+                    payload.into(),
+                    now.into(),
+                ],
             ))
             .await?;
         if !subscribers.is_empty() {
             transaction
                 .execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "INSERT INTO event_deliveries (event_id, subscriber) \
-                     SELECT $1, unnest($2::text[])",
-                    [event_id.into(), subscribers.into()],
+                    "INSERT INTO event_deliveries (event_id, subscriber, next_attempt_at) \
+                     SELECT $1, unnest($2::text[]), $3",
+                    [event_id.into(), subscribers.into(), now.into()],
                 ))
                 .await?;
         }
@@ -190,12 +202,13 @@ impl<E: Event> EventBus<E> {
         let claimed = ClaimedDelivery::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE event_deliveries d \
-             SET locked_until = now() + make_interval(secs => $1), attempts = d.attempts + 1 \
+             SET locked_until = $4::timestamptz + make_interval(secs => $1), \
+                 attempts = d.attempts + 1 \
              FROM event_outbox o \
              WHERE o.id = d.event_id AND (d.event_id, d.subscriber) IN ( \
                  SELECT event_id, subscriber FROM event_deliveries \
-                 WHERE status = 'pending' AND next_attempt_at <= now() \
-                   AND (locked_until IS NULL OR locked_until < now()) \
+                 WHERE status = 'pending' AND next_attempt_at <= $4 \
+                   AND (locked_until IS NULL OR locked_until < $4) \
                    AND subscriber = ANY($2) \
                  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING d.event_id, d.subscriber, d.attempts, o.payload, o.created_at",
@@ -203,6 +216,7 @@ impl<E: Event> EventBus<E> {
                 (self.settings.lease_secs as f64).into(),
                 names.into(),
                 i64::from(self.settings.batch_size).into(),
+                self.clock.now().into(),
             ],
         ))
         .all(self.db.connection())
@@ -254,10 +268,15 @@ impl<E: Event> EventBus<E> {
             Ok(()) => {
                 conn.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "UPDATE event_deliveries SET status = 'delivered', delivered_at = now(), \
+                    "UPDATE event_deliveries SET status = 'delivered', delivered_at = $4, \
                      locked_until = NULL, last_error = NULL \
                      WHERE event_id = $1 AND subscriber = $2 AND attempts = $3 AND status = 'pending'",
-                    [row.event_id.into(), row.subscriber.clone().into(), row.attempts.into()],
+                    [
+                        row.event_id.into(),
+                        row.subscriber.clone().into(),
+                        row.attempts.into(),
+                        self.clock.now().into(),
+                    ],
                 ))
                 .await?;
                 Outcome::Delivered
@@ -274,14 +293,15 @@ impl<E: Event> EventBus<E> {
                     DbBackend::Postgres,
                     "UPDATE event_deliveries SET \
                        status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END, \
-                       next_attempt_at = now() + make_interval(secs => $4), \
+                       next_attempt_at = $4, \
                        locked_until = NULL, last_error = $5 \
                      WHERE event_id = $1 AND subscriber = $2 AND attempts = $6 AND status = 'pending'",
                     [
                         row.event_id.into(),
                         row.subscriber.clone().into(),
                         give_up.into(),
-                        backoff.as_secs_f64().into(),
+                        (self.clock.now() + chrono::Duration::from_std(backoff).unwrap_or_default())
+                            .into(),
                         message.into(),
                         row.attempts.into(),
                     ],
@@ -325,12 +345,12 @@ impl<E: Event> EventBus<E> {
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "DELETE FROM event_outbox o WHERE o.created_at < now() - make_interval(days => $1) \
+                "DELETE FROM event_outbox o WHERE o.created_at < $1 \
                  AND NOT EXISTS (SELECT 1 FROM event_deliveries d \
                                  WHERE d.event_id = o.id AND d.status <> 'delivered')",
-                [i32::try_from(self.settings.retention_days)
-                    .unwrap_or(i32::MAX)
-                    .into()],
+                [(self.clock.now()
+                    - chrono::Duration::days(i64::from(self.settings.retention_days)))
+                .into()],
             ))
             .await?;
         Ok(report)

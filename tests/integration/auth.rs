@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use avatar_platform::core::clock::ManualClock;
 use avatar_platform::core::crypto::PasswordHashing;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
@@ -358,8 +359,10 @@ async fn concurrent_uses_of_one_refresh_token_get_the_same_new_pair() {
 
 #[tokio::test]
 async fn reusing_a_spent_refresh_token_after_the_grace_window_revokes_the_session() {
+    let clock = ManualClock::starting_now();
     let app = spawn_app_with(AppOptions {
         overrides: &[("APP__AUTH__REFRESH_REUSE_GRACE_SECS", "1")],
+        clock: Some(clock.clone()),
         ..AppOptions::default()
     })
     .await;
@@ -368,7 +371,7 @@ async fn reusing_a_spent_refresh_token_after_the_grace_window_revokes_the_sessio
     assert_eq!(first.status, 200);
     let again = refresh(&app, &user.refresh_token).await;
     assert_eq!(again.json, first.json, "within the window: the same pair");
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    clock.advance(chrono::Duration::milliseconds(1_100));
     refresh(&app, &user.refresh_token)
         .await
         .error(401, "INVALID_TOKEN");
@@ -377,6 +380,31 @@ async fn reusing_a_spent_refresh_token_after_the_grace_window_revokes_the_sessio
         .await
         .error(401, "INVALID_TOKEN");
     me(&app, first.json["access_token"].as_str().unwrap())
+        .await
+        .error(401, "INVALID_TOKEN");
+}
+
+#[tokio::test]
+async fn tokens_expire_by_the_apps_clock() {
+    let clock = ManualClock::starting_now();
+    let app = spawn_app_with(AppOptions {
+        clock: Some(clock.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let user = app.user("timely").await;
+    // 900 s to live plus 5 s of leeway: still good just before, refused just after.
+    clock.advance(chrono::Duration::seconds(900 + 4));
+    assert_eq!(me(&app, &user.access_token).await.status, 200);
+    clock.advance(chrono::Duration::seconds(2));
+    me(&app, &user.access_token)
+        .await
+        .error(401, "INVALID_TOKEN");
+    // The refresh token lives 30 days.
+    let renewed = refresh(&app, &user.refresh_token).await;
+    assert_eq!(renewed.status, 200);
+    clock.advance(chrono::Duration::days(30) + chrono::Duration::seconds(1));
+    refresh(&app, renewed.json["refresh_token"].as_str().unwrap())
         .await
         .error(401, "INVALID_TOKEN");
 }

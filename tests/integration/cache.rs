@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use avatar_platform::core::cache::{
     Cache, CacheError, CacheSettings, MemoryCache, RateLimiter, RedisCache, build_cache,
 };
+use avatar_platform::core::clock::{ManualClock, SystemClock};
 use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
 
@@ -220,7 +221,7 @@ fn start_of_a_window(window: Duration) -> SystemTime {
 }
 
 async fn rate_limiter_allows_the_limit_then_denies(cache: &Arc<dyn Cache>) {
-    let limiter = RateLimiter::new(Arc::clone(cache));
+    let limiter = RateLimiter::new(Arc::clone(cache), Arc::new(SystemClock));
     let window = Duration::from_secs(10);
     let now = start_of_a_window(window);
     let key = format!("login:{}", uuid::Uuid::new_v4());
@@ -256,7 +257,7 @@ async fn rate_limiter_allows_the_limit_then_denies(cache: &Arc<dyn Cache>) {
 }
 
 async fn rate_limiter_allows_again_in_the_next_window(cache: &Arc<dyn Cache>) {
-    let limiter = RateLimiter::new(Arc::clone(cache));
+    let limiter = RateLimiter::new(Arc::clone(cache), Arc::new(SystemClock));
     let key = format!("api-key:{}", uuid::Uuid::new_v4());
 
     // With an explicit clock: the next window is a new count.
@@ -285,8 +286,10 @@ async fn rate_limiter_allows_again_in_the_next_window(cache: &Arc<dyn Cache>) {
     assert!(next.allowed);
     assert_eq!(next.remaining, 1);
 
-    // On the real clock: waiting `retry_after` is enough.
-    let key = format!("{key}:wall-clock");
+    // On the limiter's clock: `retry_after` later is enough.
+    let clock = ManualClock::starting_now();
+    let limiter = RateLimiter::new(Arc::clone(cache), clock.clone());
+    let key = format!("{key}:clock");
     let window = Duration::from_millis(700);
     let mut denied = None;
     for _ in 0..6 {
@@ -298,7 +301,9 @@ async fn rate_limiter_allows_again_in_the_next_window(cache: &Arc<dyn Cache>) {
     }
     let denied = denied.expect("denied within a few calls");
     assert!(denied.retry_after > Duration::ZERO && denied.retry_after <= window);
-    tokio::time::sleep(denied.retry_after + Duration::from_millis(30)).await;
+    clock.advance(
+        chrono::Duration::from_std(denied.retry_after + Duration::from_millis(1)).unwrap(),
+    );
     assert!(
         limiter.check(&key, 2, window).await.expect("check").allowed,
         "a new window allows again"
@@ -306,7 +311,7 @@ async fn rate_limiter_allows_again_in_the_next_window(cache: &Arc<dyn Cache>) {
 }
 
 async fn rate_limiter_keys_are_independent(cache: &Arc<dyn Cache>) {
-    let limiter = RateLimiter::new(Arc::clone(cache));
+    let limiter = RateLimiter::new(Arc::clone(cache), Arc::new(SystemClock));
     let window = Duration::from_secs(30);
     let now = start_of_a_window(window);
     let run = uuid::Uuid::new_v4();
@@ -335,7 +340,7 @@ async fn rate_limiter_keys_are_independent(cache: &Arc<dyn Cache>) {
 }
 
 async fn rate_limiter_holds_under_concurrency(cache: &Arc<dyn Cache>) {
-    let limiter = Arc::new(RateLimiter::new(Arc::clone(cache)));
+    let limiter = Arc::new(RateLimiter::new(Arc::clone(cache), Arc::new(SystemClock)));
     let window = Duration::from_secs(30);
     let now = start_of_a_window(window);
     let key = format!("burst:{}", uuid::Uuid::new_v4());
@@ -488,7 +493,7 @@ async fn without_an_answering_redis_the_cache_runs_in_process_and_hides_the_pass
         cache.incr("n", 2, Duration::from_secs(60)).await.unwrap(),
         2
     );
-    let limiter = RateLimiter::new(cache.clone());
+    let limiter = RateLimiter::new(cache.clone(), Arc::new(SystemClock));
     assert!(
         limiter
             .check("ip", 1, Duration::from_secs(60))

@@ -1,6 +1,7 @@
 //! Units of work and soft-delete helpers against real PostgreSQL.
 
-use avatar_platform::core::db::{SoftDelete, new_id, now, restore, soft_delete};
+use avatar_platform::core::clock::{Clock, SystemClock};
+use avatar_platform::core::db::{SoftDelete, new_id, restore, soft_delete};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait};
 
@@ -47,7 +48,7 @@ fn widget(name: &str) -> widget::ActiveModel {
     widget::ActiveModel {
         id: Set(new_id()),
         name: Set(name.into()),
-        created_at: Set(now()),
+        created_at: Set(SystemClock.now()),
         deleted_at: Set(None),
     }
 }
@@ -80,9 +81,13 @@ async fn soft_deleted_rows_are_hidden_and_can_be_restored() {
     let a = widget("a").insert(db.connection()).await.unwrap();
     let b = widget("b").insert(db.connection()).await.unwrap();
 
-    let deleted = soft_delete::<widget::Entity, _>(db.connection(), widget::Column::Id.eq(a.id))
-        .await
-        .unwrap();
+    let deleted = soft_delete::<widget::Entity, _>(
+        db.connection(),
+        SystemClock.now(),
+        widget::Column::Id.eq(a.id),
+    )
+    .await
+    .unwrap();
     assert_eq!(deleted, 1);
     // Deleting again changes nothing and keeps the first deletion time.
     let first_deleted_at = widget::Entity::find_by_id(a.id)
@@ -93,9 +98,13 @@ async fn soft_deleted_rows_are_hidden_and_can_be_restored() {
         .deleted_at
         .expect("deleted_at set");
     assert_eq!(
-        soft_delete::<widget::Entity, _>(db.connection(), widget::Column::Id.eq(a.id))
-            .await
-            .unwrap(),
+        soft_delete::<widget::Entity, _>(
+            db.connection(),
+            SystemClock.now(),
+            widget::Column::Id.eq(a.id),
+        )
+        .await
+        .unwrap(),
         0
     );
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use avatar_platform::core::clock::SystemClock;
 use avatar_platform::core::config::EventSettings;
 use avatar_platform::core::db::Db;
 use avatar_platform::core::events::{Delivery, Event, EventBus, EventHandler};
@@ -127,7 +128,7 @@ async fn outbox_count(db: &Db) -> i64 {
 async fn an_event_published_in_a_rolled_back_transaction_is_never_delivered() {
     let database = TestDatabase::create().await;
     let db = database.migrated_db().await;
-    let bus = EventBus::new(db.clone(), settings());
+    let bus = EventBus::new(db.clone(), settings(), Arc::new(SystemClock));
     let recorder = Recorder::new("recorder", 0);
     bus.subscribe(recorder.clone());
 
@@ -153,7 +154,7 @@ async fn an_event_published_in_a_rolled_back_transaction_is_never_delivered() {
 async fn a_committed_event_reaches_every_subscriber_through_the_sweeper_when_dispatch_never_ran() {
     let database = TestDatabase::create().await;
     let db = database.migrated_db().await;
-    let bus = EventBus::new(db.clone(), settings());
+    let bus = EventBus::new(db.clone(), settings(), Arc::new(SystemClock));
     let first = Recorder::new("first", 0);
     let second = Recorder::new("second", 0);
     bus.subscribe(first.clone());
@@ -170,7 +171,7 @@ async fn a_committed_event_reaches_every_subscriber_through_the_sweeper_when_dis
     assert!(first.received().is_empty() && second.received().is_empty());
 
     // A fresh bus over the same database (the restarted process) runs the sweeper.
-    let restarted = EventBus::new(db.clone(), settings());
+    let restarted = EventBus::new(db.clone(), settings(), Arc::new(SystemClock));
     restarted.subscribe(first.clone());
     restarted.subscribe(second.clone());
     let report = restarted.sweep().await.unwrap();
@@ -191,7 +192,7 @@ async fn a_committed_event_reaches_every_subscriber_through_the_sweeper_when_dis
 async fn a_failing_subscriber_is_retried_with_backoff_and_does_not_block_another() {
     let database = TestDatabase::create().await;
     let db = database.migrated_db().await;
-    let bus = EventBus::new(db.clone(), settings());
+    let bus = EventBus::new(db.clone(), settings(), Arc::new(SystemClock));
     let flaky = Recorder::new("flaky", 2);
     let steady = Recorder::new("steady", 0);
     bus.subscribe(flaky.clone());
@@ -237,7 +238,7 @@ async fn a_failing_subscriber_is_retried_with_backoff_and_does_not_block_another
 async fn a_subscriber_that_always_fails_ends_visible_as_failed() {
     let database = TestDatabase::create().await;
     let db = database.migrated_db().await;
-    let bus = EventBus::new(db.clone(), settings());
+    let bus = EventBus::new(db.clone(), settings(), Arc::new(SystemClock));
     let broken = Recorder::new("broken", u32::MAX);
     bus.subscribe(broken.clone());
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Once};
 
 use actix_web::dev::ServerHandle;
 use avatar_platform::app::{AppContext, Application, Registry, RunOptions};
-use avatar_platform::core::clock::ManualClock;
+use avatar_platform::core::clock::{Clock, ManualClock, SystemClock};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::db::Db;
 use reqwest::header::HeaderMap;
@@ -183,12 +183,13 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
     };
     let data_dir = tempfile::tempdir().expect("tempdir");
     let settings = test_settings(&database, data_dir.path(), options.overrides);
-    let mut context = AppContext::connect(settings)
+    let clock: Arc<dyn Clock> = match options.clock {
+        Some(clock) => clock,
+        None => Arc::new(SystemClock),
+    };
+    let context = AppContext::connect_with_clock(settings, clock)
         .await
         .expect("the app connects");
-    if let Some(clock) = options.clock {
-        context.clock = clock;
-    }
     let app = Application::build_with(
         context,
         RunOptions {

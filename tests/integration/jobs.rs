@@ -1,9 +1,11 @@
 //! Background jobs against real PostgreSQL: exactly-once effects over competing pools,
 //! undecodable rows, lost workers, timeouts, retries and cron schedules.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use avatar_platform::core::clock::{Clock, SystemClock};
 use avatar_platform::core::config::JobSettings;
 use avatar_platform::core::db::Db;
 use avatar_platform::core::jobs::{
@@ -133,9 +135,14 @@ async fn harness(overrides: &[(&str, &str)]) -> Harness {
     .unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let settings = test_settings(&database, data_dir.path(), overrides);
-    let queue = JobQueue::connect(db.clone(), &settings.database, &settings.jobs)
-        .await
-        .expect("fang queue connects");
+    let queue = JobQueue::connect(
+        db.clone(),
+        Arc::new(SystemClock),
+        &settings.database,
+        &settings.jobs,
+    )
+    .await
+    .expect("fang queue connects");
     Harness {
         db,
         queue,
@@ -151,7 +158,11 @@ impl Harness {
     }
 
     fn context(&self) -> JobContext {
-        JobContext::new(self.db.clone(), self.settings.clone())
+        JobContext::new(
+            self.db.clone(),
+            self.settings.clone(),
+            Arc::new(SystemClock),
+        )
     }
 
     async fn scalar(&self, sql: &str) -> i64 {
@@ -283,7 +294,7 @@ async fn a_task_row_of_unknown_type_neither_stops_the_pool_nor_blocks_other_task
 #[tokio::test]
 async fn a_task_left_in_progress_by_a_killed_worker_is_run_again_after_the_sweeper() {
     let h = harness(&[]).await;
-    let id = enqueue_in(h.db.connection(), &RecordEffect { n: 7 })
+    let id = enqueue_in(h.db.connection(), &RecordEffect { n: 7 }, SystemClock.now())
         .await
         .unwrap();
     // What a worker killed mid-task leaves behind.
@@ -363,7 +374,7 @@ async fn a_long_task_type_runs_past_the_default_timeout_and_its_heartbeat_keeps_
     // Well past `stale_after` into the run, the sweeper still sees a live task.
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     assert_eq!(
-        requeue_stale_tasks(&h.db, Duration::from_secs(3))
+        requeue_stale_tasks(&h.db, SystemClock.now(), Duration::from_secs(3))
             .await
             .unwrap(),
         0
@@ -484,7 +495,12 @@ async fn a_run_the_sweeper_gave_away_does_not_record_its_outcome_on_the_new_run(
     )
     .await;
     // The sweeper decides this run is lost (as if its worker had died) and requeues the row.
-    assert_eq!(requeue_stale_tasks(&h.db, Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(
+        requeue_stale_tasks(&h.db, SystemClock.now(), Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
     // The first run still ends well, but the row is no longer its own: the requeued attempt
     // is what decides (Sleepy allows no retry, so it is refused as exhausted).
     h.wait_for(

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use avatar_platform::core::cache::{
     Cache, CacheSettings, FixedWindow, MemoryCache, RateDecision, RateLimiter,
 };
+use avatar_platform::core::clock::SystemClock;
 
 fn at_millis(millis: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(millis)
@@ -191,7 +192,7 @@ async fn memory_cache_incr_overflow_is_an_error() {
 
 #[tokio::test]
 async fn rate_limiter_on_the_memory_cache_moves_to_the_next_window() {
-    let limiter = RateLimiter::new(Arc::new(MemoryCache::new()));
+    let limiter = RateLimiter::new(Arc::new(MemoryCache::new()), Arc::new(SystemClock));
     let window = Duration::from_secs(1);
     let start = at_millis(1_700_000_000_000);
     assert!(
@@ -217,7 +218,10 @@ async fn rate_limiter_on_the_memory_cache_moves_to_the_next_window() {
 #[tokio::test]
 async fn failures_recorded_are_seen_by_peek() {
     use avatar_platform::core::cache::{MemoryCache, RateLimiter};
-    let limiter = RateLimiter::new(std::sync::Arc::new(MemoryCache::new()));
+    let limiter = RateLimiter::new(
+        std::sync::Arc::new(MemoryCache::new()),
+        Arc::new(SystemClock),
+    );
     let window = std::time::Duration::from_secs(600);
     for _ in 0..3 {
         assert!(limiter.peek("k", 3, window).await.unwrap().allowed);

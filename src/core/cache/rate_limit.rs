@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::core::clock::Clock;
+
 use super::{Cache, CacheError};
 
 /// The fixed window an instant falls in: windows are aligned to the Unix epoch, so every
@@ -76,11 +78,17 @@ impl RateDecision {
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     cache: Arc<dyn Cache>,
+    /// Whose time the windows are slots of.
+    clock: Arc<dyn Clock>,
 }
 
 impl RateLimiter {
-    pub fn new(cache: Arc<dyn Cache>) -> Self {
-        Self { cache }
+    pub fn new(cache: Arc<dyn Cache>, clock: Arc<dyn Clock>) -> Self {
+        Self { cache, clock }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock.now().into()
     }
 
     /// Counts one event for `key` now and decides whether it is within the limit.
@@ -90,7 +98,7 @@ impl RateLimiter {
         limit: u32,
         window: Duration,
     ) -> Result<RateDecision, CacheError> {
-        self.check_at(key, limit, window, SystemTime::now()).await
+        self.check_at(key, limit, window, self.now()).await
     }
 
     /// As [`RateLimiter::check`], at the given wall-clock time.
@@ -122,7 +130,7 @@ impl RateLimiter {
         limit: u32,
         window: Duration,
     ) -> Result<RateDecision, CacheError> {
-        let slot = FixedWindow::at(SystemTime::now(), window);
+        let slot = FixedWindow::at(self.now(), window);
         let stored = self.cache.get(&Self::counter_key(key, &slot)).await?;
         let count = stored
             .and_then(|bytes| String::from_utf8(bytes).ok())
@@ -133,7 +141,7 @@ impl RateLimiter {
 
     /// Counts one event against `key` (e.g. a failed login).
     pub async fn record(&self, key: &str, window: Duration) -> Result<(), CacheError> {
-        let slot = FixedWindow::at(SystemTime::now(), window);
+        let slot = FixedWindow::at(self.now(), window);
         self.cache
             .incr(&Self::counter_key(key, &slot), 1, window)
             .await?;

@@ -36,6 +36,7 @@ use fang::FangError;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio::sync::watch;
 
+use crate::core::clock::Clock;
 use crate::core::config::JobSettings;
 use crate::core::db::Db;
 
@@ -45,6 +46,8 @@ use crate::core::db::Db;
 pub struct JobContext {
     pub db: Db,
     pub settings: JobSettings,
+    /// The app's clock: tasks stamp and compare times by it.
+    pub clock: Arc<dyn Clock>,
     extensions: Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// Run-time limits of task types that legitimately run longer than `task_timeout_secs`.
     timeouts: Arc<HashMap<String, Duration>>,
@@ -57,10 +60,11 @@ tokio::task_local! {
 }
 
 impl JobContext {
-    pub fn new(db: Db, settings: JobSettings) -> Self {
+    pub fn new(db: Db, settings: JobSettings, clock: Arc<dyn Clock>) -> Self {
         JobContext {
             db,
             settings,
+            clock,
             extensions: Arc::new(HashMap::new()),
             timeouts: Arc::new(HashMap::new()),
             shutdown: None,

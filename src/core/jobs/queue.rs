@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fang::asynk::async_queue::AsyncQueue;
@@ -10,6 +11,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Tra
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use crate::core::clock::Clock;
 use crate::core::config::{DatabaseSettings, JobSettings};
 use crate::core::db::Db;
 
@@ -20,6 +22,8 @@ use super::task_error;
 pub struct JobQueue {
     pub(super) db: Db,
     pub(super) fang: AsyncQueue,
+    /// Whose time tasks are scheduled by.
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -34,6 +38,7 @@ impl JobQueue {
     /// Connects fang's own queue pool (fang keeps a separate sqlx pool; tasks receive it).
     pub async fn connect(
         db: Db,
+        clock: Arc<dyn Clock>,
         database: &DatabaseSettings,
         settings: &JobSettings,
     ) -> Result<Self, FangError> {
@@ -42,7 +47,7 @@ impl JobQueue {
             .max_pool_size(settings.queue_pool_size)
             .build();
         fang.connect().await.map_err(task_error)?;
-        Ok(JobQueue { db, fang })
+        Ok(JobQueue { db, fang, clock })
     }
 
     pub fn fang(&self) -> &AsyncQueue {
@@ -51,27 +56,34 @@ impl JobQueue {
 
     /// Enqueues `task` now, outside any transaction.
     pub async fn enqueue(&self, task: &dyn AsyncRunnable) -> Result<Uuid, DbErr> {
-        enqueue_in(self.db.connection(), task).await
+        enqueue_in(self.db.connection(), task, self.clock.now()).await
     }
 
     /// Makes sure one instance of a cron task is waiting (several processes may start at once:
     /// the check and insert are serialized by an advisory lock).
     pub async fn ensure_scheduled(&self, task: &dyn AsyncRunnable) -> Result<(), DbErr> {
-        schedule_next(&self.db, task).await
+        schedule_next(&self.db, task, self.clock.now()).await
     }
 }
 
-/// Enqueues `task` on `conn` — pass a unit of work to make the task exist exactly when the
-/// transaction commits (fang's own queue cannot join a SeaORM transaction).
+/// When a task is due: its own time if it has one, else `now` (the app clock's).
+fn due_at(task: &dyn AsyncRunnable, now: DateTime<Utc>) -> DateTime<Utc> {
+    match task.cron() {
+        Some(Scheduled::ScheduleOnce(at)) => at,
+        _ => now,
+    }
+}
+
+/// Enqueues `task` on `conn`, due at once (`now`, the app clock's) unless it names its time —
+/// pass a unit of work to make the task exist exactly when the transaction commits (fang's own
+/// queue cannot join a SeaORM transaction).
 pub async fn enqueue_in<C: ConnectionTrait>(
     conn: &C,
     task: &dyn AsyncRunnable,
+    now: DateTime<Utc>,
 ) -> Result<Uuid, DbErr> {
     let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
-    let scheduled_at = match task.cron() {
-        Some(Scheduled::ScheduleOnce(at)) => at,
-        _ => Utc::now(),
-    };
+    let scheduled_at = due_at(task, now);
     let id = Uuid::new_v4();
     conn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -95,13 +107,11 @@ pub async fn enqueue_unique_in<C: ConnectionTrait>(
     conn: &C,
     task: &dyn AsyncRunnable,
     key: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<Uuid>, DbErr> {
     use sha2::Digest;
     let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
-    let scheduled_at = match task.cron() {
-        Some(Scheduled::ScheduleOnce(at)) => at,
-        _ => Utc::now(),
-    };
+    let scheduled_at = due_at(task, now);
     let uniq_hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
     let id = Uuid::new_v4();
     let inserted = conn
@@ -123,21 +133,28 @@ pub async fn enqueue_unique_in<C: ConnectionTrait>(
     Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
-/// Next run time of a cron task, from its pattern (UTC).
-fn next_cron_run(task: &dyn AsyncRunnable) -> Result<Option<DateTime<Utc>>, DbErr> {
+/// Next run time of a cron task after `now`, from its pattern (UTC).
+fn next_cron_run(
+    task: &dyn AsyncRunnable,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
     match task.cron() {
         Some(Scheduled::CronPattern(pattern)) => {
             let schedule = cron::Schedule::from_str(&pattern)
                 .map_err(|error| DbErr::Custom(format!("cron `{pattern}`: {error}")))?;
-            Ok(schedule.upcoming(Utc).next())
+            Ok(schedule.after(&now).next())
         }
         Some(Scheduled::ScheduleOnce(at)) => Ok(Some(at)),
         None => Ok(None),
     }
 }
 
-pub(super) async fn schedule_next(db: &Db, task: &dyn AsyncRunnable) -> Result<(), DbErr> {
-    let Some(next_run) = next_cron_run(task)? else {
+pub(super) async fn schedule_next(
+    db: &Db,
+    task: &dyn AsyncRunnable,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let Some(next_run) = next_cron_run(task, now)? else {
         return Ok(());
     };
     let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;

@@ -109,13 +109,14 @@ impl Worker {
 
     /// Takes one due task, atomically: no other worker can take the same row.
     async fn claim(&self) -> Result<Option<TaskRow>, DbErr> {
-        TaskRow::find_by_statement(Statement::from_string(
+        TaskRow::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE fang_tasks SET state = 'in_progress', updated_at = now() \
+            "UPDATE fang_tasks SET state = 'in_progress', updated_at = $1 \
              WHERE id = (SELECT id FROM fang_tasks \
-                         WHERE state IN ('new', 'retried') AND scheduled_at <= now() \
+                         WHERE state IN ('new', 'retried') AND scheduled_at <= $1 \
                          ORDER BY scheduled_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING id, metadata, retries, task_type",
+            [self.context.clock.now().into()],
         ))
         .one(self.queue.db.connection())
         .await
@@ -172,7 +173,8 @@ impl Worker {
         };
         self.finish(&row, &name, finish).await;
         if let Some(Scheduled::CronPattern(_)) = task.cron()
-            && let Err(error) = schedule_next(&self.queue.db, task.as_ref()).await
+            && let Err(error) =
+                schedule_next(&self.queue.db, task.as_ref(), self.context.clock.now()).await
         {
             tracing::error!(task = %name, "scheduling the next run failed: {error}");
         }
@@ -194,9 +196,13 @@ impl Worker {
                 .db
                 .execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "UPDATE fang_tasks SET updated_at = now() \
+                    "UPDATE fang_tasks SET updated_at = $3 \
                      WHERE id = $1 AND state = 'in_progress' AND retries = $2",
-                    [row.id.into(), row.retries.into()],
+                    [
+                        row.id.into(),
+                        row.retries.into(),
+                        self.context.clock.now().into(),
+                    ],
                 ))
                 .await
             {
@@ -206,6 +212,7 @@ impl Worker {
     }
 
     async fn finish(&self, row: &TaskRow, name: &str, finish: Finish) {
+        let now = self.context.clock.now();
         let (statement, outcome) = match &finish {
             // Finished tasks are removed (fang's RemoveFinished); failures stay visible.
             Finish::Done => (
@@ -222,14 +229,14 @@ impl Worker {
                     Statement::from_sql_and_values(
                         DbBackend::Postgres,
                         "UPDATE fang_tasks SET state = 'retried', retries = retries + 1, \
-                         error_message = $2, scheduled_at = now() + make_interval(secs => $3), \
-                         updated_at = now() \
+                         error_message = $2, scheduled_at = $3, updated_at = $5 \
                          WHERE id = $1 AND state = 'in_progress' AND retries = $4",
                         [
                             row.id.into(),
                             message.clone().into(),
-                            delay.as_secs_f64().into(),
+                            (now + chrono::Duration::from_std(*delay).unwrap_or_default()).into(),
                             row.retries.into(),
+                            now.into(),
                         ],
                     ),
                     "retried",
@@ -241,9 +248,14 @@ impl Worker {
                     Statement::from_sql_and_values(
                         DbBackend::Postgres,
                         "UPDATE fang_tasks SET state = 'failed', error_message = $2, \
-                         updated_at = now() \
+                         updated_at = $4 \
                          WHERE id = $1 AND state = 'in_progress' AND retries = $3",
-                        [row.id.into(), message.clone().into(), row.retries.into()],
+                        [
+                            row.id.into(),
+                            message.clone().into(),
+                            row.retries.into(),
+                            now.into(),
+                        ],
                     ),
                     "failed",
                 )

@@ -17,6 +17,8 @@ pub use domain::errors::AuthError;
 pub use domain::events::AuthEvent;
 pub use service::{AuthService, TokenPair, UserPatch, UserSummary, UserView};
 
+use service::AuthDeps;
+
 pub const MODULE: Module = Module {
     name: "auth",
     install,
@@ -25,14 +27,18 @@ pub const MODULE: Module = Module {
 
 fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
     let settings = &context.settings;
+    let deps = AuthDeps {
+        db: context.db.clone(),
+        bus: context.bus.clone(),
+        clock: context.clock.clone(),
+        limiter: RateLimiter::new(context.cache.clone(), context.clock.clone()),
+        platform: registry.get::<PlatformConfigService>()?,
+        secret_box: context.secret_box.clone(),
+    };
     let service = Arc::new(AuthService::new(
-        context.db.clone(),
-        context.bus.clone(),
+        deps,
         settings.auth.clone(),
         &settings.secrets.jwt_secret,
-        RateLimiter::new(context.cache.clone()),
-        registry.get::<PlatformConfigService>()?,
-        context.secret_box.clone(),
     )?);
     registry.provide_shared::<dyn TokenVerifier>(service.clone());
     registry.provide(service);

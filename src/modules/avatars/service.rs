@@ -355,6 +355,7 @@ impl AvatarsService {
         let mut uow = self.db.begin().await?;
         let deleted = soft_delete::<avatar::Entity, _>(
             &*uow,
+            self.clock.now(),
             Condition::all()
                 .add(avatar::Column::Id.eq(avatar_id))
                 .add(avatar::Column::ProjectId.eq(project_id)),

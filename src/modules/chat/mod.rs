@@ -63,7 +63,10 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
     )));
     registry.provide(service);
     // The public chat API limits request rates per API key.
-    registry.provide(Arc::new(RateLimiter::new(context.cache.clone())));
+    registry.provide(Arc::new(RateLimiter::new(
+        context.cache.clone(),
+        context.clock.clone(),
+    )));
     registry.routes(api::v1::configure);
     Ok(())
 }

@@ -60,6 +60,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             upload_dir: settings.data_dir.join("tmp").join("uploads"),
             sandbox: sandbox::Sandbox::new(&settings.documents)
                 .map_err(|error| anyhow::anyhow!("documents: {error}"))?,
+            clock: context.clock.clone(),
         },
     ));
 

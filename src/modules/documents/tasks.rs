@@ -58,7 +58,8 @@ impl AsyncRunnable for ProcessDocument {
             ProcessOutcome::Retry(reason) => Err(task_error(reason)),
             ProcessOutcome::Deferred => {
                 // The project has its share running: take a later turn.
-                let later = Utc::now()
+                let now = context.clock.now();
+                let later = now
                     + chrono::Duration::seconds(
                         i64::try_from(documents.settings().defer_secs).unwrap_or(1),
                     );
@@ -66,7 +67,7 @@ impl AsyncRunnable for ProcessDocument {
                     document_id: self.document_id,
                     not_before: Some(later),
                 };
-                enqueue_in(documents.db().connection(), &next)
+                enqueue_in(documents.db().connection(), &next, now)
                     .await
                     .map_err(task_error)?;
                 Ok(())

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::core::auth::Actor;
 use crate::core::channel::Channel;
 use crate::core::clock::Clock;
-use crate::core::db::{Db, now};
+use crate::core::db::Db;
 use crate::core::events::EventBus;
 use crate::core::ids::{EndUserId, ProjectId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
@@ -252,10 +252,13 @@ impl EndUsersService {
         actor: Actor,
     ) -> Result<EndUserView, EndUsersError> {
         let mut uow = self.db.begin().await?;
-        let blocked_at = blocked.then(now);
+        let now = self.clock.now();
         let changed = end_user::Entity::update_many()
-            .col_expr(end_user::Column::BlockedAt, Expr::value(blocked_at))
-            .col_expr(end_user::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .col_expr(
+                end_user::Column::BlockedAt,
+                Expr::value(blocked.then_some(now)),
+            )
+            .col_expr(end_user::Column::UpdatedAt, Expr::value(now))
             .filter(end_user::Column::Id.eq(end_user_id))
             .filter(end_user::Column::ProjectId.eq(project_id))
             .filter(if blocked {

@@ -33,7 +33,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.bus.clone(),
         context.secret_box.clone(),
         registry.get::<AuthService>()?,
-        RateLimiter::new(context.cache.clone()),
+        RateLimiter::new(context.cache.clone(), context.clock.clone()),
         service::ProjectsConfig {
             settings: settings.projects.clone(),
             api_key_last_used_resolution_secs: settings.auth.api_key_last_used_resolution_secs,

@@ -23,9 +23,10 @@ use uuid::Uuid;
 
 use crate::core::auth::{Actor, PlatformRole, throttle_address};
 use crate::core::cache::RateLimiter;
+use crate::core::clock::Clock;
 use crate::core::config::AuthSettings;
 use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox};
-use crate::core::db::{Db, is_unique_violation, new_id, now};
+use crate::core::db::{Db, is_unique_violation, new_id};
 use crate::core::email::Email;
 use crate::core::error::{AppError, Failure};
 use crate::core::events::EventBus;
@@ -98,6 +99,18 @@ pub struct AuthService {
     secret_box: SecretBox,
     /// Verified against when the email is unknown, so both paths cost one argon2 run.
     dummy_hash: String,
+    clock: Arc<dyn Clock>,
+}
+
+/// What the auth service works with, besides its settings and key.
+pub struct AuthDeps {
+    pub db: Db,
+    pub bus: EventBus<DomainEvent>,
+    pub clock: Arc<dyn Clock>,
+    pub limiter: RateLimiter,
+    pub platform: Arc<PlatformConfigService>,
+    /// Seals the pair a refresh token was exchanged for.
+    pub secret_box: SecretBox,
 }
 
 fn to_view(model: &user::Model) -> UserView {
@@ -120,14 +133,18 @@ fn escape_like(text: &str) -> String {
 
 impl AuthService {
     pub fn new(
-        db: Db,
-        bus: EventBus<DomainEvent>,
+        deps: AuthDeps,
         settings: AuthSettings,
         jwt_secret: &SecretString,
-        limiter: RateLimiter,
-        platform: Arc<PlatformConfigService>,
-        secret_box: SecretBox,
     ) -> Result<Self, AuthError> {
+        let AuthDeps {
+            db,
+            bus,
+            clock,
+            limiter,
+            platform,
+            secret_box,
+        } = deps;
         let hashing = PasswordHashing::owasp();
         let dummy_hash = hashing
             .hash("not-a-real-password")
@@ -143,6 +160,7 @@ impl AuthService {
             platform,
             secret_box,
             dummy_hash,
+            clock,
         })
     }
 
@@ -233,7 +251,7 @@ impl AuthService {
     ) -> Result<UserView, AuthError> {
         self.check_password_policy("password", password)?;
         let password_hash = self.hash_password(password).await?;
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let created = user::ActiveModel {
             id: Set(UserId::new()),
@@ -418,7 +436,7 @@ impl AuthService {
         self.lock_user(&*uow, user_id, true).await?;
         let mut active = user.into_active_model();
         active.password_hash = Set(password_hash);
-        active.updated_at = Set(now());
+        active.updated_at = Set(self.clock.now());
         active.update(&*uow).await?;
         self.revoke_user_sessions(&*uow, user_id, session_id)
             .await?;
@@ -481,7 +499,7 @@ impl AuthService {
         if let Some(is_active) = patch.is_active {
             active.is_active = Set(is_active);
         }
-        active.updated_at = Set(now());
+        active.updated_at = Set(self.clock.now());
         let updated = active.update(&*uow).await?;
         if patch.is_active == Some(false) {
             self.revoke_user_sessions(&*uow, user_id, None).await?;

@@ -3,7 +3,6 @@
 //! window for a client asking twice), logout and revocation.
 
 use async_trait::async_trait;
-use chrono::Utc;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -16,7 +15,7 @@ use uuid::Uuid;
 
 use crate::core::auth::{Actor, PlatformRole, TokenVerifier, VerifiedToken};
 use crate::core::crypto::{hash_token, random_token};
-use crate::core::db::{new_id, now};
+use crate::core::db::new_id;
 use crate::core::error::AppError;
 use crate::core::ids::UserId;
 use crate::modules::events::DomainEvent;
@@ -51,11 +50,12 @@ struct Claims {
     sid: Uuid,
 }
 
-fn unix_now() -> u64 {
-    u64::try_from(Utc::now().timestamp()).unwrap_or(0)
-}
-
 impl AuthService {
+    /// The clock's now in JWT terms (seconds since the epoch).
+    fn unix_now(&self) -> u64 {
+        u64::try_from(self.clock.now().timestamp()).unwrap_or(0)
+    }
+
     /// Locks the user's row: revocations take it exclusively and refreshes shared, so a
     /// refresh cannot slip a new token into a family being revoked (READ COMMITTED would let
     /// the revoking UPDATE miss a row committed while it waited).
@@ -83,7 +83,10 @@ impl AuthService {
         keep: Option<Uuid>,
     ) -> Result<(), AuthError> {
         let mut sessions = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+            .col_expr(
+                refresh_token::Column::RevokedAt,
+                Expr::value(self.clock.now()),
+            )
             .filter(refresh_token::Column::UserId.eq(user_id))
             .filter(refresh_token::Column::RevokedAt.is_null());
         if let Some(keep) = keep {
@@ -112,7 +115,7 @@ impl AuthService {
         family_id: Uuid,
         ip: Option<String>,
     ) -> Result<(TokenPair, Uuid), AuthError> {
-        let issued_at = unix_now();
+        let issued_at = self.unix_now();
         let claims = Claims {
             sub: user.id,
             role: user.role,
@@ -125,7 +128,7 @@ impl AuthService {
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding_key)
                 .map_err(AuthError::internal)?;
         let refresh_token = random_token(REFRESH_TOKEN_PREFIX);
-        let created_at = now();
+        let created_at = self.clock.now();
         let id = new_id();
         refresh_token::ActiveModel {
             id: Set(id),
@@ -170,11 +173,11 @@ impl AuthService {
         self.lock_user(&*uow, owner, false).await?;
         // Spend it atomically: of two concurrent uses, one wins and one is a reuse.
         let spent = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::UsedAt, Expr::value(now()))
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(self.clock.now()))
             .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
-            .filter(refresh_token::Column::ExpiresAt.gt(now()))
+            .filter(refresh_token::Column::ExpiresAt.gt(self.clock.now()))
             .exec_with_returning(&*uow)
             .await?;
         let Some(token) = spent.into_iter().next() else {
@@ -244,7 +247,7 @@ impl AuthService {
         ) else {
             return Ok(None);
         };
-        if now() - used_at > grace {
+        if self.clock.now() - used_at > grace {
             return Ok(None);
         }
         let successor_live = refresh_token::Entity::find_by_id(successor_id)
@@ -310,7 +313,10 @@ impl AuthService {
         family_id: Uuid,
     ) -> Result<(), AuthError> {
         refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now()))
+            .col_expr(
+                refresh_token::Column::RevokedAt,
+                Expr::value(self.clock.now()),
+            )
             .col_expr(
                 refresh_token::Column::SuccessorSealed,
                 Expr::value(Option::<String>::None),
@@ -344,11 +350,15 @@ impl TokenVerifier for AuthService {
     /// from the database, so a demotion applies at once.
     async fn verify_access_token(&self, token: &str) -> Result<VerifiedToken, AppError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = self.settings.jwt_leeway_secs;
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        // Expiry is judged by the app's clock, not jsonwebtoken's reading of the system's.
+        validation.validate_exp = false;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &validation)
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
+        if claims.exp.saturating_add(self.settings.jwt_leeway_secs) < self.unix_now() {
+            return Err(AuthError::InvalidToken.into());
+        }
         let user = user::Entity::find_by_id(claims.sub)
             .one(self.db.connection())
             .await?

@@ -45,7 +45,7 @@ impl DocumentsService {
         avatars.extend(vector_index::orphaned_indexes(&self.db).await?);
         let mut queued = 0;
         for avatar_id in avatars {
-            if queue_index_build(self.db.connection(), avatar_id)
+            if queue_index_build(self.db.connection(), avatar_id, self.clock.now())
                 .await?
                 .is_some()
             {
@@ -129,17 +129,19 @@ impl DocumentsService {
         ] {
             uow.execute_unprepared(&statement).await?;
         }
+        let now = self.clock.now();
         let rows = uow
-            .query_all_raw(Statement::from_string(
+            .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE documents SET status = 'uploaded', attempts = 0, error = NULL, \
-                 chunks_count = 0, tokens_count = 0, updated_at = now() \
+                 chunks_count = 0, tokens_count = 0, updated_at = $1 \
                  WHERE status IN ('ready', 'processing', 'failed') RETURNING id",
+                [now.into()],
             ))
             .await?;
         for row in &rows {
             let id: DocumentId = row.try_get("", "id")?;
-            enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
+            enqueue_in(&*uow, &ProcessDocument::now(id), now).await?;
         }
         uow.commit().await?;
         Ok(rows.len())

@@ -28,8 +28,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::clock::Clock;
 use crate::core::config::{DocumentSettings, RetrievalSettings};
-use crate::core::db::{Db, UnitOfWork, now};
+use crate::core::db::{Db, UnitOfWork};
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
@@ -135,6 +136,7 @@ pub struct DocumentsConfig {
     pub retrieval: RetrievalSettings,
     pub upload_dir: PathBuf,
     pub sandbox: Sandbox,
+    pub clock: Arc<dyn Clock>,
 }
 
 pub struct DocumentsService {
@@ -148,17 +150,20 @@ pub struct DocumentsService {
     retrieval: RetrievalSettings,
     upload_dir: PathBuf,
     sandbox: Sandbox,
+    clock: Arc<dyn Clock>,
 }
 
 /// Queues a build of the avatar's vector index, unless one is queued or running already.
 async fn queue_index_build<C: ConnectionTrait>(
     conn: &C,
     avatar_id: AvatarId,
+    now: DateTime<Utc>,
 ) -> Result<Option<Uuid>, sea_orm::DbErr> {
     enqueue_unique_in(
         conn,
         &BuildVectorIndex::now(avatar_id),
         &format!("documents.build_vector_index:{avatar_id}"),
+        now,
     )
     .await
 }
@@ -185,6 +190,7 @@ impl DocumentsService {
             retrieval,
             upload_dir,
             sandbox,
+            clock,
         } = config;
         DocumentsService {
             db,
@@ -197,6 +203,7 @@ impl DocumentsService {
             retrieval,
             upload_dir,
             sandbox,
+            clock,
         }
     }
 
@@ -407,7 +414,7 @@ impl DocumentsService {
             )
             .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
             .col_expr(document::Column::Attempts, Expr::value(0))
-            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .col_expr(document::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(document::Column::Id.eq(document_id))
             .filter(document::Column::Status.is_in([DocumentStatus::Ready, DocumentStatus::Failed]))
             .exec_with_returning(&*uow)
@@ -417,7 +424,7 @@ impl DocumentsService {
                 "the document is already waiting or processing",
             ));
         };
-        enqueue_in(&*uow, &ProcessDocument::now(document_id)).await?;
+        enqueue_in(&*uow, &ProcessDocument::now(document_id), self.clock.now()).await?;
         uow.commit().await?;
         self.view(&model).await
     }
@@ -486,7 +493,7 @@ impl DocumentsService {
         }
         // Its index goes too — in a job, under the build lock, so the drop never waits here
         // behind another avatar's build.
-        queue_index_build(self.db.connection(), avatar_id).await?;
+        queue_index_build(self.db.connection(), avatar_id, self.clock.now()).await?;
         Ok(ids.len())
     }
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
@@ -11,7 +13,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::core::db::{UnitOfWork, new_id, now};
+use crate::core::db::{UnitOfWork, new_id};
 use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
 use crate::core::jobs::enqueue_in;
@@ -70,8 +72,9 @@ impl DocumentsService {
     /// `documents.stuck_after_secs` (its task lost) is queued again. Returns how many were
     /// requeued.
     pub async fn recover_stuck(&self) -> Result<usize, DocumentsError> {
-        let stale_after = self.settings.stale_after_secs as f64;
-        let stuck_after = self.settings.stuck_after_secs as f64;
+        let now = self.clock.now();
+        let stale_before = now - seconds(self.settings.stale_after_secs);
+        let stuck_before = now - seconds(self.settings.stuck_after_secs);
         let mut uow = self.db.begin().await?;
         let given_up = uow
             .query_all_raw(Statement::from_sql_and_values(
@@ -79,12 +82,15 @@ impl DocumentsService {
                 "UPDATE documents SET status = 'failed', processing_run_id = NULL, \
                  chunks_count = 0, tokens_count = 0, \
                  error = 'processing stopped ' || attempts || ' times without finishing (its \
-                 worker was lost); giving up', updated_at = now() \
+                 worker was lost); giving up', updated_at = $3 \
                  WHERE status = 'processing' AND attempts >= $2 \
-                   AND COALESCE(heartbeat_at, processing_started_at, updated_at) \
-                       < now() - make_interval(secs => $1) \
+                   AND COALESCE(heartbeat_at, processing_started_at, updated_at) < $1 \
                  RETURNING id, project_id, avatar_id, error",
-                [stale_after.into(), self.settings.max_attempts.into()],
+                [
+                    stale_before.into(),
+                    self.settings.max_attempts.into(),
+                    now.into(),
+                ],
             ))
             .await?;
         for row in &given_up {
@@ -105,17 +111,17 @@ impl DocumentsService {
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE documents SET status = 'uploaded', processing_run_id = NULL, \
-                 updated_at = now() \
+                 updated_at = $3 \
                  WHERE (status = 'processing' AND COALESCE(heartbeat_at, processing_started_at, \
-                        updated_at) < now() - make_interval(secs => $1)) \
-                    OR (status = 'uploaded' AND updated_at < now() - make_interval(secs => $2)) \
+                        updated_at) < $1) \
+                    OR (status = 'uploaded' AND updated_at < $2) \
                  RETURNING id",
-                [stale_after.into(), stuck_after.into()],
+                [stale_before.into(), stuck_before.into(), now.into()],
             ))
             .await?;
         for row in &rows {
             let id: DocumentId = row.try_get("", "id")?;
-            enqueue_in(&*uow, &ProcessDocument::now(id)).await?;
+            enqueue_in(&*uow, &ProcessDocument::now(id), now).await?;
         }
         uow.commit().await?;
         if !given_up.is_empty() {
@@ -164,17 +170,18 @@ impl DocumentsService {
         if i64::try_from(running).unwrap_or(i64::MAX) >= self.settings.max_processing_per_project {
             return Ok(Err(ProcessOutcome::Deferred));
         }
-        // The database's clock, like the recovery that compares against it: a worker whose
-        // clock runs behind cannot make its live runs look dead.
+        // Stamped by the app's clock, which the recovery compares against too. Processes'
+        // clocks differ by milliseconds (NTP); the staleness limits are tens of seconds.
+        let now = self.clock.now();
         let claimed = document::Entity::update_many()
             .col_expr(
                 document::Column::Status,
                 Expr::value(DocumentStatus::Processing),
             )
-            .col_expr(document::Column::ProcessingStartedAt, Expr::cust("now()"))
-            .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
+            .col_expr(document::Column::ProcessingStartedAt, Expr::value(now))
+            .col_expr(document::Column::HeartbeatAt, Expr::value(now))
             .col_expr(document::Column::ProcessingRunId, Expr::value(new_id()))
-            .col_expr(document::Column::UpdatedAt, Expr::cust("now()"))
+            .col_expr(document::Column::UpdatedAt, Expr::value(now))
             .col_expr(
                 document::Column::Attempts,
                 Expr::col(document::Column::Attempts).add(1),
@@ -233,7 +240,7 @@ impl DocumentsService {
             }
             Err(RunError::Transient(reason)) => {
                 // Back to the queue; the task is retried with backoff.
-                back_to_queue(model.id, run.run_id)
+                back_to_queue(model.id, run.run_id, self.clock.now())
                     .exec(self.db.connection())
                     .await?;
                 tracing::warn!(document_id = %model.id, attempt = model.attempts, "document processing will be retried: {reason}");
@@ -250,7 +257,7 @@ impl DocumentsService {
         loop {
             ticks.tick().await;
             let beat = document::Entity::update_many()
-                .col_expr(document::Column::HeartbeatAt, Expr::cust("now()"))
+                .col_expr(document::Column::HeartbeatAt, Expr::value(self.clock.now()))
                 .filter(document::Column::Id.eq(run.document_id))
                 .filter(document::Column::ProcessingRunId.eq(run.run_id))
                 .filter(document::Column::Status.eq(DocumentStatus::Processing))
@@ -271,7 +278,7 @@ impl DocumentsService {
     /// with a task queued in the same transaction.
     async fn interrupted(&self, run: Run) -> Result<(), DocumentsError> {
         let uow = self.db.begin().await?;
-        let released = back_to_queue(run.document_id, run.run_id)
+        let released = back_to_queue(run.document_id, run.run_id, self.clock.now())
             .col_expr(
                 document::Column::Attempts,
                 Expr::col(document::Column::Attempts).sub(1),
@@ -279,7 +286,12 @@ impl DocumentsService {
             .exec(&*uow)
             .await?;
         if released.rows_affected > 0 {
-            enqueue_in(&*uow, &ProcessDocument::now(run.document_id)).await?;
+            enqueue_in(
+                &*uow,
+                &ProcessDocument::now(run.document_id),
+                self.clock.now(),
+            )
+            .await?;
             tracing::info!(document_id = %run.document_id, "document processing interrupted by shutdown; queued again");
         }
         uow.commit().await?;
@@ -305,7 +317,7 @@ impl DocumentsService {
                 document::Column::ProcessingRunId,
                 Expr::value(Option::<Uuid>::None),
             )
-            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .col_expr(document::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(document::Column::Id.eq(model.id))
             .filter(document::Column::ProcessingRunId.eq(run.run_id))
             .exec(&*uow)
@@ -414,7 +426,14 @@ impl DocumentsService {
                     project_id: model.project_id,
                     avatar_id: model.avatar_id,
                 };
-                chunk_store::insert_chunks(&*uow, owner, rows, &embedder.model_id()).await?;
+                chunk_store::insert_chunks(
+                    &*uow,
+                    owner,
+                    rows,
+                    &embedder.model_id(),
+                    self.clock.now(),
+                )
+                .await?;
             }
             uow.commit().await?;
         }
@@ -435,8 +454,8 @@ impl DocumentsService {
                 document::Column::ProcessingRunId,
                 Expr::value(Option::<Uuid>::None),
             )
-            .col_expr(document::Column::ProcessedAt, Expr::value(now()))
-            .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+            .col_expr(document::Column::ProcessedAt, Expr::value(self.clock.now()))
+            .col_expr(document::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(document::Column::Id.eq(model.id))
             .filter(document::Column::ProcessingRunId.eq(run.run_id))
             .filter(document::Column::Status.eq(DocumentStatus::Processing))
@@ -450,7 +469,7 @@ impl DocumentsService {
             .needs_index(&*uow, model.project_id, model.avatar_id)
             .await?
         {
-            queue_index_build(&*uow, model.avatar_id).await?;
+            queue_index_build(&*uow, model.avatar_id, self.clock.now()).await?;
         }
         self.bus
             .publish(
@@ -470,7 +489,11 @@ impl DocumentsService {
 }
 
 /// Puts the document back in the queue (`uploaded`, no run), if `run_id` still owns it.
-fn back_to_queue(document_id: DocumentId, run_id: Uuid) -> sea_orm::UpdateMany<document::Entity> {
+fn back_to_queue(
+    document_id: DocumentId,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+) -> sea_orm::UpdateMany<document::Entity> {
     document::Entity::update_many()
         .col_expr(
             document::Column::Status,
@@ -480,7 +503,12 @@ fn back_to_queue(document_id: DocumentId, run_id: Uuid) -> sea_orm::UpdateMany<d
             document::Column::ProcessingRunId,
             Expr::value(Option::<Uuid>::None),
         )
-        .col_expr(document::Column::UpdatedAt, Expr::value(now()))
+        .col_expr(document::Column::UpdatedAt, Expr::value(at))
         .filter(document::Column::Id.eq(document_id))
         .filter(document::Column::ProcessingRunId.eq(run_id))
+}
+
+/// `secs` as a chrono duration (for arithmetic on the clock's readings).
+fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
 }

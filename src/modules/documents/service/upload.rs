@@ -6,7 +6,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Quer
 use serde_json::json;
 
 use crate::core::auth::Actor;
-use crate::core::db::{is_unique_violation, now};
+use crate::core::db::is_unique_violation;
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::enqueue_in;
 
@@ -144,7 +144,7 @@ impl DocumentsService {
         format: DocumentFormat,
         actor: Actor,
     ) -> Result<document::Model, DocumentsError> {
-        let timestamp = now();
+        let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         let model = document::ActiveModel {
             id: Set(document_id),
@@ -179,7 +179,7 @@ impl DocumentsService {
                 DocumentsError::from(error)
             }
         })?;
-        enqueue_in(&*uow, &ProcessDocument::now(document_id)).await?;
+        enqueue_in(&*uow, &ProcessDocument::now(document_id), timestamp).await?;
         self.publish(
             &mut uow,
             DocumentsEvent::DocumentUploaded {

@@ -320,8 +320,12 @@ impl ProjectsService {
     /// Soft delete: the project and everything in it answer 404 from now on.
     pub async fn delete(&self, project_id: ProjectId, actor: Actor) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
-        let deleted =
-            soft_delete::<project::Entity, _>(&*uow, project::Column::Id.eq(project_id)).await?;
+        let deleted = soft_delete::<project::Entity, _>(
+            &*uow,
+            self.clock.now(),
+            project::Column::Id.eq(project_id),
+        )
+        .await?;
         if deleted == 0 {
             return Err(ProjectsError::NotFound("project"));
         }

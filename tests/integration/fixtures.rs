@@ -102,7 +102,7 @@ impl TestApp {
         .await
     }
 
-    async fn logged_in(&self, id: Uuid, email: String) -> TestUser {
+    pub async fn logged_in(&self, id: Uuid, email: String) -> TestUser {
         let response = self.login(&email, PASSWORD).await;
         assert_eq!(response.status, 200, "login failed: {}", response.text);
         TestUser {

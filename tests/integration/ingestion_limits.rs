@@ -172,8 +172,36 @@ async fn one_tenants_large_documents_do_not_hold_every_worker() {
             .await;
         assert_eq!(response.status, 202);
     }
-    // Both workers had their chance at the busy tenant's documents.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both workers had their turn at the busy tenant's documents: one runs, the other was
+    // deferred (queued again for later) rather than taking the second worker.
+    eventually(
+        Duration::from_secs(10),
+        "one busy document runs and the other is deferred",
+        || async {
+            let row = app
+                .context
+                .db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT (SELECT count(*) FROM documents WHERE status = 'processing') \
+                            AS running, \
+                            (SELECT count(*) FROM fang_tasks \
+                             WHERE metadata->>'type' = 'documents.process' \
+                               AND metadata->>'not_before' IS NOT NULL) AS deferred",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let running: i64 = row.try_get("", "running").unwrap();
+            let deferred: i64 = row.try_get("", "deferred").unwrap();
+            if running == 1 && deferred >= 1 {
+                Ok(())
+            } else {
+                Err((running, deferred))
+            }
+        },
+    )
+    .await;
 
     let other = app.user("other").await;
     let other_pid = app.project(&other, "other").await;

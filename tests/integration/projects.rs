@@ -705,8 +705,10 @@ async fn an_invitation_past_its_expiry_is_no_longer_pending_nor_accepted() {
     let invitations = format!("/api/v1/projects/{pid}/invitations");
     assert_eq!(app.get_as(&owner, &invitations).await.json["total"], 1);
 
-    // The default lifetime is 7 days: a day later it has lapsed.
+    // The default lifetime is 7 days: a day later it has lapsed (and so has the owner's
+    // access token: they sign in again).
     clock.advance(chrono::Duration::days(8));
+    let owner = app.logged_in(owner.id, owner.email.clone()).await;
     assert_eq!(app.get_as(&owner, &invitations).await.json["total"], 0);
     let newcomer = app.user("late").await;
     app.post_as(

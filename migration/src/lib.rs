@@ -17,6 +17,7 @@ mod m20261203_081822_platform_config_outbound_allow_list;
 mod m20261203_084848_auth_refresh_reuse_grace;
 mod m20261203_085255_projects_invitations;
 mod m20261203_090555_documents_processing_heartbeat;
+mod m20261203_140000_billing;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_084848_auth_refresh_reuse_grace::Migration),
             Box::new(m20261203_085255_projects_invitations::Migration),
             Box::new(m20261203_090555_documents_processing_heartbeat::Migration),
+            Box::new(m20261203_140000_billing::Migration),
         ]
     }
 }

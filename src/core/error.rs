@@ -24,6 +24,7 @@ pub enum ErrorCode {
     AuthenticationRequired,
     InvalidToken,
     TokenLimitExceeded,
+    PlanLimitReached,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -42,7 +43,9 @@ impl ErrorCode {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::AuthenticationRequired | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::TokenLimitExceeded => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::TokenLimitExceeded | ErrorCode::PlanLimitReached => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::AuthenticationRequired => "AUTHENTICATION_REQUIRED",
             ErrorCode::InvalidToken => "INVALID_TOKEN",
             ErrorCode::TokenLimitExceeded => "TOKEN_LIMIT_EXCEEDED",
+            ErrorCode::PlanLimitReached => "PLAN_LIMIT_REACHED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -124,7 +128,9 @@ pub trait ErrorKind: std::error::Error {
         self.common().and_then(ErrorKind::field)
     }
     fn details(&self) -> Value {
-        Value::Object(Default::default())
+        self.common()
+            .map(ErrorKind::details)
+            .unwrap_or_else(|| Value::Object(Default::default()))
     }
     /// Seconds for `Retry-After`, for errors the client should retry later.
     fn retry_after_secs(&self) -> Option<u64> {
@@ -175,6 +181,20 @@ pub enum Failure {
     },
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// The project's plan allows no more of something (`limit`, e.g. `max_avatars`, is
+    /// `value`): 402 `PLAN_LIMIT_REACHED`.
+    #[error("the plan's limit {limit} ({value}) is reached")]
+    PlanLimit { limit: &'static str, value: i64 },
+    /// The project's tokens for the period are spent or reserved: 402 `TOKEN_LIMIT_EXCEEDED`.
+    #[error(
+        "the project's token budget for this period is exhausted ({used} used and {reserved} reserved of {limit}; {needed} needed)"
+    )]
+    TokenLimit {
+        limit: i64,
+        used: i64,
+        reserved: i64,
+        needed: i64,
+    },
     /// Logged with its whole cause chain; the client sees only `INTERNAL` and the request id.
     #[error("internal error: {0}")]
     Internal(#[source] Cause),
@@ -215,7 +235,27 @@ impl ErrorKind for Failure {
             Failure::NotFound(_) => ErrorCode::NotFound,
             Failure::InvalidField { .. } => ErrorCode::ValidationError,
             Failure::Unavailable(unavailable) => unavailable.code(),
+            Failure::PlanLimit { .. } => ErrorCode::PlanLimitReached,
+            Failure::TokenLimit { .. } => ErrorCode::TokenLimitExceeded,
             Failure::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            Failure::PlanLimit { limit, value } => {
+                serde_json::json!({ "limit": limit, "value": value })
+            }
+            Failure::TokenLimit {
+                limit,
+                used,
+                reserved,
+                needed,
+            } => serde_json::json!({
+                "tokens_limit": limit, "tokens_used": used,
+                "tokens_reserved": reserved, "tokens_needed": needed,
+            }),
+            _ => Value::Object(Default::default()),
         }
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::events::Event;
 use crate::modules::auth::AuthEvent;
 use crate::modules::avatars::AvatarsEvent;
+use crate::modules::billing::BillingEvent;
 use crate::modules::chat::ChatEvent;
 use crate::modules::documents::DocumentsEvent;
 use crate::modules::end_users::EndUsersEvent;
@@ -24,6 +25,7 @@ pub enum DomainEvent {
     EndUsers(EndUsersEvent),
     Chat(ChatEvent),
     PlatformConfig(PlatformConfigEvent),
+    Billing(BillingEvent),
 }
 
 impl Event for DomainEvent {
@@ -36,6 +38,7 @@ impl Event for DomainEvent {
             DomainEvent::EndUsers(event) => event.event_type(),
             DomainEvent::Chat(event) => event.event_type(),
             DomainEvent::PlatformConfig(event) => event.event_type(),
+            DomainEvent::Billing(event) => event.event_type(),
         }
     }
 }

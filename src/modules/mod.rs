@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod avatars;
+pub mod billing;
 pub mod chat;
 pub mod documents;
 pub mod end_users;
@@ -18,6 +19,7 @@ use crate::app::Module;
 pub const ALL: &[Module] = &[
     platform_config::MODULE,
     auth::MODULE,
+    billing::MODULE,
     projects::MODULE,
     avatars::MODULE,
     documents::MODULE,

@@ -6,6 +6,7 @@
 
 mod auth;
 mod avatars;
+mod billing;
 mod cache;
 mod chat;
 mod db;

@@ -85,6 +85,7 @@ pub struct Settings {
     pub embeddings: EmbeddingSettings,
     pub retrieval: RetrievalSettings,
     pub chat: ChatSettings,
+    pub billing: BillingSettings,
     pub secrets: SecretSettings,
 }
 

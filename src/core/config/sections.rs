@@ -299,3 +299,12 @@ pub struct SecretSettings {
     pub encryption_key: SecretString,
     pub previous_encryption_keys: Vec<SecretString>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BillingSettings {
+    pub reservation_ttl_secs: u64,
+    pub reservation_margin_tokens: u32,
+    pub count_embedding_tokens: bool,
+    pub count_own_key_usage: bool,
+    pub maintenance_cron: String,
+}

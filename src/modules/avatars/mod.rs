@@ -8,6 +8,7 @@ mod service;
 use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};
+use crate::modules::billing::BillingService;
 
 pub use domain::errors::AvatarsError;
 pub use domain::events::AvatarsEvent;
@@ -28,6 +29,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.bus.clone(),
         context.settings.avatars.clone(),
         context.clock.clone(),
+        registry.get::<BillingService>()?,
     )));
     registry.routes(api::v1::configure);
     Ok(())

@@ -15,9 +15,11 @@ use crate::core::auth::Actor;
 use crate::core::clock::Clock;
 use crate::core::config::AvatarDefaults;
 use crate::core::db::{Db, SoftDelete, soft_delete};
+use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::ids::{AvatarId, ProjectId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
+use crate::modules::billing::{BillingService, Slot};
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::avatar;
@@ -114,6 +116,8 @@ pub struct AvatarsService {
     bus: EventBus<DomainEvent>,
     defaults: AvatarDefaults,
     clock: Arc<dyn Clock>,
+    /// Each avatar takes a slot of the project's plan.
+    billing: Arc<BillingService>,
 }
 
 fn view(model: &avatar::Model) -> AvatarView {
@@ -163,12 +167,14 @@ impl AvatarsService {
         bus: EventBus<DomainEvent>,
         defaults: AvatarDefaults,
         clock: Arc<dyn Clock>,
+        billing: Arc<BillingService>,
     ) -> Self {
         AvatarsService {
             db,
             bus,
             defaults,
             clock,
+            billing,
         }
     }
 
@@ -189,6 +195,10 @@ impl AvatarsService {
         check_overlap(chunk_size, chunk_overlap)?;
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
+        self.billing
+            .take_slot_in(&uow, project_id, Slot::Avatar)
+            .await
+            .map_err(Failure::from)?;
         let created = avatar::ActiveModel {
             id: Set(AvatarId::new()),
             project_id: Set(project_id),
@@ -364,6 +374,10 @@ impl AvatarsService {
         if deleted == 0 {
             return Err(AvatarsError::NotFound);
         }
+        self.billing
+            .free_slot_in(&uow, project_id, Slot::Avatar)
+            .await
+            .map_err(Failure::from)?;
         self.bus
             .publish(
                 &mut uow,

@@ -4,7 +4,6 @@
 //! public API (and Telegram, later), all through [`ChatService`].
 
 mod api;
-mod budget;
 mod domain;
 mod model_choice;
 mod pipeline;
@@ -17,12 +16,12 @@ use std::sync::Arc;
 use crate::app::{AppContext, Module, Registry};
 use crate::core::cache::RateLimiter;
 use crate::modules::avatars::AvatarsService;
+use crate::modules::billing::BillingService;
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::platform_config::PlatformConfigService;
 use crate::modules::projects::ProjectsService;
 
-pub use budget::{Reservation, TokenBudget, Unmetered};
 pub use domain::errors::ChatError;
 pub use domain::events::ChatEvent;
 pub use pipeline::TurnEvent;
@@ -45,6 +44,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             avatars: registry.get::<AvatarsService>()?,
             documents: registry.get::<DocumentsService>()?,
             end_users: registry.get::<EndUsersService>()?,
+            billing: registry.get::<BillingService>()?,
         },
         model_choice::ModelSource::new(
             settings.chat.clone(),
@@ -54,6 +54,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         ),
         settings.chat.clone(),
         context.clock.clone(),
+        RateLimiter::new(context.cache.clone(), context.clock.clone()),
     ));
     registry.subscribe(Arc::new(subscribers::EraseEndUserConversations(
         service.clone(),

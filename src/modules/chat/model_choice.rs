@@ -43,6 +43,13 @@ fn non_empty(secret: Option<SecretString>) -> Option<SecretString> {
     secret.filter(|value| !value.expose_secret().trim().is_empty())
 }
 
+/// The LLM chosen for an answer, and who pays for it.
+pub struct ChosenModel {
+    pub model: Arc<dyn ChatModel>,
+    /// Through the project's own key or endpoint (its secrets), not the platform's.
+    pub own_key: bool,
+}
+
 /// The endpoint an answer goes to, who chose it, and the key to send there.
 struct Route {
     base_url: BaseUrl,
@@ -70,7 +77,7 @@ impl ModelSource {
         &self,
         project_id: ProjectId,
         model: &str,
-    ) -> Result<Option<Arc<dyn ChatModel>>, ChatError> {
+    ) -> Result<Option<ChosenModel>, ChatError> {
         let platform = self.platform.get().await.map_err(Failure::from)?;
         let secrets = self
             .projects
@@ -88,6 +95,7 @@ impl ModelSource {
                 None
             }
         };
+        let own_key = project_key.is_some() || secrets.endpoint.is_some();
         let route = match secrets.endpoint {
             Some(url) => Route {
                 base_url: BaseUrl::parse(&url).map_err(|error| {
@@ -146,6 +154,9 @@ impl ModelSource {
             max_retries: self.settings.max_retries,
             retry_base: RETRY_BASE,
         };
-        Ok(Some(Arc::new(OpenAiChat::new(config, model, client))))
+        Ok(Some(ChosenModel {
+            model: Arc::new(OpenAiChat::new(config, model, client)),
+            own_key,
+        }))
     }
 }

@@ -29,7 +29,6 @@ use crate::modules::avatars::AvatarView;
 use crate::modules::chat::domain::MessageRole;
 use crate::modules::events::DomainEvent;
 
-use super::budget::Reservation;
 use super::domain::entities::message;
 use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
@@ -37,6 +36,7 @@ use super::prompt;
 use super::service::{
     ChatService, MessageView, SourceRef, Timings, bump_conversation, message_view,
 };
+use crate::modules::billing::{Reservation, UsageKind, UsageRecord};
 
 /// What the answer reports, in this order: deltas, then sources, then done — or an error.
 #[derive(Debug, Clone)]
@@ -127,24 +127,17 @@ impl ChatService {
         let Some(retrieved) = self.retrieve(&turn, &events, started).await else {
             return;
         };
-        let Some(model) = self.choose_model(&turn, &events, &retrieved).await else {
+        let Some(answerer) = self.choose_model(&turn, &events, &retrieved).await else {
             return;
         };
         let Some(streamed) = self
-            .stream_answer(&turn, &events, model.as_ref(), &retrieved, started)
+            .stream_answer(&turn, &events, answerer.model.as_ref(), &retrieved, started)
             .await
         else {
             return;
         };
-        self.finish(
-            &turn,
-            &events,
-            &model.model_id(),
-            retrieved,
-            streamed,
-            started,
-        )
-        .await;
+        self.finish(&turn, &events, &answerer, retrieved, streamed, started)
+            .await;
     }
 
     /// The avatar's passages for the question. A client that leaves before the answer starts
@@ -212,16 +205,22 @@ impl ChatService {
         turn: &Turn,
         events: &mpsc::Sender<TurnEvent>,
         retrieved: &Retrieved,
-    ) -> Option<Arc<dyn ChatModel>> {
+    ) -> Option<Answerer> {
         match self
             .models
             .for_project(turn.avatar.project_id, &turn.avatar.llm.model)
             .await
         {
-            Ok(Some(model)) => Some(model),
-            Ok(None) => Some(Arc::new(RetrievalOnly {
-                passages: retrieved.passages.clone(),
-            })),
+            Ok(Some(chosen)) => Some(Answerer {
+                model: chosen.model,
+                billed: Some(chosen.own_key),
+            }),
+            Ok(None) => Some(Answerer {
+                model: Arc::new(RetrievalOnly {
+                    passages: retrieved.passages.clone(),
+                }),
+                billed: None,
+            }),
             Err(ChatError::Upstream(reason)) => {
                 self.fail_before_answer(turn, events, reason).await;
                 None
@@ -328,11 +327,12 @@ impl ChatService {
         &self,
         turn: &Turn,
         events: &mpsc::Sender<TurnEvent>,
-        model_id: &str,
+        answerer: &Answerer,
         retrieved: Retrieved,
         streamed: Streamed,
         started: Instant,
     ) {
+        let model_id = answerer.model.model_id();
         let (finish_reason, failure) = match streamed.ending {
             Ending::Finished(reason) => (reason, None),
             Ending::ClientGone => ("client_disconnected".to_owned(), None),
@@ -347,33 +347,46 @@ impl ChatService {
             time_to_first_token_ms: streamed.first_token,
             total_ms: millis(started),
         };
+        // What the call cost (none for a retrieval-only answer: no LLM was called).
+        let record = answerer.billed.map(|own_key| UsageRecord {
+            kind: UsageKind::Chat,
+            model: model_id.clone(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            own_key,
+            avatar_id: Some(turn.avatar.id),
+            conversation_id: Some(turn.conversation_id),
+            document_id: None,
+        });
         let stored = self
             .store_answer(
                 turn,
                 &streamed.content,
                 &retrieved.sources,
                 usage,
-                model_id,
+                &model_id,
                 &finish_reason,
                 timings,
                 streamed.reported.is_none(),
                 failure.as_deref(),
+                record.clone(),
             )
             .await;
-        if let Err(error) = self.budget.settle(&turn.reservation, usage).await {
-            tracing::error!(reservation = %turn.reservation.id, "settling a token reservation failed: {error}");
-        }
         let stored = match stored {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::error!(conversation_id = %turn.conversation_id, "storing an answer failed: {error}");
-                let failure = match Unavailable::of_database(&error) {
-                    Some(unavailable) => TurnFailure {
+                // The answer is lost, its cost must not be.
+                if let Err(error) = self.billing.settle(&turn.reservation, record).await {
+                    tracing::error!(reservation = %turn.reservation.id, "settling a token reservation failed: {error}");
+                }
+                let failure = match &error {
+                    ChatError::Common(Failure::Unavailable(unavailable)) => TurnFailure {
                         code: unavailable.code(),
                         message: unavailable.to_string(),
                         message_id: None,
                     },
-                    None => TurnFailure {
+                    _ => TurnFailure {
                         code: ErrorCode::Internal,
                         message: "storing the answer failed".into(),
                         message_id: None,
@@ -459,7 +472,8 @@ impl ChatService {
             .await;
     }
 
-    /// The answer, its conversation's counters and the events, in one transaction.
+    /// The answer, its conversation's counters, the settled reservation (with its ledger row)
+    /// and the events, in one transaction.
     #[allow(clippy::too_many_arguments)]
     async fn store_answer(
         &self,
@@ -472,7 +486,8 @@ impl ChatService {
         timings: Timings,
         usage_estimated: bool,
         failure: Option<&str>,
-    ) -> Result<message::Model, sea_orm::DbErr> {
+        record: Option<UsageRecord>,
+    ) -> Result<message::Model, ChatError> {
         let project_id = turn.avatar.project_id;
         let timestamp = self.clock.now();
         let mut metadata = serde_json::json!({
@@ -507,6 +522,10 @@ impl ChatService {
         .insert(&*uow)
         .await?;
         bump_conversation(&*uow, turn.conversation_id, timestamp).await?;
+        self.billing
+            .settle_in(&mut uow, &turn.reservation, record)
+            .await
+            .map_err(|error| ChatError::Common(error.into()))?;
         for event in [
             ChatEvent::MessageCompleted {
                 project_id,
@@ -538,6 +557,14 @@ impl ChatService {
         uow.commit().await?;
         Ok(stored)
     }
+}
+
+/// Who answers a turn: the LLM (billed, through the project's own key or not) or the
+/// retrieval-only answer (nothing to bill).
+struct Answerer {
+    model: Arc<dyn ChatModel>,
+    /// `Some(own_key)` when an LLM is called; `None` for the retrieval-only answer.
+    billed: Option<bool>,
 }
 
 /// After the finish reason: the usage chunk, if the server sends one before the stream ends.

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::app::{AppContext, Module, Registry, startup_check};
 use crate::modules::avatars::AvatarsService;
+use crate::modules::billing::BillingService;
 use crate::modules::platform_config::PlatformConfigService;
 
 pub use domain::errors::DocumentsError;
@@ -30,9 +31,7 @@ pub use domain::events::DocumentsEvent;
 pub use parsing::DocumentFormat;
 pub use retrieval::SearchHit;
 pub use sandbox::{ChildLimits, ParseRequest, run_child as parse_document_command};
-pub use service::{
-    DocumentQuota, DocumentStatus, DocumentView, DocumentsService, ReceivedFile, Unlimited,
-};
+pub use service::{DocumentStatus, DocumentView, DocumentsService, ReceivedFile};
 
 pub const MODULE: Module = Module {
     name: "documents",
@@ -61,6 +60,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             sandbox: sandbox::Sandbox::new(&settings.documents)
                 .map_err(|error| anyhow::anyhow!("documents: {error}"))?,
             clock: context.clock.clone(),
+            billing: registry.get::<BillingService>()?,
         },
     ));
 

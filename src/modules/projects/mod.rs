@@ -15,6 +15,7 @@ use crate::core::auth::{ApiKeys, ProjectRoles};
 use crate::core::cache::RateLimiter;
 use crate::core::llm::LLM_SECRETS;
 use crate::modules::auth::AuthService;
+use crate::modules::billing::BillingService;
 
 pub use domain::errors::ProjectsError;
 pub use domain::events::ProjectsEvent;
@@ -39,6 +40,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             api_key_last_used_resolution_secs: settings.auth.api_key_last_used_resolution_secs,
             bindings: vec![LLM_SECRETS],
             clock: context.clock.clone(),
+            billing: registry.get::<BillingService>()?,
         },
     ));
     registry.provide_shared::<dyn ProjectRoles>(service.clone());

@@ -14,14 +14,14 @@ use tokio::sync::mpsc;
 use crate::core::auth::Actor;
 use crate::core::error::Failure;
 use crate::core::ids::{AvatarId, ConversationId, MessageId, ProjectId};
-use crate::core::llm::{ChatMessage, Role, Usage, count_tokens};
+use crate::core::llm::{ChatMessage, Role, count_tokens};
 use crate::modules::avatars::{AvatarStatus, AvatarView};
 use crate::modules::chat::domain::MessageRole;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::end_users::{Contact, EndUserView};
 
 use super::{ChatService, MessageView, bump_conversation, message_view, non_negative};
-use crate::modules::chat::budget::Reservation;
+use crate::modules::billing::Reservation;
 use crate::modules::chat::domain::entities::{conversation, message};
 use crate::modules::chat::domain::errors::ChatError;
 use crate::modules::chat::pipeline::{Turn, TurnEvent};
@@ -46,6 +46,7 @@ impl ChatService {
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
+        self.within_plan_rate(project_id).await?;
         let (conversation, avatar) = self.conversation(project_id, conversation_id).await?;
         let content = self.checked_content(&content)?;
         if avatar.status != AvatarStatus::Active {
@@ -80,6 +81,7 @@ impl ChatService {
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
+        self.within_plan_rate(project_id).await?;
         let content = self.checked_content(&content)?;
         let avatar = self.active_avatar(project_id, avatar_id).await?;
         EndUsersService::check_contact(&contact).map_err(Failure::from)?;
@@ -159,10 +161,10 @@ impl ChatService {
 
     /// Tokens set aside for an answer by `avatar` to `content` (402 when refused).
     async fn reserve(&self, avatar: &AvatarView, content: &str) -> Result<Reservation, ChatError> {
-        self.budget
+        self.billing
             .reserve(avatar.project_id, self.estimate(avatar, content))
             .await
-            .map_err(ChatError::TokenLimit)
+            .map_err(|error| ChatError::Common(error.into()))
     }
 
     /// The user's message, then the answer in the background. Gives the reservation back if
@@ -287,7 +289,7 @@ impl ChatService {
 
     /// Gives a reservation back unused.
     pub(in crate::modules::chat) async fn release(&self, reservation: &Reservation) {
-        if let Err(error) = self.budget.settle(reservation, Usage::default()).await {
+        if let Err(error) = self.billing.release(reservation).await {
             tracing::error!(reservation = %reservation.id, "releasing a token reservation failed: {error}");
         }
     }

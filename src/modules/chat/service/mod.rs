@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::cache::RateLimiter;
 use crate::core::channel::Channel;
 use crate::core::clock::Clock;
 use crate::core::config::ChatSettings;
@@ -40,11 +41,11 @@ use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::events::DomainEvent;
 
-use super::budget::{TokenBudget, Unmetered};
 use super::domain::entities::{conversation, message};
 use super::domain::errors::ChatError;
 use super::domain::events::ChatEvent;
 use super::model_choice::ModelSource;
+use crate::modules::billing::BillingService;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationView {
@@ -161,9 +162,12 @@ pub struct ChatService {
     pub(super) documents: Arc<DocumentsService>,
     pub(super) end_users: Arc<EndUsersService>,
     pub(super) models: ModelSource,
-    pub(super) budget: Arc<dyn TokenBudget>,
+    /// Token budgets: reserved before an answer, settled with the answer.
+    pub(super) billing: Arc<BillingService>,
     pub(super) settings: ChatSettings,
     pub(super) clock: Arc<dyn Clock>,
+    /// Counts chat requests against the plan's requests per minute, per project.
+    pub(super) limiter: RateLimiter,
 }
 
 /// The other modules' services chat works with.
@@ -171,6 +175,7 @@ pub struct ChatPeers {
     pub avatars: Arc<AvatarsService>,
     pub documents: Arc<DocumentsService>,
     pub end_users: Arc<EndUsersService>,
+    pub billing: Arc<BillingService>,
 }
 
 /// One more message in the conversation.
@@ -200,6 +205,7 @@ impl ChatService {
         models: ModelSource,
         settings: ChatSettings,
         clock: Arc<dyn Clock>,
+        limiter: RateLimiter,
     ) -> Self {
         ChatService {
             db,
@@ -207,17 +213,39 @@ impl ChatService {
             avatars: peers.avatars,
             documents: peers.documents,
             end_users: peers.end_users,
+            billing: peers.billing,
             models,
-            budget: Arc::new(Unmetered),
             settings,
             clock,
+            limiter,
         }
     }
 
-    /// Billing's budget, once it exists.
-    pub fn with_budget(mut self, budget: Arc<dyn TokenBudget>) -> Self {
-        self.budget = budget;
-        self
+    /// Counts a chat request of `project_id` against its plan's requests per minute (shared
+    /// by every process through the cache; in-process while Redis is away).
+    pub(super) async fn within_plan_rate(&self, project_id: ProjectId) -> Result<(), ChatError> {
+        let limit = self
+            .billing
+            .requests_per_minute(project_id)
+            .await
+            .map_err(|error| ChatError::Common(error.into()))?;
+        let decision = self
+            .limiter
+            .check(
+                &format!("plan-chat:{project_id}"),
+                limit,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .map_err(ChatError::internal)?;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(ChatError::PlanRate {
+                limit,
+                retry_after_secs: decision.retry_after_seconds(),
+            })
+        }
     }
 
     pub fn settings(&self) -> &ChatSettings {

@@ -21,8 +21,6 @@ pub enum DocumentsError {
     /// upload turns it into `Duplicate` or `Conflict`.
     #[error("a document with the same content was stored at the same time")]
     SameContentStored,
-    #[error("{0}")]
-    QuotaExceeded(String),
     #[error(transparent)]
     Common(#[from] Failure),
 }
@@ -38,7 +36,6 @@ impl ErrorKind for DocumentsError {
             DocumentsError::Duplicate { .. }
             | DocumentsError::Conflict(_)
             | DocumentsError::SameContentStored => ErrorCode::Conflict,
-            DocumentsError::QuotaExceeded(_) => ErrorCode::Forbidden,
             DocumentsError::Common(failure) => failure.code(),
         }
     }
@@ -62,6 +59,7 @@ impl ErrorKind for DocumentsError {
         match self {
             DocumentsError::Duplicate { existing_id } => json!({ "existing_id": existing_id }),
             DocumentsError::TooLarge { limit } => json!({ "limit_bytes": limit }),
+            DocumentsError::Common(failure) => failure.details(),
             _ => json!({}),
         }
     }

@@ -15,7 +15,6 @@ pub use processing::ProcessOutcome;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -39,6 +38,7 @@ use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::core::storage::BlobStore;
 use crate::modules::avatars::AvatarView;
 use crate::modules::avatars::AvatarsService;
+use crate::modules::billing::{BillingService, Slot};
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::document;
@@ -105,31 +105,6 @@ pub struct ReceivedFile {
     pub head: Vec<u8>,
 }
 
-/// Asked before a document is stored; billing answers per plan. Until then: unlimited.
-#[async_trait]
-pub trait DocumentQuota: Send + Sync + 'static {
-    /// May `project_id` store one more document of `size_bytes`?
-    async fn may_store_document(
-        &self,
-        project_id: ProjectId,
-        size_bytes: u64,
-    ) -> Result<(), String>;
-}
-
-/// The quota in force until billing provides one.
-pub struct Unlimited;
-
-#[async_trait]
-impl DocumentQuota for Unlimited {
-    async fn may_store_document(
-        &self,
-        _project_id: ProjectId,
-        _size_bytes: u64,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// The module's settings, where uploads wait, and the parser's sandbox.
 pub struct DocumentsConfig {
     pub settings: DocumentSettings,
@@ -137,6 +112,7 @@ pub struct DocumentsConfig {
     pub upload_dir: PathBuf,
     pub sandbox: Sandbox,
     pub clock: Arc<dyn Clock>,
+    pub billing: Arc<BillingService>,
 }
 
 pub struct DocumentsService {
@@ -145,7 +121,8 @@ pub struct DocumentsService {
     blobs: Arc<dyn BlobStore>,
     avatars: Arc<AvatarsService>,
     embedders: EmbedderSource,
-    quota: Arc<dyn DocumentQuota>,
+    /// Each document takes a slot (and its bytes) of the project's plan.
+    billing: Arc<BillingService>,
     settings: DocumentSettings,
     retrieval: RetrievalSettings,
     upload_dir: PathBuf,
@@ -191,6 +168,7 @@ impl DocumentsService {
             upload_dir,
             sandbox,
             clock,
+            billing,
         } = config;
         DocumentsService {
             db,
@@ -198,7 +176,7 @@ impl DocumentsService {
             blobs,
             avatars,
             embedders,
-            quota: Arc::new(Unlimited),
+            billing,
             settings,
             retrieval,
             upload_dir,
@@ -267,12 +245,6 @@ impl DocumentsService {
             similarity_threshold: f64::from(avatar.rag.similarity_threshold),
         };
         Ok(retrieval::search(&self.db, &self.retrieval, &request).await?)
-    }
-
-    /// Replaces the quota check (billing).
-    pub fn with_quota(mut self, quota: Arc<dyn DocumentQuota>) -> Self {
-        self.quota = quota;
-        self
     }
 
     pub fn retrieval_settings(&self) -> &RetrievalSettings {
@@ -448,6 +420,10 @@ impl DocumentsService {
         let Some(model) = deleted.into_iter().next() else {
             return Err(DocumentsError::NotFound("document"));
         };
+        self.billing
+            .free_slot_in(&uow, project_id, document_slot(model.size_bytes))
+            .await
+            .map_err(Failure::from)?;
         uow.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "INSERT INTO blob_deletions (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
@@ -495,5 +471,12 @@ impl DocumentsService {
         // behind another avatar's build.
         queue_index_build(self.db.connection(), avatar_id, self.clock.now()).await?;
         Ok(ids.len())
+    }
+}
+
+/// The plan slot a document of `size_bytes` takes.
+fn document_slot(size_bytes: i64) -> Slot {
+    Slot::Document {
+        bytes: u64::try_from(size_bytes).unwrap_or(0),
     }
 }

@@ -18,6 +18,7 @@ use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
 use crate::core::jobs::enqueue_in;
 use crate::core::storage::StorageError;
+use crate::modules::billing::{UsageKind, UsageRecord};
 use crate::modules::events::DomainEvent;
 
 use super::{DocumentStatus, DocumentsService, queue_index_build};
@@ -419,7 +420,29 @@ impl DocumentsService {
                 }
             })?;
             let rows: Vec<(&Chunk, Vec<f32>)> = batch.iter().zip(vectors).collect();
-            let uow = self.owned(run).await?;
+            let mut uow = self.owned(run).await?;
+            // The batch's tokens, in the ledger with the chunks they made.
+            let tokens: i32 = batch
+                .iter()
+                .map(|chunk| Ord::max(chunk.token_count, 0))
+                .sum();
+            self.billing
+                .record_usage_in(
+                    &mut uow,
+                    model.project_id,
+                    UsageRecord {
+                        kind: UsageKind::Embedding,
+                        model: embedder.model_id(),
+                        prompt_tokens: u32::try_from(tokens).unwrap_or(0),
+                        completion_tokens: 0,
+                        own_key: false,
+                        avatar_id: Some(model.avatar_id),
+                        conversation_id: None,
+                        document_id: Some(model.id),
+                    },
+                )
+                .await
+                .map_err(|error| RunError::Transient(format!("recording usage failed: {error}")))?;
             for rows in rows.chunks(self.settings.insert_batch_size) {
                 let owner = chunk_store::ChunkOwner {
                     document_id: model.id,

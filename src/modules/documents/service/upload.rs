@@ -7,8 +7,10 @@ use serde_json::json;
 
 use crate::core::auth::Actor;
 use crate::core::db::is_unique_violation;
+use crate::core::error::Failure;
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::enqueue_in;
+use crate::modules::billing::Slot;
 
 use super::super::domain::entities::document;
 use super::super::domain::errors::DocumentsError;
@@ -72,10 +74,16 @@ impl DocumentsService {
         self.ensure_avatar(project_id, avatar_id).await?;
         let format = parsing::sniff(&file.filename, &file.head)
             .map_err(|error| DocumentsError::UnsupportedType(error.to_string()))?;
-        self.quota
-            .may_store_document(project_id, file.size_bytes)
+        // Before the file is stored; the slot itself is taken with the row.
+        self.billing
+            .check_room(
+                project_id,
+                Slot::Document {
+                    bytes: file.size_bytes,
+                },
+            )
             .await
-            .map_err(DocumentsError::QuotaExceeded)?;
+            .map_err(Failure::from)?;
         if let Some(existing) = self.find_by_hash(avatar_id, &file.sha256).await? {
             return Err(DocumentsError::Duplicate {
                 existing_id: existing,
@@ -146,6 +154,16 @@ impl DocumentsService {
     ) -> Result<document::Model, DocumentsError> {
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
+        self.billing
+            .take_slot_in(
+                &uow,
+                project_id,
+                Slot::Document {
+                    bytes: file.size_bytes,
+                },
+            )
+            .await
+            .map_err(Failure::from)?;
         let model = document::ActiveModel {
             id: Set(document_id),
             project_id: Set(project_id),

@@ -14,7 +14,6 @@ pub(in crate::modules::projects) mod project {
         pub id: ProjectId,
         pub name: String,
         pub description: Option<String>,
-        pub plan: String,
         pub created_by: UserId,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,

@@ -56,6 +56,7 @@ impl ErrorKind for ProjectsError {
             ProjectsError::InvitationPending { invitation_id } => {
                 serde_json::json!({ "invitation_id": invitation_id })
             }
+            ProjectsError::Common(failure) => failure.details(),
             _ => serde_json::json!({}),
         }
     }

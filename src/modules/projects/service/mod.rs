@@ -38,6 +38,7 @@ use crate::core::ids::{ProjectId, UserId};
 use crate::core::outbound::SecretBinding;
 use crate::core::pagination::{Page, PageParams, fetch_page};
 use crate::modules::auth::AuthService;
+use crate::modules::billing::BillingService;
 use crate::modules::events::DomainEvent;
 
 use super::domain::entities::{api_key, member, project};
@@ -45,7 +46,6 @@ use super::domain::errors::ProjectsError;
 use super::domain::events::ProjectsEvent;
 
 /// Plan of a new project, until billing assigns another.
-pub const DEFAULT_PLAN: &str = "free";
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProjectView {
@@ -90,6 +90,8 @@ pub struct ProjectsConfig {
     pub bindings: Vec<SecretBinding>,
     /// Invitations expire and API keys record their use by it.
     pub clock: Arc<dyn Clock>,
+    /// Starts each new project's subscription, and says which plan a project is on.
+    pub billing: Arc<BillingService>,
 }
 
 pub struct ProjectsService {
@@ -102,6 +104,7 @@ pub struct ProjectsService {
     limiter: RateLimiter,
     bindings: Vec<SecretBinding>,
     clock: Arc<dyn Clock>,
+    billing: Arc<BillingService>,
 }
 
 /// A new membership; 409 when the user is one already.
@@ -148,6 +151,7 @@ impl ProjectsService {
             limiter,
             bindings: config.bindings,
             clock: config.clock,
+            billing: config.billing,
         }
     }
 
@@ -168,12 +172,23 @@ impl ProjectsService {
             .ok_or(ProjectsError::NotFound("project"))
     }
 
-    fn view(model: &project::Model, role: ProjectRole) -> ProjectView {
+    /// The plan `project_id` is on.
+    async fn plan_of(&self, project_id: ProjectId) -> Result<String, ProjectsError> {
+        Ok(self
+            .billing
+            .plan_codes(&[project_id])
+            .await
+            .map_err(Failure::from)?
+            .remove(&project_id)
+            .unwrap_or_default())
+    }
+
+    fn view(model: &project::Model, role: ProjectRole, plan: String) -> ProjectView {
         ProjectView {
             id: model.id,
             name: model.name.clone(),
             description: model.description.clone(),
-            plan: model.plan.clone(),
+            plan,
             created_at: model.created_at,
             role,
         }
@@ -192,7 +207,6 @@ impl ProjectsService {
             id: Set(ProjectId::new()),
             name: Set(name.trim().to_owned()),
             description: Set(description),
-            plan: Set(DEFAULT_PLAN.to_owned()),
             created_by: Set(user.id),
             created_at: Set(timestamp),
             updated_at: Set(timestamp),
@@ -208,6 +222,11 @@ impl ProjectsService {
         }
         .insert(&*uow)
         .await?;
+        let plan = self
+            .billing
+            .start_subscription_in(&mut uow, created.id)
+            .await
+            .map_err(Failure::from)?;
         let actor = user.actor();
         self.publish(
             &mut uow,
@@ -229,7 +248,7 @@ impl ProjectsService {
         )
         .await?;
         uow.commit().await?;
-        Ok(Self::view(&created, ProjectRole::Owner))
+        Ok(Self::view(&created, ProjectRole::Owner, plan))
     }
 
     /// The caller's projects (every project for a saas_admin), newest first.
@@ -255,6 +274,8 @@ impl ProjectsService {
             page,
         )
         .await?;
+        let ids: Vec<ProjectId> = rows.iter().map(|row| row.id).collect();
+        let mut plans = self.billing.plan_codes(&ids).await.map_err(Failure::from)?;
         let items = rows
             .iter()
             .map(|row| {
@@ -262,7 +283,7 @@ impl ProjectsService {
                     .get(&row.id)
                     .copied()
                     .unwrap_or(ProjectRole::Owner);
-                Self::view(row, role)
+                Self::view(row, role, plans.remove(&row.id).unwrap_or_default())
             })
             .collect();
         Ok(Page::new(items, total, page))
@@ -273,7 +294,8 @@ impl ProjectsService {
         project_id: ProjectId,
         role: ProjectRole,
     ) -> Result<ProjectView, ProjectsError> {
-        Ok(Self::view(&self.live_project(project_id).await?, role))
+        let project = self.live_project(project_id).await?;
+        Ok(Self::view(&project, role, self.plan_of(project_id).await?))
     }
 
     pub async fn update(
@@ -314,7 +336,7 @@ impl ProjectsService {
             .await?;
         }
         uow.commit().await?;
-        Ok(Self::view(&updated, role))
+        Ok(Self::view(&updated, role, self.plan_of(project_id).await?))
     }
 
     /// Soft delete: the project and everything in it answer 404 from now on.

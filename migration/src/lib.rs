@@ -18,6 +18,7 @@ mod m20261203_084848_auth_refresh_reuse_grace;
 mod m20261203_085255_projects_invitations;
 mod m20261203_090555_documents_processing_heartbeat;
 mod m20261203_140000_billing;
+mod m20261203_150000_plan_requests;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_085255_projects_invitations::Migration),
             Box::new(m20261203_090555_documents_processing_heartbeat::Migration),
             Box::new(m20261203_140000_billing::Migration),
+            Box::new(m20261203_150000_plan_requests::Migration),
         ]
     }
 }

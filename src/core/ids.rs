@@ -84,6 +84,8 @@ ids! {
     ConversationId;
     /// A message of a conversation.
     MessageId;
+    /// A project owner's request for another plan.
+    PlanRequestId;
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::modules::billing::BillingEvent;
 use crate::modules::chat::ChatEvent;
 use crate::modules::documents::DocumentsEvent;
 use crate::modules::end_users::EndUsersEvent;
+use crate::modules::plan_requests::PlanRequestsEvent;
 use crate::modules::platform_config::PlatformConfigEvent;
 use crate::modules::projects::ProjectsEvent;
 
@@ -26,6 +27,7 @@ pub enum DomainEvent {
     Chat(ChatEvent),
     PlatformConfig(PlatformConfigEvent),
     Billing(BillingEvent),
+    PlanRequests(PlanRequestsEvent),
 }
 
 impl Event for DomainEvent {
@@ -39,6 +41,7 @@ impl Event for DomainEvent {
             DomainEvent::Chat(event) => event.event_type(),
             DomainEvent::PlatformConfig(event) => event.event_type(),
             DomainEvent::Billing(event) => event.event_type(),
+            DomainEvent::PlanRequests(event) => event.event_type(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod documents;
 pub mod end_users;
 pub mod events;
+pub mod plan_requests;
 pub mod platform_config;
 pub mod projects;
 
@@ -25,6 +26,7 @@ pub const ALL: &[Module] = &[
     documents::MODULE,
     end_users::MODULE,
     chat::MODULE,
+    plan_requests::MODULE,
 ];
 
 /// The whole OpenAPI document, as served at `/openapi.json` and printed by

@@ -693,3 +693,129 @@ async fn the_plan_limits_chat_requests_per_minute_per_project() {
     assert!(limited.header("retry-after").is_some());
     assert_eq!(llm.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn an_owner_asks_for_a_plan_and_the_saas_admin_decides() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "growing").await;
+    let requests = format!("/api/v1/projects/{pid}/plan-requests");
+    // The free plan's three avatars, and no fourth.
+    for n in 0..3 {
+        let created = app
+            .create_avatar(
+                &owner,
+                pid,
+                &json!({"name": format!("a{n}"), "system_prompt": "You help."}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    let fourth = json!({"name": "a3", "system_prompt": "You help."});
+    app.create_avatar(&owner, pid, &fourth)
+        .await
+        .error(402, "PLAN_LIMIT_REACHED");
+
+    // Who may ask, and what.
+    let manager = app.member(pid, &owner, "manager").await;
+    app.post_as(&manager, &requests, &json!({"plan_code": "pro"}))
+        .await
+        .error(403, "FORBIDDEN");
+    let stranger = app.user("stranger").await;
+    app.post_as(&stranger, &requests, &json!({"plan_code": "pro"}))
+        .await
+        .error(404, "NOT_FOUND");
+    let unknown = app
+        .post_as(&owner, &requests, &json!({"plan_code": "platinum"}))
+        .await;
+    assert_eq!(unknown.error(422, "VALIDATION_ERROR")["field"], "plan_code");
+    let same = app
+        .post_as(&owner, &requests, &json!({"plan_code": "free"}))
+        .await;
+    assert_eq!(same.error(422, "VALIDATION_ERROR")["field"], "plan_code");
+
+    let asked = app
+        .post_as(
+            &owner,
+            &requests,
+            &json!({"plan_code": "pro", "comment": "we are growing"}),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.text);
+    assert_eq!(asked.json["status"], "pending");
+    assert_eq!(asked.json["comment"], "we are growing");
+    app.post_as(&owner, &requests, &json!({"plan_code": "standard"}))
+        .await
+        .error(409, "CONFLICT");
+    let listed = app.get_as(&owner, &requests).await;
+    assert_eq!(listed.json["total"], 1);
+
+    // The saas_admin sees every project's pending requests, and rejects this one.
+    app.get_as(&owner, "/api/v1/admin/plan-requests")
+        .await
+        .error(403, "FORBIDDEN");
+    let pending = app
+        .get_as(&admin, "/api/v1/admin/plan-requests?status=pending")
+        .await;
+    assert_eq!(pending.status, 200, "{}", pending.text);
+    assert!(pending.text.contains(asked.json["id"].as_str().unwrap()));
+    let first = asked.json["id"].as_str().unwrap();
+    let rejected = app
+        .post_as(
+            &admin,
+            &format!("/api/v1/admin/plan-requests/{first}/reject"),
+            &json!({"comment": "not this month"}),
+        )
+        .await;
+    assert_eq!(rejected.status, 200, "{}", rejected.text);
+    assert_eq!(rejected.json["status"], "rejected");
+    assert_eq!(rejected.json["resolution_comment"], "not this month");
+    app.post_as(
+        &admin,
+        &format!("/api/v1/admin/plan-requests/{first}/approve"),
+        &json!({}),
+    )
+    .await
+    .error(409, "CONFLICT");
+    assert_eq!(billing(&app, &owner, pid).await["plan"], "free");
+
+    // Asked again and approved: the plan changes at once, and its limits with it.
+    let again = app
+        .post_as(&owner, &requests, &json!({"plan_code": "standard"}))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    let second = again.json["id"].as_str().unwrap();
+    let approved = app
+        .post_as(
+            &admin,
+            &format!("/api/v1/admin/plan-requests/{second}/approve"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    assert_eq!(approved.json["status"], "approved");
+    assert_eq!(billing(&app, &owner, pid).await["plan"], "standard");
+    let created = app.create_avatar(&owner, pid, &fourth).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    app.post_as(
+        &admin,
+        &format!("/api/v1/admin/plan-requests/{}/approve", Uuid::now_v7()),
+        &json!({}),
+    )
+    .await
+    .error(404, "NOT_FOUND");
+
+    assert_eq!(
+        app.events_of_type("plan_requests.plan_request_created")
+            .await
+            .len(),
+        2
+    );
+    let resolved = app
+        .events_of_type("plan_requests.plan_request_resolved")
+        .await;
+    assert_eq!(resolved.len(), 2);
+    assert_eq!(resolved[1]["event"]["approved"], true);
+    assert_eq!(app.events_of_type("billing.plan_changed").await.len(), 1);
+}

@@ -77,6 +77,7 @@ bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval
 	@$(WITH_SERVICES) $(CARGO) bench --bench chat
+	@$(WITH_SERVICES) $(CARGO) bench --bench billing
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

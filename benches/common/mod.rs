@@ -30,6 +30,27 @@ pub struct BenchApp {
 
 /// Starts the app on the database at `url`, with test settings plus `env` (`APP__...`).
 pub async fn start_app(url: &str, env: &[(&str, &str)]) -> anyhow::Result<BenchApp> {
+    let (app, settings, data_dir) = build_app(url, env).await?;
+    let base = format!("http://127.0.0.1:{}", app.port().unwrap_or(0));
+    let db = app.context().db.clone();
+    let handle = app.server_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    Ok(BenchApp {
+        base,
+        settings,
+        db,
+        handle,
+        server,
+        _data_dir: data_dir,
+    })
+}
+
+/// The app built (services installed, not serving) on the database at `url`, with test
+/// settings plus `env`, and its data directory (kept as long as the app runs).
+pub async fn build_app(
+    url: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Application, Settings, tempfile::TempDir)> {
     let data_dir = tempfile::tempdir()?;
     let data_path = data_dir.path().display().to_string();
     let base_env = [
@@ -59,18 +80,7 @@ pub async fn start_app(url: &str, env: &[(&str, &str)]) -> anyhow::Result<BenchA
         },
     )
     .await?;
-    let base = format!("http://127.0.0.1:{}", app.port().unwrap_or(0));
-    let db = app.context().db.clone();
-    let handle = app.server_handle();
-    let server = tokio::spawn(app.run_until_stopped());
-    Ok(BenchApp {
-        base,
-        settings,
-        db,
-        handle,
-        server,
-        _data_dir: data_dir,
-    })
+    Ok((app, settings, data_dir))
 }
 
 impl BenchApp {

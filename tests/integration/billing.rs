@@ -27,20 +27,22 @@ fn plan(code: &str, tokens: i64, avatars: i32, documents: i32, storage_mb: i32) 
            "requests_per_minute": 1000})
 }
 
-/// A project of `owner`, moved by the admin onto a new plan made from `body`.
-async fn project_on(app: &TestApp, admin: &TestUser, owner: &TestUser, body: Value) -> Uuid {
-    let pid = app.project(owner, "billed").await;
-    let created = app.post_as(admin, "/api/v1/admin/plans", &body).await;
+/// The saas_admin, an owner, and the owner's project moved onto a new plan made from `body`.
+async fn project_on(app: &TestApp, body: Value) -> (TestUser, Uuid) {
+    let admin = app.admin().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "billed").await;
+    let created = app.post_as(&admin, "/api/v1/admin/plans", &body).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let moved = app
         .put_as(
-            admin,
+            &admin,
             &format!("/api/v1/admin/projects/{pid}/plan"),
             &json!({"plan_code": body["code"]}),
         )
         .await;
     assert_eq!(moved.status, 200, "{}", moved.text);
-    pid
+    (owner, pid)
 }
 
 async fn billing(app: &TestApp, user: &TestUser, pid: Uuid) -> Value {
@@ -303,9 +305,8 @@ async fn a_new_project_starts_on_the_default_plan_for_a_month_and_only_members_s
 async fn two_creations_racing_for_the_last_avatar_slot_get_one_avatar_and_a_lower_plan_deletes_nothing()
  {
     let app = spawn_app().await;
+    let (owner, pid) = project_on(&app, plan("two-avatars", 1000, 2, 10, 10)).await;
     let admin = app.admin().await;
-    let owner = app.user("owner").await;
-    let pid = project_on(&app, &admin, &owner, plan("two-avatars", 1000, 2, 10, 10)).await;
     let first = app
         .create_avatar(
             &owner,
@@ -372,9 +373,7 @@ async fn two_creations_racing_for_the_last_avatar_slot_get_one_avatar_and_a_lowe
 #[tokio::test]
 async fn documents_are_limited_by_count_and_by_their_real_size() {
     let app = spawn_app().await;
-    let admin = app.admin().await;
-    let owner = app.user("owner").await;
-    let pid = project_on(&app, &admin, &owner, plan("small-docs", 1000, 5, 2, 1)).await;
+    let (owner, pid) = project_on(&app, plan("small-docs", 1000, 5, 2, 1)).await;
     let avatar = app
         .create_avatar(
             &owner,
@@ -437,9 +436,7 @@ async fn an_exhausted_budget_refuses_before_any_llm_call() {
         ..AppOptions::default()
     })
     .await;
-    let admin = app.admin().await;
-    let owner = app.user("owner").await;
-    let pid = project_on(&app, &admin, &owner, plan("starved", 100, 5, 5, 5)).await;
+    let (owner, pid) = project_on(&app, plan("starved", 100, 5, 5, 5)).await;
     let llm = FakeOpenAi::chat(slow_answer()).await;
     let aid = avatar_with_llm(&app, &owner, pid, &llm).await;
     let cid = conversation(&app, &owner, pid, aid).await;
@@ -473,12 +470,10 @@ async fn forty_concurrent_chats_never_push_usage_over_the_limit() {
         ..AppOptions::default()
     })
     .await;
-    let admin = app.admin().await;
-    let owner = app.user("owner").await;
     let llm = FakeOpenAi::chat(slow_answer()).await;
     // Room for a few answers: each reserves its whole estimate until it is settled.
     let limit = 4_000;
-    let pid = project_on(&app, &admin, &owner, plan("few-answers", limit, 5, 5, 5)).await;
+    let (owner, pid) = project_on(&app, plan("few-answers", limit, 5, 5, 5)).await;
     let aid = avatar_with_llm(&app, &owner, pid, &llm).await;
     let cid = conversation(&app, &owner, pid, aid).await;
     let path = format!("/api/v1/projects/{pid}/conversations/{cid}/messages");
@@ -540,11 +535,9 @@ async fn usage_is_ledgered_thresholds_announced_once_per_period_and_periods_roll
         ..AppOptions::default()
     })
     .await;
-    let admin = app.admin().await;
-    let owner = app.user("owner").await;
     let llm = FakeOpenAi::chat(Reply::answer("counted", (PROMPT_TOKENS, COMPLETION_TOKENS))).await;
     // Two answers (800 tokens) reach 80 %; a third does not fit.
-    let pid = project_on(&app, &admin, &owner, plan("metered", 1_000, 5, 5, 5)).await;
+    let (owner, pid) = project_on(&app, plan("metered", 1_000, 5, 5, 5)).await;
     let aid = avatar_with_llm(&app, &owner, pid, &llm).await;
     let cid = conversation(&app, &owner, pid, aid).await;
     let path = format!("/api/v1/projects/{pid}/conversations/{cid}/messages");
@@ -670,11 +663,9 @@ async fn the_plan_limits_chat_requests_per_minute_per_project() {
         ..AppOptions::default()
     })
     .await;
-    let admin = app.admin().await;
-    let owner = app.user("owner").await;
     let mut body = plan("slow-lane", 1_000_000, 5, 5, 5);
     body["requests_per_minute"] = json!(2);
-    let pid = project_on(&app, &admin, &owner, body).await;
+    let (owner, pid) = project_on(&app, body).await;
     let llm = FakeOpenAi::chat(Reply::answer("ok", (PROMPT_TOKENS, COMPLETION_TOKENS))).await;
     let aid = avatar_with_llm(&app, &owner, pid, &llm).await;
     let cid = conversation(&app, &owner, pid, aid).await;
@@ -750,6 +741,9 @@ async fn an_owner_asks_for_a_plan_and_the_saas_admin_decides() {
         .error(409, "CONFLICT");
     let listed = app.get_as(&owner, &requests).await;
     assert_eq!(listed.json["total"], 1);
+    app.get_as(&stranger, &requests)
+        .await
+        .error(404, "NOT_FOUND");
 
     // The saas_admin sees every project's pending requests, and rejects this one.
     app.get_as(&owner, "/api/v1/admin/plan-requests")
@@ -761,6 +755,15 @@ async fn an_owner_asks_for_a_plan_and_the_saas_admin_decides() {
     assert_eq!(pending.status, 200, "{}", pending.text);
     assert!(pending.text.contains(asked.json["id"].as_str().unwrap()));
     let first = asked.json["id"].as_str().unwrap();
+    for decision in ["approve", "reject"] {
+        app.post_as(
+            &owner,
+            &format!("/api/v1/admin/plan-requests/{first}/{decision}"),
+            &json!({}),
+        )
+        .await
+        .error(403, "FORBIDDEN");
+    }
     let rejected = app
         .post_as(
             &admin,

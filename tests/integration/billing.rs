@@ -392,26 +392,30 @@ async fn documents_are_limited_by_count_and_by_their_real_size() {
     assert_eq!(error["details"]["value"], 1);
     assert_eq!(app.get_as(&owner, &path).await.json["total"], 0);
 
-    let mut ids = Vec::new();
-    for n in 0..2 {
-        let uploaded = app
-            .upload(
-                &owner,
-                &path,
-                &format!("note-{n}.txt"),
-                format!("note number {n} about kettles").into_bytes(),
-            )
-            .await;
-        assert_eq!(uploaded.status, 202, "{}", uploaded.text);
-        ids.push(uploaded.json["id"].as_str().unwrap().to_owned());
-    }
-    let third = app
-        .upload(&owner, &path, "note-2.txt", b"a third note".to_vec())
+    let first = app
+        .upload(
+            &owner,
+            &path,
+            "note-0.txt",
+            b"note number 0 about kettles".to_vec(),
+        )
         .await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    // Two uploads racing for the last slot: one is stored, the other refused.
+    let (a, b) = tokio::join!(
+        app.upload(&owner, &path, "note-1.txt", b"note number 1".to_vec()),
+        app.upload(&owner, &path, "note-2.txt", b"note number 2".to_vec())
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 402], "{} / {}", a.text, b.text);
+    let refused = if a.status == 402 { &a } else { &b };
     assert_eq!(
-        third.error(402, "PLAN_LIMIT_REACHED")["details"]["limit"],
+        refused.error(402, "PLAN_LIMIT_REACHED")["details"]["limit"],
         "max_documents"
     );
+    assert_eq!(app.get_as(&owner, &path).await.json["total"], 2);
+    let ids = [first.json["id"].as_str().unwrap().to_owned()];
     let standing = billing(&app, &owner, pid).await;
     assert_eq!(standing["documents_count"], 2);
     assert!(standing["storage_bytes"].as_i64().unwrap() > 0);
@@ -422,7 +426,7 @@ async fn documents_are_limited_by_count_and_by_their_real_size() {
     let standing = billing(&app, &owner, pid).await;
     assert_eq!(standing["documents_count"], 1);
     let retried = app
-        .upload(&owner, &path, "note-2.txt", b"a third note".to_vec())
+        .upload(&owner, &path, "note-3.txt", b"a third note".to_vec())
         .await;
     assert_eq!(retried.status, 202, "{}", retried.text);
 }

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Statement,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -245,45 +245,60 @@ impl BillingService {
             .unwrap_or(0);
         let counted = record.as_ref().is_some_and(|record| self.counts(record));
         let added = if counted { total } else { 0 };
+        // One statement (one round trip, the subscription row locked only from here to the
+        // commit): the reservation released, the usage added, the ledger row written.
+        let ledgered = record.is_some();
+        let (kind, model, prompt, completion, avatar, conversation, document) = match record {
+            Some(record) => (
+                record.kind,
+                record.model,
+                i64::from(record.prompt_tokens),
+                i64::from(record.completion_tokens),
+                record.avatar_id,
+                record.conversation_id,
+                record.document_id,
+            ),
+            None => (UsageKind::Chat, String::new(), 0, 0, None, None, None),
+        };
         let settled = Settled::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH released AS (DELETE FROM token_reservations WHERE id = $2 RETURNING tokens) \
-             UPDATE subscriptions s SET \
-                 tokens_reserved = greatest(s.tokens_reserved \
-                     - coalesce((SELECT sum(tokens) FROM released), 0), 0), \
-                 tokens_used = s.tokens_used + $3, updated_at = $4 \
-             FROM plans p WHERE s.project_id = $1 AND p.code = s.plan_code \
-             RETURNING s.tokens_used, p.monthly_token_limit AS tokens_limit, \
-                       s.threshold_announced, s.period_end",
+            "WITH released AS (DELETE FROM token_reservations WHERE id = $2 RETURNING tokens), \
+             updated AS ( \
+                 UPDATE subscriptions s SET \
+                     tokens_reserved = greatest(s.tokens_reserved \
+                         - coalesce((SELECT sum(tokens) FROM released), 0), 0), \
+                     tokens_used = s.tokens_used + $3, updated_at = $4 \
+                 FROM plans p WHERE s.project_id = $1 AND p.code = s.plan_code \
+                 RETURNING s.tokens_used, p.monthly_token_limit AS tokens_limit, \
+                           s.threshold_announced, s.period_end), \
+             ledgered AS ( \
+                 INSERT INTO usage_ledger (id, project_id, kind, model, prompt_tokens, \
+                     completion_tokens, total_tokens, counted, avatar_id, conversation_id, \
+                     document_id, tokens_used_after, created_at) \
+                 SELECT $5, $1, $6, $7, $8, $9, $8 + $9, $10, $11, $12, $13, \
+                        updated.tokens_used, $4 \
+                 FROM updated WHERE $14) \
+             SELECT tokens_used, tokens_limit, threshold_announced, period_end FROM updated",
             [
                 project_id.into(),
                 reservation.into(),
                 added.into(),
                 now.into(),
+                new_id().into(),
+                kind.into(),
+                model.into(),
+                prompt.into(),
+                completion.into(),
+                counted.into(),
+                avatar.into(),
+                conversation.into(),
+                document.into(),
+                ledgered.into(),
             ],
         ))
         .one(&**uow)
         .await?
         .ok_or(BillingError::NotFound("project"))?;
-        if let Some(record) = record {
-            usage::ActiveModel {
-                id: Set(new_id()),
-                project_id: Set(project_id),
-                kind: Set(record.kind),
-                model: Set(record.model),
-                prompt_tokens: Set(i64::from(record.prompt_tokens)),
-                completion_tokens: Set(i64::from(record.completion_tokens)),
-                total_tokens: Set(total),
-                counted: Set(counted),
-                avatar_id: Set(record.avatar_id),
-                conversation_id: Set(record.conversation_id),
-                document_id: Set(record.document_id),
-                tokens_used_after: Set(settled.tokens_used),
-                created_at: Set(now),
-            }
-            .insert(&**uow)
-            .await?;
-        }
         if added > 0 {
             self.announce_thresholds(uow, project_id, &settled).await?;
         }

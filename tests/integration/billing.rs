@@ -559,7 +559,7 @@ async fn usage_is_ledgered_thresholds_announced_once_per_period_and_periods_roll
     ask(owner.clone()).await.error(402, "TOKEN_LIMIT_EXCEEDED");
     let first = billing(&app, &owner, pid).await;
     assert_eq!(first["tokens_used"], 800);
-    let rows = ledger(&app, &owner, pid, "").await;
+    let rows = ledger(&app, &owner, pid, "&kind=chat").await;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["kind"], "chat");
     assert_eq!(rows[0]["model"], "fake-model");
@@ -567,6 +567,13 @@ async fn usage_is_ledgered_thresholds_announced_once_per_period_and_periods_roll
     assert_eq!(rows[0]["counted"], true);
     assert_eq!(rows[0]["tokens_used_after"], 800, "newest first");
     assert_eq!(rows[0]["avatar_id"], aid.to_string());
+    // Each question's embedding too: recorded, not counted (`count_embedding_tokens`).
+    let embeddings = ledger(&app, &owner, pid, "&kind=embedding").await;
+    assert_eq!(embeddings.len(), 2);
+    assert_eq!(embeddings[0]["counted"], false);
+    assert_eq!(embeddings[0]["completion_tokens"], 0);
+    assert!(embeddings[0]["prompt_tokens"].as_i64().unwrap() > 0);
+    assert_eq!(embeddings[0]["conversation_id"], rows[0]["conversation_id"]);
     let thresholds = app.events_of_type("billing.budget_threshold_reached").await;
     assert_eq!(thresholds.len(), 1, "{thresholds:?}");
     assert_eq!(thresholds[0]["event"]["percent"], 80);
@@ -587,7 +594,7 @@ async fn usage_is_ledgered_thresholds_announced_once_per_period_and_periods_roll
     assert_eq!(second["tokens_used"], 0);
     assert_eq!(
         ledger(&app, &owner, pid, "").await.len(),
-        2,
+        4,
         "history stays"
     );
     let rolled = app.events_of_type("billing.period_rolled_over").await;
@@ -613,12 +620,14 @@ async fn usage_is_ledgered_thresholds_announced_once_per_period_and_periods_roll
         "&from={}",
         second["period_start"].as_str().unwrap().replace('+', "%2B")
     );
-    assert_eq!(ledger(&app, &owner, pid, &new_period).await.len(), 2);
-    assert!(
-        ledger(&app, &owner, pid, "&kind=embedding")
-            .await
-            .is_empty()
+    assert_eq!(ledger(&app, &owner, pid, &new_period).await.len(), 4);
+    let this_period_chats = format!("{new_period}&kind=chat");
+    assert_eq!(ledger(&app, &owner, pid, &this_period_chats).await.len(), 2);
+    let before_it = format!(
+        "&to={}",
+        second["period_start"].as_str().unwrap().replace('+', "%2B")
     );
+    assert_eq!(ledger(&app, &owner, pid, &before_it).await.len(), 4);
 }
 
 #[tokio::test]

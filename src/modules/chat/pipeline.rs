@@ -107,6 +107,8 @@ struct Retrieved {
     sources: Vec<SourceRef>,
     passages: Vec<Passage>,
     retrieval_ms: u32,
+    /// The embedder of the question (its tokens go to the usage ledger).
+    embedding_model: String,
 }
 
 /// What the model streamed, and how the stream ended.
@@ -157,8 +159,8 @@ impl ChatService {
             self.release(&turn.reservation).await;
             return None;
         };
-        let hits = match searched.map_err(Failure::from) {
-            Ok(hits) => hits,
+        let (hits, embedding_model) = match searched.map_err(Failure::from) {
+            Ok(searched) => (searched.hits, searched.embedding_model),
             Err(Failure::Unavailable(unavailable)) => {
                 self.fail_unavailable(turn, events, unavailable).await;
                 return None;
@@ -196,6 +198,7 @@ impl ChatService {
             sources,
             passages,
             retrieval_ms,
+            embedding_model,
         })
     }
 
@@ -358,6 +361,17 @@ impl ChatService {
             conversation_id: Some(turn.conversation_id),
             document_id: None,
         });
+        // The question's embedding, ledgered with the answer.
+        let question = UsageRecord {
+            kind: UsageKind::Embedding,
+            model: retrieved.embedding_model.clone(),
+            prompt_tokens: count_tokens(&turn.question),
+            completion_tokens: 0,
+            own_key: false,
+            avatar_id: Some(turn.avatar.id),
+            conversation_id: Some(turn.conversation_id),
+            document_id: None,
+        };
         let stored = self
             .store_answer(
                 turn,
@@ -370,6 +384,7 @@ impl ChatService {
                 streamed.reported.is_none(),
                 failure.as_deref(),
                 record.clone(),
+                question,
             )
             .await;
         let stored = match stored {
@@ -487,6 +502,7 @@ impl ChatService {
         usage_estimated: bool,
         failure: Option<&str>,
         record: Option<UsageRecord>,
+        question: UsageRecord,
     ) -> Result<message::Model, ChatError> {
         let project_id = turn.avatar.project_id;
         let timestamp = self.clock.now();
@@ -524,6 +540,10 @@ impl ChatService {
         bump_conversation(&*uow, turn.conversation_id, timestamp).await?;
         self.billing
             .settle_in(&mut uow, &turn.reservation, record)
+            .await
+            .map_err(|error| ChatError::Common(error.into()))?;
+        self.billing
+            .record_usage_in(&mut uow, project_id, question)
             .await
             .map_err(|error| ChatError::Common(error.into()))?;
         for event in [

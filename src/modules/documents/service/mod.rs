@@ -115,6 +115,13 @@ pub struct DocumentsConfig {
     pub billing: Arc<BillingService>,
 }
 
+/// What a search found, and the embedder that embedded the question (for the usage ledger).
+#[derive(Debug, Clone)]
+pub struct AvatarSearch {
+    pub hits: Vec<SearchHit>,
+    pub embedding_model: String,
+}
+
 pub struct DocumentsService {
     db: Db,
     bus: EventBus<DomainEvent>,
@@ -216,7 +223,7 @@ impl DocumentsService {
             .await
             .map_err(avatar_error)?;
         let top_k = top_k.unwrap_or(usize::try_from(avatar.rag.top_k).unwrap_or(5));
-        self.search_avatar(&avatar, query, top_k).await
+        Ok(self.search_avatar(&avatar, query, top_k).await?.hits)
     }
 
     /// [`search`](Self::search) for a caller that already holds the avatar (the chat
@@ -226,7 +233,7 @@ impl DocumentsService {
         avatar: &AvatarView,
         query: &str,
         top_k: usize,
-    ) -> Result<Vec<SearchHit>, DocumentsError> {
+    ) -> Result<AvatarSearch, DocumentsError> {
         let embedder = self
             .embedders
             .current()
@@ -244,7 +251,10 @@ impl DocumentsService {
             top_k,
             similarity_threshold: f64::from(avatar.rag.similarity_threshold),
         };
-        Ok(retrieval::search(&self.db, &self.retrieval, &request).await?)
+        Ok(AvatarSearch {
+            hits: retrieval::search(&self.db, &self.retrieval, &request).await?,
+            embedding_model: embedder.model_id(),
+        })
     }
 
     pub fn retrieval_settings(&self) -> &RetrievalSettings {

@@ -109,6 +109,28 @@ impl BillingService {
         project_id: ProjectId,
         slot: Slot,
     ) -> Result<(), BillingError> {
+        // A slot freed between a refused take and the look at the counters shows room: try
+        // again (a few times; each refusal means another transaction just took a slot).
+        for _ in 0..3 {
+            if self.try_take_slot(uow, project_id, slot).await? {
+                return Ok(());
+            }
+            if let Some(refusal) = Self::room(&**uow, project_id).await?.refusal(slot) {
+                return Err(refusal.into());
+            }
+        }
+        Err(BillingError::internal(
+            "a plan slot was refused three times with room left",
+        ))
+    }
+
+    /// One conditional take of a slot: whether it was taken.
+    async fn try_take_slot(
+        &self,
+        uow: &UnitOfWork,
+        project_id: ProjectId,
+        slot: Slot,
+    ) -> Result<bool, BillingError> {
         let now = self.clock.now();
         let taken = match slot {
             Slot::Avatar => {
@@ -140,14 +162,7 @@ impl BillingService {
                 .await?
             }
         };
-        if taken.rows_affected() == 1 {
-            return Ok(());
-        }
-        let room = Self::room(&**uow, project_id).await?;
-        Err(room
-            .refusal(slot)
-            .unwrap_or_else(|| Failure::internal("a plan slot was refused with room left"))
-            .into())
+        Ok(taken.rows_affected() == 1)
     }
 
     /// Gives back the slot of a deleted avatar or document, inside the caller's unit of work.

@@ -19,6 +19,7 @@ mod m20261203_085255_projects_invitations;
 mod m20261203_090555_documents_processing_heartbeat;
 mod m20261203_140000_billing;
 mod m20261203_150000_plan_requests;
+mod m20261203_160000_analytics_audit_log;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_090555_documents_processing_heartbeat::Migration),
             Box::new(m20261203_140000_billing::Migration),
             Box::new(m20261203_150000_plan_requests::Migration),
+            Box::new(m20261203_160000_analytics_audit_log::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 //! the OpenAPI document. Modules talk to each other only through events and public service
 //! methods. Adding a module is one folder and one line in [`ALL`].
 
+pub mod analytics;
 pub mod auth;
 pub mod avatars;
 pub mod billing;
@@ -27,6 +28,7 @@ pub const ALL: &[Module] = &[
     end_users::MODULE,
     chat::MODULE,
     plan_requests::MODULE,
+    analytics::MODULE,
 ];
 
 /// The whole OpenAPI document, as served at `/openapi.json` and printed by

@@ -4,6 +4,7 @@
 // Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod analytics;
 mod auth;
 mod avatars;
 mod billing;

@@ -1,0 +1,112 @@
+//! `/api/v1/projects/{pid}/audit-log` (manager and above) and `/api/v1/admin/audit-log`
+//! (saas_admin).
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use validator::Validate;
+
+use crate::core::auth::{Manager, ProjectAccess, SaasAdmin};
+use crate::core::error::{AppError, ErrorEnvelope};
+use crate::core::extract::ValidQuery;
+use crate::core::ids::{ProjectId, UserId};
+use crate::core::pagination::DEFAULT_LIMIT;
+use crate::modules::analytics::service::{AnalyticsService, AuditFilter, AuditPage};
+
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// e.g. `avatar.updated`.
+    #[validate(length(max = 100))]
+    pub action: Option<String>,
+    /// The acting user.
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub actor_id: Option<UserId>,
+    #[validate(length(max = 100))]
+    pub entity_type: Option<String>,
+    #[validate(length(max = 200))]
+    pub entity_id: Option<String>,
+    /// From this time (inclusive), RFC 3339.
+    pub from: Option<DateTime<Utc>>,
+    /// Until this time (exclusive), RFC 3339.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this project's entries (admin route).
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub project_id: Option<ProjectId>,
+    /// The `next_cursor` of the previous page.
+    #[validate(length(max = 200))]
+    pub cursor: Option<String>,
+    #[validate(range(min = 1, max = 200))]
+    pub limit: Option<u64>,
+}
+
+impl AuditQuery {
+    fn filter(&self, project_id: Option<ProjectId>) -> AuditFilter {
+        AuditFilter {
+            project_id,
+            action: self.action.clone(),
+            actor_id: self.actor_id,
+            entity_type: self.entity_type.clone(),
+            entity_id: self.entity_id.clone(),
+            from: self.from,
+            to: self.to,
+        }
+    }
+}
+
+async fn page(
+    analytics: &AnalyticsService,
+    query: &AuditQuery,
+    project_id: Option<ProjectId>,
+) -> Result<AuditPage, AppError> {
+    Ok(analytics
+        .audit_log(
+            &query.filter(project_id),
+            query.cursor.as_deref(),
+            query.limit.unwrap_or(DEFAULT_LIMIT),
+        )
+        .await?)
+}
+
+/// The project's audit log, newest first, with keyset paging (`next_cursor`).
+#[utoipa::path(get, path = "/api/v1/projects/{pid}/audit-log", tag = "analytics",
+    security(("bearer" = [])), params(("pid" = Uuid, Path), AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope)))]
+#[get("/projects/{pid}/audit-log")]
+pub async fn project_audit_log(
+    access: ProjectAccess<Manager>,
+    analytics: web::Data<AnalyticsService>,
+    query: ValidQuery<AuditQuery>,
+) -> Result<HttpResponse, AppError> {
+    let page = page(&analytics, &query, Some(access.project_id)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Every entry (projects and platform-level actions), newest first; `?project_id=` narrows.
+#[utoipa::path(get, path = "/api/v1/admin/audit-log", tag = "analytics",
+    security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = ErrorEnvelope)))]
+#[get("/admin/audit-log")]
+pub async fn admin_audit_log(
+    _admin: SaasAdmin,
+    analytics: web::Data<AnalyticsService>,
+    query: ValidQuery<AuditQuery>,
+) -> Result<HttpResponse, AppError> {
+    let page = page(&analytics, &query, query.project_id).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(project_audit_log).service(admin_audit_log);
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(project_audit_log, admin_audit_log),
+    components(schemas(AuditPage, crate::modules::analytics::service::AuditEntryView)),
+    tags((name = "analytics", description = "The audit log")),
+)]
+pub struct Doc;

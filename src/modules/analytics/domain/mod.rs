@@ -1,0 +1,1 @@
+pub(in crate::modules::analytics) mod errors;

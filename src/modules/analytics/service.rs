@@ -1,0 +1,221 @@
+//! The audit log: written by the `analytics.audit` subscriber, one entry per event (the entry's
+//! id is the event's, so a retried delivery writes nothing twice), read newest first with
+//! filters and keyset pagination (a cursor names the last entry seen, so paging is stable while
+//! entries are added).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::{Actor, ActorKind};
+use crate::core::db::Db;
+use crate::core::error::Failure;
+use crate::core::events::Delivery;
+use crate::core::ids::{ProjectId, UserId};
+use crate::modules::events::DomainEvent;
+
+use super::audit;
+use super::domain::errors::AnalyticsError;
+
+#[derive(Debug, Clone, Serialize, ToSchema, FromQueryResult)]
+pub struct AuditEntryView {
+    pub id: Uuid,
+    pub project_id: Option<Uuid>,
+    /// `user`, `api_key`, `anonymous` or `system`.
+    pub actor_kind: String,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_api_key_id: Option<Uuid>,
+    /// `avatar.updated`, `member.added`, ...
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    /// The event's fields (names of changed fields, never secret values).
+    pub details: serde_json::Value,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// `{items, limit, next_cursor}`: `next_cursor` (absent on the last page) continues after the
+/// last item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntryView>,
+    pub limit: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// Which entries (all optional; `to` exclusive).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub project_id: Option<ProjectId>,
+    pub action: Option<String>,
+    pub actor_id: Option<UserId>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+fn actor_kind(actor: &Actor) -> &'static str {
+    match actor.kind() {
+        ActorKind::User => "user",
+        ActorKind::ApiKey => "api_key",
+        ActorKind::Anonymous => "anonymous",
+        ActorKind::System => "system",
+    }
+}
+
+/// `<micros since the epoch>.<id>`, URL-safe.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}.{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (micros, id) = text.split_once('.')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        Uuid::parse_str(id).ok()?,
+    ))
+}
+
+pub struct AnalyticsService {
+    db: Db,
+}
+
+impl AnalyticsService {
+    pub fn new(db: Db) -> Self {
+        AnalyticsService { db }
+    }
+
+    /// Writes the audit entry of `event` (if it has one), once whatever the delivery attempt.
+    pub async fn record(
+        &self,
+        event: &DomainEvent,
+        delivery: &Delivery,
+    ) -> Result<(), AnalyticsError> {
+        let Some(entry) = audit::entry_of(event) else {
+            return Ok(());
+        };
+        let json = serde_json::to_value(event).map_err(AnalyticsError::internal)?;
+        let actor: Actor = json["event"]
+            .get("actor")
+            .cloned()
+            .and_then(|actor| serde_json::from_value(actor).ok())
+            .unwrap_or_else(Actor::system);
+        let project_id = json["event"]
+            .get("project_id")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|id| Uuid::parse_str(id).ok());
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO audit_log (id, project_id, actor_kind, actor_user_id, \
+                     actor_api_key_id, action, entity_type, entity_id, details, ip, request_id, \
+                     occurred_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (id) DO NOTHING",
+                [
+                    delivery.event_id.into(),
+                    project_id.into(),
+                    actor_kind(&actor).into(),
+                    actor.user_id.into(),
+                    actor.api_key_id.into(),
+                    entry.action.into(),
+                    entry.entity_type.into(),
+                    entry.entity_id.into(),
+                    audit::details(&json).into(),
+                    actor.ip.clone().into(),
+                    actor.request_id.clone().into(),
+                    delivery.occurred_at.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Entries matching `filter`, newest first, `limit` of them after `cursor`.
+    pub async fn audit_log(
+        &self,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: u64,
+    ) -> Result<AuditPage, AnalyticsError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let mut bind = |condition: &str, value: Value| {
+            values.push(value);
+            conditions.push(condition.replace('?', &format!("${}", values.len())));
+        };
+        if let Some(project_id) = filter.project_id {
+            bind("project_id = ?", project_id.into());
+        }
+        if let Some(action) = &filter.action {
+            bind("action = ?", action.clone().into());
+        }
+        if let Some(actor_id) = filter.actor_id {
+            bind("actor_user_id = ?", actor_id.into());
+        }
+        if let Some(entity_type) = &filter.entity_type {
+            bind("entity_type = ?", entity_type.clone().into());
+        }
+        if let Some(entity_id) = &filter.entity_id {
+            bind("entity_id = ?", entity_id.clone().into());
+        }
+        if let Some(from) = filter.from {
+            bind("occurred_at >= ?", from.into());
+        }
+        if let Some(to) = filter.to {
+            bind("occurred_at < ?", to.into());
+        }
+        if let Some(cursor) = cursor {
+            let (at, id) = decode_cursor(cursor)
+                .ok_or_else(|| Failure::invalid("cursor", "not a cursor this API gave out"))?;
+            values.push(at.into());
+            values.push(id.into());
+            conditions.push(format!(
+                "(occurred_at, id) < (${}, ${})",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        values.push(i64::try_from(limit + 1).unwrap_or(i64::MAX).into());
+        let sql = format!(
+            "SELECT id, project_id, actor_kind, actor_user_id, actor_api_key_id, action, \
+                    entity_type, entity_id, details, ip, request_id, occurred_at \
+             FROM audit_log {filter_sql} ORDER BY occurred_at DESC, id DESC LIMIT ${}",
+            values.len()
+        );
+        let mut items = AuditEntryView::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .all(self.db.connection())
+        .await?;
+        let more = items.len() as u64 > limit;
+        items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_cursor = more
+            .then(|| {
+                items
+                    .last()
+                    .map(|last| encode_cursor(last.occurred_at, last.id))
+            })
+            .flatten();
+        Ok(AuditPage {
+            items,
+            limit,
+            next_cursor,
+        })
+    }
+}

@@ -1,0 +1,31 @@
+//! The audit log's feed: every domain event that has an audit entry.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::core::events::{Delivery, EventHandler};
+use crate::modules::events::DomainEvent;
+
+use super::audit;
+use super::service::AnalyticsService;
+
+pub struct Audit(pub Arc<AnalyticsService>);
+
+#[async_trait]
+impl EventHandler<DomainEvent> for Audit {
+    fn name(&self) -> &'static str {
+        "analytics.audit"
+    }
+
+    fn interested(&self, event: &DomainEvent) -> bool {
+        audit::entry_of(event).is_some()
+    }
+
+    async fn handle(&self, event: &DomainEvent, delivery: &Delivery) -> anyhow::Result<()> {
+        self.0
+            .record(event, delivery)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))
+    }
+}

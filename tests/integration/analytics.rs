@@ -1,0 +1,259 @@
+//! The audit log over HTTP: one entry per action with its actor and no secret values, retried
+//! deliveries written once, filters and keyset paging, and who may read it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::fixtures::TestUser;
+use crate::helpers::{TestApp, eventually, spawn_app};
+
+const SECRET_VALUE: &str = "sk-audit-must-never-show-this";
+
+async fn entries(app: &TestApp, user: &TestUser, path: &str) -> Vec<Value> {
+    let response = app.get_as(user, path).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    assert!(!response.text.contains(SECRET_VALUE), "{}", response.text);
+    response.json["items"].as_array().unwrap().clone()
+}
+
+/// Waits until the project's log holds `count` entries.
+async fn settled(app: &TestApp, user: &TestUser, pid: Uuid, count: usize) -> Vec<Value> {
+    let path = format!("/api/v1/projects/{pid}/audit-log?limit=200");
+    eventually(Duration::from_secs(20), "the audit entries", || async {
+        let found = entries(app, user, &path).await;
+        if found.len() >= count {
+            Ok(found)
+        } else {
+            Err(found
+                .iter()
+                .map(|entry| entry["action"].clone())
+                .collect::<Vec<_>>())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_action_leaves_one_entry_with_its_actor_and_no_secret_value() {
+    let app = spawn_app().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "audited").await;
+    let secret = app
+        .put_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/secrets/LLM_API_KEY"),
+            &json!({"value": SECRET_VALUE}),
+        )
+        .await;
+    assert_eq!(secret.status, 204, "{}", secret.text);
+    let avatar = app
+        .create_avatar(
+            &owner,
+            pid,
+            &json!({"name": "a", "system_prompt": "You help."}),
+        )
+        .await;
+    let aid = avatar.json["id"].as_str().unwrap().to_owned();
+    let updated = app
+        .patch_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/avatars/{aid}"),
+            &json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    let key = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/api-keys"),
+            &json!({"name": "site"}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.text);
+    let plaintext_key = key.json["key"].as_str().unwrap().to_owned();
+    let manager = app.member(pid, &owner, "manager").await;
+
+    let expected = [
+        "project.created",
+        "member.added",
+        "subscription.started",
+        "secret.set",
+        "avatar.created",
+        "avatar.updated",
+        "api_key.created",
+        "member.added",
+    ];
+    let found = settled(&app, &owner, pid, expected.len()).await;
+    let mut actions: Vec<&str> = found
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    let mut wanted = expected.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(actions, wanted, "exactly one entry per action");
+    let text = serde_json::to_string(&found).unwrap();
+    assert!(!text.contains(&plaintext_key), "no API key in the log");
+
+    let renamed = found
+        .iter()
+        .find(|entry| entry["action"] == "avatar.updated")
+        .unwrap();
+    assert_eq!(renamed["actor_kind"], "user");
+    assert_eq!(renamed["actor_user_id"], owner.id.to_string());
+    assert_eq!(renamed["entity_type"], "avatar");
+    assert_eq!(renamed["entity_id"], aid);
+    assert_eq!(renamed["details"]["fields"], json!(["name"]));
+    assert!(renamed["request_id"].is_string());
+    let secret_entry = found
+        .iter()
+        .find(|entry| entry["action"] == "secret.set")
+        .unwrap();
+    assert_eq!(secret_entry["entity_id"], "LLM_API_KEY");
+
+    // Delivered again (a retry after a lost acknowledgement): nothing is written twice.
+    app.context
+        .db
+        .execute_unprepared(
+            "UPDATE event_deliveries SET status = 'pending', locked_until = NULL \
+             WHERE subscriber = 'analytics.audit'",
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "the redelivery", || async {
+        let pending = app
+            .context
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM event_deliveries \
+                 WHERE subscriber = 'analytics.audit' AND status <> 'delivered'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        if pending == 0 { Ok(()) } else { Err(pending) }
+    })
+    .await;
+    let again = entries(
+        &app,
+        &owner,
+        &format!("/api/v1/projects/{pid}/audit-log?limit=200"),
+    )
+    .await;
+    assert_eq!(again.len(), expected.len());
+
+    // Filters.
+    let by_action = entries(
+        &app,
+        &owner,
+        &format!("/api/v1/projects/{pid}/audit-log?action=member.added"),
+    )
+    .await;
+    assert_eq!(by_action.len(), 2);
+    let by_entity = entries(
+        &app,
+        &owner,
+        &format!("/api/v1/projects/{pid}/audit-log?entity_type=avatar&entity_id={aid}"),
+    )
+    .await;
+    assert_eq!(by_entity.len(), 2);
+    let by_actor = entries(
+        &app,
+        &manager,
+        &format!(
+            "/api/v1/projects/{pid}/audit-log?actor_id={}",
+            Uuid::now_v7()
+        ),
+    )
+    .await;
+    assert!(by_actor.is_empty());
+
+    // Keyset pages of 3 walk every entry once, newest first.
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/projects/{pid}/audit-log?limit=3");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = app.get_as(&owner, &path).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        for entry in page.json["items"].as_array().unwrap() {
+            assert!(seen.insert(entry["id"].as_str().unwrap().to_owned()));
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected.len());
+    let bad = app
+        .get_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/audit-log?cursor=nonsense"),
+        )
+        .await;
+    assert_eq!(bad.error(422, "VALIDATION_ERROR")["field"], "cursor");
+}
+
+#[tokio::test]
+async fn managers_read_the_project_log_and_the_saas_admin_reads_everything() {
+    let app = spawn_app().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "watched").await;
+    let viewer = app.member(pid, &owner, "viewer").await;
+    let path = format!("/api/v1/projects/{pid}/audit-log");
+    app.get_as(&viewer, &path).await.error(403, "FORBIDDEN");
+    let stranger = app.user("stranger").await;
+    app.get_as(&stranger, &path).await.error(404, "NOT_FOUND");
+    app.get_as(&owner, "/api/v1/admin/audit-log")
+        .await
+        .error(403, "FORBIDDEN");
+
+    // Platform-level actions are in the admin's log, not in any project's.
+    let admin = app.admin().await;
+    let changed = app
+        .patch_as(
+            &admin,
+            "/api/v1/admin/platform-config",
+            &json!({"registration_open": true}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    let all = eventually(Duration::from_secs(20), "the platform entry", || async {
+        let found = entries(&app, &admin, "/api/v1/admin/audit-log?limit=200").await;
+        if found
+            .iter()
+            .any(|entry| entry["action"] == "platform_config.changed")
+        {
+            Ok(found)
+        } else {
+            Err(found.len())
+        }
+    })
+    .await;
+    let platform = all
+        .iter()
+        .find(|entry| entry["action"] == "platform_config.changed")
+        .unwrap();
+    assert!(platform["project_id"].is_null());
+    assert_eq!(platform["actor_user_id"], admin.id.to_string());
+    let mine = entries(
+        &app,
+        &admin,
+        &format!("/api/v1/admin/audit-log?project_id={pid}&limit=200"),
+    )
+    .await;
+    assert!(
+        mine.iter()
+            .all(|entry| entry["project_id"] == pid.to_string())
+    );
+    assert!(!mine.is_empty());
+}

@@ -194,6 +194,19 @@ async fn each_action_leaves_one_entry_with_its_actor_and_no_secret_value() {
         }
     }
     assert_eq!(seen.len(), expected.len());
+    // The list envelope: `total` counts every match; `offset` pages without a cursor.
+    let offset = app
+        .get_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/audit-log?limit=3&offset=6"),
+        )
+        .await;
+    assert_eq!(offset.json["total"], expected.len());
+    assert_eq!(offset.json["offset"], 6);
+    assert_eq!(
+        offset.json["items"].as_array().unwrap().len(),
+        expected.len() - 6
+    );
     let bad = app
         .get_as(
             &owner,

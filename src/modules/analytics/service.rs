@@ -40,12 +40,15 @@ pub struct AuditEntryView {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// `{items, limit, next_cursor}`: `next_cursor` (absent on the last page) continues after the
-/// last item.
+/// The list envelope plus `next_cursor` (absent on the last page), which continues after the
+/// last item; `total` counts every entry the filters match.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditPage {
     pub items: Vec<AuditEntryView>,
+    pub total: u64,
     pub limit: u64,
+    /// Entries skipped (`?offset=`; 0 when paging by cursor).
+    pub offset: u64,
     pub next_cursor: Option<String>,
 }
 
@@ -139,12 +142,14 @@ impl AnalyticsService {
         Ok(())
     }
 
-    /// Entries matching `filter`, newest first, `limit` of them after `cursor`.
+    /// Entries matching `filter`, newest first: `limit` of them after `cursor`, or (without
+    /// one) after skipping `offset`.
     pub async fn audit_log(
         &self,
         filter: &AuditFilter,
         cursor: Option<&str>,
         limit: u64,
+        offset: u64,
     ) -> Result<AuditPage, AnalyticsError> {
         let mut conditions = Vec::new();
         let mut values: Vec<Value> = Vec::new();
@@ -173,6 +178,23 @@ impl AnalyticsService {
         if let Some(to) = filter.to {
             bind("occurred_at < ?", to.into());
         }
+        let filtered_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let total = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM audit_log {filtered_sql}"),
+                values.clone(),
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        let offset = if cursor.is_some() { 0 } else { offset };
         if let Some(cursor) = cursor {
             let (at, id) = decode_cursor(cursor)
                 .ok_or_else(|| Failure::invalid("cursor", "not a cursor this API gave out"))?;
@@ -190,10 +212,13 @@ impl AnalyticsService {
             format!("WHERE {}", conditions.join(" AND "))
         };
         values.push(i64::try_from(limit + 1).unwrap_or(i64::MAX).into());
+        values.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
         let sql = format!(
             "SELECT id, project_id, actor_kind, actor_user_id, actor_api_key_id, action, \
                     entity_type, entity_id, details, ip, request_id, occurred_at \
-             FROM audit_log {filter_sql} ORDER BY occurred_at DESC, id DESC LIMIT ${}",
+             FROM audit_log {filter_sql} ORDER BY occurred_at DESC, id DESC \
+             LIMIT ${} OFFSET ${}",
+            values.len() - 1,
             values.len()
         );
         let mut items = AuditEntryView::find_by_statement(Statement::from_sql_and_values(
@@ -214,7 +239,9 @@ impl AnalyticsService {
             .flatten();
         Ok(AuditPage {
             items,
+            total: u64::try_from(total).unwrap_or(0),
             limit,
+            offset,
             next_cursor,
         })
     }

@@ -39,6 +39,8 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
     #[validate(range(min = 1, max = 200))]
     pub limit: Option<u64>,
+    /// Entries to skip when no `cursor` is given (the cursor takes precedence).
+    pub offset: Option<u64>,
 }
 
 impl AuditQuery {
@@ -65,6 +67,7 @@ async fn page(
             &query.filter(project_id),
             query.cursor.as_deref(),
             query.limit.unwrap_or(DEFAULT_LIMIT),
+            query.offset.unwrap_or(0),
         )
         .await?)
 }

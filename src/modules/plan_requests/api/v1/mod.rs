@@ -110,11 +110,7 @@ pub async fn approve_plan_request(
     path: web::Path<PlanRequestId>,
     body: ValidJson<ResolvePlanRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let comment = body.into_inner().comment;
-    let resolved = requests
-        .resolve(path.into_inner(), true, comment, admin.0.actor())
-        .await?;
-    Ok(HttpResponse::Ok().json(resolved))
+    decide(admin, requests, path, body, true).await
 }
 
 /// Rejects a pending request.
@@ -129,9 +125,24 @@ pub async fn reject_plan_request(
     path: web::Path<PlanRequestId>,
     body: ValidJson<ResolvePlanRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let comment = body.into_inner().comment;
+    decide(admin, requests, path, body, false).await
+}
+
+/// Approves (`approve`) or rejects a pending request, with the admin's comment.
+async fn decide(
+    admin: SaasAdmin,
+    requests: web::Data<PlanRequestsService>,
+    path: web::Path<PlanRequestId>,
+    body: ValidJson<ResolvePlanRequest>,
+    approve: bool,
+) -> Result<HttpResponse, AppError> {
     let resolved = requests
-        .resolve(path.into_inner(), false, comment, admin.0.actor())
+        .resolve(
+            path.into_inner(),
+            approve,
+            body.into_inner().comment,
+            admin.0.actor(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(resolved))
 }

@@ -20,6 +20,7 @@ mod m20261203_090555_documents_processing_heartbeat;
 mod m20261203_140000_billing;
 mod m20261203_150000_plan_requests;
 mod m20261203_160000_analytics_audit_log;
+mod m20261203_170000_analytics_usage;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_140000_billing::Migration),
             Box::new(m20261203_150000_plan_requests::Migration),
             Box::new(m20261203_160000_analytics_audit_log::Migration),
+            Box::new(m20261203_170000_analytics_usage::Migration),
         ]
     }
 }

@@ -86,6 +86,7 @@ pub struct Settings {
     pub retrieval: RetrievalSettings,
     pub chat: ChatSettings,
     pub billing: BillingSettings,
+    pub analytics: AnalyticsSettings,
     pub secrets: SecretSettings,
 }
 

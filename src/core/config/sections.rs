@@ -308,3 +308,14 @@ pub struct BillingSettings {
     pub count_own_key_usage: bool,
     pub maintenance_cron: String,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AnalyticsSettings {
+    /// 0 keeps audit entries forever.
+    pub audit_retention_days: u32,
+    pub audit_ip_retention_days: u32,
+    pub applied_facts_retention_days: u32,
+    pub max_range_days: u32,
+    pub maintenance_cron: String,
+    pub backfill_batch: u32,
+}

@@ -131,7 +131,9 @@ pub fn entry_of(event: &DomainEvent) -> Option<Entry> {
             ChatEvent::ConversationStarted {
                 conversation_id, ..
             } => entry("conversation.started", "conversation", conversation_id),
-            ChatEvent::MessageCompleted { .. } | ChatEvent::UsageRecorded { .. } => None,
+            ChatEvent::MessageCompleted { .. }
+            | ChatEvent::QuestionUnanswered { .. }
+            | ChatEvent::UsageRecorded { .. } => None,
         },
         DomainEvent::PlatformConfig(event) => match event {
             PlatformConfigEvent::PlatformConfigChanged { .. } => {
@@ -179,6 +181,19 @@ pub fn entry_of(event: &DomainEvent) -> Option<Entry> {
         },
     }
 }
+
+/// Detail fields describing an end user themself, removed from the log when they are erased
+/// (events carry none of them today; a channel that learns names, such as Telegram, may).
+pub const END_USER_PROFILE_FIELDS: [&str; 8] = [
+    "name",
+    "display_name",
+    "first_name",
+    "last_name",
+    "username",
+    "external_id",
+    "profile",
+    "metadata",
+];
 
 /// Field names whose values are never kept, whatever event carries them.
 const SECRET_FIELDS: [&str; 6] = ["value", "secret", "token", "password", "key", "api_key"];

@@ -11,14 +11,27 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
 use crate::core::auth::{Actor, ActorKind};
+use crate::core::clock::Clock;
+use crate::core::config::AnalyticsSettings;
 use crate::core::db::Db;
 use crate::core::error::Failure;
 use crate::core::events::Delivery;
 use crate::core::ids::{ProjectId, UserId};
+use crate::modules::auth::AuthService;
+use crate::modules::avatars::AvatarsService;
+use crate::modules::chat::ChatService;
+use crate::modules::documents::DocumentsService;
+use crate::modules::end_users::EndUsersEvent;
 use crate::modules::events::DomainEvent;
+use crate::modules::projects::ProjectsService;
 
 use super::audit;
+use super::usage::Backfill;
 use super::domain::errors::AnalyticsError;
 
 #[derive(Debug, Clone, Serialize, ToSchema, FromQueryResult)]
@@ -87,13 +100,102 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ))
 }
 
+/// The services analytics asks for what it does not keep: chat's history (backfill), the
+/// project's avatars, and the platform's counts.
+pub struct Sources {
+    pub auth: Arc<AuthService>,
+    pub projects: Arc<ProjectsService>,
+    pub avatars: Arc<AvatarsService>,
+    pub documents: Arc<DocumentsService>,
+    pub chat: Arc<ChatService>,
+}
+
 pub struct AnalyticsService {
-    db: Db,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: AnalyticsSettings,
+    pub(super) sources: Sources,
+}
+
+/// What a maintenance run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Maintenance {
+    pub entries_deleted: u64,
+    pub ips_dropped: u64,
+    pub facts_forgotten: u64,
+    pub backfilled: u64,
 }
 
 impl AnalyticsService {
-    pub fn new(db: Db) -> Self {
-        AnalyticsService { db }
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        settings: AnalyticsSettings,
+        sources: Sources,
+    ) -> Self {
+        AnalyticsService {
+            db,
+            clock,
+            settings,
+            sources,
+        }
+    }
+
+    /// The day it is now (UTC), for default ranges.
+    pub fn today(&self) -> NaiveDate {
+        self.clock.now().date_naive()
+    }
+
+    pub fn max_range_days(&self) -> u32 {
+        self.settings.max_range_days
+    }
+
+    /// Retention (audit entries, their IPs, the applied facts once the backfill is done) and
+    /// the backfill's next batches — at most `backfill_batches` of them per run.
+    pub async fn maintain(&self, backfill_batches: u32) -> Result<Maintenance, AnalyticsError> {
+        let now = self.clock.now();
+        let days = |days: u32| now - chrono::Duration::days(i64::from(days));
+        let mut done = Maintenance::default();
+        if self.settings.audit_retention_days > 0 {
+            done.entries_deleted = self
+                .db
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "DELETE FROM audit_log WHERE occurred_at < $1",
+                    [days(self.settings.audit_retention_days).into()],
+                ))
+                .await?
+                .rows_affected();
+        }
+        done.ips_dropped = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE audit_log SET ip = NULL WHERE occurred_at < $1 AND ip IS NOT NULL",
+                [days(self.settings.audit_ip_retention_days).into()],
+            ))
+            .await?
+            .rows_affected();
+        for _ in 0..backfill_batches {
+            let (step, applied) = self.backfill_step().await?;
+            done.backfilled += applied;
+            if step == Backfill::Finished {
+                break;
+            }
+        }
+        // Facts are remembered until no event or backfill can bring them again.
+        if self.backfill_finished().await? {
+            done.facts_forgotten = self
+                .db
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "DELETE FROM analytics_applied_facts WHERE applied_at < $1",
+                    [days(self.settings.applied_facts_retention_days).into()],
+                ))
+                .await?
+                .rows_affected();
+        }
+        Ok(done)
     }
 
     /// Writes the audit entry of `event` (if it has one), once whatever the delivery attempt.
@@ -136,6 +238,28 @@ impl AnalyticsService {
                     actor.ip.clone().into(),
                     actor.request_id.clone().into(),
                     delivery.occurred_at.into(),
+                ],
+            ))
+            .await?;
+        if let DomainEvent::EndUsers(EndUsersEvent::EndUserDeleted { end_user_id, .. }) = event {
+            self.forget_end_user(end_user_id.uuid()).await?;
+        }
+        Ok(())
+    }
+
+    /// An erased end user's trace in the log: what they said about themselves (names,
+    /// profile) and the IPs of what they did go; their id and the actions stay.
+    async fn forget_end_user(&self, end_user_id: Uuid) -> Result<(), AnalyticsError> {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE audit_log SET details = details - $2::text[],                      ip = CASE WHEN actor_kind = 'anonymous' THEN NULL ELSE ip END                  WHERE (entity_type = 'end_user' AND entity_id = $1)                     OR details->>'end_user_id' = $1",
+                [
+                    end_user_id.to_string().into(),
+                    audit::END_USER_PROFILE_FIELDS
+                        .map(str::to_owned)
+                        .to_vec()
+                        .into(),
                 ],
             ))
             .await?;

@@ -1,4 +1,5 @@
-//! The audit log's feed: every domain event that has an audit entry.
+//! Analytics' feeds: the audit log (every event that has an audit entry) and usage (chat's
+//! activity). Separate subscribers, so one failing never holds up the other.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use crate::modules::events::DomainEvent;
 
 use super::audit;
 use super::service::AnalyticsService;
+use super::usage::facts;
 
 pub struct Audit(pub Arc<AnalyticsService>);
 
@@ -25,6 +27,26 @@ impl EventHandler<DomainEvent> for Audit {
     async fn handle(&self, event: &DomainEvent, delivery: &Delivery) -> anyhow::Result<()> {
         self.0
             .record(event, delivery)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))
+    }
+}
+
+pub struct Usage(pub Arc<AnalyticsService>);
+
+#[async_trait]
+impl EventHandler<DomainEvent> for Usage {
+    fn name(&self) -> &'static str {
+        "analytics.usage"
+    }
+
+    fn interested(&self, event: &DomainEvent) -> bool {
+        !facts::of_event(event, chrono::DateTime::UNIX_EPOCH).is_empty()
+    }
+
+    async fn handle(&self, event: &DomainEvent, delivery: &Delivery) -> anyhow::Result<()> {
+        self.0
+            .record_usage(event, delivery)
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))
     }

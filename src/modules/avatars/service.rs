@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DeriveActiveEnum, EnumIter,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -390,5 +390,27 @@ impl AvatarsService {
             .await?;
         uow.commit().await?;
         Ok(())
+    }
+}
+
+/// Figures for analytics.
+impl AvatarsService {
+    /// Live avatars on the platform.
+    pub async fn count_live(&self) -> Result<u64, AvatarsError> {
+        Ok(avatar::Entity::find_live()
+            .count(self.db.connection())
+            .await?)
+    }
+
+    /// The names of `project_id`'s live avatars, oldest first.
+    pub async fn names(&self, project_id: ProjectId) -> Result<Vec<(AvatarId, String)>, AvatarsError> {
+        Ok(avatar::Entity::find_live()
+            .filter(avatar::Column::ProjectId.eq(project_id))
+            .order_by_asc(avatar::Column::CreatedAt)
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row.name))
+            .collect())
     }
 }

@@ -26,7 +26,8 @@ pub use domain::errors::ChatError;
 pub use domain::events::ChatEvent;
 pub use pipeline::TurnEvent;
 pub use service::{
-    Answer, ChatService, ConversationFilter, ConversationView, MessageView, SourceRef, Timings,
+    Answer, ChatService, ConversationFilter, ConversationRecord, ConversationView, MessageRecord,
+    MessageView, SourceRef, Timings,
 };
 
 pub const MODULE: Module = Module {

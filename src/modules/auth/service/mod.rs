@@ -561,3 +561,11 @@ impl AuthService {
             > 0)
     }
 }
+
+/// Figures for analytics.
+impl AuthService {
+    /// Every account, active or not.
+    pub async fn count_users(&self) -> Result<u64, AuthError> {
+        Ok(user::Entity::find().count(self.db.connection()).await?)
+    }
+}

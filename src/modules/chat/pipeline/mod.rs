@@ -63,6 +63,8 @@ pub struct Turn {
     pub channel: crate::core::channel::Channel,
     pub end_user_id: Option<EndUserId>,
     pub avatar: AvatarView,
+    /// The stored question.
+    pub question_id: MessageId,
     pub question: String,
     pub history: Vec<ChatMessage>,
     pub reservation: Reservation,
@@ -150,7 +152,7 @@ impl ChatService {
             usize::try_from(turn.avatar.rag.top_k).unwrap_or(1),
         );
         let Some(searched) = until_closed(events, search).await else {
-            self.release(&turn.reservation).await;
+            self.unanswered(turn, false).await;
             return None;
         };
         let (hits, embedding_model) = match searched.map_err(Failure::from) {
@@ -263,7 +265,7 @@ impl ChatService {
             .unwrap_or(usize::MAX)
             .saturating_mul(MAX_BYTES_PER_TOKEN);
         let Some(started_stream) = until_closed(events, model.stream(request)).await else {
-            self.release(&turn.reservation).await;
+            self.unanswered(turn, false).await;
             return None;
         };
         let mut stream = match started_stream {
@@ -377,6 +379,7 @@ impl ChatService {
                 timings,
                 streamed.reported.is_none(),
                 failure.as_deref(),
+                answerer.billed.is_none(),
                 record.clone(),
                 question,
             )
@@ -389,6 +392,7 @@ impl ChatService {
                 if let Err(error) = self.billing.settle(&turn.reservation, record).await {
                     tracing::error!(reservation = %turn.reservation.id, "settling a token reservation failed: {error}");
                 }
+                self.report_unanswered(turn, true).await;
                 let failure = match &error {
                     ChatError::Common(Failure::Unavailable(unavailable)) => TurnFailure {
                         code: unavailable.code(),
@@ -436,7 +440,7 @@ impl ChatService {
         public: &str,
         reason: &str,
     ) {
-        self.release(&turn.reservation).await;
+        self.unanswered(turn, true).await;
         tracing::error!(conversation_id = %turn.conversation_id, "no answer: {reason}");
         let _ = events
             .send(TurnEvent::Error(TurnFailure {
@@ -454,7 +458,7 @@ impl ChatService {
         events: &mpsc::Sender<TurnEvent>,
         unavailable: Unavailable,
     ) {
-        self.release(&turn.reservation).await;
+        self.unanswered(turn, true).await;
         let _ = events
             .send(TurnEvent::Error(TurnFailure {
                 code: unavailable.code(),
@@ -470,7 +474,7 @@ impl ChatService {
         events: &mpsc::Sender<TurnEvent>,
         reason: String,
     ) {
-        self.release(&turn.reservation).await;
+        self.unanswered(turn, true).await;
         tracing::warn!(conversation_id = %turn.conversation_id, "no answer: {reason}");
         let _ = events
             .send(TurnEvent::Error(TurnFailure {

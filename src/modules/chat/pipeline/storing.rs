@@ -31,6 +31,7 @@ impl ChatService {
         timings: Timings,
         usage_estimated: bool,
         failure: Option<&str>,
+        retrieval_only: bool,
         record: Option<UsageRecord>,
         question: UsageRecord,
     ) -> Result<message::Model, ChatError> {
@@ -82,12 +83,17 @@ impl ChatService {
                 avatar_id: turn.avatar.id,
                 conversation_id: turn.conversation_id,
                 message_id: stored.id,
+                question_id: Some(turn.question_id),
                 end_user_id: turn.end_user_id,
                 channel: turn.channel,
                 model: model.to_owned(),
                 finish_reason: finish_reason.to_owned(),
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
+                retrieval_only,
+                failed: failure.is_some(),
+                time_to_first_token_ms: timings.time_to_first_token_ms,
+                total_ms: Some(timings.total_ms),
                 actor: turn.actor.clone(),
             },
             ChatEvent::UsageRecorded {
@@ -106,5 +112,33 @@ impl ChatService {
         }
         uow.commit().await?;
         Ok(stored)
+    }
+
+    /// A turn that ends without an answer: its reservation given back, and analytics told.
+    pub(super) async fn unanswered(&self, turn: &Turn, failed: bool) {
+        self.release(&turn.reservation).await;
+        self.report_unanswered(turn, failed).await;
+    }
+
+    /// `QuestionUnanswered`, in a transaction of its own (the turn wrote nothing else).
+    pub(super) async fn report_unanswered(&self, turn: &Turn, failed: bool) {
+        let event = DomainEvent::Chat(ChatEvent::QuestionUnanswered {
+            project_id: turn.avatar.project_id,
+            avatar_id: turn.avatar.id,
+            conversation_id: turn.conversation_id,
+            question_id: turn.question_id,
+            end_user_id: turn.end_user_id,
+            channel: turn.channel,
+            failed,
+            actor: turn.actor.clone(),
+        });
+        let published = async {
+            let mut uow = self.db.begin().await?;
+            self.bus.publish(&mut uow, &event).await?;
+            uow.commit().await
+        };
+        if let Err(error) = published.await {
+            tracing::error!(conversation_id = %turn.conversation_id, "reporting an unanswered question failed: {error}");
+        }
     }
 }

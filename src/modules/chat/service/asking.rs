@@ -203,6 +203,7 @@ impl ChatService {
             channel: conversation.channel,
             end_user_id: conversation.end_user_id,
             avatar,
+            question_id: user_message.id,
             question: content,
             history,
             reservation,

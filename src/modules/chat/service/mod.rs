@@ -7,8 +7,10 @@
 //! pipeline — is in `asking.rs`.
 
 mod asking;
+mod history;
 
 pub use asking::Answer;
+pub use history::{ConversationRecord, MessageRecord};
 
 use std::sync::Arc;
 

@@ -490,3 +490,11 @@ fn document_slot(size_bytes: i64) -> Slot {
         bytes: u64::try_from(size_bytes).unwrap_or(0),
     }
 }
+
+/// Figures for analytics.
+impl DocumentsService {
+    /// Documents on the platform (deleted ones are gone).
+    pub async fn count_all(&self) -> Result<u64, DocumentsError> {
+        Ok(document::Entity::find().count(self.db.connection()).await?)
+    }
+}

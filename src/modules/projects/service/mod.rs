@@ -1,8 +1,10 @@
 //! Projects (the tenants), their members and roles, and — in the files beside this one —
 //! invitations for people without an account yet (`invitations.rs`), encrypted secrets and the
-//! credentials bound to an endpoint (`secrets.rs`), and API keys (`api_keys.rs`).
+//! credentials bound to an endpoint (`secrets.rs`), API keys (`api_keys.rs`), and figures for
+//! analytics (`figures.rs`).
 
 mod api_keys;
+mod figures;
 mod invitations;
 mod secrets;
 

@@ -1,5 +1,7 @@
 //! `/api/v1/projects/{pid}/audit-log` (manager and above) and `/api/v1/admin/audit-log`
-//! (saas_admin).
+//! (saas_admin); the usage routes are in `usage.rs`.
+
+mod usage;
 
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
@@ -102,14 +104,30 @@ pub async fn admin_audit_log(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(project_audit_log).service(admin_audit_log);
+    cfg.service(project_audit_log)
+        .service(admin_audit_log)
+        .service(usage::usage)
+        .service(usage::avatars)
+        .service(usage::overview);
 }
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(project_audit_log, admin_audit_log),
-    components(schemas(AuditPage, crate::modules::analytics::service::AuditEntryView)),
-    tags((name = "analytics", description = "The audit log")),
+    paths(project_audit_log, admin_audit_log, usage::usage, usage::avatars, usage::overview),
+    components(schemas(
+        AuditPage,
+        crate::modules::analytics::service::AuditEntryView,
+        crate::modules::analytics::usage::UsageSeries,
+        crate::modules::analytics::usage::UsageBucket,
+        crate::modules::analytics::usage::UsageFigures,
+        crate::modules::analytics::usage::AvatarUsageList,
+        crate::modules::analytics::usage::AvatarUsage,
+        crate::modules::analytics::usage::Overview,
+        crate::modules::analytics::usage::ProjectTraffic,
+        crate::modules::analytics::usage::Traffic,
+        crate::modules::analytics::usage::range::Granularity,
+    )),
+    tags((name = "analytics", description = "The audit log and usage analytics")),
 )]
 pub struct Doc;

@@ -1,5 +1,6 @@
-//! The audit log over HTTP: one entry per action with its actor and no secret values, retried
-//! deliveries written once, filters and keyset paging, and who may read it.
+//! The audit log over HTTP: one entry per action of every module with its actor and no secret
+//! values, retried deliveries written once, filters and keyset paging, who may read it, an
+//! erased end user scrubbed from it, and client IPs dropped after their retention.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,8 +9,13 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::fixtures::TestUser;
-use crate::helpers::{TestApp, eventually, spawn_app};
+use avatar_platform::core::clock::ManualClock;
+use avatar_platform::modules::analytics::AnalyticsService;
+
+use crate::chat::chat_app_with;
+use crate::fake_openai::Reply;
+use crate::fixtures::{PASSWORD, TestUser};
+use crate::helpers::{AppOptions, TestApp, eventually, spawn_app, spawn_app_with};
 
 const SECRET_VALUE: &str = "sk-audit-must-never-show-this";
 
@@ -269,4 +275,211 @@ async fn managers_read_the_project_log_and_the_saas_admin_reads_everything() {
             .all(|entry| entry["project_id"] == pid.to_string())
     );
     assert!(!mine.is_empty());
+}
+
+/// The admin's entries about `entity` (`type/id`), once there are `count` of them.
+async fn about(app: &TestApp, admin: &TestUser, entity: &str, count: usize) -> Vec<Value> {
+    let (entity_type, entity_id) = entity.split_once('/').unwrap();
+    let path = format!(
+        "/api/v1/admin/audit-log?entity_type={entity_type}&entity_id={entity_id}&limit=200"
+    );
+    eventually(Duration::from_secs(20), "the entries", || async {
+        let found = entries(app, admin, &path).await;
+        if found.len() >= count {
+            Ok(found)
+        } else {
+            Err(found.len())
+        }
+    })
+    .await
+}
+
+fn actions(found: &[Value]) -> Vec<&str> {
+    let mut actions: Vec<&str> = found
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    actions
+}
+
+#[tokio::test]
+async fn accounts_documents_conversations_and_end_users_leave_one_entry_each() {
+    let chat = chat_app_with(
+        &[("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1")],
+        Reply::answer("Yes.", (5, 5)),
+        true,
+    )
+    .await;
+    let (app, owner, pid) = (&chat.app, &chat.owner, chat.pid);
+    let admin = app.admin().await;
+
+    // Accounts: registered, logged in, password changed; the password never shows.
+    const NEW_PASSWORD: &str = "a new long password for audit";
+    let changed = app
+        .post_as(
+            owner,
+            "/api/v1/auth/change-password",
+            &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{}", changed.text);
+    let account = about(app, &admin, &format!("user/{}", owner.id), 3).await;
+    assert_eq!(
+        actions(&account),
+        ["user.logged_in", "user.password_changed", "user.registered"]
+    );
+    let text = serde_json::to_string(&account).unwrap();
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(NEW_PASSWORD),
+        "{text}"
+    );
+    assert!(account.iter().all(|entry| entry["project_id"].is_null()));
+
+    // A document: uploaded and processed (by the system), then deleted by the owner.
+    let document = chat.document.to_string();
+    let deleted = app
+        .delete_as(
+            owner,
+            &format!(
+                "/api/v1/projects/{pid}/avatars/{}/documents/{document}",
+                chat.aid
+            ),
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let life = about(app, &admin, &format!("document/{document}"), 3).await;
+    assert_eq!(
+        actions(&life),
+        [
+            "document.deleted",
+            "document.processed",
+            "document.uploaded"
+        ]
+    );
+    let processed = life
+        .iter()
+        .find(|entry| entry["action"] == "document.processed")
+        .unwrap();
+    assert_eq!(processed["actor_kind"], "system");
+    let removed = life
+        .iter()
+        .find(|entry| entry["action"] == "document.deleted")
+        .unwrap();
+    assert_eq!(removed["actor_user_id"], owner.id.to_string());
+
+    // An end user through the public API: created, their conversation started, blocked,
+    // unblocked and erased — one entry each, by the key, then by the owner.
+    let key = chat.api_key().await;
+    let asked = chat
+        .public_chat(
+            &key,
+            chat.aid,
+            &json!({"end_user": {"external_id": "ada-9", "name": "Ada"}, "message": "Hi?"}),
+        )
+        .await;
+    assert_eq!(asked.status, 200, "{}", asked.text);
+    let end_user = asked.json["end_user"]["id"].as_str().unwrap().to_owned();
+    let conversation = asked.json["conversation_id"].as_str().unwrap().to_owned();
+    let started = about(app, &admin, &format!("conversation/{conversation}"), 1).await;
+    assert_eq!(actions(&started), ["conversation.started"]);
+    assert_eq!(started[0]["actor_kind"], "api_key");
+    assert_eq!(started[0]["details"]["end_user_id"], end_user);
+    for step in ["block", "unblock"] {
+        let response = app
+            .post_as(
+                owner,
+                &format!("/api/v1/projects/{pid}/end-users/{end_user}/{step}"),
+                &json!({}),
+            )
+            .await;
+        assert!(response.status < 300, "{step}: {}", response.text);
+    }
+    // A later channel may put a name in an event's details; erasure takes it out of the log.
+    app.context
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO audit_log (id, project_id, actor_kind, action, entity_type, entity_id, \
+                 details, ip, occurred_at) \
+             VALUES ($1, $2, 'anonymous', 'end_user.renamed', 'end_user', $3, \
+                 jsonb_build_object('name', 'Ada Lovelace', 'end_user_id', $3), '203.0.113.9', \
+                 now())",
+            [Uuid::now_v7().into(), pid.into(), end_user.clone().into()],
+        ))
+        .await
+        .unwrap();
+    let erased = app
+        .delete_as(
+            owner,
+            &format!("/api/v1/projects/{pid}/end-users/{end_user}"),
+        )
+        .await;
+    assert!(erased.status < 300, "{}", erased.text);
+    let person = about(app, &admin, &format!("end_user/{end_user}"), 5).await;
+    assert_eq!(
+        actions(&person),
+        [
+            "end_user.blocked",
+            "end_user.created",
+            "end_user.deleted",
+            "end_user.renamed",
+            "end_user.unblocked"
+        ]
+    );
+    let renamed = eventually(Duration::from_secs(20), "the erasure's scrub", || async {
+        let found = about(app, &admin, &format!("end_user/{end_user}"), 5).await;
+        let renamed = found
+            .into_iter()
+            .find(|entry| entry["action"] == "end_user.renamed")
+            .unwrap();
+        if renamed["details"].get("name").is_none() {
+            Ok(renamed)
+        } else {
+            Err(renamed)
+        }
+    })
+    .await;
+    assert_eq!(renamed["details"]["end_user_id"], end_user, "the id stays");
+    assert!(renamed["ip"].is_null());
+}
+
+#[tokio::test]
+async fn client_ips_are_dropped_after_their_retention_and_entries_kept() {
+    let clock = ManualClock::starting_now();
+    let app = spawn_app_with(AppOptions {
+        clock: Some(clock.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "kept").await;
+    let before = settled(&app, &owner, pid, 3).await;
+    let by_people = before
+        .iter()
+        .filter(|entry| entry["actor_kind"] == "user")
+        .count();
+    assert_eq!(by_people, 2, "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|entry| entry["actor_kind"] != "user" || entry["ip"] == "127.0.0.1"),
+        "{before:?}"
+    );
+    let analytics = app.service::<AnalyticsService>();
+
+    // Within the 90 days: nothing changes.
+    clock.advance(chrono::Duration::days(89));
+    assert_eq!(analytics.maintain(0).await.unwrap().ips_dropped, 0);
+    clock.advance(chrono::Duration::days(2));
+    let done = analytics.maintain(0).await.unwrap();
+    assert!(done.ips_dropped >= 2, "{done:?}");
+    assert_eq!(
+        done.entries_deleted, 0,
+        "entries are kept forever by default"
+    );
+    let owner = app.logged_in(owner.id, owner.email.clone()).await;
+    let after = entries(&app, &owner, &format!("/api/v1/projects/{pid}/audit-log")).await;
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|entry| entry["ip"].is_null()), "{after:?}");
 }

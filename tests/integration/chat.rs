@@ -3,7 +3,10 @@
 //! retrieval-only answers, the public API with its key and rate limit, end users, tenancy and
 //! erasure.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use avatar_platform::core::clock::ManualClock;
 
 use avatar_platform::core::llm::count_tokens;
 use futures_util::StreamExt;
@@ -42,9 +45,20 @@ pub async fn chat_app_with(
     fallback: Reply,
     configure_llm: bool,
 ) -> Chat {
+    chat_app_at(overrides, fallback, configure_llm, None).await
+}
+
+/// [`chat_app_with`] on `clock` (the system's when `None`).
+pub async fn chat_app_at(
+    overrides: &[(&str, &str)],
+    fallback: Reply,
+    configure_llm: bool,
+    clock: Option<Arc<ManualClock>>,
+) -> Chat {
     let app = spawn_app_with(AppOptions {
         overrides,
         workers: 2,
+        clock,
         ..AppOptions::default()
     })
     .await;
@@ -150,7 +164,7 @@ impl Chat {
         response.json["items"].as_array().unwrap().clone()
     }
 
-    async fn api_key(&self) -> String {
+    pub async fn api_key(&self) -> String {
         let response = self
             .app
             .post_as(
@@ -163,7 +177,7 @@ impl Chat {
         response.json["key"].as_str().unwrap().to_owned()
     }
 
-    async fn public_chat(&self, key: &str, avatar: Uuid, body: &Value) -> TestResponse {
+    pub async fn public_chat(&self, key: &str, avatar: Uuid, body: &Value) -> TestResponse {
         self.app
             .send(
                 self.app

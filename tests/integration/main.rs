@@ -25,3 +25,4 @@ mod platform_config;
 mod projects;
 mod service;
 mod storage;
+mod usage_analytics;

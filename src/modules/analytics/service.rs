@@ -31,8 +31,8 @@ use crate::modules::events::DomainEvent;
 use crate::modules::projects::ProjectsService;
 
 use super::audit;
-use super::usage::Backfill;
 use super::domain::errors::AnalyticsError;
+use super::usage::Backfill;
 
 #[derive(Debug, Clone, Serialize, ToSchema, FromQueryResult)]
 pub struct AuditEntryView {

@@ -403,7 +403,10 @@ impl AvatarsService {
     }
 
     /// The names of `project_id`'s live avatars, oldest first.
-    pub async fn names(&self, project_id: ProjectId) -> Result<Vec<(AvatarId, String)>, AvatarsError> {
+    pub async fn names(
+        &self,
+        project_id: ProjectId,
+    ) -> Result<Vec<(AvatarId, String)>, AvatarsError> {
         Ok(avatar::Entity::find_live()
             .filter(avatar::Column::ProjectId.eq(project_id))
             .order_by_asc(avatar::Column::CreatedAt)

@@ -90,7 +90,13 @@ pub fn of_event(event: &DomainEvent, at: DateTime<Utc>) -> Vec<Fact> {
             };
             let question = question_id.map(|question_id| Fact {
                 messages: 1,
-                ..base(question_id.uuid(), *project_id, *avatar_id, *end_user_id, at)
+                ..base(
+                    question_id.uuid(),
+                    *project_id,
+                    *avatar_id,
+                    *end_user_id,
+                    at,
+                )
             });
             question.into_iter().chain([answer]).collect()
         }
@@ -104,7 +110,13 @@ pub fn of_event(event: &DomainEvent, at: DateTime<Utc>) -> Vec<Fact> {
         } => vec![Fact {
             messages: 1,
             failed_answers: i64::from(*failed),
-            ..base(question_id.uuid(), *project_id, *avatar_id, *end_user_id, at)
+            ..base(
+                question_id.uuid(),
+                *project_id,
+                *avatar_id,
+                *end_user_id,
+                at,
+            )
         }],
         ChatEvent::UsageRecorded { .. } => Vec::new(),
     }
@@ -229,7 +241,9 @@ mod tests {
 
     #[test]
     fn an_answer_is_two_messages_and_an_unanswered_question_one() {
-        let at = DateTime::parse_from_rfc3339("2026-12-02T23:59:59Z").unwrap().to_utc();
+        let at = DateTime::parse_from_rfc3339("2026-12-02T23:59:59Z")
+            .unwrap()
+            .to_utc();
         let (project_id, avatar_id) = (ProjectId::new(), AvatarId::new());
         let question_id = MessageId::new();
         let answered = of_event(
@@ -271,6 +285,9 @@ mod tests {
             }),
             at,
         );
-        assert_eq!((unanswered[0].messages, unanswered[0].failed_answers), (1, 1));
+        assert_eq!(
+            (unanswered[0].messages, unanswered[0].failed_answers),
+            (1, 1)
+        );
     }
 }

@@ -264,16 +264,20 @@ impl AnalyticsService {
             let (figures, latency) = by_avatar.entry(key).or_default();
             merge(figures, latency, row);
         }
-        let usage = |avatar_id: AvatarId, name: Option<String>, found: Option<(UsageFigures, Latency)>| {
-            let (figures, latency) = found.unwrap_or_default();
-            AvatarUsage {
-                avatar_id,
-                name,
-                figures,
-                avg_first_token_ms: Latency::mean(latency.first_token_sum, latency.first_token_count),
-                avg_total_ms: Latency::mean(latency.total_sum, latency.total_count),
-            }
-        };
+        let usage =
+            |avatar_id: AvatarId, name: Option<String>, found: Option<(UsageFigures, Latency)>| {
+                let (figures, latency) = found.unwrap_or_default();
+                AvatarUsage {
+                    avatar_id,
+                    name,
+                    figures,
+                    avg_first_token_ms: Latency::mean(
+                        latency.first_token_sum,
+                        latency.first_token_count,
+                    ),
+                    avg_total_ms: Latency::mean(latency.total_sum, latency.total_count),
+                }
+            };
         let live = self
             .sources
             .avatars

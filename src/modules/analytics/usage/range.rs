@@ -44,9 +44,7 @@ impl Granularity {
     pub fn start_of(self, day: NaiveDate) -> NaiveDate {
         match self {
             Granularity::Day => day,
-            Granularity::Week => {
-                day - Days::new(u64::from(day.weekday().num_days_from_monday()))
-            }
+            Granularity::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
             Granularity::Month => day.with_day(1).unwrap_or(day),
         }
     }
@@ -120,7 +118,10 @@ impl DayRange {
             None => to - Days::new(DEFAULT_DAYS),
         };
         if from >= to {
-            return Err(Failure::invalid("from", "must be before `to` (which is exclusive)"));
+            return Err(Failure::invalid(
+                "from",
+                "must be before `to` (which is exclusive)",
+            ));
         }
         if (to - from).num_days() > i64::from(max_days) {
             return Err(Failure::invalid(
@@ -158,8 +159,13 @@ mod tests {
 
     #[test]
     fn weeks_start_on_monday_and_are_clipped_to_the_range() {
-        let range = DayRange::parse(Some("2026-12-02"), Some("2026-12-16"), day("2026-12-03"), 731)
-            .unwrap();
+        let range = DayRange::parse(
+            Some("2026-12-02"),
+            Some("2026-12-16"),
+            day("2026-12-03"),
+            731,
+        )
+        .unwrap();
         let buckets = range.buckets(Granularity::Week);
         let spans: Vec<_> = buckets
             .iter()
@@ -168,17 +174,34 @@ mod tests {
         assert_eq!(
             spans,
             [
-                ("2026-11-30".into(), "2026-12-02".into(), "2026-12-07".into()),
-                ("2026-12-07".into(), "2026-12-07".into(), "2026-12-14".into()),
-                ("2026-12-14".into(), "2026-12-14".into(), "2026-12-16".into()),
+                (
+                    "2026-11-30".into(),
+                    "2026-12-02".into(),
+                    "2026-12-07".into()
+                ),
+                (
+                    "2026-12-07".into(),
+                    "2026-12-07".into(),
+                    "2026-12-14".into()
+                ),
+                (
+                    "2026-12-14".into(),
+                    "2026-12-14".into(),
+                    "2026-12-16".into()
+                ),
             ]
         );
     }
 
     #[test]
     fn months_and_days_cover_the_range_without_gaps() {
-        let range = DayRange::parse(Some("2026-01-31"), Some("2026-03-02"), day("2026-03-01"), 731)
-            .unwrap();
+        let range = DayRange::parse(
+            Some("2026-01-31"),
+            Some("2026-03-02"),
+            day("2026-03-01"),
+            731,
+        )
+        .unwrap();
         let months = range.buckets(Granularity::Month);
         assert_eq!(months.len(), 3);
         assert_eq!(months[1].start, day("2026-02-01"));
@@ -189,19 +212,23 @@ mod tests {
     #[test]
     fn bad_ranges_name_their_field() {
         let today = day("2026-12-03");
-        let field = |from: Option<&str>, to: Option<&str>| match DayRange::parse(from, to, today, 731)
-        {
-            Err(Failure::InvalidField { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        };
+        let field =
+            |from: Option<&str>, to: Option<&str>| match DayRange::parse(from, to, today, 731) {
+                Err(Failure::InvalidField { field, .. }) => field,
+                other => panic!("expected a refusal, got {other:?}"),
+            };
         assert_eq!(field(Some("yesterday"), None), "from");
         assert_eq!(field(None, Some("2026-13-01")), "to");
         assert_eq!(field(Some("2026-12-03T10:00:00Z"), None), "from");
         assert_eq!(field(Some("2026-12-05"), Some("2026-12-05")), "from");
         assert_eq!(field(Some("2020-01-01"), Some("2026-01-01")), "to");
         let defaults = DayRange::parse(None, None, today, 731).unwrap();
-        assert_eq!((defaults.from, defaults.to), (day("2026-11-04"), day("2026-12-04")));
-        let midnight = DayRange::parse(Some("2026-12-01T00:00:00+00:00"), None, today, 731).unwrap();
+        assert_eq!(
+            (defaults.from, defaults.to),
+            (day("2026-11-04"), day("2026-12-04"))
+        );
+        let midnight =
+            DayRange::parse(Some("2026-12-01T00:00:00+00:00"), None, today, 731).unwrap();
         assert_eq!(midnight.from, day("2026-12-01"));
     }
 }

@@ -73,7 +73,10 @@ impl ChatService {
                 DbBackend::Postgres,
                 "SELECT id, project_id, avatar_id, created_at FROM conversations \
                  WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
-                [after.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+                [
+                    after.into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                ],
             ))
             .all(self.db.connection())
             .await?,
@@ -93,7 +96,10 @@ impl ChatService {
                     m.total_ms, m.created_at \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE $1::uuid IS NULL OR m.id > $1 ORDER BY m.id LIMIT $2",
-            [after.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            [
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .all(self.db.connection())
         .await?;

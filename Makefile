@@ -78,6 +78,7 @@ bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval
 	@$(WITH_SERVICES) $(CARGO) bench --bench chat
 	@$(WITH_SERVICES) $(CARGO) bench --bench billing
+	@$(WITH_SERVICES) $(CARGO) bench --bench analytics
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

@@ -1,7 +1,8 @@
 //! Usage analytics' read model, fed by chat's events (and a one-time backfill from chat's
 //! service): per day and avatar counters, the end users active each day (for distinct counts
 //! over any range), the facts already applied (so a retried delivery or the backfill never
-//! counts twice), and the backfill's progress.
+//! counts twice), and the backfill's progress. And two indexes of the audit log: by entity
+//! (the log's filter), and by the end user its details name (an erasure's scrub).
 
 use sea_orm_migration::prelude::*;
 
@@ -54,6 +55,10 @@ CREATE TABLE analytics_backfill (
     after_id uuid,
     finished_at timestamptz
 );
+
+CREATE INDEX audit_log_entity_index ON audit_log (entity_type, entity_id, occurred_at DESC);
+CREATE INDEX audit_log_end_user_index ON audit_log ((details->>'end_user_id'))
+    WHERE details ? 'end_user_id';
 "#,
             )
             .await?;
@@ -64,7 +69,8 @@ CREATE TABLE analytics_backfill (
         manager
             .get_connection()
             .execute_unprepared(
-                "DROP TABLE analytics_backfill, analytics_applied_facts, \
+                "DROP INDEX audit_log_entity_index, audit_log_end_user_index; \
+                 DROP TABLE analytics_backfill, analytics_applied_facts, \
                  analytics_active_end_users, analytics_daily;",
             )
             .await?;

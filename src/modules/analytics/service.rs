@@ -253,7 +253,10 @@ impl AnalyticsService {
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "UPDATE audit_log SET details = details - $2::text[],                      ip = CASE WHEN actor_kind = 'anonymous' THEN NULL ELSE ip END                  WHERE (entity_type = 'end_user' AND entity_id = $1)                     OR details->>'end_user_id' = $1",
+                "UPDATE audit_log SET details = details - $2::text[], \
+                     ip = CASE WHEN actor_kind = 'anonymous' THEN NULL ELSE ip END \
+                 WHERE (entity_type = 'end_user' AND entity_id = $1) \
+                    OR (details ? 'end_user_id' AND details->>'end_user_id' = $1)",
                 [
                     end_user_id.to_string().into(),
                     audit::END_USER_PROFILE_FIELDS

@@ -41,7 +41,7 @@ impl EventHandler<DomainEvent> for Usage {
     }
 
     fn interested(&self, event: &DomainEvent) -> bool {
-        !facts::of_event(event, chrono::DateTime::UNIX_EPOCH).is_empty()
+        facts::concerns(event)
     }
 
     async fn handle(&self, event: &DomainEvent, delivery: &Delivery) -> anyhow::Result<()> {

@@ -48,6 +48,18 @@ fn base(
     }
 }
 
+/// Whether usage analytics counts anything of `event`.
+pub fn concerns(event: &DomainEvent) -> bool {
+    matches!(
+        event,
+        DomainEvent::Chat(
+            ChatEvent::ConversationStarted { .. }
+                | ChatEvent::MessageCompleted { .. }
+                | ChatEvent::QuestionUnanswered { .. }
+        )
+    )
+}
+
 /// The facts an event reports (none for events usage analytics does not count).
 pub fn of_event(event: &DomainEvent, at: DateTime<Utc>) -> Vec<Fact> {
     let DomainEvent::Chat(event) = event else {

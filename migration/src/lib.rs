@@ -21,6 +21,7 @@ mod m20261203_140000_billing;
 mod m20261203_150000_plan_requests;
 mod m20261203_160000_analytics_audit_log;
 mod m20261203_170000_analytics_usage;
+mod m20261203_180000_telegram;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_150000_plan_requests::Migration),
             Box::new(m20261203_160000_analytics_audit_log::Migration),
             Box::new(m20261203_170000_analytics_usage::Migration),
+            Box::new(m20261203_180000_telegram::Migration),
         ]
     }
 }

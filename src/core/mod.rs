@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod pagination;
 pub mod storage;
+pub mod telegram;
 pub mod telemetry;
 pub mod tokens;
 pub mod upstream;

@@ -15,6 +15,7 @@ use crate::modules::end_users::EndUsersEvent;
 use crate::modules::plan_requests::PlanRequestsEvent;
 use crate::modules::platform_config::PlatformConfigEvent;
 use crate::modules::projects::ProjectsEvent;
+use crate::modules::telegram::TelegramEvent;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "module", content = "event", rename_all = "snake_case")]
@@ -28,6 +29,7 @@ pub enum DomainEvent {
     PlatformConfig(PlatformConfigEvent),
     Billing(BillingEvent),
     PlanRequests(PlanRequestsEvent),
+    Telegram(TelegramEvent),
 }
 
 impl Event for DomainEvent {
@@ -42,6 +44,7 @@ impl Event for DomainEvent {
             DomainEvent::PlatformConfig(event) => event.event_type(),
             DomainEvent::Billing(event) => event.event_type(),
             DomainEvent::PlanRequests(event) => event.event_type(),
+            DomainEvent::Telegram(event) => event.event_type(),
         }
     }
 }

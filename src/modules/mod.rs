@@ -14,6 +14,7 @@ pub mod events;
 pub mod plan_requests;
 pub mod platform_config;
 pub mod projects;
+pub mod telegram;
 
 use crate::app::Module;
 
@@ -28,6 +29,7 @@ pub const ALL: &[Module] = &[
     end_users::MODULE,
     chat::MODULE,
     plan_requests::MODULE,
+    telegram::MODULE,
     analytics::MODULE,
 ];
 

@@ -87,6 +87,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub billing: BillingSettings,
     pub analytics: AnalyticsSettings,
+    pub telegram: TelegramSettings,
     pub secrets: SecretSettings,
 }
 

@@ -19,6 +19,8 @@ pub struct ServerSettings {
     pub metrics_enabled: bool,
     pub trust_forwarded_for: bool,
     pub readiness_timeout_ms: u64,
+    /// Empty when the platform has no public address.
+    pub public_base_url: String,
 }
 
 #[derive(Clone, Deserialize)]
@@ -318,4 +320,12 @@ pub struct AnalyticsSettings {
     pub max_range_days: u32,
     pub maintenance_cron: String,
     pub backfill_batch: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelegramSettings {
+    pub api_base_url: String,
+    pub edit_interval_ms: u64,
+    pub webhook_max_body_bytes: usize,
+    pub update_retention_secs: u64,
 }

@@ -14,6 +14,7 @@ use crate::modules::events::DomainEvent;
 use crate::modules::plan_requests::PlanRequestsEvent;
 use crate::modules::platform_config::PlatformConfigEvent;
 use crate::modules::projects::ProjectsEvent;
+use crate::modules::telegram::TelegramEvent;
 
 /// An event's place in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +179,14 @@ pub fn entry_of(event: &DomainEvent) -> Option<Entry> {
                 "plan_request",
                 request_id,
             ),
+        },
+        DomainEvent::Telegram(event) => match event {
+            TelegramEvent::BotConnected { bot_id, .. } => {
+                entry("telegram_bot.connected", "telegram_bot", bot_id)
+            }
+            TelegramEvent::BotDisconnected { bot_id, .. } => {
+                entry("telegram_bot.disconnected", "telegram_bot", bot_id)
+            }
         },
     }
 }

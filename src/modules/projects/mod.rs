@@ -14,12 +14,13 @@ use crate::app::{AppContext, Module, Registry};
 use crate::core::auth::{ApiKeys, ProjectRoles};
 use crate::core::cache::RateLimiter;
 use crate::core::llm::LLM_SECRETS;
+use crate::core::telegram::TELEGRAM_SECRETS;
 use crate::modules::auth::AuthService;
 use crate::modules::billing::BillingService;
 
 pub use domain::errors::ProjectsError;
 pub use domain::events::ProjectsEvent;
-pub use service::{BoundCredential, EndpointSecrets, ProjectView, ProjectsService};
+pub use service::{BoundCredential, EndpointSecrets, ProjectView, ProjectsService, SecretName};
 
 pub const MODULE: Module = Module {
     name: "projects",
@@ -38,7 +39,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         service::ProjectsConfig {
             settings: settings.projects.clone(),
             api_key_last_used_resolution_secs: settings.auth.api_key_last_used_resolution_secs,
-            bindings: vec![LLM_SECRETS],
+            bindings: vec![LLM_SECRETS, TELEGRAM_SECRETS],
             clock: context.clock.clone(),
             billing: registry.get::<BillingService>()?,
         },

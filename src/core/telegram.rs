@@ -1,0 +1,234 @@
+//! The Telegram Bot API, for the modules that talk to it (`telegram`, later `notifications`):
+//! frankenstein's typed calls, sent with the outbound policy's HTTP client (our reqwest and
+//! rustls: no second stack) to the operator's `telegram.api_base_url`, or to a project's own Bot
+//! API server (`TELEGRAM_API_BASE_URL`, judged as a tenant URL). A bot token is checked for
+//! Telegram's format before it goes into any URL, and is sealed bound to the endpoint it was
+//! entered for ([`TELEGRAM_SECRETS`]).
+
+use std::fmt;
+
+use frankenstein::AsyncTelegramApi;
+use frankenstein::client_reqwest::Bot;
+use frankenstein::methods::{
+    DeleteWebhookParams, EditMessageTextParams, SendChatActionParams, SendMessageParams,
+    SetWebhookParams,
+};
+use frankenstein::types::{AllowedUpdate, ChatAction, LinkPreviewOptions};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::core::outbound::{BaseUrl, SecretBinding};
+
+pub use frankenstein::types::User as BotUser;
+pub use frankenstein::updates::{Update, UpdateContent};
+
+/// A project's bot token, sealed bound to the Bot API endpoint it was entered for: a
+/// project-set `TELEGRAM_API_BASE_URL` (a self-hosted Bot API server), else the platform's.
+pub const TELEGRAM_SECRETS: SecretBinding = SecretBinding {
+    credential: "TELEGRAM_BOT_TOKEN",
+    endpoint: "TELEGRAM_API_BASE_URL",
+};
+
+/// The longest text of one message, in UTF-16 code units (Telegram counts those).
+pub const MAX_MESSAGE_UTF16: usize = 4096;
+
+/// The update kinds the platform asks for.
+pub const ALLOWED_UPDATES: [AllowedUpdate; 3] = [
+    AllowedUpdate::Message,
+    AllowedUpdate::EditedMessage,
+    AllowedUpdate::CallbackQuery,
+];
+
+/// A bot token: `<bot id>:<at least 30 URL-safe characters>`.
+#[derive(Clone)]
+pub struct BotToken {
+    token: SecretString,
+    bot_id: i64,
+}
+
+impl fmt::Debug for BotToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BotToken({}:***)", self.bot_id)
+    }
+}
+
+impl BotToken {
+    /// Checks the format (nothing else: [`BotApi::get_me`] tells if Telegram knows it).
+    pub fn parse(text: &str) -> Result<BotToken, &'static str> {
+        const FORMAT: &str = "is not a Telegram bot token (<bot id>:<secret>, from @BotFather)";
+        let text = text.trim();
+        let (id, secret) = text.split_once(':').ok_or(FORMAT)?;
+        let id_ok = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
+        let secret_ok = (30..=128).contains(&secret.len())
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !id_ok || !secret_ok {
+            return Err(FORMAT);
+        }
+        let bot_id = id.parse().map_err(|_| FORMAT)?;
+        Ok(BotToken {
+            token: SecretString::from(text.to_owned()),
+            bot_id,
+        })
+    }
+
+    pub fn bot_id(&self) -> i64 {
+        self.bot_id
+    }
+
+    pub fn secret(&self) -> &SecretString {
+        &self.token
+    }
+}
+
+/// How a call failed, in the terms the callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum BotApiError {
+    /// 429: wait this many seconds.
+    #[error("Telegram asks to wait {0} s (too many requests)")]
+    RetryAfter(u32),
+    /// 403 from a chat: the user blocked the bot (or it was removed from the group).
+    #[error("the bot may no longer write to this chat: {0}")]
+    Forbidden(String),
+    /// Any other refusal, with Telegram's description (a bad token: 401 `Unauthorized`).
+    #[error("Telegram refused the call ({code}): {description}")]
+    Rejected { code: u64, description: String },
+    /// No answer, or not one of Telegram's.
+    #[error("the Telegram Bot API could not be reached: {0}")]
+    Unreachable(String),
+}
+
+fn classify(error: frankenstein::Error) -> BotApiError {
+    match error {
+        frankenstein::Error::Api(response) => {
+            let retry_after = response
+                .parameters
+                .as_ref()
+                .and_then(|parameters| parameters.retry_after);
+            match (response.error_code, retry_after) {
+                (429, Some(seconds)) => BotApiError::RetryAfter(u32::from(seconds)),
+                (429, None) => BotApiError::RetryAfter(1),
+                (403, _) => BotApiError::Forbidden(response.description),
+                (code, _) => BotApiError::Rejected {
+                    code,
+                    description: response.description,
+                },
+            }
+        }
+        // frankenstein strips the URL (it holds the token) from transport errors.
+        other => BotApiError::Unreachable(other.to_string()),
+    }
+}
+
+/// One bot's calls.
+#[derive(Clone)]
+pub struct BotApi {
+    bot: Bot,
+}
+
+impl fmt::Debug for BotApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BotApi")
+    }
+}
+
+impl BotApi {
+    /// The bot of `token` at `base`, through `client` (the outbound policy's, for `base`).
+    pub fn new(base: &BaseUrl, token: &BotToken, client: reqwest::Client) -> BotApi {
+        let api_url = base
+            .endpoint(&format!("bot{}", token.secret().expose_secret()))
+            .to_string();
+        BotApi {
+            bot: Bot::builder().api_url(api_url).client(client).build(),
+        }
+    }
+
+    pub async fn get_me(&self) -> Result<BotUser, BotApiError> {
+        Ok(self.bot.get_me().await.map_err(classify)?.result)
+    }
+
+    /// Sends updates to `url`, with `secret` in `X-Telegram-Bot-Api-Secret-Token`.
+    pub async fn set_webhook(&self, url: &str, secret: &str) -> Result<(), BotApiError> {
+        let params = SetWebhookParams::builder()
+            .url(url)
+            .secret_token(secret)
+            .allowed_updates(ALLOWED_UPDATES.to_vec())
+            .build();
+        self.bot.set_webhook(&params).await.map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn delete_webhook(&self) -> Result<(), BotApiError> {
+        let params = DeleteWebhookParams::builder().build();
+        self.bot.delete_webhook(&params).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Sends `text` as plain text (no parse mode: nothing in an answer can break its
+    /// formatting); returns the message's id.
+    pub async fn send_text(&self, chat_id: i64, text: &str) -> Result<i32, BotApiError> {
+        let params = SendMessageParams::builder()
+            .chat_id(chat_id)
+            .text(text)
+            .link_preview_options(LinkPreviewOptions::builder().is_disabled(true).build())
+            .build();
+        let sent = self.bot.send_message(&params).await.map_err(classify)?;
+        Ok(sent.result.message_id)
+    }
+
+    /// Replaces a sent message's text. Telegram's "message is not modified" counts as done.
+    pub async fn edit_text(
+        &self,
+        chat_id: i64,
+        message_id: i32,
+        text: &str,
+    ) -> Result<(), BotApiError> {
+        let params = EditMessageTextParams::builder()
+            .chat_id(chat_id)
+            .message_id(message_id)
+            .text(text)
+            .link_preview_options(LinkPreviewOptions::builder().is_disabled(true).build())
+            .build();
+        match self.bot.edit_message_text(&params).await.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(BotApiError::Rejected { description, .. })
+                if description.contains("message is not modified") =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// "typing…" in the chat, for about five seconds or until the next message.
+    pub async fn typing(&self, chat_id: i64) -> Result<(), BotApiError> {
+        let params = SendChatActionParams::builder()
+            .chat_id(chat_id)
+            .action(ChatAction::Typing)
+            .build();
+        self.bot.send_chat_action(&params).await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BotToken;
+
+    #[test]
+    fn a_token_is_digits_a_colon_and_a_long_url_safe_secret() {
+        let token = BotToken::parse(" 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw ").unwrap();
+        assert_eq!(token.bot_id(), 123_456_789);
+        assert!(!format!("{token:?}").contains("AAHdq"));
+        for bad in [
+            "",
+            "123456789",
+            "abc:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+            "123:short",
+            "123:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/../../x",
+            "123:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw?x=1",
+        ] {
+            assert!(BotToken::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `telegram`: a bot per project — a manager connects it with a token and an avatar, and
+//! Telegram users talk to that avatar. Updates arrive by webhook (stored and de-duplicated, then
+//! answered by a job through the same chat pipeline as every channel), answers stream into the
+//! chat by throttled edits.
+
+mod api;
+mod domain;
+mod service;
+mod tasks;
+
+use std::sync::Arc;
+
+use crate::app::{AppContext, Module, Registry};
+use crate::modules::avatars::AvatarsService;
+use crate::modules::chat::ChatService;
+use crate::modules::platform_config::PlatformConfigService;
+use crate::modules::projects::ProjectsService;
+
+pub use domain::errors::TelegramError;
+pub use domain::events::TelegramEvent;
+pub use domain::{BotMode, BotStatus};
+pub use service::{BotView, Connection, TelegramService};
+
+pub const MODULE: Module = Module {
+    name: "telegram",
+    install,
+    openapi: <api::v1::Doc as utoipa::OpenApi>::openapi,
+};
+
+fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> {
+    let settings = &context.settings;
+    let service = Arc::new(TelegramService::new(
+        service::TelegramDeps {
+            db: context.db.clone(),
+            bus: context.bus.clone(),
+            clock: context.clock.clone(),
+            secret_box: context.secret_box.clone(),
+            outbound: context.outbound.clone(),
+            projects: registry.get::<ProjectsService>()?,
+            avatars: registry.get::<AvatarsService>()?,
+            chat: registry.get::<ChatService>()?,
+            platform: registry.get::<PlatformConfigService>()?,
+        },
+        settings.telegram.clone(),
+        &settings.server,
+    ));
+    registry.job_data(service.clone());
+    registry.provide(service);
+    registry.routes(api::v1::configure);
+    Ok(())
+}

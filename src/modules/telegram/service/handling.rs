@@ -1,0 +1,425 @@
+//! Answering an update (the `telegram.handle_update` job): the update claimed (fang may run a
+//! task twice), the message read — commands, text, anything else — the end user found or
+//! created by their Telegram user id, the avatar's answer streamed into the chat, and the
+//! chat's conversation remembered. Refusals (a blocked end user, an exhausted budget, a
+//! disabled avatar) become a polite message, never silence; failures are recorded in the bot's
+//! `last_error` and never retried into duplicate answers.
+
+use std::time::Duration;
+
+use chrono::Duration as TimeDelta;
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
+use serde_json::Value;
+
+use crate::core::auth::Actor;
+use crate::core::channel::Channel;
+use crate::core::error::Failure;
+use crate::core::ids::{ConversationId, ProjectId};
+use crate::core::telegram::{BotApi, BotApiError, Update, UpdateContent};
+use crate::modules::chat::{ChatError, TurnEvent};
+use crate::modules::end_users::Contact;
+
+use super::super::domain::entities::bot;
+use super::super::domain::errors::TelegramError;
+use super::TelegramService;
+use super::streaming::{Delivered, Relay};
+
+/// How long a claim on an update holds (longer than any answer takes).
+const CLAIM: TimeDelta = TimeDelta::minutes(10);
+
+pub const DEFAULT_GREETING: &str = "Hello! Ask me anything — I answer from what I was given.";
+pub const HELP: &str = "Write your question and I will answer it.\n\n\
+    /reset — start a new conversation\n/help — this message";
+const TEXT_ONLY: &str = "I can only read text messages for now.";
+const RESET: &str = "Let's start over: this is a new conversation.";
+const BLOCKED: &str = "Sorry, this assistant is not available to you.";
+const UNAVAILABLE: &str = "Sorry, this assistant is not available right now.";
+const BUDGET: &str = "This assistant has used up its budget for now. Please try again later.";
+const BUSY: &str = "Too many questions at once — please try again in a minute.";
+const TOO_LONG: &str = "Your message is too long for me. Could you shorten it?";
+const FAILED: &str = "Sorry, I could not answer just now. Please try again.";
+
+#[derive(FromQueryResult)]
+struct Claimed {
+    project_id: ProjectId,
+    payload: Value,
+}
+
+#[derive(FromQueryResult)]
+struct ChatRow {
+    conversation_id: Option<ConversationId>,
+    refused: bool,
+}
+
+/// What a message asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Request<'a> {
+    Start,
+    Help,
+    Reset,
+    Text(&'a str),
+}
+
+/// The command or text of `text`; `/cmd@this_bot` is this bot's command, `/cmd@other` another's.
+fn request<'a>(text: &'a str, username: &str) -> Option<Request<'a>> {
+    let trimmed = text.trim();
+    let Some(command) = trimmed.strip_prefix('/') else {
+        return Some(Request::Text(trimmed));
+    };
+    let word = command.split_whitespace().next().unwrap_or_default();
+    let (name, addressee) = word.split_once('@').unwrap_or((word, username));
+    if !addressee.eq_ignore_ascii_case(username) {
+        return None;
+    }
+    Some(match name.to_ascii_lowercase().as_str() {
+        "start" => Request::Start,
+        "reset" | "new" => Request::Reset,
+        "help" => Request::Help,
+        _ => Request::Help,
+    })
+}
+
+impl TelegramService {
+    /// Handles the stored update `update_id` of `bot_id`, once.
+    pub async fn handle(&self, bot_id: i64, update_id: i64) -> Result<(), TelegramError> {
+        let now = self.clock.now();
+        let claimed = Claimed::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE telegram_updates SET claimed_until = $3 \
+             WHERE bot_id = $1 AND update_id = $2 AND handled_at IS NULL \
+               AND (claimed_until IS NULL OR claimed_until < $4) \
+             RETURNING project_id, payload",
+            [
+                bot_id.into(),
+                update_id.into(),
+                (now + CLAIM).into(),
+                now.into(),
+            ],
+        ))
+        .one(self.db.connection())
+        .await?;
+        let Some(claimed) = claimed else {
+            return Ok(());
+        };
+        if let Err(error) = self.answer_update(bot_id, &claimed).await {
+            tracing::warn!(
+                bot_id,
+                update_id,
+                "a Telegram update was not answered: {error}"
+            );
+        }
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE telegram_updates SET handled_at = $3 WHERE bot_id = $1 AND update_id = $2",
+                [bot_id.into(), update_id.into(), self.clock.now().into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn answer_update(&self, bot_id: i64, claimed: &Claimed) -> Result<(), TelegramError> {
+        let project_id = claimed.project_id;
+        let Some((row, api)) = self.connected(project_id).await? else {
+            return Ok(());
+        };
+        if row.bot_id != bot_id {
+            return Ok(());
+        }
+        // Kinds the platform does not read (or a shape it does not know) are acknowledged.
+        let Ok(update) = serde_json::from_value::<Update>(claimed.payload.clone()) else {
+            return Ok(());
+        };
+        let UpdateContent::Message(message) = update.content else {
+            return Ok(());
+        };
+        let chat_id = message.chat.id;
+        let Some(from) = message.from.as_deref().filter(|user| !user.is_bot) else {
+            return Ok(());
+        };
+        let private = matches!(
+            message.chat.type_field,
+            frankenstein::types::ChatType::Private
+        );
+        let mention = format!("@{}", row.bot_username);
+        let text = message.text.as_deref().map(str::trim);
+        if !private {
+            // In a group: only what is addressed to the bot.
+            let replied_to_bot = message
+                .reply_to_message
+                .as_deref()
+                .and_then(|replied| replied.from.as_deref())
+                .is_some_and(|author| i64::try_from(author.id).ok() == Some(bot_id));
+            let mentioned = text.is_some_and(|text| text.contains(&mention));
+            let command = text.is_some_and(|text| text.starts_with('/'));
+            if !replied_to_bot && !mentioned && !command {
+                return Ok(());
+            }
+        }
+        let outcome = match text {
+            None => self.say(&api, chat_id, TEXT_ONLY).await,
+            Some(text) => {
+                let text = text.replace(&mention, "");
+                match request(&text, &row.bot_username) {
+                    None => return Ok(()),
+                    Some(Request::Start) => {
+                        let greeting = self
+                            .avatars
+                            .get(project_id, row.avatar_id)
+                            .await
+                            .ok()
+                            .and_then(|avatar| avatar.greeting)
+                            .filter(|greeting| !greeting.trim().is_empty());
+                        let greeting = greeting.as_deref().unwrap_or(DEFAULT_GREETING);
+                        self.say(&api, chat_id, greeting).await
+                    }
+                    Some(Request::Help) => self.say(&api, chat_id, HELP).await,
+                    Some(Request::Reset) => {
+                        self.remember(&row, chat_id, None).await?;
+                        self.say(&api, chat_id, RESET).await
+                    }
+                    Some(Request::Text(question)) => {
+                        let profile = serde_json::to_value(from).ok();
+                        let name = match &from.last_name {
+                            Some(last) => format!("{} {last}", from.first_name),
+                            None => from.first_name.clone(),
+                        };
+                        let contact = Contact {
+                            channel: Channel::Telegram,
+                            external_id: from.id.to_string(),
+                            display_name: Some(name),
+                            raw_profile: profile,
+                        };
+                        self.ask(&row, &api, chat_id, contact, question).await
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(Delivered::Shown) => {
+                self.mark(project_id, None).await;
+                Ok(())
+            }
+            Ok(Delivered::Blocked) => {
+                self.blocked_by_user(&row, chat_id).await?;
+                Ok(())
+            }
+            Err(error) => {
+                self.mark(project_id, Some(&error)).await;
+                Err(TelegramError::Upstream(error.to_string()))
+            }
+        }
+    }
+
+    /// One message, whole.
+    async fn say(&self, api: &BotApi, chat_id: i64, text: &str) -> Result<Delivered, BotApiError> {
+        Relay::new(api, chat_id, self.edit_interval())
+            .finish(text)
+            .await
+    }
+
+    fn edit_interval(&self) -> Duration {
+        Duration::from_millis(self.settings.edit_interval_ms)
+    }
+
+    /// The question, through the chat pipeline, its answer streamed into the chat.
+    async fn ask(
+        &self,
+        row: &bot::Model,
+        api: &BotApi,
+        chat_id: i64,
+        contact: Contact,
+        question: &str,
+    ) -> Result<Delivered, BotApiError> {
+        let chat = match self.chat_state(row.bot_id, chat_id).await {
+            Ok(chat) => chat,
+            Err(error) => {
+                tracing::error!(chat_id, "reading the Telegram chat failed: {error}");
+                return self.say(api, chat_id, FAILED).await;
+            }
+        };
+        if let Err(BotApiError::Forbidden(_)) = api.typing(chat_id).await {
+            return Ok(Delivered::Blocked);
+        }
+        let mut conversation = chat.as_ref().and_then(|chat| chat.conversation_id);
+        let answer = loop {
+            let asked = self
+                .chat
+                .ask_as_end_user(
+                    row.project_id,
+                    row.avatar_id,
+                    contact.clone(),
+                    conversation,
+                    question.to_owned(),
+                    Actor::system(),
+                )
+                .await;
+            match asked {
+                // Its conversation is gone (erased, or the bot moved to another avatar).
+                Err(ChatError::NotFound("conversation")) if conversation.is_some() => {
+                    conversation = None;
+                }
+                other => break other,
+            }
+        };
+        let reply = match answer {
+            Ok(answer) => answer,
+            Err(ChatError::EndUserBlocked) => {
+                // Once per chat: a blocked user writing again gets no more replies.
+                if chat.as_ref().is_some_and(|chat| chat.refused) {
+                    return Ok(Delivered::Shown);
+                }
+                if let Err(error) = self.refused(row, chat_id).await {
+                    tracing::warn!(chat_id, "recording a refusal failed: {error}");
+                }
+                return self.say(api, chat_id, BLOCKED).await;
+            }
+            Err(error) => return self.say(api, chat_id, refusal(&error)).await,
+        };
+        if let Err(error) = self
+            .remember(row, chat_id, Some(reply.conversation_id))
+            .await
+        {
+            tracing::warn!(
+                chat_id,
+                "remembering the chat's conversation failed: {error}"
+            );
+        }
+        let mut events = reply.events;
+        let mut relay = Relay::new(api, chat_id, self.edit_interval());
+        let mut text = String::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                TurnEvent::Delta(delta) => {
+                    text.push_str(&delta);
+                    if relay.progress(&text).await? == Delivered::Blocked {
+                        // Dropping `events` stops the model: the partial answer is kept.
+                        return Ok(Delivered::Blocked);
+                    }
+                }
+                TurnEvent::Sources(_) => {}
+                TurnEvent::Done(done) => {
+                    return relay.finish(&done.message.content).await;
+                }
+                TurnEvent::Error(failure) => {
+                    tracing::warn!(chat_id, "the answer failed: {}", failure.message);
+                    let shown = if text.trim().is_empty() {
+                        FAILED.to_owned()
+                    } else {
+                        format!("{text}\n\n({FAILED})")
+                    };
+                    return relay.finish(&shown).await;
+                }
+            }
+        }
+        relay
+            .finish(if text.is_empty() { FAILED } else { &text })
+            .await
+    }
+
+    async fn chat_state(
+        &self,
+        bot_id: i64,
+        chat_id: i64,
+    ) -> Result<Option<ChatRow>, TelegramError> {
+        Ok(ChatRow::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT conversation_id, refused_at IS NOT NULL AS refused FROM telegram_chats \
+             WHERE bot_id = $1 AND chat_id = $2",
+            [bot_id.into(), chat_id.into()],
+        ))
+        .one(self.db.connection())
+        .await?)
+    }
+
+    /// The chat's current conversation (none: the next question starts one).
+    async fn remember(
+        &self,
+        row: &bot::Model,
+        chat_id: i64,
+        conversation: Option<ConversationId>,
+    ) -> Result<(), TelegramError> {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO telegram_chats (bot_id, chat_id, project_id, conversation_id, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (bot_id, chat_id) DO UPDATE SET \
+                     conversation_id = excluded.conversation_id, refused_at = NULL, \
+                     blocked_bot_at = NULL, updated_at = excluded.updated_at",
+                [
+                    row.bot_id.into(),
+                    chat_id.into(),
+                    row.project_id.into(),
+                    conversation.into(),
+                    self.clock.now().into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn refused(&self, row: &bot::Model, chat_id: i64) -> Result<(), TelegramError> {
+        self.chat_flag(row, chat_id, "refused_at").await
+    }
+
+    /// The user blocked the bot: nothing more is sent until they write again.
+    async fn blocked_by_user(&self, row: &bot::Model, chat_id: i64) -> Result<(), TelegramError> {
+        tracing::info!(bot_id = row.bot_id, chat_id, "the user blocked the bot");
+        self.chat_flag(row, chat_id, "blocked_bot_at").await
+    }
+
+    async fn chat_flag(
+        &self,
+        row: &bot::Model,
+        chat_id: i64,
+        column: &'static str,
+    ) -> Result<(), TelegramError> {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "INSERT INTO telegram_chats (bot_id, chat_id, project_id, {column}, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) \
+                     ON CONFLICT (bot_id, chat_id) DO UPDATE SET {column} = $4, updated_at = $4"
+                ),
+                [
+                    row.bot_id.into(),
+                    chat_id.into(),
+                    row.project_id.into(),
+                    self.clock.now().into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// What the chat user reads when the question is refused.
+fn refusal(error: &ChatError) -> &'static str {
+    match error {
+        ChatError::AvatarDisabled | ChatError::NotFound(_) => UNAVAILABLE,
+        ChatError::PlanRate { .. } => BUSY,
+        ChatError::Common(Failure::TokenLimit { .. } | Failure::PlanLimit { .. }) => BUDGET,
+        ChatError::Common(Failure::InvalidField { .. }) => TOO_LONG,
+        _ => FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Request, request};
+
+    #[test]
+    fn commands_are_read_with_or_without_the_bot_s_name() {
+        assert_eq!(request("/start", "r_bot"), Some(Request::Start));
+        assert_eq!(request("/start@R_Bot", "r_bot"), Some(Request::Start));
+        assert_eq!(request("/reset", "r_bot"), Some(Request::Reset));
+        assert_eq!(request("/whatever", "r_bot"), Some(Request::Help));
+        assert_eq!(request("/start@other_bot", "r_bot"), None);
+        assert_eq!(
+            request("  How do I update?  ", "r_bot"),
+            Some(Request::Text("How do I update?"))
+        );
+    }
+}

@@ -1,0 +1,539 @@
+//! A project's Telegram bot over HTTP, against the fake Bot API and the fake LLM: connecting
+//! (token format, Telegram's refusal, webhook registration, one bot per project, who may),
+//! the webhook (secret, malformed bodies, duplicate updates), and the answers: streamed by
+//! edits, split when long, commands, other kinds of messages, refusals and a user who blocked
+//! the bot.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::chat::{Chat, chat_app_with};
+use crate::fake_openai::{Reply, pieces};
+use crate::fake_telegram::{
+    FakeTelegram, TelegramFault, callback_query_update, photo_update, text_update, token_for,
+};
+use crate::helpers::{TestResponse, eventually};
+
+const ANSWER: &str = "Run update.packages() to update every installed package [1].";
+const BOT_ID: i64 = 7_001_002_003;
+const CHAT_ID: i64 = 5_550_001;
+const PUBLIC: &str = "https://avatars.example.com";
+
+struct Bot {
+    chat: Chat,
+    telegram: FakeTelegram,
+    token: String,
+}
+
+/// The chat app (a project, an avatar that knows the guide, the fake LLM answering `reply`)
+/// with the fake Bot API, and the project's bot connected in webhook mode.
+async fn connected(reply: Reply) -> Bot {
+    let telegram = FakeTelegram::start().await;
+    let chat = chat_app_with(
+        &[
+            ("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1"),
+            ("APP__TELEGRAM__API_BASE_URL", telegram.url.as_str()),
+            ("APP__TELEGRAM__EDIT_INTERVAL_MS", "50"),
+            ("APP__SERVER__PUBLIC_BASE_URL", PUBLIC),
+        ],
+        reply,
+        true,
+    )
+    .await;
+    let token = token_for(BOT_ID);
+    telegram.add_bot(&token, BOT_ID, "guide_bot");
+    let response = put_bot(&chat, &json!({"bot_token": token, "avatar_id": chat.aid})).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    Bot {
+        chat,
+        telegram,
+        token,
+    }
+}
+
+async fn put_bot(chat: &Chat, body: &Value) -> TestResponse {
+    chat.app
+        .put_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/telegram", chat.pid),
+            body,
+        )
+        .await
+}
+
+impl Bot {
+    /// Posts `update` to the bot's webhook as Telegram does, with `secret` (the registered one
+    /// when `None`).
+    async fn post(&self, update: &Value, secret: Option<&str>) -> TestResponse {
+        let (_, registered) = self.telegram.webhook(&self.token).expect("a webhook");
+        let secret = secret.unwrap_or(&registered);
+        self.chat
+            .app
+            .send(
+                self.chat
+                    .app
+                    .client
+                    .post(
+                        self.chat
+                            .app
+                            .url(&format!("/api/v1/telegram/webhook/{BOT_ID}")),
+                    )
+                    .header("X-Telegram-Bot-Api-Secret-Token", secret)
+                    .json(update),
+            )
+            .await
+    }
+
+    async fn deliver(&self, update: &Value) {
+        let response = self.post(update, None).await;
+        assert_eq!(response.status, 200, "{}", response.text);
+    }
+
+    /// The chat's messages once the last of them is `last` (answers are written by a job).
+    async fn texts_ending(&self, chat_id: i64, last: &str) -> Vec<String> {
+        eventually(Duration::from_secs(20), "the bot's answer", || async {
+            let texts = self.telegram.chat_texts(chat_id);
+            if texts.last().is_some_and(|text| text == last) {
+                Ok(texts)
+            } else {
+                Err(texts)
+            }
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn connecting_checks_the_token_registers_the_webhook_and_never_shows_the_token() {
+    let bot = connected(Reply::answer(ANSWER, (5, 5))).await;
+    let (chat, telegram) = (&bot.chat, &bot.telegram);
+    let (url, secret) = telegram.webhook(&bot.token).unwrap();
+    assert_eq!(url, format!("{PUBLIC}/api/v1/telegram/webhook/{BOT_ID}"));
+    assert!(secret.len() >= 32, "{secret}");
+    let set = telegram.calls_of("setWebhook");
+    assert_eq!(set.len(), 1);
+    assert_eq!(
+        set[0]["allowed_updates"],
+        json!(["message", "edited_message", "callback_query"])
+    );
+
+    let path = format!("/api/v1/projects/{}/telegram", chat.pid);
+    let shown = chat.app.get_as(&chat.owner, &path).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(shown.json["bot_username"], "guide_bot");
+    assert_eq!(shown.json["mode"], "webhook");
+    assert_eq!(shown.json["status"], "active");
+    assert_eq!(shown.json["avatar_id"], chat.aid.to_string());
+    assert!(!shown.text.contains(&bot.token));
+    let secrets = chat
+        .app
+        .get_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/secrets", chat.pid),
+        )
+        .await;
+    assert!(
+        secrets.text.contains("TELEGRAM_BOT_TOKEN"),
+        "{}",
+        secrets.text
+    );
+    assert!(!secrets.text.contains(&bot.token));
+
+    // A malformed token never reaches Telegram; one Telegram refuses is 422 with its reason.
+    let calls = telegram.calls().len();
+    let bad = put_bot(
+        chat,
+        &json!({"bot_token": "12345:short", "avatar_id": chat.aid}),
+    )
+    .await;
+    assert_eq!(bad.error(422, "VALIDATION_ERROR")["field"], "bot_token");
+    assert_eq!(telegram.calls().len(), calls);
+    let unknown = token_for(9_999);
+    let refused = put_bot(chat, &json!({"bot_token": unknown, "avatar_id": chat.aid})).await;
+    let error = refused.error(422, "VALIDATION_ERROR");
+    assert_eq!(error["field"], "bot_token");
+    assert!(
+        error["message"].as_str().unwrap().contains("Unauthorized"),
+        "{error}"
+    );
+    let elsewhere = put_bot(
+        chat,
+        &json!({"bot_token": bot.token, "avatar_id": Uuid::now_v7()}),
+    )
+    .await;
+    assert_eq!(
+        elsewhere.error(422, "VALIDATION_ERROR")["field"],
+        "avatar_id"
+    );
+
+    // One bot, one project.
+    let other = chat.app.project(&chat.owner, "other").await;
+    let other_avatar = crate::chat::id_of(
+        &chat
+            .app
+            .create_avatar(
+                &chat.owner,
+                other,
+                &json!({"name": "O", "system_prompt": "Hi."}),
+            )
+            .await
+            .json,
+    );
+    let taken = chat
+        .app
+        .put_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{other}/telegram"),
+            &json!({"bot_token": bot.token, "avatar_id": other_avatar}),
+        )
+        .await;
+    taken.error(409, "CONFLICT");
+    chat.app
+        .get_as(&chat.owner, &format!("/api/v1/projects/{other}/telegram"))
+        .await
+        .error(404, "NOT_FOUND");
+
+    // Who may: a viewer reads, only managers change; a stranger finds nothing.
+    let viewer = chat.app.member(chat.pid, &chat.owner, "viewer").await;
+    assert_eq!(chat.app.get_as(&viewer, &path).await.status, 200);
+    chat.app
+        .put_as(
+            &viewer,
+            &path,
+            &json!({"bot_token": bot.token, "avatar_id": chat.aid}),
+        )
+        .await
+        .error(403, "FORBIDDEN");
+    let stranger = chat.app.user("stranger").await;
+    chat.app
+        .get_as(&stranger, &path)
+        .await
+        .error(404, "NOT_FOUND");
+    chat.app
+        .delete_as(&stranger, &path)
+        .await
+        .error(404, "NOT_FOUND");
+
+    // Polling: the webhook is removed. Disconnecting removes the bot and its token.
+    let polling = put_bot(
+        chat,
+        &json!({"bot_token": bot.token, "avatar_id": chat.aid, "mode": "polling"}),
+    )
+    .await;
+    assert_eq!(polling.json["mode"], "polling", "{}", polling.text);
+    assert!(telegram.webhook(&bot.token).is_none());
+    let gone = chat.app.delete_as(&chat.owner, &path).await;
+    assert_eq!(gone.status, 204, "{}", gone.text);
+    chat.app
+        .get_as(&chat.owner, &path)
+        .await
+        .error(404, "NOT_FOUND");
+    let secrets = chat
+        .app
+        .get_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/secrets", chat.pid),
+        )
+        .await;
+    assert!(
+        !secrets.text.contains("TELEGRAM_BOT_TOKEN"),
+        "{}",
+        secrets.text
+    );
+}
+
+#[tokio::test]
+async fn webhook_mode_needs_a_public_address() {
+    let telegram = FakeTelegram::start().await;
+    let chat = chat_app_with(
+        &[("APP__TELEGRAM__API_BASE_URL", telegram.url.as_str())],
+        Reply::answer(ANSWER, (5, 5)),
+        false,
+    )
+    .await;
+    let token = token_for(BOT_ID);
+    telegram.add_bot(&token, BOT_ID, "guide_bot");
+    let refused = put_bot(
+        &chat,
+        &json!({"bot_token": token, "avatar_id": chat.aid, "mode": "webhook"}),
+    )
+    .await;
+    let error = refused.error(422, "VALIDATION_ERROR");
+    assert_eq!(error["field"], "mode");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("public_base_url")
+    );
+    let polling = put_bot(&chat, &json!({"bot_token": token, "avatar_id": chat.aid})).await;
+    assert_eq!(polling.status, 200, "{}", polling.text);
+    assert_eq!(
+        polling.json["mode"], "polling",
+        "the default without a public address"
+    );
+}
+
+#[tokio::test]
+async fn the_webhook_checks_the_secret_and_answers_each_update_once_by_streamed_edits() {
+    let slow = Reply::Stream {
+        chunks: pieces(ANSWER),
+        gap: Duration::from_millis(40),
+        usage: Some((5, 5)),
+        break_after: None,
+    };
+    let bot = connected(slow).await;
+    let update = text_update(1, CHAT_ID, 42, "Ada", "How do I update packages?");
+    bot.post(&update, Some("not-the-secret-but-long-enough-to-compare"))
+        .await
+        .error(401, "AUTHENTICATION_REQUIRED");
+    let malformed = bot
+        .chat
+        .app
+        .send(
+            bot.chat
+                .app
+                .client
+                .post(
+                    bot.chat
+                        .app
+                        .url(&format!("/api/v1/telegram/webhook/{BOT_ID}")),
+                )
+                .header(
+                    "X-Telegram-Bot-Api-Secret-Token",
+                    bot.telegram.webhook(&bot.token).unwrap().1,
+                )
+                .header("Content-Type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    malformed.error(400, "BAD_REQUEST");
+
+    bot.deliver(&update).await;
+    bot.deliver(&update).await; // Telegram's retry of the same update
+    let texts = bot.texts_ending(CHAT_ID, ANSWER).await;
+    assert_eq!(texts, [ANSWER], "one answer, in one message");
+    let edits = bot.telegram.calls_of("editMessageText");
+    assert!(
+        !edits.is_empty(),
+        "streamed: the first message was edited as the answer grew"
+    );
+    assert_eq!(
+        bot.chat.llm.requests().len(),
+        1,
+        "the duplicate was not answered"
+    );
+    assert!(!bot.telegram.calls_of("sendChatAction").is_empty());
+    let conversations = bot
+        .chat
+        .app
+        .get_as(
+            &bot.chat.owner,
+            &format!(
+                "/api/v1/projects/{}/conversations?channel=telegram",
+                bot.chat.pid
+            ),
+        )
+        .await;
+    assert_eq!(conversations.json["total"], 1, "{}", conversations.text);
+    let end_users = bot
+        .chat
+        .app
+        .get_as(
+            &bot.chat.owner,
+            &format!(
+                "/api/v1/projects/{}/end-users?channel=telegram",
+                bot.chat.pid
+            ),
+        )
+        .await;
+    assert_eq!(
+        end_users.json["items"][0]["external_id"], "42",
+        "{}",
+        end_users.text
+    );
+    assert_eq!(end_users.json["items"][0]["display_name"], "Ada");
+
+    // The same chat continues its conversation; /reset starts a new one.
+    bot.deliver(&text_update(2, CHAT_ID, 42, "Ada", "And again?"))
+        .await;
+    bot.texts_ending(CHAT_ID, ANSWER).await;
+    eventually(Duration::from_secs(20), "two answers", || async {
+        let texts = bot.telegram.chat_texts(CHAT_ID);
+        if texts.len() == 2 { Ok(()) } else { Err(texts) }
+    })
+    .await;
+    bot.deliver(&text_update(3, CHAT_ID, 42, "Ada", "/reset"))
+        .await;
+    bot.texts_ending(CHAT_ID, "Let's start over: this is a new conversation.")
+        .await;
+    bot.deliver(&text_update(4, CHAT_ID, 42, "Ada", "New topic?"))
+        .await;
+    eventually(Duration::from_secs(20), "the third answer", || async {
+        let texts = bot.telegram.chat_texts(CHAT_ID);
+        if texts.len() == 4 && texts[3] == ANSWER {
+            Ok(())
+        } else {
+            Err(texts)
+        }
+    })
+    .await;
+    let conversations = bot
+        .chat
+        .app
+        .get_as(
+            &bot.chat.owner,
+            &format!(
+                "/api/v1/projects/{}/conversations?channel=telegram",
+                bot.chat.pid
+            ),
+        )
+        .await;
+    assert_eq!(conversations.json["total"], 2, "{}", conversations.text);
+}
+
+#[tokio::test]
+async fn commands_other_kinds_and_refusals_get_a_polite_reply_without_the_llm() {
+    let bot = connected(Reply::answer(ANSWER, (5, 5))).await;
+    let greeting = "Welcome! I am the R guide.";
+    let patched = bot
+        .chat
+        .app
+        .patch_as(
+            &bot.chat.owner,
+            &format!("/api/v1/projects/{}/avatars/{}", bot.chat.pid, bot.chat.aid),
+            &json!({"greeting": greeting}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    bot.deliver(&text_update(10, CHAT_ID, 42, "Ada", "/start"))
+        .await;
+    bot.texts_ending(CHAT_ID, greeting).await;
+    bot.deliver(&text_update(11, CHAT_ID, 42, "Ada", "/help"))
+        .await;
+    eventually(Duration::from_secs(20), "the help", || async {
+        let texts = bot.telegram.chat_texts(CHAT_ID);
+        if texts.last().is_some_and(|text| text.contains("/reset")) {
+            Ok(())
+        } else {
+            Err(texts)
+        }
+    })
+    .await;
+    bot.deliver(&photo_update(12, CHAT_ID, 42)).await;
+    bot.texts_ending(CHAT_ID, "I can only read text messages for now.")
+        .await;
+    // Kinds the bot does not answer are acknowledged and ignored.
+    bot.deliver(&callback_query_update(13, CHAT_ID, 42, "x"))
+        .await;
+    assert!(bot.chat.llm.requests().is_empty());
+
+    // A blocked end user: one polite refusal, no LLM call, then silence.
+    bot.deliver(&text_update(14, CHAT_ID, 42, "Ada", "Hello?"))
+        .await;
+    bot.texts_ending(CHAT_ID, ANSWER).await;
+    let end_users = bot
+        .chat
+        .app
+        .get_as(
+            &bot.chat.owner,
+            &format!(
+                "/api/v1/projects/{}/end-users?channel=telegram",
+                bot.chat.pid
+            ),
+        )
+        .await;
+    let end_user = end_users.json["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blocked = bot
+        .chat
+        .app
+        .post_as(
+            &bot.chat.owner,
+            &format!(
+                "/api/v1/projects/{}/end-users/{end_user}/block",
+                bot.chat.pid
+            ),
+            &json!({}),
+        )
+        .await;
+    assert!(blocked.status < 300, "{}", blocked.text);
+    let asked = bot.chat.llm.requests().len();
+    bot.deliver(&text_update(15, CHAT_ID, 42, "Ada", "Still there?"))
+        .await;
+    let refusal = "Sorry, this assistant is not available to you.";
+    let texts = bot.texts_ending(CHAT_ID, refusal).await;
+    bot.deliver(&text_update(16, CHAT_ID, 42, "Ada", "Hello??"))
+        .await;
+    bot.deliver(&text_update(17, CHAT_ID, 77, "Bob", "/help"))
+        .await;
+    eventually(Duration::from_secs(20), "the other user's help", || async {
+        if bot.telegram.chat_texts(CHAT_ID).len() > texts.len() {
+            Ok(())
+        } else {
+            Err(())
+        }
+    })
+    .await;
+    let after = bot.telegram.chat_texts(CHAT_ID);
+    assert_eq!(
+        after.iter().filter(|text| text.as_str() == refusal).count(),
+        1,
+        "{after:?}"
+    );
+    assert_eq!(
+        bot.chat.llm.requests().len(),
+        asked,
+        "no LLM call for a blocked user"
+    );
+}
+
+#[tokio::test]
+async fn long_answers_continue_in_new_messages_and_telegram_s_limits_are_honoured() {
+    let paragraph = "All work and no play makes Jack a dull boy. ".repeat(40);
+    let long = format!("{paragraph}\n\n{paragraph}\n\n{paragraph}");
+    let bot = connected(Reply::answer(&long, (5, 500))).await;
+    // The first send is refused with 429: the answer still arrives, whole.
+    bot.telegram.fail_next(
+        "editMessageText",
+        1,
+        TelegramFault::TooManyRequests { retry_after: 1 },
+    );
+    bot.deliver(&text_update(20, CHAT_ID, 42, "Ada", "Tell me a long story"))
+        .await;
+    let texts = eventually(Duration::from_secs(30), "the long answer", || async {
+        let texts = bot.telegram.chat_texts(CHAT_ID);
+        if texts.concat().replace(char::is_whitespace, "") == long.replace(char::is_whitespace, "")
+        {
+            Ok(texts)
+        } else {
+            Err(texts.len())
+        }
+    })
+    .await;
+    assert!(texts.len() >= 2, "split: {} messages", texts.len());
+    assert!(texts.iter().all(|text| text.encode_utf16().count() <= 4096));
+    assert!(
+        texts[0].ends_with('.'),
+        "split at a sentence: {:?}",
+        &texts[0][texts[0].len() - 20..]
+    );
+
+    // The user blocked the bot: recorded, nothing more is sent to them.
+    bot.telegram
+        .fail_next("sendChatAction", 1, TelegramFault::BlockedByUser);
+    let sent = bot.telegram.calls_of("sendMessage").len();
+    bot.deliver(&text_update(21, CHAT_ID, 42, "Ada", "Another?"))
+        .await;
+    eventually(Duration::from_secs(20), "the update handled", || async {
+        let calls = bot.telegram.calls_of("sendChatAction").len();
+        if calls >= 2 { Ok(()) } else { Err(calls) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bot.telegram.calls_of("sendMessage").len(), sent);
+}

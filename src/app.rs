@@ -177,6 +177,8 @@ pub struct Application {
     server: Option<Server>,
     workers: Option<WorkerPool>,
     dispatcher: Option<JoinHandle<()>>,
+    /// The modules' background loops (with the workers).
+    background: Vec<JoinHandle<()>>,
     stop_dispatcher: watch::Sender<bool>,
     /// SIGINT/SIGTERM stop this application (the binary; tests stop it themselves).
     handle_signals: bool,
@@ -230,6 +232,19 @@ impl Application {
         };
 
         let (stop_dispatcher, stop_receiver) = watch::channel(false);
+        // The modules' loops run where jobs run, and stop with the dispatcher.
+        let background = if worker_count > 0 {
+            registry
+                .background_loops()
+                .iter()
+                .map(|(name, run)| {
+                    tracing::debug!(name, "starting a background loop");
+                    tokio::spawn(run(stop_receiver.clone()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let dispatcher = options
             .dispatch_events
             .then(|| tokio::spawn(context.bus.clone().run_dispatcher(stop_receiver)));
@@ -253,6 +268,7 @@ impl Application {
             server,
             workers,
             dispatcher,
+            background,
             stop_dispatcher,
             handle_signals: options.handle_signals,
         })
@@ -323,6 +339,9 @@ impl Application {
         let _ = self.stop_dispatcher.send(true);
         if let Some(dispatcher) = self.dispatcher.take() {
             let _ = tokio::time::timeout(grace, dispatcher).await;
+        }
+        for task in self.background.drain(..) {
+            let _ = tokio::time::timeout(grace, task).await;
         }
         tracing::info!("stopped");
     }

@@ -22,6 +22,10 @@ CREATE TABLE telegram_bots (
     status text NOT NULL CHECK (status IN ('active', 'failing')),
     last_error text,
     webhook_secret text,
+    -- Polling: the process that polls (one per bot), until when, and the next update_id.
+    poll_holder uuid,
+    poll_lease_until timestamptz,
+    poll_offset bigint,
     connected_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );

@@ -39,6 +39,14 @@ pub type StartupCheck =
 
 type AppData = Box<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
+/// A long-running loop of a module (Telegram's pollers), started with the job workers and
+/// stopped with them: it ends soon after the receiver turns true.
+pub type Background = Box<
+    dyn Fn(tokio::sync::watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Everything the installed modules provide.
 #[derive(Default)]
 pub struct Registry {
@@ -50,6 +58,7 @@ pub struct Registry {
     job_timeouts: Vec<(&'static str, Duration)>,
     periodic: Vec<Box<dyn AsyncRunnable>>,
     startup_checks: Vec<(&'static str, StartupCheck)>,
+    background: Vec<(&'static str, Background)>,
 }
 
 impl Registry {
@@ -123,6 +132,15 @@ impl Registry {
     /// A check run at start-up, after migrations (see [`StartupCheck`]).
     pub fn startup_check(&mut self, name: &'static str, check: StartupCheck) {
         self.startup_checks.push((name, check));
+    }
+
+    /// A loop run in every process that runs job workers.
+    pub fn background(&mut self, name: &'static str, run: Background) {
+        self.background.push((name, run));
+    }
+
+    pub(crate) fn background_loops(&self) -> &[(&'static str, Background)] {
+        &self.background
     }
 
     /// Registers the services and routes with one actix `App` (called per HTTP worker).

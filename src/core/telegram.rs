@@ -6,13 +6,18 @@
 //! entered for ([`TELEGRAM_SECRETS`]).
 
 use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use frankenstein::AsyncTelegramApi;
 use frankenstein::client_reqwest::Bot;
 use frankenstein::methods::{
-    DeleteWebhookParams, EditMessageTextParams, SendChatActionParams, SendMessageParams,
-    SetWebhookParams,
+    DeleteWebhookParams, EditMessageTextParams, GetUpdatesParams, SendChatActionParams,
+    SendMessageParams, SetWebhookParams,
 };
+use frankenstein::response::MethodResponse;
 use frankenstein::types::{AllowedUpdate, ChatAction, LinkPreviewOptions};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -120,10 +125,50 @@ fn classify(error: frankenstein::Error) -> BotApiError {
     }
 }
 
+/// Telegram's limits on sending, as it documents them: about 30 messages a second per bot,
+/// and one a second per chat with short bursts. Every send, edit and chat action of a bot
+/// waits its turn here (per process; a 429 that still comes is honoured by the callers).
+pub struct Pacing {
+    per_bot: DefaultKeyedRateLimiter<i64>,
+    per_chat: DefaultKeyedRateLimiter<(i64, i64)>,
+}
+
+impl fmt::Debug for Pacing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pacing")
+    }
+}
+
+impl Pacing {
+    pub fn new(bot_per_sec: u32, chat_per_sec: u32, chat_burst: u32) -> Arc<Pacing> {
+        let rate = |value: u32| NonZeroU32::new(value.max(1)).unwrap_or(NonZeroU32::MIN);
+        Arc::new(Pacing {
+            per_bot: RateLimiter::keyed(Quota::per_second(rate(bot_per_sec))),
+            per_chat: RateLimiter::keyed(
+                Quota::per_second(rate(chat_per_sec)).allow_burst(rate(chat_burst)),
+            ),
+        })
+    }
+
+    /// Waits until `bot_id` may send to `chat_id`.
+    pub async fn ready(&self, bot_id: i64, chat_id: i64) {
+        self.per_chat.until_key_ready(&(bot_id, chat_id)).await;
+        self.per_bot.until_key_ready(&bot_id).await;
+    }
+
+    /// Forgets chats and bots that have been quiet (memory stays bounded).
+    pub fn forget_idle(&self) {
+        self.per_chat.retain_recent();
+        self.per_bot.retain_recent();
+    }
+}
+
 /// One bot's calls.
 #[derive(Clone)]
 pub struct BotApi {
     bot: Bot,
+    bot_id: i64,
+    pacing: Option<Arc<Pacing>>,
 }
 
 impl fmt::Debug for BotApi {
@@ -140,6 +185,20 @@ impl BotApi {
             .to_string();
         BotApi {
             bot: Bot::builder().api_url(api_url).client(client).build(),
+            bot_id: token.bot_id(),
+            pacing: None,
+        }
+    }
+
+    /// Sends, edits and chat actions wait their turn in `pacing`.
+    pub fn paced(mut self, pacing: Arc<Pacing>) -> BotApi {
+        self.pacing = Some(pacing);
+        self
+    }
+
+    async fn turn(&self, chat_id: i64) {
+        if let Some(pacing) = &self.pacing {
+            pacing.ready(self.bot_id, chat_id).await;
         }
     }
 
@@ -172,6 +231,7 @@ impl BotApi {
             .text(text)
             .link_preview_options(LinkPreviewOptions::builder().is_disabled(true).build())
             .build();
+        self.turn(chat_id).await;
         let sent = self.bot.send_message(&params).await.map_err(classify)?;
         Ok(sent.result.message_id)
     }
@@ -189,6 +249,7 @@ impl BotApi {
             .text(text)
             .link_preview_options(LinkPreviewOptions::builder().is_disabled(true).build())
             .build();
+        self.turn(chat_id).await;
         match self.bot.edit_message_text(&params).await.map_err(classify) {
             Ok(_) => Ok(()),
             Err(BotApiError::Rejected { description, .. })
@@ -206,8 +267,34 @@ impl BotApi {
             .chat_id(chat_id)
             .action(ChatAction::Typing)
             .build();
+        self.turn(chat_id).await;
         self.bot.send_chat_action(&params).await.map_err(classify)?;
         Ok(())
+    }
+}
+
+impl BotApi {
+    /// The updates from `offset` on (confirming those before it), waiting up to `timeout` for
+    /// one. Each as Telegram sent it: a kind the platform does not know never spoils a batch.
+    pub async fn get_updates(
+        &self,
+        offset: Option<i64>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<serde_json::Value>, BotApiError> {
+        let seconds = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
+        let params = GetUpdatesParams::builder()
+            .maybe_offset(offset)
+            .timeout(seconds)
+            .allowed_updates(ALLOWED_UPDATES.to_vec())
+            .build();
+        let call = self
+            .bot
+            .request::<_, MethodResponse<Vec<serde_json::Value>>>("getUpdates", Some(params));
+        // The long poll ends by itself after `timeout`; a connection that hangs does not.
+        match tokio::time::timeout(timeout + std::time::Duration::from_secs(15), call).await {
+            Ok(answer) => Ok(answer.map_err(classify)?.result),
+            Err(_) => Err(BotApiError::Unreachable("getUpdates did not answer".into())),
+        }
     }
 }
 

@@ -109,6 +109,10 @@ struct State {
     chats: Mutex<HashMap<i64, ChatLog>>,
     faults: Mutex<HashMap<String, VecDeque<TelegramFault>>>,
     calls: Mutex<Vec<Call>>,
+    /// Long polls in flight, per token.
+    polling: Mutex<HashMap<String, usize>>,
+    /// getUpdates calls refused because another was in flight for the same bot.
+    poll_conflicts: Mutex<usize>,
 }
 
 // --- the server --------------------------------------------------------------------------------
@@ -194,6 +198,12 @@ impl FakeTelegram {
             .unwrap_or_else(|| panic!("queue_updates: no bot has the token {token}"));
         bot.updates.extend(updates);
         bot.notify.notify_waiters();
+    }
+
+    /// How many getUpdates calls met another one of the same bot still waiting (409): more
+    /// than one poller.
+    pub fn poll_conflicts(&self) -> usize {
+        *self.state.poll_conflicts.lock().unwrap()
     }
 
     /// Every call received, in order.
@@ -609,7 +619,40 @@ fn edit_message_text(state: &State, token: &str, bot: &Value, params: &Value) ->
 
 /// Telegram's `getUpdates`: an offset confirms (drops) every update below it; with nothing to
 /// answer, waits up to `timeout` seconds for updates to be queued.
+/// Marks a long poll of a bot in flight while it lives.
+struct InFlight<'a> {
+    state: &'a State,
+    token: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut polling = self.state.polling.lock().unwrap();
+        if let Some(count) = polling.get_mut(&self.token) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
 async fn get_updates(state: &State, token: &str, params: &Value) -> HttpResponse {
+    // Like Telegram: a second getUpdates while one is waiting is a conflict (two pollers).
+    {
+        let mut polling = state.polling.lock().unwrap();
+        let count = polling.entry(token.to_owned()).or_default();
+        if *count > 0 {
+            *state.poll_conflicts.lock().unwrap() += 1;
+            return error(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one \
+                 bot instance is running",
+            );
+        }
+        *count += 1;
+    }
+    let _in_flight = InFlight {
+        state,
+        token: token.to_owned(),
+    };
     let offset = int(params, "offset").unwrap_or(0);
     let limit = int(params, "limit").unwrap_or(100).clamp(1, 100) as usize;
     let timeout = int(params, "timeout").unwrap_or(0).max(0) as u64;

@@ -117,9 +117,14 @@ pub fn test_settings(
     data_dir: &std::path::Path,
     overrides: &[(&str, &str)],
 ) -> Settings {
+    settings_for(&database.url, data_dir, overrides)
+}
+
+/// [`test_settings`] for the database at `url`.
+pub fn settings_for(url: &str, data_dir: &std::path::Path, overrides: &[(&str, &str)]) -> Settings {
     let mut env: Vec<(String, String)> = vec![
         ("APP_ENV".into(), "test".into()),
-        ("DATABASE_URL".into(), database.url.clone()),
+        ("DATABASE_URL".into(), url.into()),
         ("DATA_DIR".into(), data_dir.display().to_string()),
         ("APP__SERVER__BIND".into(), "127.0.0.1:0".into()),
         ("APP__SERVER__HTTP_WORKERS".into(), "2".into()),
@@ -220,6 +225,54 @@ pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
         server,
         _data_dir: data_dir,
         _database: database,
+    }
+}
+
+/// A second process of the platform on a test's database: job workers and background loops,
+/// no HTTP (what `avatar-platform worker` runs).
+pub struct WorkerApp {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: tokio::task::JoinHandle<()>,
+    _data_dir: TempDir,
+}
+
+/// Starts a [`WorkerApp`] on the database at `url`, with `overrides`.
+pub async fn spawn_worker(url: &str, overrides: &[(&str, &str)]) -> WorkerApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings_for(url, data_dir.path(), overrides);
+    let context = AppContext::connect(settings)
+        .await
+        .expect("the worker connects");
+    let app = Application::build_with(
+        context,
+        RunOptions {
+            http: false,
+            workers: Some(1),
+            handle_signals: false,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("the worker starts");
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn(async move {
+        let _ = stopped.await;
+        app.shutdown().await;
+    });
+    WorkerApp {
+        stop: Some(stop),
+        running,
+        _data_dir: data_dir,
+    }
+}
+
+impl WorkerApp {
+    /// Stops it as a SIGTERM would: running jobs finish, loops end and let go of what they hold.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.running).await;
     }
 }
 

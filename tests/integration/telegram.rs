@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ use crate::fake_openai::{Reply, pieces};
 use crate::fake_telegram::{
     FakeTelegram, TelegramFault, callback_query_update, photo_update, text_update, token_for,
 };
-use crate::helpers::{TestResponse, eventually};
+use crate::helpers::{TestResponse, eventually, spawn_worker};
 
 const ANSWER: &str = "Run update.packages() to update every installed package [1].";
 const BOT_ID: i64 = 7_001_002_003;
@@ -36,6 +37,8 @@ async fn connected(reply: Reply) -> Bot {
             ("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1"),
             ("APP__TELEGRAM__API_BASE_URL", telegram.url.as_str()),
             ("APP__TELEGRAM__EDIT_INTERVAL_MS", "50"),
+            ("APP__TELEGRAM__CHAT_MESSAGES_PER_SEC", "100"),
+            ("APP__TELEGRAM__CHAT_BURST", "20"),
             ("APP__SERVER__PUBLIC_BASE_URL", PUBLIC),
         ],
         reply,
@@ -536,4 +539,176 @@ async fn long_answers_continue_in_new_messages_and_telegram_s_limits_are_honoure
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bot.telegram.calls_of("sendMessage").len(), sent);
+}
+
+#[tokio::test]
+async fn polling_bots_have_one_poller_across_processes_and_restarts_lose_or_repeat_nothing() {
+    let telegram = FakeTelegram::start().await;
+    let polling = [
+        ("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1"),
+        ("APP__TELEGRAM__API_BASE_URL", telegram.url.as_str()),
+        ("APP__TELEGRAM__EDIT_INTERVAL_MS", "50"),
+        ("APP__TELEGRAM__CHAT_MESSAGES_PER_SEC", "100"),
+        ("APP__TELEGRAM__CHAT_BURST", "20"),
+        ("APP__TELEGRAM__POLL_TIMEOUT_SECS", "1"),
+        ("APP__TELEGRAM__POLL_SUPERVISE_MS", "100"),
+        ("APP__TELEGRAM__POLL_LEASE_SECS", "5"),
+    ];
+    // The API process runs jobs but polls nothing: the pollers are the processes below.
+    let mut api = polling.to_vec();
+    api.push(("APP__TELEGRAM__POLLING_ENABLED", "false"));
+    let chat = chat_app_with(&api, Reply::answer(ANSWER, (5, 5)), true).await;
+    let token = token_for(BOT_ID);
+    telegram.add_bot(&token, BOT_ID, "guide_bot");
+    let connected = put_bot(&chat, &json!({"bot_token": token, "avatar_id": chat.aid})).await;
+    assert_eq!(connected.json["mode"], "polling", "{}", connected.text);
+    let url = chat
+        .app
+        .context
+        .settings
+        .database
+        .url
+        .expose_secret()
+        .to_owned();
+
+    // Two processes: one poller between them.
+    let first = spawn_worker(&url, &polling).await;
+    let second = spawn_worker(&url, &polling).await;
+    let chats = |range: std::ops::Range<i64>| {
+        range
+            .map(|n| text_update(n, CHAT_ID + n, 40 + n, "Ada", "How do I update packages?"))
+            .collect::<Vec<_>>()
+    };
+    telegram.queue_updates(&token, chats(1..4));
+    for n in 1..4 {
+        answered_once(&telegram, CHAT_ID + n).await;
+    }
+    // A few long polls (1 s each) with both processes up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(telegram.poll_conflicts(), 0, "never two pollers at once");
+
+    // Both stop; updates arrive meanwhile; a new process takes over from the stored offset.
+    first.stop().await;
+    second.stop().await;
+    telegram.queue_updates(&token, chats(4..6));
+    let third = spawn_worker(&url, &polling).await;
+    for n in 4..6 {
+        answered_once(&telegram, CHAT_ID + n).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in 1..6 {
+        assert_eq!(
+            telegram.chat_texts(CHAT_ID + n),
+            [ANSWER],
+            "update {n}: once"
+        );
+    }
+    assert_eq!(chat.llm.requests().len(), 5);
+    third.stop().await;
+}
+
+/// Waits until `chat_id` has its answer.
+async fn answered_once(telegram: &FakeTelegram, chat_id: i64) {
+    eventually(
+        Duration::from_secs(20),
+        "the polled update's answer",
+        || async {
+            let texts = telegram.chat_texts(chat_id);
+            if texts == [ANSWER] {
+                Ok(())
+            } else {
+                Err(texts)
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn messages_to_one_chat_are_paced_as_telegram_asks() {
+    let telegram = FakeTelegram::start().await;
+    let chat = chat_app_with(
+        &[
+            ("APP__TELEGRAM__API_BASE_URL", telegram.url.as_str()),
+            ("APP__SERVER__PUBLIC_BASE_URL", PUBLIC),
+            ("APP__TELEGRAM__CHAT_MESSAGES_PER_SEC", "4"),
+            ("APP__TELEGRAM__CHAT_BURST", "1"),
+        ],
+        Reply::answer(ANSWER, (5, 5)),
+        false,
+    )
+    .await;
+    let token = token_for(BOT_ID);
+    telegram.add_bot(&token, BOT_ID, "guide_bot");
+    let connected = put_bot(&chat, &json!({"bot_token": token, "avatar_id": chat.aid})).await;
+    assert_eq!(connected.status, 200, "{}", connected.text);
+    let bot = Bot {
+        chat,
+        telegram,
+        token,
+    };
+    for n in 0..4 {
+        bot.deliver(&text_update(30 + n, CHAT_ID, 42, "Ada", "/help"))
+            .await;
+    }
+    eventually(Duration::from_secs(20), "four replies", || async {
+        let sent = bot.telegram.chat_texts(CHAT_ID).len();
+        if sent == 4 { Ok(()) } else { Err(sent) }
+    })
+    .await;
+    let mut times: Vec<_> = bot
+        .telegram
+        .calls()
+        .into_iter()
+        .filter(|call| call.method == "sendmessage")
+        .map(|call| call.at)
+        .collect();
+    times.sort();
+    let span = times[3] - times[0];
+    // Four messages at four a second, no burst: at least three intervals of 250 ms.
+    assert!(span >= Duration::from_millis(700), "{span:?}");
+}
+
+#[tokio::test]
+async fn a_deleted_project_s_bot_is_disconnected() {
+    let bot = connected(Reply::answer(ANSWER, (5, 5))).await;
+    assert!(bot.telegram.webhook(&bot.token).is_some());
+    let deleted = bot
+        .chat
+        .app
+        .delete_as(
+            &bot.chat.owner,
+            &format!("/api/v1/projects/{}", bot.chat.pid),
+        )
+        .await;
+    assert!(deleted.status < 300, "{}", deleted.text);
+    eventually(Duration::from_secs(20), "the webhook removed", || async {
+        match bot.telegram.webhook(&bot.token) {
+            None => Ok(()),
+            Some(webhook) => Err(webhook),
+        }
+    })
+    .await;
+    // Its updates are refused from now on.
+    let update = text_update(40, CHAT_ID, 42, "Ada", "Hello?");
+    let response = bot
+        .chat
+        .app
+        .send(
+            bot.chat
+                .app
+                .client
+                .post(
+                    bot.chat
+                        .app
+                        .url(&format!("/api/v1/telegram/webhook/{BOT_ID}")),
+                )
+                .header(
+                    "X-Telegram-Bot-Api-Secret-Token",
+                    "whatever-it-was-before-0123456789",
+                )
+                .json(&update),
+        )
+        .await;
+    response.error(401, "AUTHENTICATION_REQUIRED");
 }

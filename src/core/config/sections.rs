@@ -326,6 +326,14 @@ pub struct AnalyticsSettings {
 pub struct TelegramSettings {
     pub api_base_url: String,
     pub edit_interval_ms: u64,
+    pub bot_messages_per_sec: u32,
+    pub chat_messages_per_sec: u32,
+    pub chat_burst: u32,
     pub webhook_max_body_bytes: usize,
     pub update_retention_secs: u64,
+    pub poll_timeout_secs: u64,
+    pub poll_lease_secs: u64,
+    pub poll_supervise_ms: u64,
+    pub polling_enabled: bool,
+    pub maintenance_cron: String,
 }

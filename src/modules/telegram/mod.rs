@@ -6,6 +6,7 @@
 mod api;
 mod domain;
 mod service;
+mod subscribers;
 mod tasks;
 
 use std::sync::Arc;
@@ -45,6 +46,19 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         &settings.server,
     ));
     registry.job_data(service.clone());
+    registry.subscribe(Arc::new(subscribers::DisconnectDeletedProjects(
+        service.clone(),
+    )));
+    registry.periodic(Box::new(tasks::MaintainTelegram {
+        cron: settings.telegram.maintenance_cron.clone(),
+    }));
+    if settings.telegram.polling_enabled {
+        let pollers = service.clone();
+        registry.background(
+            "telegram.pollers",
+            Box::new(move |stop| Box::pin(Arc::clone(&pollers).run_pollers(stop))),
+        );
+    }
     registry.provide(service);
     registry.routes(api::v1::configure);
     Ok(())

@@ -1,11 +1,12 @@
 //! The telegram module's fang tasks. They carry ids only; the update row's claim lets one run
-//! through when fang runs a task twice.
+//! through when fang runs a task twice. The maintenance task deletes handled updates once
+//! `telegram.update_retention_secs` have passed.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use fang::asynk::async_queue::AsyncQueueable;
-use fang::{AsyncRunnable, FangError};
+use fang::{AsyncRunnable, FangError, Scheduled};
 use serde::{Deserialize, Serialize};
 
 use crate::core::jobs::{JobContext, task_error};
@@ -24,10 +25,7 @@ pub struct HandleUpdate {
 impl AsyncRunnable for HandleUpdate {
     async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
         let context = JobContext::current()?;
-        let telegram: Arc<TelegramService> = context
-            .get::<TelegramService>()
-            .ok_or_else(|| task_error("the telegram service is not in the job context"))?;
-        telegram
+        service(&context)?
             .handle(self.bot_id, self.update_id)
             .await
             .map_err(task_error)
@@ -35,5 +33,44 @@ impl AsyncRunnable for HandleUpdate {
 
     fn max_retries(&self) -> i32 {
         3
+    }
+}
+
+fn service(context: &JobContext) -> Result<Arc<TelegramService>, FangError> {
+    context
+        .get::<TelegramService>()
+        .ok_or_else(|| task_error("the telegram service is not in the job context"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaintainTelegram {
+    pub cron: String,
+}
+
+#[typetag::serde(name = "telegram.maintain")]
+#[async_trait]
+impl AsyncRunnable for MaintainTelegram {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        let deleted = service(&context)?
+            .forget_handled_updates()
+            .await
+            .map_err(task_error)?;
+        if deleted > 0 {
+            tracing::debug!(deleted, "handled Telegram updates deleted");
+        }
+        Ok(())
+    }
+
+    fn cron(&self) -> Option<Scheduled> {
+        Some(Scheduled::CronPattern(self.cron.clone()))
+    }
+
+    fn uniq(&self) -> bool {
+        true
+    }
+
+    fn max_retries(&self) -> i32 {
+        0
     }
 }

@@ -19,6 +19,10 @@ pub(in crate::modules::telegram) mod bot {
         pub last_error: Option<String>,
         /// Sealed; what Telegram sends in `X-Telegram-Bot-Api-Secret-Token`.
         pub webhook_secret: Option<String>,
+        /// Polling: the process polling this bot, its lease, and the next `update_id` to ask for.
+        pub poll_holder: Option<uuid::Uuid>,
+        pub poll_lease_until: Option<DateTimeUtc>,
+        pub poll_offset: Option<i64>,
         pub connected_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

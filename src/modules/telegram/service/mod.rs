@@ -3,6 +3,7 @@
 //! disconnecting it. Receiving updates is in `webhook.rs`, answering them in `handling.rs`.
 
 mod handling;
+mod polling;
 mod streaming;
 mod webhook;
 
@@ -23,7 +24,7 @@ use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::ids::{AvatarId, ProjectId};
 use crate::core::outbound::{BaseUrl, OutboundClients, OutboundError, Trust};
-use crate::core::telegram::{BotApi, BotApiError, BotToken, TELEGRAM_SECRETS};
+use crate::core::telegram::{BotApi, BotApiError, BotToken, Pacing, TELEGRAM_SECRETS};
 use crate::modules::avatars::AvatarsService;
 use crate::modules::chat::ChatService;
 use crate::modules::events::DomainEvent;
@@ -94,6 +95,8 @@ pub struct TelegramService {
     platform: Arc<PlatformConfigService>,
     settings: TelegramSettings,
     public_base_url: Option<String>,
+    /// Telegram's sending limits, shared by every bot of this process.
+    pacing: Arc<Pacing>,
 }
 
 /// Where the webhook secret of `bot_id` is sealed.
@@ -118,8 +121,13 @@ impl TelegramService {
             avatars: deps.avatars,
             chat: deps.chat,
             platform: deps.platform,
-            settings,
             public_base_url: (!public.is_empty()).then(|| public.to_owned()),
+            pacing: Pacing::new(
+                settings.bot_messages_per_sec,
+                settings.chat_messages_per_sec,
+                settings.chat_burst,
+            ),
+            settings,
         }
     }
 
@@ -152,7 +160,7 @@ impl TelegramService {
                 }
                 other => TelegramError::internal(other),
             })?;
-        Ok(BotApi::new(&base, token, client))
+        Ok(BotApi::new(&base, token, client).paced(self.pacing.clone()))
     }
 
     /// The project's bot, with its token (none: not connected, or the token was removed).
@@ -267,6 +275,11 @@ impl TelegramService {
             status: Set(BotStatus::Active),
             last_error: Set(None),
             webhook_secret: Set(sealed),
+            // A poller of the previous connection stops at its next renewal; the new one
+            // starts from the updates Telegram still holds (stored once whatever comes again).
+            poll_holder: Set(None),
+            poll_lease_until: Set(None),
+            poll_offset: Set(None),
             connected_at: Set(now),
             updated_at: Set(now),
         };

@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::core::ids::ProjectId;
 use crate::core::jobs::enqueue_in;
 
 use super::super::domain::entities::bot;
@@ -65,36 +66,82 @@ impl TelegramService {
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
         let update = UpdateId::deserialize(&payload)
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
+        let stored = self
+            .store_updates(bot_id, row.project_id, &[(update.update_id, payload)], None)
+            .await?;
+        Ok(if stored == 0 {
+            Received::Duplicate
+        } else {
+            Received::Stored
+        })
+    }
+
+    /// Stores updates of `bot_id` not seen before, each with its handling job, and (polling)
+    /// the next offset — all in one transaction, so a restart neither loses nor repeats one.
+    /// Returns how many were new.
+    pub(super) async fn store_updates(
+        &self,
+        bot_id: i64,
+        project_id: ProjectId,
+        updates: &[(i64, serde_json::Value)],
+        next_offset: Option<i64>,
+    ) -> Result<u64, TelegramError> {
         let now = self.clock.now();
         let uow = self.db.begin().await?;
-        let inserted = uow
+        let mut stored = 0;
+        for (update_id, payload) in updates {
+            let inserted = uow
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
+                         received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    [
+                        bot_id.into(),
+                        (*update_id).into(),
+                        project_id.into(),
+                        payload.clone().into(),
+                        now.into(),
+                    ],
+                ))
+                .await?
+                .rows_affected();
+            if inserted == 0 {
+                continue;
+            }
+            stored += 1;
+            let task = HandleUpdate {
+                bot_id,
+                update_id: *update_id,
+            };
+            enqueue_in(&*uow, &task, now).await?;
+        }
+        if let Some(offset) = next_offset {
+            uow.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE telegram_bots SET poll_offset = $2 WHERE bot_id = $1",
+                [bot_id.into(), offset.into()],
+            ))
+            .await?;
+        }
+        uow.commit().await?;
+        Ok(stored)
+    }
+
+    /// Deletes updates handled longer than `telegram.update_retention_secs` ago.
+    pub async fn forget_handled_updates(&self) -> Result<u64, TelegramError> {
+        let keep = chrono::Duration::seconds(
+            i64::try_from(self.settings.update_retention_secs).unwrap_or(i64::MAX / 1000),
+        );
+        let deleted = self
+            .db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, received_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                [
-                    bot_id.into(),
-                    update.update_id.into(),
-                    row.project_id.into(),
-                    payload.into(),
-                    now.into(),
-                ],
+                "DELETE FROM telegram_updates WHERE handled_at < $1",
+                [(self.clock.now() - keep).into()],
             ))
             .await?
             .rows_affected();
-        if inserted == 0 {
-            return Ok(Received::Duplicate);
-        }
-        enqueue_in(
-            &*uow,
-            &HandleUpdate {
-                bot_id,
-                update_id: update.update_id,
-            },
-            now,
-        )
-        .await?;
-        uow.commit().await?;
-        Ok(Received::Stored)
+        self.pacing.forget_idle();
+        Ok(deleted)
     }
 }

@@ -1,0 +1,196 @@
+//! Polling mode, for platforms without a public address: each process that runs jobs
+//! supervises the polling bots, and a bot's poller runs in exactly one process — the holder of
+//! its lease in `telegram_bots` (taken when free or expired, renewed before every call, so a
+//! dead process's bots are taken over once `telegram.poll_lease_secs` pass). A poller asks
+//! `getUpdates` from the stored offset and stores each batch with its jobs and the next offset
+//! in one transaction: a restart neither loses nor repeats an update.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::core::ids::ProjectId;
+use crate::core::telegram::BotApiError;
+
+use super::TelegramService;
+
+#[derive(FromQueryResult)]
+struct PollingBot {
+    project_id: ProjectId,
+    bot_id: i64,
+}
+
+/// Waits between failed calls, doubling up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl TelegramService {
+    /// The supervisor: runs until `stop` turns true, then lets its pollers release their bots.
+    pub async fn run_pollers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let holder = Uuid::new_v4();
+        let mut pollers: HashMap<i64, JoinHandle<()>> = HashMap::new();
+        let every = Duration::from_millis(self.settings.poll_supervise_ms.max(100));
+        loop {
+            pollers.retain(|_, poller| !poller.is_finished());
+            match self.claim_polling_bots(holder).await {
+                Ok(claimed) => {
+                    for bot in claimed {
+                        if pollers.contains_key(&bot.bot_id) {
+                            continue;
+                        }
+                        let service = Arc::clone(&self);
+                        let stop = stop.clone();
+                        pollers.insert(
+                            bot.bot_id,
+                            tokio::spawn(service.poll(bot.project_id, bot.bot_id, holder, stop)),
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!("looking for Telegram bots to poll failed: {error}"),
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        for (_, poller) in pollers {
+            let _ = poller.await;
+        }
+    }
+
+    /// The polling bots this process holds now: those it held, and those free or expired.
+    async fn claim_polling_bots(&self, holder: Uuid) -> Result<Vec<PollingBot>, sea_orm::DbErr> {
+        let now = self.clock.now();
+        let lease =
+            chrono::Duration::seconds(i64::try_from(self.settings.poll_lease_secs).unwrap_or(60));
+        PollingBot::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE telegram_bots SET poll_holder = $1, poll_lease_until = $3 \
+             WHERE mode = 'polling' \
+               AND (poll_holder IS NULL OR poll_holder = $1 OR poll_lease_until < $2) \
+             RETURNING project_id, bot_id",
+            [holder.into(), now.into(), (now + lease).into()],
+        ))
+        .all(self.db.connection())
+        .await
+    }
+
+    /// Renews this process's lease on `bot_id`, and reads the offset to ask from; `None` when
+    /// the lease is lost (taken over, the bot disconnected or switched to webhook mode).
+    async fn renew(&self, bot_id: i64, holder: Uuid) -> Result<Option<i64>, sea_orm::DbErr> {
+        let now = self.clock.now();
+        let lease =
+            chrono::Duration::seconds(i64::try_from(self.settings.poll_lease_secs).unwrap_or(60));
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE telegram_bots SET poll_lease_until = $3 \
+                 WHERE bot_id = $1 AND mode = 'polling' AND poll_holder = $2 \
+                 RETURNING coalesce(poll_offset, 0) AS poll_offset",
+                [bot_id.into(), holder.into(), (now + lease).into()],
+            ))
+            .await?;
+        row.map(|row| row.try_get::<i64>("", "poll_offset"))
+            .transpose()
+    }
+
+    /// Lets another process take `bot_id` at once (a clean stop).
+    async fn release(&self, bot_id: i64, holder: Uuid) {
+        let released = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE telegram_bots SET poll_holder = NULL, poll_lease_until = NULL \
+                 WHERE bot_id = $1 AND poll_holder = $2",
+                [bot_id.into(), holder.into()],
+            ))
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(bot_id, "releasing a Telegram poller failed: {error}");
+        }
+    }
+
+    /// One bot's poller, while this process holds its lease.
+    async fn poll(
+        self: Arc<Self>,
+        project_id: ProjectId,
+        bot_id: i64,
+        holder: Uuid,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let timeout = Duration::from_secs(self.settings.poll_timeout_secs.max(1));
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let offset = match self.renew(bot_id, holder).await {
+                Ok(Some(offset)) => offset,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(bot_id, "renewing a Telegram poller failed: {error}");
+                    return;
+                }
+            };
+            let api = match self.connected(project_id).await {
+                Ok(Some((row, api))) if row.bot_id == bot_id => api,
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(bot_id, "the polling bot's token cannot be used: {error}");
+                    return;
+                }
+            };
+            let offset = (offset > 0).then_some(offset);
+            let fetched = tokio::select! {
+                _ = stop.changed() => {
+                    self.release(bot_id, holder).await;
+                    return;
+                }
+                fetched = api.get_updates(offset, timeout) => fetched,
+            };
+            let pause = match fetched {
+                Ok(updates) => {
+                    backoff = Duration::from_secs(1);
+                    self.mark(project_id, None).await;
+                    let batch: Vec<(i64, serde_json::Value)> = updates
+                        .into_iter()
+                        .filter_map(|update| {
+                            let id = update.get("update_id")?.as_i64()?;
+                            Some((id, update))
+                        })
+                        .collect();
+                    let next = batch.iter().map(|(id, _)| id + 1).max();
+                    if !batch.is_empty()
+                        && let Err(error) =
+                            self.store_updates(bot_id, project_id, &batch, next).await
+                    {
+                        tracing::warn!(bot_id, "storing polled updates failed: {error}");
+                        Some(backoff)
+                    } else {
+                        None
+                    }
+                }
+                Err(BotApiError::RetryAfter(seconds)) => {
+                    Some(Duration::from_secs(u64::from(seconds.max(1))))
+                }
+                Err(error) => {
+                    self.mark(project_id, Some(&error)).await;
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Some(pause)
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    _ = stop.changed() => {
+                        self.release(bot_id, holder).await;
+                        return;
+                    }
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}

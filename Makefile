@@ -79,6 +79,7 @@ bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench chat
 	@$(WITH_SERVICES) $(CARGO) bench --bench billing
 	@$(WITH_SERVICES) $(CARGO) bench --bench analytics
+	@$(WITH_SERVICES) $(CARGO) bench --bench telegram
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

@@ -30,7 +30,16 @@ pub struct BenchApp {
 
 /// Starts the app on the database at `url`, with test settings plus `env` (`APP__...`).
 pub async fn start_app(url: &str, env: &[(&str, &str)]) -> anyhow::Result<BenchApp> {
-    let (app, settings, data_dir) = build_app(url, env).await?;
+    start_app_with(url, env, 0).await
+}
+
+/// [`start_app`] with `workers` job workers (and the modules' background loops).
+pub async fn start_app_with(
+    url: &str,
+    env: &[(&str, &str)],
+    workers: usize,
+) -> anyhow::Result<BenchApp> {
+    let (app, settings, data_dir) = build_app_with(url, env, workers).await?;
     let base = format!("http://127.0.0.1:{}", app.port().unwrap_or(0));
     let db = app.context().db.clone();
     let handle = app.server_handle();
@@ -50,6 +59,15 @@ pub async fn start_app(url: &str, env: &[(&str, &str)]) -> anyhow::Result<BenchA
 pub async fn build_app(
     url: &str,
     env: &[(&str, &str)],
+) -> anyhow::Result<(Application, Settings, tempfile::TempDir)> {
+    build_app_with(url, env, 0).await
+}
+
+/// [`build_app`] with `workers` job workers.
+pub async fn build_app_with(
+    url: &str,
+    env: &[(&str, &str)],
+    workers: usize,
 ) -> anyhow::Result<(Application, Settings, tempfile::TempDir)> {
     let data_dir = tempfile::tempdir()?;
     let data_path = data_dir.path().display().to_string();
@@ -74,7 +92,7 @@ pub async fn build_app(
     let app = Application::build(
         settings.clone(),
         RunOptions {
-            workers: Some(0),
+            workers: Some(workers),
             handle_signals: false,
             ..RunOptions::default()
         },

@@ -99,6 +99,22 @@ pub async fn enqueue_in<C: ConnectionTrait>(
     Ok(id)
 }
 
+/// The `fang_tasks` row of `task` — `(id, metadata, task_type, scheduled_at)` — for a
+/// statement that inserts it along with the work it belongs to (`INSERT ... SELECT` from a
+/// data-modifying CTE: one round trip, all or nothing).
+pub fn task_row(
+    task: &dyn AsyncRunnable,
+    now: DateTime<Utc>,
+) -> Result<[sea_orm::Value; 4], DbErr> {
+    let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
+    Ok([
+        Uuid::new_v4().into(),
+        metadata.into(),
+        task.task_type().into(),
+        due_at(task, now).into(),
+    ])
+}
+
 /// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running (as
 /// this transaction sees it): then nothing is added and `None` is returned. For idempotent work
 /// that one run settles for everyone (an index build), so that asking again while it is queued

@@ -97,6 +97,8 @@ pub struct TelegramService {
     public_base_url: Option<String>,
     /// Telegram's sending limits, shared by every bot of this process.
     pacing: Arc<Pacing>,
+    /// Webhook keys by bot id (`webhook.rs`).
+    webhook_keys: std::sync::RwLock<std::collections::HashMap<i64, webhook::WebhookKey>>,
 }
 
 /// Where the webhook secret of `bot_id` is sealed.
@@ -128,6 +130,7 @@ impl TelegramService {
                 settings.chat_burst,
             ),
             settings,
+            webhook_keys: std::sync::RwLock::default(),
         }
     }
 
@@ -308,6 +311,7 @@ impl TelegramService {
             )
             .await?;
         uow.commit().await?;
+        self.forget_key(saved.bot_id);
         Ok(view(&saved))
     }
 
@@ -349,6 +353,7 @@ impl TelegramService {
             )
             .await?;
         uow.commit().await?;
+        self.forget_key(row.bot_id);
         if let Err(error) = self
             .projects
             .delete_secret(project_id, TELEGRAM_SECRETS.credential, actor)

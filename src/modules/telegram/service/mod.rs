@@ -253,6 +253,13 @@ impl TelegramService {
         registered.map_err(|error| {
             TelegramError::Upstream(format!("registering the bot with Telegram failed: {error}"))
         })?;
+        // Another bot replaces the project's: the old one stops sending here.
+        if let Some((previous, old_api)) = self.connected(project_id).await?
+            && previous.bot_id != token.bot_id()
+            && let Err(error) = old_api.delete_webhook().await
+        {
+            tracing::warn!(%project_id, "removing the previous bot's webhook failed: {error}");
+        }
         let name = SecretName::parse(TELEGRAM_SECRETS.credential).map_err(failure)?;
         self.projects
             .put_secret(project_id, &name, token.secret(), actor.clone())

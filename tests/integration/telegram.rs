@@ -683,3 +683,37 @@ async fn a_deleted_project_s_bot_is_disconnected() {
         .await;
     response.error(401, "AUTHENTICATION_REQUIRED");
 }
+
+#[tokio::test]
+async fn a_token_never_follows_a_changed_bot_api_address_and_the_bot_says_why() {
+    let bot = connected(Reply::answer(ANSWER, (5, 5))).await;
+    let (app, owner, pid) = (&bot.chat.app, &bot.chat.owner, bot.chat.pid);
+    let moved = app
+        .put_as(
+            owner,
+            &format!("/api/v1/projects/{pid}/secrets/TELEGRAM_API_BASE_URL"),
+            &json!({"value": "https://bot-api.example.com"}),
+        )
+        .await;
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    let calls = bot.telegram.calls().len();
+    bot.deliver(&text_update(50, CHAT_ID, 42, "Ada", "Hello?"))
+        .await;
+    let path = format!("/api/v1/projects/{pid}/telegram");
+    let shown = eventually(Duration::from_secs(20), "the bot's error", || async {
+        let shown = app.get_as(owner, &path).await.json;
+        if shown["status"] == "failing" {
+            Ok(shown)
+        } else {
+            Err(shown)
+        }
+    })
+    .await;
+    let error = shown["last_error"].as_str().unwrap();
+    assert!(error.contains("another Bot API address"), "{error}");
+    assert_eq!(
+        bot.telegram.calls().len(),
+        calls,
+        "nothing was sent anywhere"
+    );
+}

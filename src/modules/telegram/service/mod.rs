@@ -166,7 +166,8 @@ impl TelegramService {
         Ok(BotApi::new(&base, token, client).paced(self.pacing.clone()))
     }
 
-    /// The project's bot, with its token (none: not connected, or the token was removed).
+    /// The project's bot, with its token (none: not connected, or its token was removed or
+    /// cannot be sent where the project's Bot API address now points).
     async fn connected(
         &self,
         project_id: ProjectId,
@@ -182,8 +183,20 @@ impl TelegramService {
             .endpoint_secrets(project_id, TELEGRAM_SECRETS)
             .await
             .map_err(failure)?;
-        let BoundCredential::Usable(token) = secrets.credential else {
-            return Ok(None);
+        let token = match secrets.credential {
+            BoundCredential::Usable(token) => token,
+            BoundCredential::Unset => return Ok(None),
+            BoundCredential::EnteredForAnotherEndpoint => {
+                // Never sent to an endpoint it was not entered for: say so where it is seen.
+                let error = BotApiError::Rejected {
+                    code: 0,
+                    description: "the bot token was entered for another Bot API address \
+                                  (TELEGRAM_API_BASE_URL changed): connect the bot again"
+                        .into(),
+                };
+                self.mark(project_id, Some(&error)).await;
+                return Ok(None);
+            }
         };
         let token = BotToken::parse(token.expose_secret())
             .map_err(|reason| TelegramError::internal(format!("stored bot token {reason}")))?;

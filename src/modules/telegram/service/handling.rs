@@ -205,7 +205,7 @@ impl TelegramService {
                 Ok(())
             }
             Err(error) => {
-                self.mark(project_id, Some(&error)).await;
+                self.mark(project_id, Some(error.to_string())).await;
                 Err(TelegramError::Upstream(error.to_string()))
             }
         }

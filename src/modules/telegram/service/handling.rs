@@ -101,7 +101,30 @@ impl TelegramService {
         let Some(claimed) = claimed else {
             return Ok(());
         };
-        if let Err(error) = self.answer_update(bot_id, &claimed).await {
+        // Nothing is sent yet: a failure here (the database) gives the update back for the
+        // job's retry instead of dropping it.
+        let connected = match self.connected(claimed.project_id).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                self.db
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "UPDATE telegram_updates SET claimed_until = NULL \
+                         WHERE bot_id = $1 AND update_id = $2",
+                        [bot_id.into(), update_id.into()],
+                    ))
+                    .await?;
+                return Err(error);
+            }
+        };
+        let answered = match connected {
+            Some((row, api)) if row.bot_id == bot_id => {
+                self.answer_update(&row, &api, &claimed).await
+            }
+            // Disconnected, or the project has another bot now: dropped.
+            _ => Ok(()),
+        };
+        if let Err(error) = answered {
             tracing::warn!(
                 bot_id,
                 update_id,
@@ -118,14 +141,13 @@ impl TelegramService {
         Ok(())
     }
 
-    async fn answer_update(&self, bot_id: i64, claimed: &Claimed) -> Result<(), TelegramError> {
-        let project_id = claimed.project_id;
-        let Some((row, api)) = self.connected(project_id).await? else {
-            return Ok(());
-        };
-        if row.bot_id != bot_id {
-            return Ok(());
-        }
+    async fn answer_update(
+        &self,
+        row: &bot::Model,
+        api: &BotApi,
+        claimed: &Claimed,
+    ) -> Result<(), TelegramError> {
+        let (project_id, bot_id) = (row.project_id, row.bot_id);
         // Kinds the platform does not read (or a shape it does not know) are acknowledged.
         let Ok(update) = serde_json::from_value::<Update>(claimed.payload.clone()) else {
             return Ok(());

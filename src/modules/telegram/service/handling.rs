@@ -179,7 +179,7 @@ impl TelegramService {
             }
         }
         let outcome = match text {
-            None => self.say(&api, chat_id, TEXT_ONLY).await,
+            None => self.say(api, chat_id, TEXT_ONLY).await,
             Some(text) => {
                 let text = text.replace(&mention, "");
                 match request(&text, &row.bot_username) {
@@ -193,12 +193,12 @@ impl TelegramService {
                             .and_then(|avatar| avatar.greeting)
                             .filter(|greeting| !greeting.trim().is_empty());
                         let greeting = greeting.as_deref().unwrap_or(DEFAULT_GREETING);
-                        self.say(&api, chat_id, greeting).await
+                        self.say(api, chat_id, greeting).await
                     }
-                    Some(Request::Help) => self.say(&api, chat_id, HELP).await,
+                    Some(Request::Help) => self.say(api, chat_id, HELP).await,
                     Some(Request::Reset) => {
-                        self.remember(&row, chat_id, None).await?;
-                        self.say(&api, chat_id, RESET).await
+                        self.remember(row, chat_id, None).await?;
+                        self.say(api, chat_id, RESET).await
                     }
                     Some(Request::Text(question)) => {
                         let profile = serde_json::to_value(from).ok();
@@ -212,7 +212,7 @@ impl TelegramService {
                             display_name: Some(name),
                             raw_profile: profile,
                         };
-                        self.ask(&row, &api, chat_id, contact, question).await
+                        self.ask(row, api, chat_id, contact, question).await
                     }
                 }
             }
@@ -223,7 +223,7 @@ impl TelegramService {
                 Ok(())
             }
             Ok(Delivered::Blocked) => {
-                self.blocked_by_user(&row, chat_id).await?;
+                self.blocked_by_user(row, chat_id).await?;
                 Ok(())
             }
             Err(error) => {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 
 use crate::core::ids::ProjectId;
-use crate::core::jobs::{enqueue_in, task_row};
+use crate::core::jobs::task_row;
 
 use super::super::domain::entities::bot;
 use super::super::domain::errors::TelegramError;
@@ -102,38 +102,19 @@ impl TelegramService {
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
         let update = UpdateId::deserialize(&payload)
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
-        let now = self.clock.now();
-        let task = HandleUpdate {
+        let stored = store_update(
+            self.db.connection(),
             bot_id,
-            update_id: update.update_id,
-        };
-        let mut values: Vec<sea_orm::Value> = vec![
-            bot_id.into(),
-            update.update_id.into(),
-            key.project_id.into(),
-            payload.into(),
-            now.into(),
-        ];
-        values.extend(task_row(&task, now)?);
-        let stored = self
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "WITH stored AS ( \
-                     INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
-                         received_at) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT DO NOTHING RETURNING 1 \
-                 ) \
-                 INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-                 SELECT $6, $7, $8, $9 FROM stored",
-                values,
-            ))
-            .await?
-            .rows_affected();
-        Ok(if stored == 0 {
-            Received::Duplicate
-        } else {
+            key.project_id,
+            update.update_id,
+            payload,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(if stored {
             Received::Stored
+        } else {
+            Received::Duplicate
         })
     }
 
@@ -180,30 +161,9 @@ impl TelegramService {
         let uow = self.db.begin().await?;
         let mut stored = 0;
         for (update_id, payload) in updates {
-            let inserted = uow
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
-                         received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    [
-                        bot_id.into(),
-                        (*update_id).into(),
-                        project_id.into(),
-                        payload.clone().into(),
-                        now.into(),
-                    ],
-                ))
-                .await?
-                .rows_affected();
-            if inserted == 0 {
-                continue;
-            }
-            stored += 1;
-            let task = HandleUpdate {
-                bot_id,
-                update_id: *update_id,
-            };
-            enqueue_in(&*uow, &task, now).await?;
+            let new =
+                store_update(&*uow, bot_id, project_id, *update_id, payload.clone(), now).await?;
+            stored += u64::from(new);
         }
         if let Some(offset) = next_offset {
             uow.execute_raw(Statement::from_sql_and_values(
@@ -237,4 +197,40 @@ impl TelegramService {
         self.pacing.forget_idle();
         Ok(deleted)
     }
+}
+
+/// Stores an update not seen before with its handling job — one statement (a data-modifying
+/// CTE), on `conn` (a transaction, or the pool). Returns whether it was new.
+async fn store_update(
+    conn: &impl ConnectionTrait,
+    bot_id: i64,
+    project_id: ProjectId,
+    update_id: i64,
+    payload: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, sea_orm::DbErr> {
+    let task = HandleUpdate { bot_id, update_id };
+    let mut values: Vec<sea_orm::Value> = vec![
+        bot_id.into(),
+        update_id.into(),
+        project_id.into(),
+        payload.into(),
+        now.into(),
+    ];
+    values.extend(task_row(&task, now)?);
+    let stored = conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH stored AS ( \
+                 INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
+                     received_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING RETURNING 1 \
+             ) \
+             INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+             SELECT $6, $7, $8, $9 FROM stored",
+            values,
+        ))
+        .await?
+        .rows_affected();
+    Ok(stored > 0)
 }

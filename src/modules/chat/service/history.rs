@@ -9,7 +9,7 @@ use crate::core::llm::RETRIEVAL_ONLY_MODEL;
 use crate::modules::chat::domain::MessageRole;
 
 use super::super::domain::errors::ChatError;
-use super::ChatService;
+use super::{ChatService, non_negative};
 
 /// A conversation, as analytics counts it.
 #[derive(Debug, Clone, FromQueryResult)]
@@ -55,10 +55,6 @@ struct MessageRow {
     time_to_first_token_ms: Option<i32>,
     total_ms: Option<i32>,
     created_at: DateTime<Utc>,
-}
-
-fn non_negative(value: i32) -> u32 {
-    u32::try_from(value).unwrap_or(0)
 }
 
 impl ChatService {

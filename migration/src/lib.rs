@@ -22,6 +22,7 @@ mod m20261203_150000_plan_requests;
 mod m20261203_160000_analytics_audit_log;
 mod m20261203_170000_analytics_usage;
 mod m20261203_180000_telegram;
+mod m20261203_190000_notifications;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_160000_analytics_audit_log::Migration),
             Box::new(m20261203_170000_analytics_usage::Migration),
             Box::new(m20261203_180000_telegram::Migration),
+            Box::new(m20261203_190000_notifications::Migration),
         ]
     }
 }

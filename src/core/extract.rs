@@ -156,6 +156,25 @@ fn nul_in_query(query: &str) -> Option<String> {
         .map(|(name, _)| name.replace('\0', "\\u0000"))
 }
 
+/// Reads a raw body of at most `limit` bytes (a webhook's, before it is authenticated or
+/// parsed): more is `PAYLOAD_TOO_LARGE` in the envelope, as soon as the limit is passed.
+pub async fn capped_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, AppError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|error| AppError::new(ErrorCode::BadRequest, error.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body may be at most {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// Default JSON limit when the app did not register one (tests of single handlers).
 const DEFAULT_JSON_LIMIT: usize = 1024 * 1024;
 

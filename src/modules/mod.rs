@@ -11,6 +11,7 @@ pub mod chat;
 pub mod documents;
 pub mod end_users;
 pub mod events;
+pub mod notifications;
 pub mod plan_requests;
 pub mod platform_config;
 pub mod projects;
@@ -30,6 +31,7 @@ pub const ALL: &[Module] = &[
     chat::MODULE,
     plan_requests::MODULE,
     telegram::MODULE,
+    notifications::MODULE,
     analytics::MODULE,
 ];
 

@@ -88,6 +88,7 @@ pub struct Settings {
     pub billing: BillingSettings,
     pub analytics: AnalyticsSettings,
     pub telegram: TelegramSettings,
+    pub notifications: NotificationSettings,
     pub secrets: SecretSettings,
 }
 

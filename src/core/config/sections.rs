@@ -337,3 +337,12 @@ pub struct TelegramSettings {
     pub polling_enabled: bool,
     pub maintenance_cron: String,
 }
+
+/// `[notifications]`: platform notifications sent through the notifications bot.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    pub link_code_ttl_secs: u64,
+    pub delivery_attempts: u32,
+    pub delivery_retention_days: u32,
+    pub maintenance_cron: String,
+}

@@ -551,6 +551,18 @@ impl AuthService {
             .collect())
     }
 
+    /// The active saas_admins (who hear of what happens on the platform).
+    pub async fn saas_admin_ids(&self) -> Result<Vec<UserId>, AuthError> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Role.eq(PlatformRole::SaasAdmin))
+            .filter(user::Column::IsActive.eq(true))
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|user| user.id)
+            .collect())
+    }
+
     /// True when at least one active saas_admin exists.
     pub async fn has_saas_admin(&self) -> Result<bool, AuthError> {
         Ok(user::Entity::find()

@@ -201,16 +201,26 @@ impl TelegramService {
                         self.say(api, chat_id, RESET).await
                     }
                     Some(Request::Text(question)) => {
-                        let profile = serde_json::to_value(from).ok();
-                        let name = match &from.last_name {
-                            Some(last) => format!("{} {last}", from.first_name),
-                            None => from.first_name.clone(),
-                        };
-                        let contact = Contact {
-                            channel: Channel::Telegram,
-                            external_id: from.id.to_string(),
-                            display_name: Some(name),
-                            raw_profile: profile,
+                        let contact = if private {
+                            let name = match &from.last_name {
+                                Some(last) => format!("{} {last}", from.first_name),
+                                None => from.first_name.clone(),
+                            };
+                            Contact {
+                                channel: Channel::Telegram,
+                                external_id: from.id.to_string(),
+                                display_name: Some(name),
+                                raw_profile: serde_json::to_value(from).ok(),
+                            }
+                        } else {
+                            // A group is one end user with one conversation: everyone in it
+                            // reads the same thread (its id is negative, never a user's).
+                            Contact {
+                                channel: Channel::Telegram,
+                                external_id: chat_id.to_string(),
+                                display_name: message.chat.title.clone(),
+                                raw_profile: serde_json::to_value(&*message.chat).ok(),
+                            }
                         };
                         self.ask(row, api, chat_id, contact, question).await
                     }

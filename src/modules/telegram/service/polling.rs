@@ -1,21 +1,22 @@
 //! Polling mode, for platforms without a public address: each process that runs jobs
 //! supervises the polling bots, and a bot's poller runs in exactly one process — the holder of
 //! its lease in `telegram_bots` (taken when free or expired, renewed before every call, so a
-//! dead process's bots are taken over once `telegram.poll_lease_secs` pass). A poller asks
-//! `getUpdates` from the stored offset and stores each batch with its jobs and the next offset
-//! in one transaction: a restart neither loses nor repeats an update.
+//! dead process's bots are taken over once `telegram.poll_lease_secs` pass). The loop itself is
+//! the shared [`long_poll`]; each batch is stored with its jobs and the next offset in one
+//! transaction: a restart neither loses nor repeats an update.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::core::ids::ProjectId;
-use crate::core::telegram::BotApiError;
+use crate::core::telegram::{BotApi, PolledBot, long_poll};
 
 use super::TelegramService;
 
@@ -24,9 +25,6 @@ struct PollingBot {
     project_id: ProjectId,
     bot_id: i64,
 }
-
-/// Waits between failed calls, doubling up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl TelegramService {
     /// The supervisor: runs until `stop` turns true, then lets its pollers release their bots.
@@ -42,11 +40,17 @@ impl TelegramService {
                         if pollers.contains_key(&bot.bot_id) {
                             continue;
                         }
-                        let service = Arc::clone(&self);
+                        let poller = ProjectPoller {
+                            service: Arc::clone(&self),
+                            project_id: bot.project_id,
+                            bot_id: bot.bot_id,
+                            holder,
+                        };
+                        let timeout = self.poll_timeout();
                         let stop = stop.clone();
                         pollers.insert(
                             bot.bot_id,
-                            tokio::spawn(service.poll(bot.project_id, bot.bot_id, holder, stop)),
+                            tokio::spawn(async move { long_poll(&poller, timeout, stop).await }),
                         );
                     }
                 }
@@ -60,6 +64,11 @@ impl TelegramService {
         for (_, poller) in pollers {
             let _ = poller.await;
         }
+    }
+
+    /// How long a `getUpdates` waits for an update.
+    fn poll_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.poll_timeout_secs.max(1))
     }
 
     /// Now, and when a lease taken or renewed now ends.
@@ -117,83 +126,46 @@ impl TelegramService {
             tracing::warn!(bot_id, "releasing a Telegram poller failed: {error}");
         }
     }
+}
 
-    /// One bot's poller, while this process holds its lease.
-    async fn poll(
-        self: Arc<Self>,
-        project_id: ProjectId,
-        bot_id: i64,
-        holder: Uuid,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let timeout = Duration::from_secs(self.settings.poll_timeout_secs.max(1));
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            let offset = match self.renew(bot_id, holder).await {
-                Ok(Some(offset)) => offset,
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(bot_id, "renewing a Telegram poller failed: {error}");
-                    return;
-                }
-            };
-            let api = match self.connected(project_id).await {
-                Ok(Some((row, api))) if row.bot_id == bot_id => api,
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::warn!(bot_id, "the polling bot's token cannot be used: {error}");
-                    return;
-                }
-            };
-            let offset = (offset > 0).then_some(offset);
-            let fetched = tokio::select! {
-                _ = stop.changed() => {
-                    self.release(bot_id, holder).await;
-                    return;
-                }
-                fetched = api.get_updates(offset, timeout) => fetched,
-            };
-            let pause = match fetched {
-                Ok(updates) => {
-                    backoff = Duration::from_secs(1);
-                    self.mark(project_id, None).await;
-                    let batch: Vec<(i64, serde_json::Value)> = updates
-                        .into_iter()
-                        .filter_map(|update| {
-                            let id = update.get("update_id")?.as_i64()?;
-                            Some((id, update))
-                        })
-                        .collect();
-                    let next = batch.iter().map(|(id, _)| id + 1).max();
-                    if !batch.is_empty()
-                        && let Err(error) =
-                            self.store_updates(bot_id, project_id, &batch, next).await
-                    {
-                        tracing::warn!(bot_id, "storing polled updates failed: {error}");
-                        Some(backoff)
-                    } else {
-                        None
-                    }
-                }
-                Err(BotApiError::RetryAfter(seconds)) => {
-                    Some(Duration::from_secs(u64::from(seconds.max(1))))
-                }
-                Err(error) => {
-                    self.mark(project_id, Some(error.to_string())).await;
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    Some(pause)
-                }
-            };
-            if let Some(pause) = pause {
-                tokio::select! {
-                    _ = stop.changed() => {
-                        self.release(bot_id, holder).await;
-                        return;
-                    }
-                    () = tokio::time::sleep(pause) => {}
-                }
+/// One polling bot of this process, as the shared long-poll loop drives it.
+struct ProjectPoller {
+    service: Arc<TelegramService>,
+    project_id: ProjectId,
+    bot_id: i64,
+    holder: Uuid,
+}
+
+#[async_trait]
+impl PolledBot for ProjectPoller {
+    async fn renew(&self) -> anyhow::Result<Option<(BotApi, Option<i64>)>> {
+        let Some(offset) = self.service.renew(self.bot_id, self.holder).await? else {
+            return Ok(None);
+        };
+        Ok(match self.service.connected(self.project_id).await? {
+            Some((row, api)) if row.bot_id == self.bot_id => {
+                Some((api, (offset > 0).then_some(offset)))
             }
-        }
+            _ => None,
+        })
+    }
+
+    async fn store(
+        &self,
+        updates: &[(i64, serde_json::Value)],
+        next_offset: i64,
+    ) -> anyhow::Result<()> {
+        self.service
+            .store_updates(self.bot_id, self.project_id, updates, Some(next_offset))
+            .await?;
+        Ok(())
+    }
+
+    async fn record(&self, error: Option<String>) {
+        self.service.mark(self.project_id, error).await;
+    }
+
+    async fn release(&self) {
+        self.service.release(self.bot_id, self.holder).await;
     }
 }

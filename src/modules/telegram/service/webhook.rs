@@ -3,9 +3,7 @@
 //! Telegram delivers again whatever it did not see acknowledged.
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +11,7 @@ use secrecy::SecretString;
 
 use crate::core::ids::ProjectId;
 use crate::core::jobs::task_row;
+use crate::core::telegram::secret_matches;
 
 use super::super::domain::entities::bot;
 use super::super::domain::errors::TelegramError;
@@ -47,14 +46,7 @@ pub(super) struct WebhookKey {
 const KEY_TTL: Duration = Duration::from_secs(60);
 
 fn matches(key: &WebhookKey, given: Option<&str>) -> bool {
-    given.is_some_and(|given| {
-        bool::from(
-            key.secret
-                .expose_secret()
-                .as_bytes()
-                .ct_eq(given.as_bytes()),
-        )
-    })
+    secret_matches(&key.secret, given)
 }
 
 impl TelegramService {

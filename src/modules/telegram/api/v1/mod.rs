@@ -2,14 +2,13 @@
 //! `/api/v1/telegram/webhook/{bot_id}` Telegram posts updates to.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::core::auth::{Manager, ProjectAccess, Viewer};
-use crate::core::error::{AppError, ErrorCode, ErrorEnvelope};
-use crate::core::extract::ValidJson;
+use crate::core::error::{AppError, ErrorEnvelope};
+use crate::core::extract::{ValidJson, capped_body};
 use crate::core::ids::AvatarId;
 use crate::modules::telegram::domain::BotMode;
 use crate::modules::telegram::service::{BotView, Connection, TelegramService};
@@ -86,22 +85,10 @@ pub async fn disconnect(
 pub async fn webhook(
     request: HttpRequest,
     bot_id: web::Path<i64>,
-    mut payload: web::Payload,
+    payload: web::Payload,
     telegram: web::Data<TelegramService>,
 ) -> Result<HttpResponse, AppError> {
-    let limit = telegram.webhook_max_body_bytes();
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|error| AppError::new(ErrorCode::BadRequest, error.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(AppError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("an update may be at most {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = capped_body(payload, telegram.webhook_max_body_bytes()).await?;
     let secret = request
         .headers()
         .get("X-Telegram-Bot-Api-Secret-Token")

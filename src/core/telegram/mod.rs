@@ -1,4 +1,4 @@
-//! The Telegram Bot API, for the modules that talk to it (`telegram`, later `notifications`):
+//! The Telegram Bot API, for the modules that talk to it (`telegram`, `notifications`):
 //! frankenstein's typed calls, sent with the outbound policy's HTTP client (our reqwest and
 //! rustls: no second stack) to the operator's `telegram.api_base_url`, or to a project's own Bot
 //! API server (`TELEGRAM_API_BASE_URL`, judged as a tenant URL). A bot token is checked for
@@ -22,6 +22,10 @@ use frankenstein::types::{AllowedUpdate, ChatAction, LinkPreviewOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::core::outbound::{BaseUrl, SecretBinding};
+
+mod polling;
+
+pub use polling::{PolledBot, long_poll};
 
 pub use frankenstein::types::User as BotUser;
 pub use frankenstein::updates::{Update, UpdateContent};
@@ -84,6 +88,13 @@ impl BotToken {
     pub fn secret(&self) -> &SecretString {
         &self.token
     }
+}
+
+/// Whether `given` (Telegram's `X-Telegram-Bot-Api-Secret-Token`) is the webhook's `secret`,
+/// compared in constant time.
+pub fn secret_matches(secret: &SecretString, given: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|given| bool::from(secret.expose_secret().as_bytes().ct_eq(given.as_bytes())))
 }
 
 /// How a call failed, in the terms the callers act on.

@@ -20,6 +20,7 @@ mod fixtures;
 mod helpers;
 mod ingestion_limits;
 mod jobs;
+mod notifications;
 mod outages;
 mod outbound;
 mod platform_config;

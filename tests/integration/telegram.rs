@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::chat::{Chat, chat_app_with};
 use crate::fake_openai::{Reply, pieces};
 use crate::fake_telegram::{
-    FakeTelegram, TelegramFault, callback_query_update, photo_update, text_update, token_for,
+    FakeTelegram, TelegramFault, callback_query_update, group_text_update, photo_update,
+    text_update, token_for,
 };
 use crate::helpers::{TestResponse, eventually, spawn_worker};
 
@@ -687,4 +688,47 @@ async fn a_token_never_follows_a_changed_bot_api_address_and_the_bot_says_why() 
         calls,
         "nothing was sent anywhere"
     );
+}
+
+#[tokio::test]
+async fn a_group_is_one_conversation_and_the_bot_answers_only_when_addressed() {
+    const GROUP: i64 = -900_100;
+    let bot = connected(Reply::answer(ANSWER, (5, 5))).await;
+    bot.deliver(&group_text_update(1, GROUP, 11, "Ann", "lunch at noon?"))
+        .await;
+    bot.deliver(&group_text_update(
+        2,
+        GROUP,
+        11,
+        "Ann",
+        "@guide_bot how do I update packages?",
+    ))
+    .await;
+    let texts = bot.texts_ending(GROUP, ANSWER).await;
+    assert_eq!(texts, vec![ANSWER.to_owned()], "one answer, to the mention");
+    assert_eq!(bot.chat.llm.requests().len(), 1);
+
+    // Another member asks: the same conversation, its history included.
+    bot.deliver(&group_text_update(
+        3,
+        GROUP,
+        12,
+        "Bob",
+        "@guide_bot and R itself?",
+    ))
+    .await;
+    eventually(Duration::from_secs(20), "the second answer", || async {
+        let texts = bot.telegram.chat_texts(GROUP);
+        if texts.len() == 2 { Ok(()) } else { Err(texts) }
+    })
+    .await;
+    let second = bot.chat.llm.requests()[1].to_string();
+    assert!(second.contains("how do I update packages?"), "{second}");
+    assert!(!second.contains("@guide_bot"), "{second}");
+    let conversations = bot.telegram_list("conversations").await;
+    assert_eq!(conversations["total"], 1, "{conversations}");
+    let end_users = bot.telegram_list("end-users").await;
+    assert_eq!(end_users["total"], 1, "{end_users}");
+    assert_eq!(end_users["items"][0]["display_name"], "Test group");
+    assert_eq!(end_users["items"][0]["external_id"], GROUP.to_string());
 }

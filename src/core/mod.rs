@@ -4,7 +4,6 @@ pub mod auth;
 pub mod cache;
 pub mod channel;
 pub mod clock;
-pub mod coalesce;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -99,21 +99,20 @@ pub async fn enqueue_in<C: ConnectionTrait>(
     Ok(id)
 }
 
-/// The `fang_tasks` row of `task` as a JSON object — `task_id`, `metadata`, `task_type`,
-/// `scheduled_at` — for a statement that inserts tasks along with the work they belong to
-/// (`INSERT ... SELECT` from `jsonb_to_recordset` in a data-modifying CTE: one round trip for
-/// many rows, all or nothing).
-pub fn task_record(
+/// The `fang_tasks` row of `task` — `(id, metadata, task_type, scheduled_at)` — for a
+/// statement that inserts it along with the work it belongs to (`INSERT ... SELECT` from a
+/// data-modifying CTE: one round trip, all or nothing).
+pub fn task_row(
     task: &dyn AsyncRunnable,
     now: DateTime<Utc>,
-) -> Result<serde_json::Value, DbErr> {
+) -> Result<[sea_orm::Value; 4], DbErr> {
     let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
-    Ok(serde_json::json!({
-        "task_id": Uuid::new_v4(),
-        "metadata": metadata,
-        "task_type": task.task_type(),
-        "scheduled_at": due_at(task, now),
-    }))
+    Ok([
+        Uuid::new_v4().into(),
+        metadata.into(),
+        task.task_type().into(),
+        due_at(task, now).into(),
+    ])
 }
 
 /// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running (as

@@ -20,7 +20,6 @@ use utoipa::ToSchema;
 
 use crate::core::auth::Actor;
 use crate::core::clock::Clock;
-use crate::core::coalesce::Coalescer;
 use crate::core::config::{ServerSettings, TelegramSettings};
 use crate::core::crypto::{SecretBox, random_token};
 use crate::core::db::{Db, is_unique_violation};
@@ -103,8 +102,6 @@ pub struct TelegramService {
     pacing: Arc<Pacing>,
     /// Webhook keys by bot id (`webhook.rs`).
     webhook_keys: std::sync::RwLock<std::collections::HashMap<i64, webhook::WebhookKey>>,
-    /// Stores webhook updates, many calls' in one statement (`webhook.rs`).
-    intake: Arc<Coalescer<webhook::NewUpdate, bool, sea_orm::DbErr>>,
 }
 
 /// Where the webhook secret of `bot_id` is sealed.
@@ -119,7 +116,6 @@ fn failure(error: impl Into<Failure>) -> TelegramError {
 impl TelegramService {
     pub fn new(deps: TelegramDeps, settings: TelegramSettings, server: &ServerSettings) -> Self {
         let public = server.public_base_url.trim().trim_end_matches('/');
-        let intake = webhook::intake(deps.db.clone(), deps.clock.clone());
         TelegramService {
             db: deps.db,
             bus: deps.bus,
@@ -138,7 +134,6 @@ impl TelegramService {
             ),
             settings,
             webhook_keys: std::sync::RwLock::default(),
-            intake,
         }
     }
 

@@ -2,18 +2,15 @@
 //! stored and its handling job enqueued in one transaction, once per (bot, `update_id`) —
 //! Telegram delivers again whatever it did not see acknowledged.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
-use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::core::clock::Clock;
-use crate::core::coalesce::Coalescer;
-use crate::core::db::Db;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+
 use crate::core::ids::ProjectId;
-use crate::core::jobs::task_record;
+use crate::core::jobs::task_row;
 use crate::core::telegram::secret_matches;
 
 use super::super::domain::entities::bot;
@@ -58,9 +55,8 @@ impl TelegramService {
         self.settings.webhook_max_body_bytes
     }
 
-    /// Stores an update sent to `bot_id`'s webhook and enqueues its handling: with the bot's
-    /// key in memory, one statement, shared with the updates other calls are storing at the
-    /// same moment (group commit, `core::coalesce`); 200 comes once it committed.
+    /// Stores an update sent to `bot_id`'s webhook and enqueues its handling — one statement
+    /// (and, with the bot's key in memory, one round trip).
     pub async fn receive(
         &self,
         bot_id: i64,
@@ -98,16 +94,15 @@ impl TelegramService {
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
         let update = UpdateId::deserialize(&payload)
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
-        let stored = self
-            .intake
-            .write(NewUpdate {
-                bot_id,
-                update_id: update.update_id,
-                project_id: key.project_id,
-                payload,
-            })
-            .await
-            .map_err(TelegramError::internal)?;
+        let stored = store_update(
+            self.db.connection(),
+            bot_id,
+            key.project_id,
+            update.update_id,
+            payload,
+            self.clock.now(),
+        )
+        .await?;
         Ok(if stored {
             Received::Stored
         } else {
@@ -154,21 +149,14 @@ impl TelegramService {
         updates: &[(i64, serde_json::Value)],
         next_offset: Option<i64>,
     ) -> Result<u64, TelegramError> {
-        let rows: Vec<NewUpdate> = updates
-            .iter()
-            .map(|(update_id, payload)| NewUpdate {
-                bot_id,
-                update_id: *update_id,
-                project_id,
-                payload: payload.clone(),
-            })
-            .collect();
+        let now = self.clock.now();
         let uow = self.db.begin().await?;
-        let stored = store_batch(&*uow, rows, self.clock.now())
-            .await?
-            .into_iter()
-            .filter(|new| *new)
-            .count();
+        let mut stored = 0;
+        for (update_id, payload) in updates {
+            let new =
+                store_update(&*uow, bot_id, project_id, *update_id, payload.clone(), now).await?;
+            stored += u64::from(new);
+        }
         if let Some(offset) = next_offset {
             uow.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -178,7 +166,7 @@ impl TelegramService {
             .await?;
         }
         uow.commit().await?;
-        Ok(u64::try_from(stored).unwrap_or(u64::MAX))
+        Ok(stored)
     }
 
     /// Deletes updates handled (or received and never finished) longer than
@@ -203,86 +191,38 @@ impl TelegramService {
     }
 }
 
-/// At most this many updates go in one statement.
-const BATCH: usize = 64;
-/// Statements storing updates at once (each holds a pooled connection while it runs).
-const WRITERS: usize = 4;
-
-/// The webhook's group commit: concurrent calls' updates stored together.
-pub(super) fn intake(
-    db: Db,
-    clock: Arc<dyn Clock>,
-) -> Arc<Coalescer<NewUpdate, bool, sea_orm::DbErr>> {
-    Coalescer::new(
-        Arc::new(move |rows: Vec<NewUpdate>| {
-            let (db, now) = (db.clone(), clock.now());
-            Box::pin(async move { store_batch(db.connection(), rows, now).await })
-        }),
-        BATCH,
-        WRITERS,
-    )
-}
-
-/// An update to store, with its handling job.
-pub(super) struct NewUpdate {
-    pub bot_id: i64,
-    pub update_id: i64,
-    pub project_id: ProjectId,
-    pub payload: serde_json::Value,
-}
-
-/// Stores the updates of `rows` not seen before, each with its handling job — one statement
-/// (`jsonb_to_recordset` feeding data-modifying CTEs), on `conn` (a transaction, or the pool).
-/// Returns, for each row in order, whether it was new (an update twice in `rows` is new once).
-pub(super) async fn store_batch(
+/// Stores an update not seen before with its handling job — one statement (a data-modifying
+/// CTE), on `conn` (a transaction, or the pool). Returns whether it was new.
+async fn store_update(
     conn: &impl ConnectionTrait,
-    rows: Vec<NewUpdate>,
+    bot_id: i64,
+    project_id: ProjectId,
+    update_id: i64,
+    payload: serde_json::Value,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<bool>, sea_orm::DbErr> {
-    let count = rows.len();
-    let mut records = Vec::with_capacity(count);
-    for (n, row) in rows.into_iter().enumerate() {
-        let task = HandleUpdate {
-            bot_id: row.bot_id,
-            update_id: row.update_id,
-        };
-        let mut record = task_record(&task, now)?;
-        record["n"] = n.into();
-        record["bot_id"] = row.bot_id.into();
-        record["update_id"] = row.update_id.into();
-        record["project_id"] = serde_json::json!(row.project_id);
-        record["payload"] = row.payload;
-        records.push(record);
-    }
+) -> Result<bool, sea_orm::DbErr> {
+    let task = HandleUpdate { bot_id, update_id };
+    let mut values: Vec<sea_orm::Value> = vec![
+        bot_id.into(),
+        update_id.into(),
+        project_id.into(),
+        payload.into(),
+        now.into(),
+    ];
+    values.extend(task_row(&task, now)?);
     let stored = conn
-        .query_all_raw(Statement::from_sql_and_values(
+        .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH input AS ( \
-                 SELECT DISTINCT ON (bot_id, update_id) * \
-                 FROM jsonb_to_recordset($1::jsonb) AS u(n integer, bot_id bigint, \
-                     update_id bigint, project_id uuid, payload jsonb, task_id uuid, \
-                     metadata jsonb, task_type text, scheduled_at timestamptz) \
-                 ORDER BY bot_id, update_id, n \
-             ), stored AS ( \
+            "WITH stored AS ( \
                  INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
-                     received_at) \
-                 SELECT bot_id, update_id, project_id, payload, $2 FROM input \
-                 ON CONFLICT DO NOTHING RETURNING bot_id, update_id \
-             ), queued AS ( \
-                 INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-                 SELECT task_id, metadata, task_type, scheduled_at \
-                 FROM input JOIN stored USING (bot_id, update_id) \
+                     received_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING RETURNING 1 \
              ) \
-             SELECT n FROM input JOIN stored USING (bot_id, update_id)",
-            [serde_json::Value::Array(records).into(), now.into()],
+             INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+             SELECT $6, $7, $8, $9 FROM stored",
+            values,
         ))
-        .await?;
-    let mut new = vec![false; count];
-    for row in stored {
-        let n: i32 = row.try_get("", "n")?;
-        if let Some(slot) = usize::try_from(n).ok().and_then(|n| new.get_mut(n)) {
-            *slot = true;
-        }
-    }
-    Ok(new)
+        .await?
+        .rows_affected();
+    Ok(stored > 0)
 }

@@ -1,7 +1,9 @@
 //! Telegram: webhook acknowledgements per second — the secret checked, the update stored and
 //! its job enqueued in one transaction, 200 — from 16 concurrent senders, against a reference
 //! measured in the same run on the same server: pgbench's TPS for a single-row
-//! `INSERT ... ON CONFLICT DO NOTHING` at the same concurrency. Then end-to-end updates per
+//! `INSERT ... ON CONFLICT DO NOTHING` at the same concurrency. A breakdown follows: the same
+//! acknowledgements without HTTP (`receive` called in-process), and the webhook's statement
+//! alone under pgbench. Then end-to-end updates per
 //! second: private-chat questions through the webhook, answered by the job workers through the
 //! chat pipeline (an instant local LLM) into the local fake Bot API, with the per-bot pacing
 //! lifted (at Telegram's 30 messages/s per bot the pacing is all one would see). `make bench`
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use avatar_platform::modules::telegram::TelegramService;
 use fake_openai::{FakeOpenAi, Reply};
 use fake_telegram::{FakeTelegram, text_update, token_for};
 
@@ -39,17 +42,25 @@ async fn main() -> anyhow::Result<()> {
 
 /// pgbench's TPS for one `INSERT ... ON CONFLICT DO NOTHING` per transaction.
 fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
-    let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        script.path(),
+    pgbench_tps(
+        url,
         "\\set k random(1, 1000000000)\n\
          INSERT INTO bench_upserts (bot_id, update_id, payload) \
          VALUES (1, :k, '{\"update_id\": 1}') ON CONFLICT DO NOTHING;\n",
-    )?;
+    )
+}
+
+/// pgbench's TPS for `script`, one transaction per run of it, at `CONCURRENCY` clients for 10 s
+/// (prepared statements, as the app's driver uses them).
+fn pgbench_tps(url: &str, script: &str) -> anyhow::Result<f64> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), script)?;
     let clients = CONCURRENCY.to_string();
     let run = Command::new(common::pgbench())
-        .args(["-n", "-c", &clients, "-j", "2", "-T", "10", "-f"])
-        .arg(script.path())
+        .args([
+            "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", "10", "-f",
+        ])
+        .arg(file.path())
         .arg(url)
         .output()?;
     let out = String::from_utf8_lossy(&run.stdout);
@@ -192,6 +203,66 @@ async fn post_updates(
     Ok(started.elapsed())
 }
 
+/// Hands updates `first..first + count` to the service's `receive` from `CONCURRENCY` tasks
+/// in this process: the acknowledgement without HTTP. Returns the elapsed time.
+async fn receive_directly(
+    telegram: Arc<TelegramService>,
+    secret: &str,
+    first: usize,
+    count: usize,
+) -> anyhow::Result<Duration> {
+    let next = Arc::new(AtomicUsize::new(first));
+    let end = first + count;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (telegram, next, secret) = (telegram.clone(), next.clone(), secret.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= end {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let n = i64::try_from(n)?;
+                let update = text_update(n, 1_000_000 + n, 500_000 + n, "Ada", "How do I update?");
+                let body = serde_json::to_vec(&update)?;
+                telegram
+                    .receive(BOT_ID, Some(&secret), &body)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// pgbench's TPS for a statement of the webhook's shape (`service/webhook.rs`: the update
+/// and its fang task by one data-modifying CTE), with a real update as payload.
+fn pgbench_webhook_statement_tps(url: &str) -> anyhow::Result<f64> {
+    // Pretty-printed (then on one line): pgbench would read `"is_bot":false` as a variable.
+    let update = serde_json::to_string_pretty(&text_update(
+        1,
+        1_000_001,
+        500_001,
+        "Ada",
+        "How do I update?",
+    ))?
+    .replace('\n', " ");
+    let script = format!(
+        "\\set k random(1, 1000000000)\n\
+         WITH stored AS (INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
+         received_at) VALUES (1, :k, gen_random_uuid(), '{update}', now()) \
+         ON CONFLICT DO NOTHING RETURNING 1) \
+         INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+         SELECT gen_random_uuid(), '{{\"type\": \"telegram.handle_update\"}}', 'common', \
+         now() FROM stored;\n"
+    );
+    pgbench_tps(url, &script)
+}
+
 async fn run(url: &str) -> anyhow::Result<()> {
     let telegram = FakeTelegram::start().await;
     let llm = FakeOpenAi::chat(Reply::answer("Use update.packages().", (20, 5))).await;
@@ -212,6 +283,9 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let elapsed = post_updates(&app.base, &secret, 1_000, ACKS).await?;
     let acks = ACKS as f64 / elapsed.as_secs_f64();
     let floor = http_floor(&app.base, ACKS).await?;
+    let service = app.registry.get::<TelegramService>()?;
+    let direct = receive_directly(service, &secret, 20_000, ACKS).await?;
+    let direct = ACKS as f64 / direct.as_secs_f64();
     sea_orm::ConnectionTrait::execute_unprepared(
         app.db.connection(),
         "CREATE TABLE bench_upserts (bot_id bigint, update_id bigint, payload jsonb, \
@@ -219,12 +293,25 @@ async fn run(url: &str) -> anyhow::Result<()> {
     )
     .await?;
     let reference = pgbench_insert_tps(url)?;
+    let statement = pgbench_webhook_statement_tps(url)?;
+    // pgbench's rows are not updates of a connected bot, nor runnable tasks.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        app.db.connection(),
+        "DELETE FROM fang_tasks; DELETE FROM telegram_updates WHERE bot_id = 1",
+    )
+    .await?;
     println!(
         "webhook: {ACKS} updates from {CONCURRENCY} senders (in this process): {acks:.0} acks/s; \
          pgbench INSERT ... ON CONFLICT at {CONCURRENCY} clients: {reference:.0} tps; \
          ratio {:.2}; GET /health from the same senders: {floor:.0} req/s (acks are {:.2} of it)",
         acks / reference,
         acks / floor
+    );
+    println!(
+        "breakdown: receive() called in-process by {CONCURRENCY} tasks: {direct:.0}/s ({:.2} of \
+         pgbench's insert); the webhook's statement under pgbench: {statement:.0} tps ({:.2})",
+        direct / reference,
+        statement / reference
     );
     app.stop().await;
 

@@ -23,6 +23,8 @@ pub struct BenchApp {
     pub base: String,
     pub settings: Settings,
     pub db: Db,
+    /// The app's services (a module's service: `registry.get::<T>()`).
+    pub registry: std::sync::Arc<avatar_platform::app::Registry>,
     handle: Option<actix_web::dev::ServerHandle>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _data_dir: tempfile::TempDir,
@@ -42,12 +44,14 @@ pub async fn start_app_with(
     let (app, settings, data_dir) = build_app_with(url, env, workers).await?;
     let base = format!("http://127.0.0.1:{}", app.port().unwrap_or(0));
     let db = app.context().db.clone();
+    let registry = app.registry().clone();
     let handle = app.server_handle();
     let server = tokio::spawn(app.run_until_stopped());
     Ok(BenchApp {
         base,
         settings,
         db,
+        registry,
         handle,
         server,
         _data_dir: data_dir,

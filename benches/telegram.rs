@@ -239,6 +239,41 @@ async fn receive_directly(
     Ok(started.elapsed())
 }
 
+/// pgbench's single-row insert made by the app's own driver (SeaORM over sqlx, the app's pool)
+/// from `CONCURRENCY` tasks, `count` times: what the stack costs per statement, without the
+/// webhook's logic. Returns statements per second.
+async fn driver_insert_rate(
+    db: &avatar_platform::core::db::Db,
+    count: usize,
+) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (db, next) = (db.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let key = i64::from(rand::random::<u32>());
+                sea_orm::ConnectionTrait::execute_raw(
+                    db.connection(),
+                    sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "INSERT INTO bench_upserts (bot_id, update_id, payload) \
+                         VALUES (1, $1, '{\"update_id\": 1}') ON CONFLICT DO NOTHING",
+                        [key.into()],
+                    ),
+                )
+                .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
 /// pgbench's TPS for a statement of the webhook's shape (`service/webhook.rs`: the update
 /// and its fang task by one data-modifying CTE), with a real update as payload.
 fn pgbench_webhook_statement_tps(url: &str) -> anyhow::Result<f64> {
@@ -293,6 +328,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     )
     .await?;
     let reference = pgbench_insert_tps(url)?;
+    let driver = driver_insert_rate(&app.db, ACKS * 4).await?;
     let statement = pgbench_webhook_statement_tps(url)?;
     // pgbench's rows are not updates of a connected bot, nor runnable tasks.
     sea_orm::ConnectionTrait::execute_unprepared(
@@ -312,6 +348,11 @@ async fn run(url: &str) -> anyhow::Result<()> {
          pgbench's insert); the webhook's statement under pgbench: {statement:.0} tps ({:.2})",
         direct / reference,
         statement / reference
+    );
+    println!(
+        "the same single-row insert through the app's driver (SeaORM/sqlx pool, {CONCURRENCY} \
+         tasks): {driver:.0}/s ({:.2} of pgbench's)",
+        driver / reference
     );
     app.stop().await;
 

@@ -28,7 +28,7 @@ use crate::core::telegram::{
 
 use super::super::domain::errors::NotificationsError;
 use super::NotificationsService;
-use super::sending::Message;
+use super::sending::{Message, unlink_chat};
 
 /// The bot's row, as this module reads it.
 #[derive(Debug, FromQueryResult)]
@@ -340,15 +340,7 @@ impl NotificationsService {
                 }
             }
             Command::Stop => {
-                let unlinked = conn
-                    .execute_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "UPDATE notification_settings SET telegram_chat_id = NULL, \
-                             linked_at = NULL, updated_at = $2 WHERE telegram_chat_id = $1",
-                        [chat_id.into(), now.into()],
-                    ))
-                    .await?
-                    .rows_affected();
+                let unlinked = unlink_chat(conn, chat_id, now).await?;
                 (None, if unlinked > 0 { UNLINKED } else { NOT_LINKED })
             }
             Command::Start | Command::Other => (None, HOW_TO),

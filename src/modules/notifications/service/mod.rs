@@ -113,6 +113,24 @@ fn stored_events(row: &settings::Model) -> Vec<NotificationEvent> {
         .collect()
 }
 
+/// A user's first settings row: `events`, no chat, no link code.
+fn new_row(
+    user_id: UserId,
+    events: &[NotificationEvent],
+    now: DateTime<Utc>,
+) -> settings::ActiveModel {
+    let names: Vec<&str> = events.iter().map(|event| event.as_str()).collect();
+    settings::ActiveModel {
+        user_id: Set(user_id),
+        telegram_chat_id: Set(None),
+        linked_at: Set(None),
+        events: Set(serde_json::json!(names)),
+        link_code_hash: Set(None),
+        link_code_expires_at: Set(None),
+        updated_at: Set(now),
+    }
+}
+
 fn delivery_view(row: delivery::Model) -> DeliveryView {
     DeliveryView {
         id: row.id,
@@ -198,39 +216,15 @@ impl NotificationsService {
                 chosen.push(event);
             }
         }
-        let names: Vec<&str> = chosen.iter().map(|event| event.as_str()).collect();
-        self.upsert_settings(
-            user_id,
-            serde_json::json!(names),
+        self.upsert_row(
+            new_row(user_id, &chosen, self.clock.now()),
             &[settings::Column::Events],
         )
         .await?;
         self.get_settings(user_id).await
     }
 
-    /// Writes the user's row: a new one with `events` (and no chat), or the `columns` of the
-    /// existing one.
-    async fn upsert_settings(
-        &self,
-        user_id: UserId,
-        events: serde_json::Value,
-        columns: &[settings::Column],
-    ) -> Result<(), NotificationsError> {
-        self.upsert_row(
-            settings::ActiveModel {
-                user_id: Set(user_id),
-                telegram_chat_id: Set(None),
-                linked_at: Set(None),
-                events: Set(events),
-                link_code_hash: Set(None),
-                link_code_expires_at: Set(None),
-                updated_at: Set(self.clock.now()),
-            },
-            columns,
-        )
-        .await
-    }
-
+    /// Writes the user's `row` when they have none, else its `columns` (and `updated_at`).
     async fn upsert_row(
         &self,
         row: settings::ActiveModel,
@@ -260,20 +254,11 @@ impl NotificationsService {
         let code = random_token("");
         let ttl = i64::try_from(self.settings.link_code_ttl_secs).unwrap_or(900);
         let expires_at = self.clock.now() + chrono::Duration::seconds(ttl);
-        let names: Vec<&str> = default_events()
-            .iter()
-            .map(|event| event.as_str())
-            .collect();
+        let mut row = new_row(user_id, &default_events(), self.clock.now());
+        row.link_code_hash = Set(Some(hash_token(&code)));
+        row.link_code_expires_at = Set(Some(expires_at));
         self.upsert_row(
-            settings::ActiveModel {
-                user_id: Set(user_id),
-                telegram_chat_id: Set(None),
-                linked_at: Set(None),
-                events: Set(serde_json::json!(names)),
-                link_code_hash: Set(Some(hash_token(&code))),
-                link_code_expires_at: Set(Some(expires_at)),
-                updated_at: Set(self.clock.now()),
-            },
+            row,
             &[
                 settings::Column::LinkCodeHash,
                 settings::Column::LinkCodeExpiresAt,

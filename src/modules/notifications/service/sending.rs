@@ -262,17 +262,15 @@ impl NotificationsService {
         project_id: ProjectId,
         roles: &[ProjectRole],
     ) -> Result<Vec<UserId>, NotificationsError> {
-        self.projects
+        Ok(self
+            .projects
             .member_ids(project_id, roles)
             .await
-            .map_err(|error| NotificationsError::Common(Failure::from(error)))
+            .map_err(Failure::from)?)
     }
 
     async fn saas_admins(&self) -> Result<Vec<UserId>, NotificationsError> {
-        self.auth
-            .saas_admin_ids()
-            .await
-            .map_err(|error| NotificationsError::Common(Failure::from(error)))
+        Ok(self.auth.saas_admin_ids().await.map_err(Failure::from)?)
     }
 
     async fn project_name(&self, project_id: ProjectId) -> Result<String, NotificationsError> {
@@ -280,7 +278,7 @@ impl NotificationsService {
             .projects
             .names(&[project_id])
             .await
-            .map_err(|error| NotificationsError::Common(Failure::from(error)))?;
+            .map_err(Failure::from)?;
         Ok(names
             .get(&project_id)
             .map_or_else(|| "A project".to_owned(), |name| format!("“{name}”")))
@@ -327,7 +325,7 @@ impl NotificationsService {
             }
             Err(BotApiError::Forbidden(description)) => {
                 // The user blocked the bot (or left the group): nothing more goes there.
-                self.forget_chat(row.chat_id).await?;
+                unlink_chat(self.db.connection(), row.chat_id, self.clock.now()).await?;
                 let reason = format!("{description} (the chat was unlinked)");
                 self.record(&row, DeliveryStatus::Failed, attempts, Some(reason))
                     .await
@@ -383,19 +381,6 @@ impl NotificationsService {
         Ok(())
     }
 
-    /// Unlinks whoever linked `chat_id`.
-    async fn forget_chat(&self, chat_id: i64) -> Result<(), NotificationsError> {
-        self.db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE notification_settings SET telegram_chat_id = NULL, linked_at = NULL, \
-                     updated_at = $2 WHERE telegram_chat_id = $1",
-                [chat_id.into(), self.clock.now().into()],
-            ))
-            .await?;
-        Ok(())
-    }
-
     /// Deletes deliveries older than `notifications.delivery_retention_days` (pending ones
     /// too: their job has long given up) and received updates older than a day.
     pub async fn forget_old(&self) -> Result<u64, NotificationsError> {
@@ -420,4 +405,21 @@ impl NotificationsService {
             .await?;
         Ok(deliveries)
     }
+}
+
+/// Unlinks whoever linked `chat_id` (`/stop` in it, or Telegram's 403 for it); how many were.
+pub(super) async fn unlink_chat(
+    conn: &impl ConnectionTrait,
+    chat_id: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    Ok(conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE notification_settings SET telegram_chat_id = NULL, linked_at = NULL, \
+                 updated_at = $2 WHERE telegram_chat_id = $1",
+            [chat_id.into(), now.into()],
+        ))
+        .await?
+        .rows_affected())
 }

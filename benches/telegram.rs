@@ -1,13 +1,15 @@
 //! Telegram: webhook acknowledgements per second — the secret checked, the update stored and
-//! its job enqueued in one transaction, 200 — from 16 concurrent senders, against a reference
-//! measured in the same run on the same server: pgbench's TPS for a single-row
-//! `INSERT ... ON CONFLICT DO NOTHING` at the same concurrency. A breakdown follows: the same
-//! acknowledgements without HTTP (`receive` called in-process), and the webhook's statement
-//! alone under pgbench. Then end-to-end updates per
-//! second: private-chat questions through the webhook, answered by the job workers through the
-//! chat pipeline (an instant local LLM) into the local fake Bot API, with the per-bot pacing
-//! lifted (at Telegram's 30 messages/s per bot the pacing is all one would see). `make bench`
-//! runs it; figures go to docs/benchmarks.md.
+//! its job enqueued in one transaction, 200 — sent by wrk from its own process at Telegram's
+//! default concurrency per bot (`max_connections` = 40) and at 16, against a reference measured
+//! in the same run on the same server: pgbench's TPS for a single-row
+//! `INSERT ... ON CONFLICT DO NOTHING` at the same concurrency. A breakdown follows: `GET
+//! /health` from the same sender (HTTP alone), the acknowledgements without HTTP (`receive`
+//! called in-process), the webhook's statement alone under pgbench and the single-row insert
+//! through the app's driver. Then end-to-end updates per second: private-chat questions through
+//! the webhook, answered by the job workers through the chat pipeline (an instant local LLM)
+//! into the local fake Bot API, with the per-bot pacing lifted (at Telegram's 30 messages/s per
+//! bot the pacing is all one would see). `make bench` runs it; figures go to
+//! docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,8 +32,14 @@ use avatar_platform::modules::telegram::TelegramService;
 use fake_openai::{FakeOpenAi, Reply};
 use fake_telegram::{FakeTelegram, text_update, token_for};
 
+/// Telegram's default `max_connections`: how many webhook calls one bot gets at once.
+const TELEGRAM_CONCURRENCY: usize = 40;
+/// The concurrency of the in-process references.
 const CONCURRENCY: usize = 16;
-const ACKS: usize = 4_000;
+/// Updates for each in-process phase.
+const ACKS: usize = 20_000;
+/// How long each wrk and pgbench run lasts.
+const SECONDS: u32 = 10;
 const ANSWERED: usize = 300;
 const BOT_ID: i64 = 7_000_000_001;
 
@@ -41,24 +49,25 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// pgbench's TPS for one `INSERT ... ON CONFLICT DO NOTHING` per transaction.
-fn pgbench_insert_tps(url: &str) -> anyhow::Result<f64> {
+fn pgbench_insert_tps(url: &str, clients: usize) -> anyhow::Result<f64> {
     pgbench_tps(
         url,
+        clients,
         "\\set k random(1, 1000000000)\n\
          INSERT INTO bench_upserts (bot_id, update_id, payload) \
          VALUES (1, :k, '{\"update_id\": 1}') ON CONFLICT DO NOTHING;\n",
     )
 }
 
-/// pgbench's TPS for `script`, one transaction per run of it, at `CONCURRENCY` clients for 10 s
-/// (prepared statements, as the app's driver uses them).
-fn pgbench_tps(url: &str, script: &str) -> anyhow::Result<f64> {
+/// pgbench's TPS for `script`, one transaction per run of it, at `clients` clients for
+/// `SECONDS` (prepared statements, as the app's driver uses them).
+fn pgbench_tps(url: &str, clients: usize, script: &str) -> anyhow::Result<f64> {
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), script)?;
-    let clients = CONCURRENCY.to_string();
+    let (clients, seconds) = (clients.to_string(), SECONDS.to_string());
     let run = Command::new(common::pgbench())
         .args([
-            "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", "10", "-f",
+            "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &seconds, "-f",
         ])
         .arg(file.path())
         .arg(url)
@@ -138,25 +147,90 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
     Ok(secret)
 }
 
-/// `count` GETs of `/health` from `CONCURRENCY` clients: what HTTP alone costs here.
-async fn http_floor(base: &str, count: usize) -> anyhow::Result<f64> {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, next, url) = (client.clone(), next.clone(), format!("{base}/health"));
-        clients.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < count {
-                client.get(&url).send().await?.bytes().await?;
-            }
-            Ok::<_, reqwest::Error>(())
-        }));
-    }
-    for client in clients {
-        client.await??;
-    }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+/// What a wrk run did: requests answered 2xx per second, and how many.
+struct WrkRun {
+    rate: f64,
+    requests: u64,
+}
+
+/// Runs wrk (2 threads, `connections`, `SECONDS`) at `url` with the Lua `script`; fails on any
+/// error or non-2xx answer. wrk is a separate process, as pgbench is for the reference.
+fn wrk(url: &str, connections: usize, script: &str) -> anyhow::Result<WrkRun> {
+    let file = tempfile::Builder::new().suffix(".lua").tempfile()?;
+    let done = r#"
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("WRK %d %d %d %d\n", summary.requests, summary.duration,
+        e.status, e.connect + e.read + e.write + e.timeout))
+end
+"#;
+    std::fs::write(file.path(), format!("{script}\n{done}"))?;
+    let run = Command::new("wrk")
+        .args(["-t", "2", "-c", &connections.to_string()])
+        .args(["-d", &format!("{SECONDS}s"), "-s"])
+        .arg(file.path())
+        .arg(url)
+        .output()
+        .map_err(|error| anyhow::anyhow!("wrk ({error}): `apt-get install wrk`"))?;
+    let out = String::from_utf8_lossy(&run.stdout);
+    anyhow::ensure!(run.status.success(), "wrk: {out}");
+    let numbers: Vec<u64> = out
+        .lines()
+        .find_map(|line| line.strip_prefix("WRK "))
+        .ok_or_else(|| anyhow::anyhow!("no summary in wrk's output: {out}"))?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let [requests, micros, bad_status, failed] = numbers[..] else {
+        anyhow::bail!("unreadable wrk summary: {out}");
+    };
+    anyhow::ensure!(
+        bad_status == 0 && failed == 0,
+        "wrk: {bad_status} answers not 2xx, {failed} failed: {out}"
+    );
+    Ok(WrkRun {
+        rate: requests as f64 / (micros as f64 / 1e6),
+        requests,
+    })
+}
+
+/// wrk's Lua for webhook calls: each request a new private-chat update, `update_id`s from
+/// `first` up, none repeated across wrk's threads.
+fn webhook_script(secret: &str, first: u64) -> anyhow::Result<String> {
+    // A real update with markers where the numbers go (update_id, chat and sender ids).
+    let update = text_update(
+        111_111_111,
+        222_222_222,
+        333_333_333,
+        "Ada",
+        "How do I update?",
+    );
+    let body = serde_json::to_string(&update)?
+        .replace("111111111", "@U@")
+        .replace("222222222", "@C@")
+        .replace("333333333", "@F@");
+    anyhow::ensure!(body.matches('@').count() >= 6, "markers missing in {body}");
+    Ok(format!(
+        r#"
+local template = [==[{body}]==]
+local threads = 0
+local counter = 0
+function setup(thread)
+    thread:set("index", threads)
+    threads = threads + 1
+end
+function request()
+    local n = {first} + index + counter * 2
+    counter = counter + 1
+    local body = template:gsub("@U@", tostring(n)):gsub("@C@", tostring(1000000 + n))
+        :gsub("@F@", tostring(500000 + n))
+    return wrk.format("POST", nil, {{
+        ["Content-Type"] = "application/json",
+        ["X-Telegram-Bot-Api-Secret-Token"] = "{secret}",
+    }}, body)
+end
+"#
+    ))
 }
 
 /// Posts updates `first..first + count` from `CONCURRENCY` senders; returns the elapsed time.
@@ -203,19 +277,20 @@ async fn post_updates(
     Ok(started.elapsed())
 }
 
-/// Hands updates `first..first + count` to the service's `receive` from `CONCURRENCY` tasks
+/// Hands updates `first..first + count` to the service's `receive` from `concurrency` tasks
 /// in this process: the acknowledgement without HTTP. Returns the elapsed time.
 async fn receive_directly(
     telegram: Arc<TelegramService>,
     secret: &str,
     first: usize,
     count: usize,
+    concurrency: usize,
 ) -> anyhow::Result<Duration> {
     let next = Arc::new(AtomicUsize::new(first));
     let end = first + count;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency {
         let (telegram, next, secret) = (telegram.clone(), next.clone(), secret.to_owned());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -239,17 +314,37 @@ async fn receive_directly(
     Ok(started.elapsed())
 }
 
+/// Updates per statement between two readings of `TelegramService::webhook_statements`.
+fn mean_batch(before: (u64, u64), after: (u64, u64)) -> f64 {
+    (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64
+}
+
+/// How many updates of the bench's bot are stored.
+async fn service_updates(db: &avatar_platform::core::db::Db) -> anyhow::Result<u64> {
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        db.connection(),
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT count(*) AS n FROM telegram_updates WHERE bot_id = {BOT_ID}"),
+        ),
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("no count"))?;
+    Ok(u64::try_from(row.try_get::<i64>("", "n")?)?)
+}
+
 /// pgbench's single-row insert made by the app's own driver (SeaORM over sqlx, the app's pool)
-/// from `CONCURRENCY` tasks, `count` times: what the stack costs per statement, without the
+/// from `concurrency` tasks, `count` times: what the stack costs per statement, without the
 /// webhook's logic. Returns statements per second.
 async fn driver_insert_rate(
     db: &avatar_platform::core::db::Db,
     count: usize,
+    concurrency: usize,
 ) -> anyhow::Result<f64> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency {
         let (db, next) = (db.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < count {
@@ -276,7 +371,7 @@ async fn driver_insert_rate(
 
 /// pgbench's TPS for a statement of the webhook's shape (`service/webhook.rs`: the update
 /// and its fang task by one data-modifying CTE), with a real update as payload.
-fn pgbench_webhook_statement_tps(url: &str) -> anyhow::Result<f64> {
+fn pgbench_webhook_statement_tps(url: &str, clients: usize) -> anyhow::Result<f64> {
     // Pretty-printed (then on one line): pgbench would read `"is_bot":false` as a variable.
     let update = serde_json::to_string_pretty(&text_update(
         1,
@@ -295,7 +390,7 @@ fn pgbench_webhook_statement_tps(url: &str) -> anyhow::Result<f64> {
          SELECT gen_random_uuid(), '{{\"type\": \"telegram.handle_update\"}}', 'common', \
          now() FROM stored;\n"
     );
-    pgbench_tps(url, &script)
+    pgbench_tps(url, clients, &script)
 }
 
 async fn run(url: &str) -> anyhow::Result<()> {
@@ -314,22 +409,51 @@ async fn run(url: &str) -> anyhow::Result<()> {
     // Acknowledgements: no workers, so only the webhook's path is measured.
     let app = common::start_app_with(url, &env, 0).await?;
     let secret = set_up(&app.base, &llm, &telegram).await?;
-    post_updates(&app.base, &secret, 0, 200).await?; // warm-up
-    let elapsed = post_updates(&app.base, &secret, 1_000, ACKS).await?;
-    let acks = ACKS as f64 / elapsed.as_secs_f64();
-    let floor = http_floor(&app.base, ACKS).await?;
     let service = app.registry.get::<TelegramService>()?;
-    let direct = receive_directly(service, &secret, 20_000, ACKS).await?;
-    let direct = ACKS as f64 / direct.as_secs_f64();
+    let webhook = format!("{}/api/v1/telegram/webhook/{BOT_ID}", app.base);
+    post_updates(&app.base, &secret, 0, 200).await?; // warm-up
     sea_orm::ConnectionTrait::execute_unprepared(
         app.db.connection(),
         "CREATE TABLE bench_upserts (bot_id bigint, update_id bigint, payload jsonb, \
-         PRIMARY KEY (bot_id, update_id)); DELETE FROM fang_tasks",
+         PRIMARY KEY (bot_id, update_id))",
     )
     .await?;
-    let reference = pgbench_insert_tps(url)?;
-    let driver = driver_insert_rate(&app.db, ACKS * 4).await?;
-    let statement = pgbench_webhook_statement_tps(url)?;
+    let mut answered = 200;
+    for (round, connections) in [TELEGRAM_CONCURRENCY, CONCURRENCY].into_iter().enumerate() {
+        let before = service.webhook_statements();
+        let first = 100_000_000 * (round as u64 + 1);
+        let acks = wrk(&webhook, connections, &webhook_script(&secret, first)?)?;
+        let batch = mean_batch(before, service.webhook_statements());
+        answered += acks.requests;
+        let health = wrk(&format!("{}/health", app.base), connections, "")?;
+        let reference = pgbench_insert_tps(url, connections)?;
+        println!(
+            "webhook, wrk at {connections} connections: {:.0} acks/s, {batch:.1} updates per \
+             statement; pgbench INSERT ... ON CONFLICT at {connections} clients: {reference:.0} \
+             tps; ratio {:.2}; GET /health by the same wrk: {:.0} req/s (acks are {:.2} of it)",
+            acks.rate,
+            acks.rate / reference,
+            health.rate,
+            acks.rate / health.rate
+        );
+    }
+    // Every acknowledged update was stored (those wrk cut off at the end may be too).
+    let stored = service_updates(&app.db).await?;
+    anyhow::ensure!(
+        stored >= answered,
+        "{answered} updates acknowledged but {stored} stored"
+    );
+
+    let tasks = TELEGRAM_CONCURRENCY;
+    let before = service.webhook_statements();
+    let direct = receive_directly(service.clone(), &secret, 20_000, ACKS, tasks).await?;
+    let direct = ACKS as f64 / direct.as_secs_f64();
+    let direct_batch = mean_batch(before, service.webhook_statements());
+    sea_orm::ConnectionTrait::execute_unprepared(app.db.connection(), "DELETE FROM fang_tasks")
+        .await?;
+    let reference = pgbench_insert_tps(url, tasks)?;
+    let driver = driver_insert_rate(&app.db, ACKS, tasks).await?;
+    let statement = pgbench_webhook_statement_tps(url, tasks)?;
     // pgbench's rows are not updates of a connected bot, nor runnable tasks.
     sea_orm::ConnectionTrait::execute_unprepared(
         app.db.connection(),
@@ -337,21 +461,13 @@ async fn run(url: &str) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "webhook: {ACKS} updates from {CONCURRENCY} senders (in this process): {acks:.0} acks/s; \
-         pgbench INSERT ... ON CONFLICT at {CONCURRENCY} clients: {reference:.0} tps; \
-         ratio {:.2}; GET /health from the same senders: {floor:.0} req/s (acks are {:.2} of it)",
-        acks / reference,
-        acks / floor
-    );
-    println!(
-        "breakdown: receive() called in-process by {CONCURRENCY} tasks: {direct:.0}/s ({:.2} of \
-         pgbench's insert); the webhook's statement under pgbench: {statement:.0} tps ({:.2})",
+        "breakdown at {tasks}, against pgbench's insert at {tasks} clients ({reference:.0} tps): \
+         receive() called in-process: {direct:.0}/s ({:.2}; {direct_batch:.1} updates per \
+         statement); the webhook's statement under pgbench (one update each): {statement:.0} tps \
+         ({:.2}); pgbench's insert through the app's driver (SeaORM/sqlx pool): {driver:.0}/s \
+         ({:.2})",
         direct / reference,
-        statement / reference
-    );
-    println!(
-        "the same single-row insert through the app's driver (SeaORM/sqlx pool, {CONCURRENCY} \
-         tasks): {driver:.0}/s ({:.2} of pgbench's)",
+        statement / reference,
         driver / reference
     );
     app.stop().await;

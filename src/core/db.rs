@@ -22,6 +22,9 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// How long a pooled connection may sit idle before it is pinged on checkout.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
+
 /// Opens the connection pool.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(settings.url.expose_secret().to_owned());
@@ -30,6 +33,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .min_connections(settings.min_connections)
         .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+        // A connection in use is known to be alive; pinging it on every checkout would double
+        // the round trips of every query. Only one idle a while (which a restarted server or a
+        // proxy may have dropped) is checked first.
+        .test_before_acquire_if_idle_for(PING_IDLE_AFTER)
         .sqlx_logging(settings.log_statements)
         .sqlx_logging_level(tracing::log::LevelFilter::Debug);
     Database::connect(options).await

@@ -358,7 +358,9 @@ async fn the_webhook_checks_the_secret_and_answers_each_update_once_by_streamed_
         .await;
     bot.texts_ending(CHAT_ID, "Let's start over: this is a new conversation.")
         .await;
-    bot.deliver(&text_update(4, CHAT_ID, 42, "Ada", "New topic?"))
+    // A NUL the user typed comes as `\u0000`, which PostgreSQL's jsonb refuses: it is taken
+    // as U+FFFD rather than failing the update (and every retry of it) for good.
+    bot.deliver(&text_update(4, CHAT_ID, 42, "Ada", "New\u{0} topic?"))
         .await;
     eventually(Duration::from_secs(20), "the third answer", || async {
         let texts = bot.telegram.chat_texts(CHAT_ID);
@@ -369,6 +371,8 @@ async fn the_webhook_checks_the_secret_and_answers_each_update_once_by_streamed_
         }
     })
     .await;
+    let asked = bot.chat.llm.requests().last().unwrap().to_string();
+    assert!(asked.contains("New\u{fffd} topic?"), "{asked}");
     let conversations = bot.telegram_list("conversations").await;
     assert_eq!(conversations["total"], 2, "{conversations}");
 }

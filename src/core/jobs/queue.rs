@@ -99,20 +99,26 @@ pub async fn enqueue_in<C: ConnectionTrait>(
     Ok(id)
 }
 
-/// The `fang_tasks` row of `task` — `(id, metadata, task_type, scheduled_at)` — for a
-/// statement that inserts it along with the work it belongs to (`INSERT ... SELECT` from a
-/// data-modifying CTE: one round trip, all or nothing).
-pub fn task_row(
-    task: &dyn AsyncRunnable,
-    now: DateTime<Utc>,
-) -> Result<[sea_orm::Value; 4], DbErr> {
-    let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
-    Ok([
-        Uuid::new_v4().into(),
-        metadata.into(),
-        task.task_type().into(),
-        due_at(task, now).into(),
-    ])
+/// The `fang_tasks` row of a task, for a statement that inserts it along with the work it
+/// belongs to (`INSERT ... SELECT` from a data-modifying CTE: one round trip, all or nothing).
+/// Serialised, it is one element of a batch that such a statement unpacks with
+/// `jsonb_to_recordset`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewTask {
+    pub id: Uuid,
+    pub metadata: serde_json::Value,
+    pub task_type: String,
+    pub scheduled_at: DateTime<Utc>,
+}
+
+/// The row `task` would be enqueued as, due at once (`now`) unless it names its time.
+pub fn task_row(task: &dyn AsyncRunnable, now: DateTime<Utc>) -> Result<NewTask, DbErr> {
+    Ok(NewTask {
+        id: Uuid::new_v4(),
+        metadata: serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?,
+        task_type: task.task_type(),
+        scheduled_at: due_at(task, now),
+    })
 }
 
 /// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running (as

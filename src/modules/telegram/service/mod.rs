@@ -4,6 +4,7 @@
 
 mod handling;
 mod polling;
+mod store;
 mod streaming;
 mod webhook;
 
@@ -102,6 +103,9 @@ pub struct TelegramService {
     pacing: Arc<Pacing>,
     /// Webhook keys by bot id (`webhook.rs`).
     webhook_keys: std::sync::RwLock<std::collections::HashMap<i64, webhook::WebhookKey>>,
+    /// Writes webhook updates together (`store.rs`): one writer per thread, started by the
+    /// thread's first update, so that a call and its statement never wait on another thread.
+    acks: thread_local::ThreadLocal<store::AckWriter>,
 }
 
 /// Where the webhook secret of `bot_id` is sealed.
@@ -134,6 +138,7 @@ impl TelegramService {
             ),
             settings,
             webhook_keys: std::sync::RwLock::default(),
+            acks: thread_local::ThreadLocal::new(),
         }
     }
 

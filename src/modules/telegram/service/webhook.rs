@@ -4,18 +4,19 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
+use crate::core::error::Failure;
 use crate::core::ids::ProjectId;
-use crate::core::jobs::task_row;
 use crate::core::telegram::secret_matches;
 
 use super::super::domain::entities::bot;
 use super::super::domain::errors::TelegramError;
-use super::super::tasks::HandleUpdate;
+use super::store::{AckWriter, NewUpdate, store_batch};
 use super::{FilterByBot, TelegramService, failure, webhook_context};
 
 /// All the webhook reads of an update before storing it.
@@ -90,24 +91,36 @@ impl TelegramService {
                 }
             }
         };
-        let payload: serde_json::Value = serde_json::from_slice(body)
+        // Checked as JSON and kept as received: stored as it came, never parsed into a tree.
+        let payload: Box<RawValue> = serde_json::from_slice(body)
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
-        let update = UpdateId::deserialize(&payload)
+        let update: UpdateId = serde_json::from_str(payload.get())
             .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
-        let stored = store_update(
-            self.db.connection(),
-            bot_id,
-            key.project_id,
-            update.update_id,
-            payload,
-            self.clock.now(),
-        )
-        .await?;
-        Ok(if stored {
+        let new = self
+            .acks
+            .get_or(|| AckWriter::start(self.db.clone()))
+            .store(NewUpdate {
+                bot_id,
+                update_id: update.update_id,
+                project_id: key.project_id,
+                payload,
+                received_at: self.clock.now(),
+            })
+            .await?;
+        Ok(if new {
             Received::Stored
         } else {
             Received::Duplicate
         })
+    }
+
+    /// How many statements this process's webhook calls were stored by, and how many updates
+    /// those carried (their ratio is the mean batch).
+    pub fn webhook_statements(&self) -> (u64, u64) {
+        self.acks
+            .iter()
+            .map(AckWriter::stats)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     }
 
     /// The webhook key of `bot_id` (none: unknown, or polling).
@@ -149,14 +162,24 @@ impl TelegramService {
         updates: &[(i64, serde_json::Value)],
         next_offset: Option<i64>,
     ) -> Result<u64, TelegramError> {
-        let now = self.clock.now();
-        let uow = self.db.begin().await?;
-        let mut stored = 0;
+        let received_at = self.clock.now();
+        let mut batch = Vec::with_capacity(updates.len());
+        let mut seen = std::collections::HashSet::new();
         for (update_id, payload) in updates {
-            let new =
-                store_update(&*uow, bot_id, project_id, *update_id, payload.clone(), now).await?;
-            stored += u64::from(new);
+            // getUpdates never repeats one, but a repeat must not fail the batch.
+            if seen.insert(*update_id) {
+                batch.push(NewUpdate {
+                    bot_id,
+                    update_id: *update_id,
+                    project_id,
+                    payload: serde_json::value::to_raw_value(payload)
+                        .map_err(|error| failure(Failure::internal(error)))?,
+                    received_at,
+                });
+            }
         }
+        let uow = self.db.begin().await?;
+        let stored = store_batch(&*uow, &batch).await?.len() as u64;
         if let Some(offset) = next_offset {
             uow.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -189,40 +212,4 @@ impl TelegramService {
         self.pacing.forget_idle();
         Ok(deleted)
     }
-}
-
-/// Stores an update not seen before with its handling job — one statement (a data-modifying
-/// CTE), on `conn` (a transaction, or the pool). Returns whether it was new.
-async fn store_update(
-    conn: &impl ConnectionTrait,
-    bot_id: i64,
-    project_id: ProjectId,
-    update_id: i64,
-    payload: serde_json::Value,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, sea_orm::DbErr> {
-    let task = HandleUpdate { bot_id, update_id };
-    let mut values: Vec<sea_orm::Value> = vec![
-        bot_id.into(),
-        update_id.into(),
-        project_id.into(),
-        payload.into(),
-        now.into(),
-    ];
-    values.extend(task_row(&task, now)?);
-    let stored = conn
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "WITH stored AS ( \
-                 INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
-                     received_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT DO NOTHING RETURNING 1 \
-             ) \
-             INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-             SELECT $6, $7, $8, $9 FROM stored",
-            values,
-        ))
-        .await?
-        .rows_affected();
-    Ok(stored > 0)
 }

@@ -1,0 +1,287 @@
+//! Storing updates, each with its handling job, once per (bot, `update_id`): many by one
+//! statement. Webhook calls that arrive together are written together by the [`AckWriter`];
+//! a polling batch is one statement in its transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::core::db::Db;
+use crate::core::ids::ProjectId;
+use crate::core::jobs::task_row;
+
+use super::super::tasks::HandleUpdate;
+
+/// An update to store: whose it is and its JSON as received.
+pub(super) struct NewUpdate {
+    pub bot_id: i64,
+    pub update_id: i64,
+    pub project_id: ProjectId,
+    pub payload: Box<RawValue>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One element of the statement's batch; `payload` goes as received, never re-parsed here.
+#[derive(Serialize)]
+struct Row<'a> {
+    bot_id: i64,
+    update_id: i64,
+    project_id: ProjectId,
+    payload: &'a RawValue,
+    received_at: DateTime<Utc>,
+    task_id: uuid::Uuid,
+    metadata: serde_json::Value,
+    task_type: String,
+    scheduled_at: DateTime<Utc>,
+}
+
+/// Stores the updates not seen before, each with its handling job, by one statement on `conn`
+/// (a transaction, or the pool): all or nothing. `updates` must not repeat a (bot,
+/// `update_id`). Returns those that were new.
+pub(super) async fn store_batch(
+    conn: &impl ConnectionTrait,
+    updates: &[NewUpdate],
+) -> Result<HashSet<(i64, i64)>, DbErr> {
+    let mut rows = Vec::with_capacity(updates.len());
+    for update in updates {
+        let task = HandleUpdate {
+            bot_id: update.bot_id,
+            update_id: update.update_id,
+        };
+        let task = task_row(&task, update.received_at)?;
+        rows.push(Row {
+            bot_id: update.bot_id,
+            update_id: update.update_id,
+            project_id: update.project_id,
+            payload: &update.payload,
+            received_at: update.received_at,
+            task_id: task.id,
+            metadata: task.metadata,
+            task_type: task.task_type,
+            scheduled_at: task.scheduled_at,
+        });
+    }
+    let batch = serde_json::to_string(&rows).map_err(|error| DbErr::Custom(error.to_string()))?;
+    let batch = without_nul(batch);
+    let stored = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH input AS ( \
+                 SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(bot_id bigint, \
+                     update_id bigint, project_id uuid, payload jsonb, received_at timestamptz, \
+                     task_id uuid, metadata jsonb, task_type varchar, scheduled_at timestamptz) \
+             ), stored AS ( \
+                 INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
+                     received_at) \
+                 SELECT bot_id, update_id, project_id, payload, received_at FROM input \
+                 ON CONFLICT DO NOTHING RETURNING bot_id, update_id \
+             ), tasks AS ( \
+                 INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+                 SELECT task_id, metadata, task_type, scheduled_at \
+                 FROM input JOIN stored USING (bot_id, update_id) \
+             ) \
+             SELECT bot_id, update_id FROM stored",
+            [batch.into()],
+        ))
+        .await?;
+    stored
+        .iter()
+        .map(|row| Ok((row.try_get("", "bot_id")?, row.try_get("", "update_id")?)))
+        .collect()
+}
+
+/// `json` with every `\u0000` escape made `\ufffd`. PostgreSQL's jsonb cannot hold U+0000,
+/// which Telegram sends that way when a user types it; refused, the update would fail again
+/// at every retry. (An escaped backslash followed by `u0000` is text, and stays.)
+fn without_nul(json: String) -> String {
+    if !json.contains("\\u0000") {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json.as_str();
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        let length = if escape.starts_with("\\u0000") {
+            out.push_str("\\ufffd");
+            6
+        } else {
+            // `\` and the character it escapes (for `\uXXXX`, the digits follow as text).
+            let length = 1 + escape[1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&escape[..length]);
+            length
+        };
+        rest = &escape[length..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How many statements in flight at most. Two cores' worth of PostgreSQL is busy with a few;
+/// more would only take connections from the rest of the app.
+const FLUSHES: usize = 8;
+/// The most updates one statement carries.
+const MAX_BATCH: usize = 256;
+
+/// A webhook call waiting for its update to be stored: whether it was new.
+struct Pending {
+    update: NewUpdate,
+    reply: oneshot::Sender<Result<bool, DbErr>>,
+}
+
+/// Webhook calls' updates, stored together. Each call queues its update and is answered once
+/// the statement that stores it has committed. Up to [`FLUSHES`] statements run at once;
+/// updates that arrive meanwhile wait and go together in the next. So with no load an update
+/// goes alone at once (there is no timer), and under load a statement carries what arrived
+/// during one round trip. If a statement fails, its updates are stored one by one, so that
+/// one update PostgreSQL refuses fails only its own call.
+pub(super) struct AckWriter {
+    queue: mpsc::UnboundedSender<Pending>,
+    stats: Arc<AckStats>,
+}
+
+#[derive(Default)]
+struct AckStats {
+    statements: AtomicU64,
+    updates: AtomicU64,
+}
+
+impl AckWriter {
+    /// Starts the writer's task (on the current runtime); it ends when the writer is dropped.
+    pub(super) fn start(db: Db) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        let stats = Arc::new(AckStats::default());
+        tokio::spawn(run(db, pending, stats.clone()));
+        AckWriter { queue, stats }
+    }
+
+    /// Stores `update` with the next statement; whether it was new.
+    pub(super) async fn store(&self, update: NewUpdate) -> Result<bool, DbErr> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || DbErr::Custom("the webhook writer stopped".to_owned());
+        self.queue
+            .send(Pending { update, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// (statements run, updates they carried) since start.
+    pub(super) fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.statements.load(Ordering::Relaxed),
+            self.stats.updates.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn run(db: Db, mut pending: mpsc::UnboundedReceiver<Pending>, stats: Arc<AckStats>) {
+    let flushes = Arc::new(Semaphore::new(FLUSHES));
+    loop {
+        let Ok(permit) = flushes.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = pending.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (db, stats) = (db.clone(), stats.clone());
+        tokio::spawn(async move {
+            flush(&db, batch, &stats).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One statement for `batch` (an update sent twice in it goes once), then every call
+/// answered; if the statement fails, each update alone.
+async fn flush(db: &Db, batch: Vec<Pending>, stats: &AckStats) {
+    let mut updates = Vec::with_capacity(batch.len());
+    let mut replies: Vec<Vec<oneshot::Sender<Result<bool, DbErr>>>> = Vec::new();
+    let mut seen: HashMap<(i64, i64), usize> = HashMap::new();
+    for Pending { update, reply } in batch {
+        let key = (update.bot_id, update.update_id);
+        match seen.get(&key) {
+            Some(&index) => replies[index].push(reply),
+            None => {
+                seen.insert(key, updates.len());
+                updates.push(update);
+                replies.push(vec![reply]);
+            }
+        }
+    }
+    stats.statements.fetch_add(1, Ordering::Relaxed);
+    stats
+        .updates
+        .fetch_add(updates.len() as u64, Ordering::Relaxed);
+    match store_batch(db.connection(), &updates).await {
+        Ok(stored) => {
+            for (update, replies) in updates.iter().zip(replies) {
+                let new = stored.contains(&(update.bot_id, update.update_id));
+                answer(replies, Ok(new));
+            }
+        }
+        Err(error) if updates.len() == 1 => {
+            answer(replies.into_iter().next().unwrap_or_default(), Err(error));
+        }
+        Err(error) => {
+            tracing::warn!(%error, updates = updates.len(), "storing webhook updates together failed; storing each alone");
+            for (update, replies) in updates.into_iter().zip(replies) {
+                let key = (update.bot_id, update.update_id);
+                let alone = store_batch(db.connection(), std::slice::from_ref(&update)).await;
+                answer(replies, alone.map(|stored| stored.contains(&key)));
+            }
+        }
+    }
+}
+
+/// Answers the calls that sent one update: the first learns whether it was new, the others
+/// (the same update sent again while it was queued) that it was not.
+fn answer(replies: Vec<oneshot::Sender<Result<bool, DbErr>>>, result: Result<bool, DbErr>) {
+    let mut replies = replies.into_iter();
+    let repeated = match &result {
+        Ok(_) => Ok(false),
+        Err(error) => Err(DbErr::Custom(error.to_string())),
+    };
+    if let Some(first) = replies.next() {
+        // A call that went away (its client hung up) no longer needs its answer.
+        let _ = first.send(result);
+    }
+    for reply in replies {
+        let _ = reply.send(match &repeated {
+            Ok(new) => Ok(*new),
+            Err(error) => Err(DbErr::Custom(error.to_string())),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_nul;
+
+    #[test]
+    fn nul_escapes_become_replacement_characters_and_nothing_else_changes() {
+        let json = serde_json::to_string(&serde_json::json!({
+            "text": "a\u{0}b \\u0000 c\u{1}\"",
+            "other": "\u{e9}\\",
+        }))
+        .unwrap();
+        let cleaned = without_nul(json.clone());
+        let value: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
+        assert_eq!(value["text"], "a\u{fffd}b \\u0000 c\u{1}\"");
+        assert_eq!(value["other"], "\u{e9}\\");
+        let plain = r#"{"text": "no escapes at all"}"#.to_owned();
+        assert_eq!(without_nul(plain.clone()), plain);
+    }
+}

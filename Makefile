@@ -12,7 +12,7 @@ BIN := target/debug/avatar-platform
 WITH_SERVICES := set -a; . $(DATA_DIR)/services.env; set +a;
 
 .PHONY: help setup tools services services-test run dev worker migrate makemigration \
-        openapi build test test-unit test-int lint fmt bench clean services-down
+        openapi build test test-unit test-int lint fmt bench bench-tools clean services-down
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -72,7 +72,10 @@ lint: ## formatting and clippy, warnings are errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: tools services-test ## benchmarks (results in docs/benchmarks.md)
+bench-tools: ## install the benchmarks' tools (wrk) when missing
+	@scripts/ensure-tools.sh --bench
+
+bench: tools bench-tools services-test ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform
 	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval

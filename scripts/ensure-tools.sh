@@ -6,6 +6,7 @@
 #   we are root with apt-get.
 # - a C compiler driver (cc), which rustc links through and which passes -fuse-ld=mold on.
 # - cargo-nextest is deliberately NOT required: the project uses plain `cargo test`.
+# - with --bench: wrk, the HTTP load generator of the benchmarks (`make bench`).
 set -euo pipefail
 
 note() { printf 'ensure-tools: %s\n' "$*" >&2; }
@@ -43,4 +44,12 @@ if ! command -v mold >/dev/null 2>&1; then
         note "mold is not available, but .cargo/config.toml links with -fuse-ld=mold."
         note "  Use the default linker instead with: export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS=\"\""
     fi
+fi
+
+if [[ ${1:-} == --bench ]] && ! command -v wrk >/dev/null 2>&1; then
+    if can_apt; then
+        note "installing wrk (apt-get)"
+        apt_install wrk || true
+    fi
+    command -v wrk >/dev/null 2>&1 || note "wrk is not available: the Telegram benchmark needs it"
 fi

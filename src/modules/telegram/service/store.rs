@@ -277,7 +277,7 @@ mod tests {
             "other": "\u{e9}\\",
         }))
         .unwrap();
-        let cleaned = without_nul(json.clone());
+        let cleaned = without_nul(json);
         let value: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
         assert_eq!(value["text"], "a\u{fffd}b \\u0000 c\u{1}\"");
         assert_eq!(value["other"], "\u{e9}\\");

@@ -369,7 +369,7 @@ async fn driver_insert_rate(
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-/// pgbench's TPS for a statement of the webhook's shape (`service/webhook.rs`: the update
+/// pgbench's TPS for a statement of the webhook's shape (`service/store.rs`: the update
 /// and its fang task by one data-modifying CTE), with a real update as payload.
 fn pgbench_webhook_statement_tps(url: &str, clients: usize) -> anyhow::Result<f64> {
     // Pretty-printed (then on one line): pgbench would read `"is_bot":false` as a variable.

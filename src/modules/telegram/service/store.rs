@@ -3,8 +3,8 @@
 //! a polling batch is one statement in its transaction.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -142,7 +142,10 @@ struct Pending {
 /// during one round trip. If a statement fails, its updates are stored one by one, so that
 /// one update PostgreSQL refuses fails only its own call.
 pub(super) struct AckWriter {
-    queue: mpsc::UnboundedSender<Pending>,
+    db: Db,
+    /// To the writer's task. Replaced when that task is gone: a thread's runtime that ends
+    /// takes its tasks with it, and a new thread may be handed this thread's writer.
+    queue: Mutex<mpsc::UnboundedSender<Pending>>,
     stats: Arc<AckStats>,
 }
 
@@ -155,19 +158,22 @@ struct AckStats {
 impl AckWriter {
     /// Starts the writer's task (on the current runtime); it ends when the writer is dropped.
     pub(super) fn start(db: Db) -> Self {
-        let (queue, pending) = mpsc::unbounded_channel();
         let stats = Arc::new(AckStats::default());
-        tokio::spawn(run(db, pending, stats.clone()));
-        AckWriter { queue, stats }
+        let queue = Mutex::new(spawn_writer(&db, &stats));
+        AckWriter { db, queue, stats }
     }
 
     /// Stores `update` with the next statement; whether it was new.
     pub(super) async fn store(&self, update: NewUpdate) -> Result<bool, DbErr> {
         let (reply, answer) = oneshot::channel();
         let gone = || DbErr::Custom("the webhook writer stopped".to_owned());
-        self.queue
-            .send(Pending { update, reply })
-            .map_err(|_| gone())?;
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.is_closed() {
+                *queue = spawn_writer(&self.db, &self.stats);
+            }
+            queue.send(Pending { update, reply }).map_err(|_| gone())?;
+        }
         answer.await.map_err(|_| gone())?
     }
 
@@ -178,6 +184,12 @@ impl AckWriter {
             self.stats.updates.load(Ordering::Relaxed),
         )
     }
+}
+
+fn spawn_writer(db: &Db, stats: &Arc<AckStats>) -> mpsc::UnboundedSender<Pending> {
+    let (queue, pending) = mpsc::unbounded_channel();
+    tokio::spawn(run(db.clone(), pending, stats.clone()));
+    queue
 }
 
 async fn run(db: Db, mut pending: mpsc::UnboundedReceiver<Pending>, stats: Arc<AckStats>) {

@@ -56,8 +56,9 @@ impl TelegramService {
         self.settings.webhook_max_body_bytes
     }
 
-    /// Stores an update sent to `bot_id`'s webhook and enqueues its handling — one statement
-    /// (and, with the bot's key in memory, one round trip).
+    /// Stores an update sent to `bot_id`'s webhook and enqueues its handling: one statement,
+    /// shared with the calls this thread receives meanwhile (`store.rs`); with the bot's key
+    /// in memory, nothing else.
     pub async fn receive(
         &self,
         bot_id: i64,

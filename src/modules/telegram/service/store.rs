@@ -123,9 +123,10 @@ fn without_nul(json: String) -> String {
     out
 }
 
-/// How many statements in flight at most. Two cores' worth of PostgreSQL is busy with a few;
-/// more would only take connections from the rest of the app.
-const FLUSHES: usize = 8;
+/// How many statements one thread's writer runs at once. Each holds a pooled connection, and
+/// every HTTP worker thread has a writer: a flood of updates must leave the pool
+/// (`database.max_connections`, 20 by default) to the rest of the app.
+const FLUSHES: usize = 4;
 /// The most updates one statement carries.
 const MAX_BATCH: usize = 256;
 

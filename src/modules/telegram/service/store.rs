@@ -2,7 +2,7 @@
 //! statement. Webhook calls that arrive together are written together by the [`AckWriter`];
 //! a polling batch is one statement in its transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -42,8 +42,8 @@ struct Row<'a> {
 }
 
 /// Stores the updates not seen before, each with its handling job, by one statement on `conn`
-/// (a transaction, or the pool): all or nothing. `updates` must not repeat a (bot,
-/// `update_id`). Returns those that were new.
+/// (a transaction, or the pool): all or nothing. An update `updates` holds twice is stored
+/// once. Returns those that were new.
 pub(super) async fn store_batch(
     conn: &impl ConnectionTrait,
     updates: &[NewUpdate],
@@ -73,7 +73,8 @@ pub(super) async fn store_batch(
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "WITH input AS ( \
-                 SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(bot_id bigint, \
+                 SELECT DISTINCT ON (bot_id, update_id) * \
+                 FROM jsonb_to_recordset($1::jsonb) AS t(bot_id bigint, \
                      update_id bigint, project_id uuid, payload jsonb, received_at timestamptz, \
                      task_id uuid, metadata jsonb, task_type varchar, scheduled_at timestamptz) \
              ), stored AS ( \
@@ -112,7 +113,7 @@ fn without_nul(json: String) -> String {
             out.push_str("\\ufffd");
             6
         } else {
-            // `\` and the character it escapes (for `\uXXXX`, the digits follow as text).
+            // `\` and the one character it escapes; a `\u` escape's hex digits follow as text.
             let length = 1 + escape[1..].chars().next().map_or(0, char::len_utf8);
             out.push_str(&escape[..length]);
             length
@@ -217,65 +218,36 @@ async fn run(db: Db, mut pending: mpsc::UnboundedReceiver<Pending>, stats: Arc<A
     }
 }
 
-/// One statement for `batch` (an update sent twice in it goes once), then every call
-/// answered; if the statement fails, each update alone.
+/// One statement for `batch`, then every call answered; if the statement fails, each update
+/// alone. Of the calls that sent the same update, only the first can learn it was new.
 async fn flush(db: &Db, batch: Vec<Pending>, stats: &AckStats) {
-    let mut updates = Vec::with_capacity(batch.len());
-    let mut replies: Vec<Vec<oneshot::Sender<Result<bool, DbErr>>>> = Vec::new();
-    let mut seen: HashMap<(i64, i64), usize> = HashMap::new();
-    for Pending { update, reply } in batch {
-        let key = (update.bot_id, update.update_id);
-        match seen.get(&key) {
-            Some(&index) => replies[index].push(reply),
-            None => {
-                seen.insert(key, updates.len());
-                updates.push(update);
-                replies.push(vec![reply]);
-            }
-        }
-    }
     stats.statements.fetch_add(1, Ordering::Relaxed);
     stats
         .updates
-        .fetch_add(updates.len() as u64, Ordering::Relaxed);
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let (updates, replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|Pending { update, reply }| (update, reply))
+        .unzip();
+    // A call that went away (its client hung up) no longer needs its answer.
     match store_batch(db.connection(), &updates).await {
-        Ok(stored) => {
-            for (update, replies) in updates.iter().zip(replies) {
-                let new = stored.contains(&(update.bot_id, update.update_id));
-                answer(replies, Ok(new));
+        Ok(mut stored) => {
+            for (update, reply) in updates.iter().zip(replies) {
+                let _ = reply.send(Ok(stored.remove(&(update.bot_id, update.update_id))));
             }
         }
         Err(error) if updates.len() == 1 => {
-            answer(replies.into_iter().next().unwrap_or_default(), Err(error));
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(error));
+            }
         }
         Err(error) => {
             tracing::warn!(%error, updates = updates.len(), "storing webhook updates together failed; storing each alone");
-            for (update, replies) in updates.into_iter().zip(replies) {
-                let key = (update.bot_id, update.update_id);
-                let alone = store_batch(db.connection(), std::slice::from_ref(&update)).await;
-                answer(replies, alone.map(|stored| stored.contains(&key)));
+            for (update, reply) in updates.iter().zip(replies) {
+                let alone = store_batch(db.connection(), std::slice::from_ref(update)).await;
+                let _ = reply.send(alone.map(|stored| !stored.is_empty()));
             }
         }
-    }
-}
-
-/// Answers the calls that sent one update: the first learns whether it was new, the others
-/// (the same update sent again while it was queued) that it was not.
-fn answer(replies: Vec<oneshot::Sender<Result<bool, DbErr>>>, result: Result<bool, DbErr>) {
-    let mut replies = replies.into_iter();
-    let repeated = match &result {
-        Ok(_) => Ok(false),
-        Err(error) => Err(DbErr::Custom(error.to_string())),
-    };
-    if let Some(first) = replies.next() {
-        // A call that went away (its client hung up) no longer needs its answer.
-        let _ = first.send(result);
-    }
-    for reply in replies {
-        let _ = reply.send(match &repeated {
-            Ok(new) => Ok(*new),
-            Err(error) => Err(DbErr::Custom(error.to_string())),
-        });
     }
 }
 

@@ -164,21 +164,19 @@ impl TelegramService {
         next_offset: Option<i64>,
     ) -> Result<u64, TelegramError> {
         let received_at = self.clock.now();
-        let mut batch = Vec::with_capacity(updates.len());
-        let mut seen = std::collections::HashSet::new();
-        for (update_id, payload) in updates {
-            // getUpdates never repeats one, but a repeat must not fail the batch.
-            if seen.insert(*update_id) {
-                batch.push(NewUpdate {
+        let batch = updates
+            .iter()
+            .map(|(update_id, payload)| {
+                Ok(NewUpdate {
                     bot_id,
                     update_id: *update_id,
                     project_id,
                     payload: serde_json::value::to_raw_value(payload)
                         .map_err(|error| failure(Failure::internal(error)))?,
                     received_at,
-                });
-            }
-        }
+                })
+            })
+            .collect::<Result<Vec<_>, TelegramError>>()?;
         let uow = self.db.begin().await?;
         let stored = store_batch(&*uow, &batch).await?.len() as u64;
         if let Some(offset) = next_offset {

@@ -370,7 +370,7 @@ async fn driver_insert_rate(
 }
 
 /// pgbench's TPS for a statement of the webhook's shape (`service/store.rs`: the update
-/// and its fang task by one data-modifying CTE), with a real update as payload.
+/// and its job by one data-modifying CTE) carrying one update, with a real one as payload.
 fn pgbench_webhook_statement_tps(url: &str, clients: usize) -> anyhow::Result<f64> {
     // Pretty-printed (then on one line): pgbench would read `"is_bot":false` as a variable.
     let update = serde_json::to_string_pretty(&text_update(
@@ -387,7 +387,7 @@ fn pgbench_webhook_statement_tps(url: &str, clients: usize) -> anyhow::Result<f6
          received_at) VALUES (1, :k, gen_random_uuid(), '{update}', now()) \
          ON CONFLICT DO NOTHING RETURNING 1) \
          INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-         SELECT gen_random_uuid(), '{{\"type\": \"telegram.handle_update\"}}', 'common', \
+         SELECT gen_random_uuid(), '{{\"type\": \"telegram.handle_updates\"}}', 'common', \
          now() FROM stored;\n"
     );
     pgbench_tps(url, clients, &script)

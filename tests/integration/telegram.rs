@@ -557,11 +557,28 @@ async fn polling_bots_have_one_poller_across_processes_and_restarts_lose_or_repe
     // Both stop; updates arrive meanwhile; a new process takes over from the stored offset.
     first.stop().await;
     second.stop().await;
-    telegram.queue_updates(&token, chats(4..6));
+    // One chat's messages, polled in one batch, are answered in the order they were written.
+    let talkative = CHAT_ID + 9;
+    let mut queued = chats(4..6);
+    queued.extend([
+        text_update(6, talkative, 49, "Bo", "/help"),
+        text_update(7, talkative, 49, "Bo", "/reset"),
+        text_update(8, talkative, 49, "Bo", "/start"),
+    ]);
+    telegram.queue_updates(&token, queued);
     let third = spawn_worker(&url, &polling).await;
     for n in 4..6 {
         answered_once(&telegram, CHAT_ID + n).await;
     }
+    eventually(Duration::from_secs(20), "three replies", || async {
+        let texts = telegram.chat_texts(talkative);
+        if texts.len() == 3 { Ok(()) } else { Err(texts) }
+    })
+    .await;
+    let texts = telegram.chat_texts(talkative);
+    assert!(texts[0].contains("/reset"), "the help first: {texts:?}");
+    assert!(texts[1].contains("new conversation"), "{texts:?}");
+    assert!(texts[2].starts_with("Hello!"), "the greeting last: {texts:?}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for n in 1..6 {
         assert_eq!(

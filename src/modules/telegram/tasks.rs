@@ -1,4 +1,4 @@
-//! The telegram module's fang tasks. They carry ids only; the update row's claim lets one run
+//! The telegram module's fang tasks. They carry ids only; each update row's claim lets one run
 //! through when fang runs a task twice. The maintenance task deletes handled updates once
 //! `telegram.update_retention_secs` have passed.
 
@@ -13,7 +13,30 @@ use crate::core::jobs::{JobContext, task_error};
 
 use super::service::TelegramService;
 
-/// Answers one update.
+/// Answers the updates stored together (by one webhook statement or one polling batch), as
+/// `(bot_id, update_id)`: a chat's in order, different chats at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandleUpdates {
+    pub updates: Vec<(i64, i64)>,
+}
+
+#[typetag::serde(name = "telegram.handle_updates")]
+#[async_trait]
+impl AsyncRunnable for HandleUpdates {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        service(&context)?
+            .handle_all(&self.updates)
+            .await
+            .map_err(task_error)
+    }
+
+    fn max_retries(&self) -> i32 {
+        3
+    }
+}
+
+/// Answers one update: the task of earlier versions, still run for those queued by them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HandleUpdate {
     pub bot_id: i64,

@@ -1,14 +1,16 @@
-//! Answering an update (the `telegram.handle_update` job): the update claimed (fang may run a
-//! task twice), the message read — commands, text, anything else — the end user found or
+//! Answering updates (the `telegram.handle_updates` job): a chat's updates in order, different
+//! chats at once; each update claimed (fang may run a task twice), the message read — commands, text, anything else — the end user found or
 //! created by their Telegram user id, the avatar's answer streamed into the chat, and the
 //! chat's conversation remembered. Refusals (a blocked end user, an exhausted budget, a
 //! disabled avatar) become a polite message, never silence; failures are recorded in the bot's
 //! `last_error` and never retried into duplicate answers.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Duration as TimeDelta;
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
+use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
 use crate::core::auth::Actor;
@@ -26,6 +28,8 @@ use super::streaming::{Delivered, Relay};
 
 /// How long a claim on an update holds (longer than any answer takes).
 const CLAIM: TimeDelta = TimeDelta::minutes(10);
+/// How many chats one job answers at once.
+const CHATS_AT_ONCE: usize = 8;
 
 pub const DEFAULT_GREETING: &str = "Hello! Ask me anything — I answer from what I was given.";
 pub const HELP: &str = "Write your question and I will answer it.\n\n\
@@ -43,6 +47,14 @@ const FAILED: &str = "Sorry, I could not answer just now. Please try again.";
 struct Claimed {
     project_id: ProjectId,
     payload: Value,
+}
+
+/// An update not handled yet, and the chat it was written in (if it is a message).
+#[derive(FromQueryResult)]
+struct Waiting {
+    bot_id: i64,
+    update_id: i64,
+    chat: Option<String>,
 }
 
 #[derive(FromQueryResult)]
@@ -79,7 +91,66 @@ fn request<'a>(text: &'a str, username: &str) -> Option<Request<'a>> {
     })
 }
 
+/// `waiting` (in order) as one list per chat, each in order; an update that is not a message
+/// is a list of its own.
+fn by_chat(waiting: Vec<Waiting>) -> Vec<Vec<(i64, i64)>> {
+    let mut chats: Vec<Vec<(i64, i64)>> = Vec::new();
+    let mut index = HashMap::new();
+    for Waiting {
+        bot_id,
+        update_id,
+        chat,
+    } in waiting
+    {
+        let at = match chat {
+            Some(chat) => *index.entry((bot_id, chat)).or_insert_with(|| {
+                chats.push(Vec::new());
+                chats.len() - 1
+            }),
+            None => {
+                chats.push(Vec::new());
+                chats.len() - 1
+            }
+        };
+        chats[at].push((bot_id, update_id));
+    }
+    chats
+}
+
 impl TelegramService {
+    /// Handles the stored updates `keys` (`(bot_id, update_id)`), each once: a chat's in the
+    /// order Telegram numbered them, up to [`CHATS_AT_ONCE`] chats at once. If one fails (the
+    /// database), its chat's later updates wait with it for the job's retry.
+    pub async fn handle_all(&self, keys: &[(i64, i64)]) -> Result<(), TelegramError> {
+        let keys: Value = keys
+            .iter()
+            .map(|(bot_id, update_id)| serde_json::json!([bot_id, update_id]))
+            .collect();
+        let waiting = Waiting::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT u.bot_id, u.update_id, u.payload #>> '{message,chat,id}' AS chat \
+             FROM jsonb_array_elements($1::jsonb) AS k \
+             JOIN telegram_updates u \
+               ON u.bot_id = (k->>0)::bigint AND u.update_id = (k->>1)::bigint \
+             WHERE u.handled_at IS NULL \
+             ORDER BY u.bot_id, u.update_id",
+            [keys.into()],
+        ))
+        .all(self.db.connection())
+        .await?;
+        let answered: Vec<Result<(), TelegramError>> = stream::iter(by_chat(waiting))
+            .map(|chat| async move {
+                for (bot_id, update_id) in chat {
+                    self.handle(bot_id, update_id).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(CHATS_AT_ONCE)
+            .collect()
+            .await;
+        answered.into_iter().collect()
+    }
+
     /// Handles the stored update `update_id` of `bot_id`, once.
     pub async fn handle(&self, bot_id: i64, update_id: i64) -> Result<(), TelegramError> {
         let now = self.clock.now();
@@ -440,7 +511,34 @@ fn refusal(error: &ChatError) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{Request, request};
+    use super::{Request, Waiting, by_chat, request};
+
+    #[test]
+    fn updates_are_grouped_by_bot_and_chat_in_order() {
+        let waiting = |bot_id, update_id, chat: Option<&str>| Waiting {
+            bot_id,
+            update_id,
+            chat: chat.map(str::to_owned),
+        };
+        let chats = by_chat(vec![
+            waiting(1, 10, Some("7")),
+            waiting(1, 11, Some("8")),
+            waiting(1, 12, None),
+            waiting(1, 13, Some("7")),
+            waiting(1, 14, None),
+            waiting(2, 5, Some("7")),
+        ]);
+        assert_eq!(
+            chats,
+            vec![
+                vec![(1, 10), (1, 13)],
+                vec![(1, 11)],
+                vec![(1, 12)],
+                vec![(1, 14)],
+                vec![(2, 5)],
+            ]
+        );
+    }
 
     #[test]
     fn commands_are_read_with_or_without_the_bot_s_name() {

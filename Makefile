@@ -11,7 +11,7 @@ BIN := target/debug/avatar-platform
 # Loads the service URLs that scripts/services.sh wrote.
 WITH_SERVICES := set -a; . $(DATA_DIR)/services.env; set +a;
 
-.PHONY: help setup tools services services-test run dev worker migrate makemigration \
+.PHONY: help setup tools embedder services services-test run dev worker migrate makemigration \
         openapi build test test-unit test-int lint fmt bench bench-tools clean services-down
 
 help:
@@ -29,7 +29,10 @@ services-test: ## as services, and make sure a real Redis runs
 services-down: ## stop the services this project started
 	@scripts/services.sh down
 
-setup: tools services ## tools and services
+embedder: ## install the local embedding model and ONNX Runtime into .tools/embedder (once)
+	@scripts/embedder.sh
+
+setup: tools services embedder ## tools, services and the local embedding model
 
 build: tools ## build the binary (debug)
 	$(CARGO) build --bin avatar-platform
@@ -56,13 +59,13 @@ openapi: build ## print the OpenAPI document
 	@$(BIN) openapi
 
 # Benchmarks are not tests (`make bench` runs them in release): --lib --bins --tests only.
-test: tools services-test ## every test: unit and integration, against real services
+test: tools services-test embedder ## every test: unit and integration, against real services
 	@$(WITH_SERVICES) $(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 
-test-unit: tools ## fast tests that need no server
+test-unit: tools embedder ## fast tests that need no server
 	$(CARGO) test --lib --test unit
 
-test-int: tools services-test ## integration tests only
+test-int: tools services-test embedder ## integration tests only
 	@$(WITH_SERVICES) $(CARGO) test --test integration --no-fail-fast
 
 lint: ## formatting and clippy, warnings are errors
@@ -75,7 +78,7 @@ fmt: ## format the code
 bench-tools: ## install the benchmarks' tools (wrk) when missing
 	@scripts/ensure-tools.sh --bench
 
-bench: tools bench-tools services-test ## benchmarks (results in docs/benchmarks.md)
+bench: tools bench-tools services-test embedder ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform
 	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval

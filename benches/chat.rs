@@ -18,7 +18,7 @@ mod fake_openai;
 
 use std::time::{Duration, Instant};
 
-use avatar_platform::core::embeddings::LocalEmbedder;
+use avatar_platform::core::embeddings::LexicalEmbedder;
 use avatar_platform::modules::documents::testkit::vector_index;
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
@@ -136,7 +136,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     // The avatar's knowledge: synthetic passages, embedded by the platform's local embedder.
     let mut rng = StdRng::seed_from_u64(11);
     let words = vocabulary(&mut rng, 5_000);
-    let embedder = LocalEmbedder::new(settings.embeddings.dimension)?;
+    let embedder = LexicalEmbedder::new(settings.embeddings.dimension)?;
     let started = Instant::now();
     let rows: Vec<(Uuid, String, Vec<f32>)> = (0..chunks)
         .map(|_| {

@@ -10,7 +10,7 @@ mod common;
 use std::time::Instant;
 
 use avatar_platform::core::db::Db;
-use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder};
 use avatar_platform::core::ids::{AvatarId, DocumentId, ProjectId};
 use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
 use avatar_platform::modules::documents::testkit::{
@@ -36,7 +36,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let connection = Database::connect(url).await?;
     migration::Migrator::up(&connection, None).await?;
     let db = Db::new(connection);
-    let embedder = LocalEmbedder::new(384)?;
+    let embedder = LexicalEmbedder::new(384)?;
     println!(
         "== Ingestion (chunk {CHUNK_SIZE}/{CHUNK_OVERLAP} tokens, local embedder, {ROUNDS} rounds per file)"
     );

@@ -205,16 +205,37 @@ fn webhook_script(secret: &str, first: u64) -> anyhow::Result<String> {
         "Ada",
         "How do I update?",
     );
-    let body = serde_json::to_string(&update)?
-        .replace("111111111", "@U@")
-        .replace("222222222", "@C@")
-        .replace("333333333", "@F@");
-    anyhow::ensure!(body.matches('@').count() >= 6, "markers missing in {body}");
+    let body = serde_json::to_string(&update)?;
+    // The body as Lua concatenation: its text in pieces, the numbers where the markers were.
+    // (Cheaper per request than substituting into a template: wrk's Lua shares the CPU.)
+    let mut expression = Vec::new();
+    let mut rest = body.as_str();
+    let marker = |text: &str| {
+        [
+            ("111111111", "n"),
+            ("222222222", "(1000000 + n)"),
+            ("333333333", "(500000 + n)"),
+        ]
+        .into_iter()
+        .filter_map(|(marker, value)| text.find(marker).map(|at| (at, marker.len(), value)))
+        .min()
+    };
+    while let Some((at, length, value)) = marker(rest) {
+        expression.push(format!("[==[{}]==]", &rest[..at]));
+        expression.push(value.to_owned());
+        rest = &rest[at + length..];
+    }
+    anyhow::ensure!(expression.len() >= 6, "markers missing in {body}");
+    expression.push(format!("[==[{rest}]==]"));
+    let expression = expression.join(" .. ");
     Ok(format!(
         r#"
-local template = [==[{body}]==]
 local threads = 0
 local counter = 0
+local headers = {{
+    ["Content-Type"] = "application/json",
+    ["X-Telegram-Bot-Api-Secret-Token"] = "{secret}",
+}}
 function setup(thread)
     thread:set("index", threads)
     threads = threads + 1
@@ -222,12 +243,7 @@ end
 function request()
     local n = {first} + index + counter * 2
     counter = counter + 1
-    local body = template:gsub("@U@", tostring(n)):gsub("@C@", tostring(1000000 + n))
-        :gsub("@F@", tostring(500000 + n))
-    return wrk.format("POST", nil, {{
-        ["Content-Type"] = "application/json",
-        ["X-Telegram-Bot-Api-Secret-Token"] = "{secret}",
-    }}, body)
+    return wrk.format("POST", nil, headers, {expression})
 end
 "#
     ))

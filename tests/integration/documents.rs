@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use avatar_platform::core::config::RetrievalSettings;
-use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder};
 use avatar_platform::core::ids::{AvatarId, ProjectId};
 use avatar_platform::modules::documents::DocumentsService;
 use avatar_platform::modules::documents::testkit::retrieval::{
@@ -726,6 +726,92 @@ async fn a_dimension_change_is_refused_at_start_until_the_reembed_command_ran() 
     assert!(old.is_err(), "and the old one no longer does");
 }
 
+#[tokio::test]
+async fn switching_to_the_local_model_is_refused_at_start_until_the_chunks_are_embedded_again() {
+    use avatar_platform::app::{Application, RunOptions};
+    use avatar_platform::core::config::EmbeddingProvider;
+    // The HTTP app runs no jobs: each phase's workers are an app of their own.
+    let app = spawn_app_with(AppOptions::default()).await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "knowledge").await;
+    let aid = avatar(&app, &owner, pid, json!({})).await;
+    let k = Knowledge {
+        app,
+        owner,
+        pid,
+        aid,
+    };
+    let options = |check: bool, workers: usize| RunOptions {
+        http: false,
+        workers: Some(workers),
+        migrate: false,
+        handle_signals: false,
+        dispatch_events: false,
+        startup_checks: check,
+    };
+    // Chunks written by the lexical embedder (config/test.toml).
+    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    let lexical = (*k.app.context.settings).clone();
+    let workers = Application::build(lexical, options(true, 1)).await.unwrap();
+    assert_eq!(k.settled(id).await["status"], "ready");
+    workers.shutdown().await;
+    let mut local = (*k.app.context.settings).clone();
+    local.embeddings.provider = EmbeddingProvider::Local;
+
+    let refused = Application::build(local.clone(), options(true, 0)).await;
+    let message = format!("{:#}", refused.err().expect("mixed models must not start"));
+    assert!(
+        message.contains("embedded by `local-lexical-v1`")
+            && message.contains("`local:all-MiniLM-L6-v2`")
+            && message.contains("documents reembed"),
+        "{message}"
+    );
+
+    // `documents reembed` (start-up checks off), then workers of the local model.
+    let maintenance = Application::build(local.clone(), options(false, 0))
+        .await
+        .unwrap();
+    let queued = maintenance
+        .service::<DocumentsService>()
+        .unwrap()
+        .reembed_all(384)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    maintenance.shutdown().await;
+    let workers = Application::build(local, options(true, 1)).await.unwrap();
+    let db = k.app.context.db.clone();
+    eventually(
+        Duration::from_secs(60),
+        "the chunks embedded again",
+        || async {
+            let models: Vec<(String, i64)> = db
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT embedding_model, count(*) AS n FROM document_chunks \
+                 GROUP BY embedding_model",
+                ))
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    (
+                        row.try_get("", "embedding_model").unwrap(),
+                        row.try_get("", "n").unwrap(),
+                    )
+                })
+                .collect();
+            match &models[..] {
+                [(model, n)] if model == "local:all-MiniLM-L6-v2" && *n > 0 => Ok(()),
+                _ => Err(models),
+            }
+        },
+    )
+    .await;
+    workers.shutdown().await;
+    assert_eq!(k.settled(id).await["status"], "ready");
+}
+
 /// A document of `sections` short sections on distinct subjects (one chunk each, or so).
 fn handbook(sections: usize) -> String {
     (0..sections)
@@ -827,7 +913,7 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         exact_scan_max_chunks: i64::MAX,
         ..settings.clone()
     };
-    let embedding = LocalEmbedder::new(k.app.context.settings.embeddings.dimension)
+    let embedding = LexicalEmbedder::new(k.app.context.settings.embeddings.dimension)
         .unwrap()
         .embed(&["how does the subject17 procedure start?".to_owned()])
         .await

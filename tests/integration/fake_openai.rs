@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use avatar_platform::core::embeddings::{Embedder, LocalEmbedder};
+use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -116,7 +116,7 @@ struct State {
     completed: AtomicUsize,
     // embeddings
     vectors: Vectors,
-    lexical: Option<LocalEmbedder>,
+    lexical: Option<LexicalEmbedder>,
     faults: Faults,
     holding: AtomicBool,
     next_faults: Mutex<VecDeque<Fault>>,
@@ -155,7 +155,7 @@ impl FakeOpenAi {
 
     fn start(fallback: Reply, vectors: Vectors, faults: Faults) -> FakeOpenAi {
         let lexical = match vectors {
-            Vectors::Lexical(dimension) => Some(LocalEmbedder::new(dimension).unwrap()),
+            Vectors::Lexical(dimension) => Some(LexicalEmbedder::new(dimension).unwrap()),
             Vectors::Unnormalised(_) => None,
         };
         let state = Arc::new(State {

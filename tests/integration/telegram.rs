@@ -578,7 +578,10 @@ async fn polling_bots_have_one_poller_across_processes_and_restarts_lose_or_repe
     let texts = telegram.chat_texts(talkative);
     assert!(texts[0].contains("/reset"), "the help first: {texts:?}");
     assert!(texts[1].contains("new conversation"), "{texts:?}");
-    assert!(texts[2].starts_with("Hello!"), "the greeting last: {texts:?}");
+    assert!(
+        texts[2].starts_with("Hello!"),
+        "the greeting last: {texts:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for n in 1..6 {
         assert_eq!(

@@ -2,13 +2,13 @@
 //! together), safe on empty input, and fine with large batches.
 
 use avatar_platform::core::embeddings::{
-    Embedder, EmbeddingError, LOCAL_MODEL_ID, LocalEmbedder, cosine,
+    Embedder, EmbeddingError, LEXICAL_MODEL_ID, LexicalEmbedder, cosine,
 };
 
 const DIMENSION: usize = 384;
 
-fn embedder() -> LocalEmbedder {
-    LocalEmbedder::new(DIMENSION).unwrap()
+fn embedder() -> LexicalEmbedder {
+    LexicalEmbedder::new(DIMENSION).unwrap()
 }
 
 fn norm(vector: &[f32]) -> f32 {
@@ -24,7 +24,7 @@ async fn the_same_text_gives_the_same_vector_every_time_and_in_every_instance() 
     let text = "Install R packages from CRAN with install.packages().".to_owned();
     let first = embedder().embed(std::slice::from_ref(&text)).await.unwrap();
     let again = embedder().embed(std::slice::from_ref(&text)).await.unwrap();
-    let other_instance = LocalEmbedder::new(DIMENSION).unwrap();
+    let other_instance = LexicalEmbedder::new(DIMENSION).unwrap();
     let third = other_instance
         .embed(std::slice::from_ref(&text))
         .await
@@ -37,8 +37,8 @@ async fn the_same_text_gives_the_same_vector_every_time_and_in_every_instance() 
 
 #[test]
 fn vectors_do_not_depend_on_the_process_or_the_platform() {
-    // Pinned: if this changes, every stored vector changes, and so must LOCAL_MODEL_ID.
-    let vector = LocalEmbedder::new(16)
+    // Pinned: if this changes, every stored vector changes, and so must LEXICAL_MODEL_ID.
+    let vector = LexicalEmbedder::new(16)
         .unwrap()
         .embed_text("How do I install R packages?");
     let scaled: Vec<i32> = vector
@@ -56,7 +56,7 @@ fn vectors_do_not_depend_on_the_process_or_the_platform() {
 #[tokio::test]
 async fn vectors_have_the_configured_dimension_and_unit_length() {
     for dimension in [1, 16, 384, 1536] {
-        let embedder = LocalEmbedder::new(dimension).unwrap();
+        let embedder = LexicalEmbedder::new(dimension).unwrap();
         assert_eq!(embedder.dimension(), dimension);
         let vectors = embedder
             .embed(&texts(&[
@@ -76,7 +76,7 @@ async fn vectors_have_the_configured_dimension_and_unit_length() {
 #[test]
 fn a_zero_dimension_is_refused() {
     assert!(matches!(
-        LocalEmbedder::new(0),
+        LexicalEmbedder::new(0),
         Err(EmbeddingError::Permanent(_))
     ));
 }
@@ -84,7 +84,7 @@ fn a_zero_dimension_is_refused() {
 #[test]
 fn the_model_id_names_the_algorithm() {
     assert_eq!(embedder().model_id(), "local-lexical-v1");
-    assert_eq!(LOCAL_MODEL_ID, "local-lexical-v1");
+    assert_eq!(LEXICAL_MODEL_ID, "local-lexical-v1");
 }
 
 #[tokio::test]

@@ -241,6 +241,17 @@ impl Settings {
                 reason: "must be 1 to 16000".into(),
             });
         }
+        if self.embeddings.provider == EmbeddingProvider::Local
+            && self.embeddings.dimension != crate::core::embeddings::SEMANTIC_DIMENSION
+        {
+            return Err(ConfigError::Invalid {
+                key: "embeddings.dimension".into(),
+                reason: format!(
+                    "the local model (provider \"local\") gives {} dimensions",
+                    crate::core::embeddings::SEMANTIC_DIMENSION
+                ),
+            });
+        }
         self.documents.validate(self.jobs.workers)?;
         if self.documents.embed_batch_size == 0 || self.documents.insert_batch_size == 0 {
             return Err(ConfigError::Invalid {

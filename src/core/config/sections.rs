@@ -1,6 +1,7 @@
 //! The sections of [`Settings`](super::Settings), one struct each, with the derived values
 //! (timeouts as `Duration`s) their users need.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -210,13 +211,22 @@ pub struct DocumentSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingProvider {
+    /// all-MiniLM-L6-v2 in-process (`core::embeddings::SemanticEmbedder`): the default.
     Local,
+    /// Hashed words and trigrams: keyword matching only, nothing to install.
+    Lexical,
+    /// Any OpenAI-compatible `/v1/embeddings` endpoint.
     Openai,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct EmbeddingSettings {
     pub provider: EmbeddingProvider,
+    /// Where `scripts/embedder.sh` installed the local model (relative to the working
+    /// directory unless absolute).
+    pub local_model_dir: PathBuf,
+    /// Threads the local model embeds documents with; 0: one less than the cores (at least 1).
+    pub threads: usize,
     pub dimension: usize,
     pub model: String,
     pub base_url: String,
@@ -237,6 +247,18 @@ pub struct RetrievalSettings {
     pub index_build_memory: String,
     pub index_build_timeout_secs: u64,
     pub rrf_k: f64,
+}
+
+impl EmbeddingSettings {
+    /// [`Self::threads`], with 0 resolved.
+    pub fn local_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get().saturating_sub(1))
+                .max(1),
+            threads => threads,
+        }
+    }
 }
 
 impl RetrievalSettings {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::{Embedder, EmbeddingError, check_dimension};
 
 /// Identifier of the local embedder's algorithm; change it whenever its vectors change.
-pub const LOCAL_MODEL_ID: &str = "local-lexical-v1";
+pub const LEXICAL_MODEL_ID: &str = "local-lexical-v1";
 
 /// Batches above either size are embedded on tokio's blocking pool so that they do not hold an
 /// executor thread for long (a few milliseconds of hashing per 64 chunks is fine inline).
@@ -36,11 +36,11 @@ const TRIGRAM_FEATURE: u8 = b't';
 /// token (empty, punctuation, only stopwords) gives the zero vector, whose cosine with
 /// anything is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalEmbedder {
+pub struct LexicalEmbedder {
     dimension: usize,
 }
 
-impl LocalEmbedder {
+impl LexicalEmbedder {
     /// A local embedder producing `dimension`-long vectors (at least 1; a few hundred keeps
     /// collisions rare for chunk-sized texts).
     pub fn new(dimension: usize) -> Result<Self, EmbeddingError> {
@@ -100,13 +100,13 @@ impl LocalEmbedder {
 }
 
 #[async_trait]
-impl Embedder for LocalEmbedder {
+impl Embedder for LexicalEmbedder {
     fn dimension(&self) -> usize {
         self.dimension
     }
 
     fn model_id(&self) -> String {
-        LOCAL_MODEL_ID.to_owned()
+        LEXICAL_MODEL_ID.to_owned()
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
@@ -255,7 +255,7 @@ fn is_stopword(token: &str) -> bool {
 
 /// FNV-1a over a namespace byte and `bytes`, then the SplitMix64 finaliser so that every bit
 /// of the result (the bucket's low bits, the sign's top bit) depends on every input byte.
-/// Fixed forever for [`LOCAL_MODEL_ID`]: changing it changes every stored vector.
+/// Fixed forever for [`LEXICAL_MODEL_ID`]: changing it changes every stored vector.
 fn stable_hash(namespace: u8, bytes: &[u8]) -> u64 {
     const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;

@@ -1,4 +1,4 @@
-//! Text embeddings: the [`Embedder`] trait and its two implementations, [`LocalEmbedder`] (the
+//! Text embeddings: the [`Embedder`] trait and its two implementations, [`LexicalEmbedder`] (the
 //! default: no network, no downloads) and [`OpenAiEmbedder`] (any OpenAI-compatible
 //! `/v1/embeddings` endpoint), plus [`cosine`].
 //!
@@ -9,7 +9,7 @@
 //! must be handled by re-embedding, never by mixing.
 //!
 //! # The local embedder is lexical, not semantic
-//! [`LocalEmbedder`] hashes words and character trigrams into a fixed number of buckets
+//! [`LexicalEmbedder`] hashes words and character trigrams into a fixed number of buckets
 //! ("feature hashing"). Two texts are close when they share words or word stems: it finds the
 //! passage for "How do I install R packages?" because that passage says "install" and
 //! "packages", and it tolerates inflections ("installing", "packages" vs "package"). It does
@@ -23,12 +23,14 @@ use async_trait::async_trait;
 
 mod lexical;
 mod openai;
+mod semantic;
 
-pub use lexical::{LOCAL_MODEL_ID, LocalEmbedder};
+pub use lexical::{LEXICAL_MODEL_ID, LexicalEmbedder};
 pub use openai::{
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BASE, DEFAULT_TIMEOUT, OpenAiEmbedder,
     OpenAiEmbedderConfig,
 };
+pub use semantic::{MAX_PIECES, SEMANTIC_DIMENSION, SEMANTIC_MODEL_ID, SemanticEmbedder};
 
 /// Computes embeddings. Implementations are cheap to share (`Arc<dyn Embedder>`).
 #[async_trait]
@@ -43,6 +45,15 @@ pub trait Embedder: Send + Sync + fmt::Debug {
     /// Embeds `texts` in order: one L2-normalised vector of [`Self::dimension`] values per text
     /// (all zeros for a text with nothing to embed). Implementations batch internally.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError>;
+
+    /// Embeds one question. An embedder that runs in-process serves it on a path of its own,
+    /// so that a question never waits behind documents being indexed.
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbeddingError> {
+        let mut vectors = self.embed(&[text.to_owned()]).await?;
+        vectors
+            .pop()
+            .ok_or_else(|| EmbeddingError::Permanent("no vector for the question".to_owned()))
+    }
 }
 
 /// Why embedding failed, split by what the caller should do about it.

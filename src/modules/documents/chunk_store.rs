@@ -107,3 +107,25 @@ pub(super) async fn check_embedding_dimension(db: Db, wanted: usize) -> anyhow::
     }
     Ok(())
 }
+
+/// Chunks embedded by another model than `model` (the built-in embedder in force) cannot be
+/// compared with its vectors: the deployment changed `embeddings.provider`, and `documents
+/// reembed` must run before it serves.
+pub(super) async fn check_embedding_model(db: Db, model: String) -> anyhow::Result<()> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT embedding_model FROM document_chunks WHERE embedding_model <> $1 LIMIT 1",
+            [model.clone().into()],
+        ))
+        .await;
+    let other = match row {
+        Ok(Some(row)) => row.try_get::<String>("", "embedding_model")?,
+        // None, or not migrated yet: nothing to compare.
+        _ => return Ok(()),
+    };
+    anyhow::bail!(
+        "stored chunks were embedded by `{other}` but `embeddings.provider` now embeds with \
+         `{model}`; run `avatar-platform documents reembed` to embed them again"
+    )
+}

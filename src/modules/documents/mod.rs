@@ -48,6 +48,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.outbound.clone(),
     )
     .map_err(|error| anyhow::anyhow!("embeddings: {error}"))?;
+    let built_in_model = embedders.built_in_model();
     let service = Arc::new(DocumentsService::new(
         context.db.clone(),
         context.bus.clone(),
@@ -86,6 +87,15 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         "embedding dimension",
         startup_check(move || chunk_store::check_embedding_dimension(db.clone(), dimension)),
     );
+    // An endpoint's model may change at run time (platform config): only the built-in ones
+    // are known at start.
+    if let Some(model) = built_in_model {
+        let db = context.db.clone();
+        registry.startup_check(
+            "embedding model",
+            startup_check(move || chunk_store::check_embedding_model(db.clone(), model.clone())),
+        );
+    }
     registry.provide(service);
     registry.routes(api::v1::configure);
     Ok(())

@@ -239,10 +239,9 @@ impl DocumentsService {
             .current()
             .await
             .map_err(DocumentsError::internal)?;
-        let mut vectors = embedder.embed(&[query.to_owned()]).await.map_err(|error| {
+        let embedding = embedder.embed_query(query).await.map_err(|error| {
             DocumentsError::internal(format!("embedding the question failed: {error}"))
         })?;
-        let embedding = vectors.pop().unwrap_or_default();
         let request = SearchRequest {
             project_id: avatar.project_id,
             avatar_id: avatar.id,

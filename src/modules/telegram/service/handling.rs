@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Duration as TimeDelta;
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use futures_util::{StreamExt, stream};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde_json::Value;
 
 use crate::core::auth::Actor;

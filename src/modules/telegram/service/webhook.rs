@@ -1,5 +1,5 @@
 //! Receiving an update: Telegram's secret header checked in constant time, then the update
-//! stored and its handling job enqueued in one transaction, once per (bot, `update_id`) —
+//! stored and a job to answer it enqueued in one transaction, once per (bot, `update_id`) —
 //! Telegram delivers again whatever it did not see acknowledged.
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
@@ -153,7 +153,7 @@ impl TelegramService {
             .remove(&bot_id);
     }
 
-    /// Stores updates of `bot_id` not seen before, each with its handling job, and (polling)
+    /// Stores updates of `bot_id` not seen before, with a job that answers them, and (polling)
     /// the next offset — all in one transaction, so a restart neither loses nor repeats one.
     /// Returns how many were new.
     pub(super) async fn store_updates(

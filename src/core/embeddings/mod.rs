@@ -1,6 +1,8 @@
-//! Text embeddings: the [`Embedder`] trait and its two implementations, [`LexicalEmbedder`] (the
-//! default: no network, no downloads) and [`OpenAiEmbedder`] (any OpenAI-compatible
-//! `/v1/embeddings` endpoint), plus [`cosine`].
+//! Text embeddings: the [`Embedder`] trait and its three implementations, plus [`cosine`]:
+//! - [`SemanticEmbedder`] (the default, provider `local`): all-MiniLM-L6-v2 in-process, the
+//!   model installed by `scripts/embedder.sh`, nothing fetched at run time;
+//! - [`LexicalEmbedder`] (provider `lexical`): keywords only, nothing to install;
+//! - [`OpenAiEmbedder`] (provider `openai`): any OpenAI-compatible `/v1/embeddings` endpoint.
 //!
 //! Every vector an embedder returns is L2-normalised (or all zeros, see below), so cosine
 //! similarity is a dot product and pgvector's `<=>` (cosine distance) ranks them correctly.
@@ -8,14 +10,12 @@
 //! chunk: vectors from different models are not comparable, and a changed model or dimension
 //! must be handled by re-embedding, never by mixing.
 //!
-//! # The local embedder is lexical, not semantic
+//! # The lexical embedder matches words, not meaning
 //! [`LexicalEmbedder`] hashes words and character trigrams into a fixed number of buckets
 //! ("feature hashing"). Two texts are close when they share words or word stems: it finds the
 //! passage for "How do I install R packages?" because that passage says "install" and
 //! "packages", and it tolerates inflections ("installing", "packages" vs "package"). It does
 //! not know that "car" and "automobile" mean the same thing, nor anything about word order.
-//! It is good for keyword-heavy questions over one's own documents and needs nothing else to
-//! run; configure an [`OpenAiEmbedder`] for semantic search.
 
 use std::fmt;
 

@@ -10,7 +10,7 @@ mod common;
 use std::time::Instant;
 
 use avatar_platform::core::db::Db;
-use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder};
+use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder, TokenUnit};
 use avatar_platform::core::ids::{AvatarId, DocumentId, ProjectId};
 use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
 use avatar_platform::modules::documents::testkit::{
@@ -60,7 +60,12 @@ async fn run(url: &str) -> anyhow::Result<()> {
                 .len();
 
             let started = Instant::now();
-            let chunks: Vec<Chunk> = chunk_sections(&parsed.sections, CHUNK_SIZE, CHUNK_OVERLAP)?;
+            let chunks: Vec<Chunk> = chunk_sections(
+                &parsed.sections,
+                CHUNK_SIZE,
+                CHUNK_OVERLAP,
+                &TokenUnit::Cl100k,
+            )?;
             chunk_s += started.elapsed().as_secs_f64();
             chunks_total += chunks.len();
 

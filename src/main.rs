@@ -8,6 +8,7 @@ use avatar_platform::app::{Application, RunOptions};
 use avatar_platform::core::auth::{Actor, PlatformRole};
 use avatar_platform::core::config::Settings;
 use avatar_platform::core::email::Email;
+use avatar_platform::core::embeddings::TokenUnit;
 use avatar_platform::core::{db, telemetry};
 use avatar_platform::modules::auth::AuthService;
 use avatar_platform::modules::documents::{
@@ -78,6 +79,9 @@ enum Command {
         chunk_overlap: usize,
         #[arg(long)]
         max_chunks: usize,
+        /// Size chunks in the word pieces of this `tokenizer.json` (default: cl100k tokens).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
         #[arg(long)]
         cpu_secs: u64,
         #[arg(long)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         chunk_size,
         chunk_overlap,
         max_chunks,
+        tokenizer,
         cpu_secs,
         memory_mb,
     } = cli.command
@@ -147,6 +152,7 @@ fn main() -> ExitCode {
                 chunk_size,
                 chunk_overlap,
                 max_chunks,
+                unit: tokenizer.map_or(TokenUnit::Cl100k, TokenUnit::WordPieces),
             },
             ChildLimits {
                 cpu_secs,

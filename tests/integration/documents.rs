@@ -749,12 +749,39 @@ async fn switching_to_the_local_model_is_refused_at_start_until_the_chunks_are_e
         dispatch_events: false,
         startup_checks: check,
     };
-    // Chunks written by the lexical embedder (config/test.toml).
-    let id = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    // Chunks written by the lexical embedder (config/test.toml), of up to 512 cl100k tokens.
+    let long = (0..40)
+        .map(|n| {
+            format!(
+                "Paragraph {n}. Packages are installed from a mirror of CRAN, whose address \
+                 the repos option holds; a package built for another version of R may need \
+                 to be installed again from its sources, with the compilers that R was built \
+                 with, before library() can attach it to the search path.\n\n"
+            )
+        })
+        .collect::<String>();
+    let id = k
+        .uploaded("guide.md", format!("{GUIDE}\n\n{long}").into_bytes())
+        .await;
     let lexical = (*k.app.context.settings).clone();
     let workers = Application::build(lexical, options(true, 1)).await.unwrap();
     assert_eq!(k.settled(id).await["status"], "ready");
     workers.shutdown().await;
+    let largest = || async {
+        k.app
+            .context
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT max(token_count) AS n FROM document_chunks",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i32>("", "n")
+            .unwrap()
+    };
+    assert!(largest().await > 254, "{}", largest().await);
     let mut local = (*k.app.context.settings).clone();
     local.embeddings.provider = EmbeddingProvider::Local;
 
@@ -808,6 +835,9 @@ async fn switching_to_the_local_model_is_refused_at_start_until_the_chunks_are_e
         },
     )
     .await;
+    // Sized in the model's word pieces, within its window (the avatar asks for 512).
+    let largest = largest().await;
+    assert!((200..=254).contains(&largest), "{largest}");
     workers.shutdown().await;
     assert_eq!(k.settled(id).await["status"], "ready");
 }

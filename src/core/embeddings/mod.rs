@@ -18,6 +18,7 @@
 //! not know that "car" and "automobile" mean the same thing, nor anything about word order.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 
@@ -30,7 +31,9 @@ pub use openai::{
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BASE, DEFAULT_TIMEOUT, OpenAiEmbedder,
     OpenAiEmbedderConfig,
 };
-pub use semantic::{MAX_PIECES, SEMANTIC_DIMENSION, SEMANTIC_MODEL_ID, SemanticEmbedder};
+pub use semantic::{
+    MAX_PIECES, SEMANTIC_DIMENSION, SEMANTIC_MODEL_ID, SemanticEmbedder, WordPieceCounter,
+};
 
 /// Computes embeddings. Implementations are cheap to share (`Arc<dyn Embedder>`).
 #[async_trait]
@@ -46,6 +49,17 @@ pub trait Embedder: Send + Sync + fmt::Debug {
     /// (all zeros for a text with nothing to embed). Implementations batch internally.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError>;
 
+    /// What a document's chunks are measured in for this embedder.
+    fn token_unit(&self) -> TokenUnit {
+        TokenUnit::Cl100k
+    }
+
+    /// The most tokens (of [`Self::token_unit`]) a chunk may hold for this embedder to read it
+    /// whole; `None` when chunking need not care.
+    fn max_chunk_tokens(&self) -> Option<usize> {
+        None
+    }
+
     /// Embeds one question. An embedder that runs in-process serves it on a path of its own,
     /// so that a question never waits behind documents being indexed.
     async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbeddingError> {
@@ -54,6 +68,16 @@ pub trait Embedder: Send + Sync + fmt::Debug {
             .pop()
             .ok_or_else(|| EmbeddingError::Permanent("no vector for the question".to_owned()))
     }
+}
+
+/// The unit chunk sizes are counted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenUnit {
+    /// OpenAI's cl100k BPE (`core::tokens`): OpenAI's embedding models read it, and the
+    /// lexical embedder has no tokens of its own.
+    Cl100k,
+    /// The local model's word pieces, by the `tokenizer.json` at this path.
+    WordPieces(PathBuf),
 }
 
 /// Why embedding failed, split by what the caller should do about it.

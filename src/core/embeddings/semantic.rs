@@ -33,7 +33,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
-use super::{Embedder, EmbeddingError, normalize};
+use super::{Embedder, EmbeddingError, TokenUnit, normalize};
 
 /// Stored with every chunk this embedder wrote.
 pub const SEMANTIC_MODEL_ID: &str = "local:all-MiniLM-L6-v2";
@@ -48,6 +48,34 @@ pub const ONNXRUNTIME_LIBRARY: &str = "libonnxruntime.so.1.32.0";
 const MAX_BATCH: usize = 8;
 const INSTALL_HINT: &str = "install it with `make setup` (scripts/embedder.sh), or set \
     embeddings.provider = \"lexical\"";
+
+/// Counts word pieces as the model reads them, `[CLS]` and `[SEP]` left out: what chunks are
+/// sized in. Loaded from `tokenizer.json` alone (the document parser's child process uses it).
+#[derive(Clone)]
+pub struct WordPieceCounter {
+    tokenizer: Tokenizer,
+}
+
+impl WordPieceCounter {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let mut tokenizer =
+            Tokenizer::from_file(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        // The file ships padding to 128 and truncation at 128: neither is wanted here.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+        Ok(WordPieceCounter { tokenizer })
+    }
+
+    /// The word pieces of `text`, without `[CLS]` and `[SEP]` (a text that cannot be
+    /// tokenized counts a piece per byte: never less than it is).
+    pub fn count(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, false)
+            .map_or(text.len(), |encoding| encoding.get_ids().len())
+    }
+}
 
 /// all-MiniLM-L6-v2, in-process. Cheap to clone and share.
 #[derive(Clone)]
@@ -68,7 +96,7 @@ type Loaded = HashMap<(PathBuf, usize), Arc<Model>>;
 
 struct Model {
     dir: PathBuf,
-    tokenizer: Tokenizer,
+    counter: WordPieceCounter,
     /// The `[CLS]` and `[SEP]` ids, which open and close every window.
     cls: u32,
     sep: u32,
@@ -96,11 +124,6 @@ impl SemanticEmbedder {
         let model = Arc::new(Model::load(dir, key.1)?);
         models.insert(key, model.clone());
         Ok(SemanticEmbedder { model })
-    }
-
-    /// How many word pieces the model reads `text` as, `[CLS]` and `[SEP]` included.
-    pub fn count_pieces(&self, text: &str) -> Result<usize, EmbeddingError> {
-        Ok(self.model.pieces(text)?.len())
     }
 
     /// The vector of a sequence of piece ids (one window), as the graph computes it.
@@ -154,15 +177,10 @@ impl Model {
                 return Err(unusable(format!("{file} is missing")));
             }
         }
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|error| unusable(format!("tokenizer.json: {error}")))?;
-        // The file ships padding to 128 and truncation at 128; windows are cut here instead.
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|error| unusable(format!("tokenizer.json: {error}")))?;
+        let counter = WordPieceCounter::load(&dir.join("tokenizer.json")).map_err(&unusable)?;
         let special = |token: &str| {
-            tokenizer
+            counter
+                .tokenizer
                 .token_to_id(token)
                 .ok_or_else(|| unusable(format!("tokenizer.json has no {token}")))
         };
@@ -185,10 +203,11 @@ impl Model {
                 .map_err(|error| failed(error.to_string()))
         };
         let model = Model {
-            dir: dir.to_path_buf(),
+            // Absolute: the document parser's child is handed the tokenizer's path.
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
             documents: Mutex::new(session(threads)?),
             questions: Mutex::new(session(1)?),
-            tokenizer,
+            counter,
             cls,
             sep,
         };
@@ -204,7 +223,8 @@ impl Model {
 
     /// The piece ids of `text`, `[CLS]` and `[SEP]` included, however long.
     fn pieces(&self, text: &str) -> Result<Vec<u32>, EmbeddingError> {
-        self.tokenizer
+        self.counter
+            .tokenizer
             .encode(text, true)
             .map(|encoding| encoding.get_ids().to_vec())
             .map_err(|error| EmbeddingError::Permanent(format!("tokenizing failed: {error}")))
@@ -308,6 +328,15 @@ impl Embedder for SemanticEmbedder {
 
     fn model_id(&self) -> String {
         SEMANTIC_MODEL_ID.to_owned()
+    }
+
+    fn token_unit(&self) -> TokenUnit {
+        TokenUnit::WordPieces(self.model.dir.join("tokenizer.json"))
+    }
+
+    /// The window, less `[CLS]` and `[SEP]`.
+    fn max_chunk_tokens(&self) -> Option<usize> {
+        Some(MAX_PIECES - 2)
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
@@ -416,7 +445,7 @@ mod tests {
             .expect("a long text in the reference");
         let ids = embedder.model.pieces(&long.text).unwrap();
         assert_eq!(ids.len(), long.n_pieces_untruncated);
-        assert_eq!(embedder.count_pieces(&long.text).unwrap(), ids.len());
+        assert_eq!(embedder.model.counter.count(&long.text) + 2, ids.len());
         // The first window is what the reference (truncated at the window) saw.
         let windows = embedder.model.windows(&ids);
         assert_eq!(windows.len(), (ids.len() - 2).div_ceil(MAX_PIECES - 2));

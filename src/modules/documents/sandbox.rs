@@ -6,6 +6,7 @@
 //! and its other work go on. The child sees no environment (no secrets) and talks only through
 //! its pipes: the document on stdin, one JSON answer on stdout.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
@@ -16,8 +17,9 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::core::config::DocumentSettings;
+use crate::core::embeddings::TokenUnit;
 
-use super::chunking::{Chunk, chunk_sections};
+use super::chunking::{Chunk, MAX_BYTES_PER_TOKEN, chunk_sections};
 use super::parsing::{self, DocumentFormat};
 
 /// The hidden subcommand the child runs.
@@ -31,6 +33,8 @@ pub struct ParseRequest {
     pub chunk_overlap: usize,
     /// More chunks than this fail the document (a tiny chunk size on a large file).
     pub max_chunks: usize,
+    /// What chunk sizes count: the active embedder's tokens.
+    pub unit: TokenUnit,
 }
 
 /// The child's limits on itself.
@@ -111,8 +115,13 @@ pub fn run_child(request: ParseRequest, limits: ChildLimits) -> ExitCode {
 /// The work itself, also what the tests of the formats call.
 pub fn parse_and_chunk(request: &ParseRequest, bytes: &[u8]) -> Result<Parsed, String> {
     let parsed = parsing::parse(request.format, bytes).map_err(|error| error.to_string())?;
-    let chunks = chunk_sections(&parsed.sections, request.chunk_size, request.chunk_overlap)
-        .map_err(|error| error.to_string())?;
+    let chunks = chunk_sections(
+        &parsed.sections,
+        request.chunk_size,
+        request.chunk_overlap,
+        &request.unit,
+    )
+    .map_err(|error| error.to_string())?;
     if chunks.len() > request.max_chunks {
         return Err(format!(
             "the document makes {} chunks at a chunk size of {} tokens, more than the {} \
@@ -174,7 +183,6 @@ const MAX_STDERR_BYTES: usize = 16 * 1024;
 
 /// Bounds of the child's answer: bytes per token of chunk text (UTF-8, JSON-escaped), and
 /// bytes of JSON around each chunk (ordinal, page, metadata).
-const MAX_BYTES_PER_TOKEN: usize = 32;
 const CHUNK_FRAMING_BYTES: usize = 4 * 1024;
 
 impl Sandbox {
@@ -213,6 +221,12 @@ impl Sandbox {
             .args(["--chunk-size", &request.chunk_size.to_string()])
             .args(["--chunk-overlap", &request.chunk_overlap.to_string()])
             .args(["--max-chunks", &request.max_chunks.to_string()])
+            .args(match &request.unit {
+                TokenUnit::Cl100k => vec![],
+                TokenUnit::WordPieces(tokenizer) => {
+                    vec![OsStr::new("--tokenizer"), tokenizer.as_os_str()]
+                }
+            })
             .args(["--cpu-secs", &self.limits.cpu_secs.to_string()])
             .args(["--memory-mb", &self.limits.memory_mb.to_string()])
             .env_clear()

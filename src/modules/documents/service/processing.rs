@@ -24,6 +24,7 @@ use crate::modules::events::DomainEvent;
 use super::{DocumentStatus, DocumentsService, queue_index_build};
 use crate::modules::documents::chunk_store;
 use crate::modules::documents::chunking::Chunk;
+use crate::modules::documents::chunking::fitted;
 use crate::modules::documents::domain::entities::document;
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::domain::events::DocumentsEvent;
@@ -383,12 +384,23 @@ impl DocumentsService {
                 }
                 other => RunError::Transient(format!("reading the stored file failed: {other}")),
             })?;
-        let format = model.format;
+        let embedder = self
+            .embedders
+            .current()
+            .await
+            .map_err(RunError::Permanent)?;
+        // Sized for the embedder: in its tokens, each chunk read whole.
+        let (chunk_size, chunk_overlap) = fitted(
+            usize::try_from(avatar.rag.chunk_size).unwrap_or(512),
+            usize::try_from(avatar.rag.chunk_overlap).unwrap_or(0),
+            embedder.max_chunk_tokens(),
+        );
         let request = ParseRequest {
-            format,
-            chunk_size: usize::try_from(avatar.rag.chunk_size).unwrap_or(512),
-            chunk_overlap: usize::try_from(avatar.rag.chunk_overlap).unwrap_or(0),
+            format: model.format,
+            chunk_size,
+            chunk_overlap,
             max_chunks: self.settings.max_chunks_per_document,
+            unit: embedder.token_unit(),
         };
         let Parsed {
             chunks,
@@ -402,11 +414,6 @@ impl DocumentsService {
                 SandboxError::Failed(reason) => RunError::Transient(reason),
             })?;
 
-        let embedder = self
-            .embedders
-            .current()
-            .await
-            .map_err(RunError::Permanent)?;
         let uow = self.owned(run).await?;
         chunk_store::delete_chunks(&*uow, model.id).await?;
         uow.commit().await?;

@@ -20,7 +20,7 @@ pub const MAX_BYTES_PER_TOKEN: usize = 32;
 /// Counts a text's tokens in one [`TokenUnit`].
 enum Sizer {
     Cl100k(&'static CoreBPE),
-    WordPieces(WordPieceCounter),
+    WordPieces(Box<WordPieceCounter>),
 }
 
 impl Sizer {
@@ -30,7 +30,8 @@ impl Sizer {
                 Sizer::Cl100k(crate::core::tokens::cl100k().map_err(ChunkError::Tokenizer)?)
             }
             TokenUnit::WordPieces(path) => {
-                Sizer::WordPieces(WordPieceCounter::load(path).map_err(ChunkError::Tokenizer)?)
+                let counter = WordPieceCounter::load(path).map_err(ChunkError::Tokenizer)?;
+                Sizer::WordPieces(Box::new(counter))
             }
         })
     }

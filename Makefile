@@ -81,6 +81,7 @@ bench-tools: ## install the benchmarks' tools (wrk) when missing
 bench: tools bench-tools services-test embedder ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform
 	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
+	@$(WITH_SERVICES) $(CARGO) bench --bench embedding
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval
 	@$(WITH_SERVICES) $(CARGO) bench --bench chat
 	@$(WITH_SERVICES) $(CARGO) bench --bench billing

@@ -3,7 +3,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
 
 fn avatar_body() -> serde_json::Value {
     json!({"name": "Support", "system_prompt": "You answer questions about our product."})
@@ -27,7 +27,8 @@ async fn an_avatar_is_created_with_documented_defaults_and_can_be_changed_and_de
     );
     assert_eq!(
         avatar["rag"],
-        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64})
+        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64,
+               "chunk_size_in_use": 512, "chunk_overlap_in_use": 64})
     );
     let aid = avatar["id"].as_str().unwrap().to_owned();
 
@@ -254,4 +255,33 @@ async fn another_projects_avatar_answers_404_however_it_is_addressed() {
     )
     .await
     .error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn with_the_local_model_an_avatar_shows_its_chunks_capped_to_the_model_s_window() {
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("APP__EMBEDDINGS__PROVIDER", "local")],
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "p").await;
+    let base = format!("/api/v1/projects/{pid}/avatars");
+    let created = app.post_as(&owner, &base, &avatar_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.json["rag"],
+        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64,
+               "chunk_size_in_use": 254, "chunk_overlap_in_use": 31})
+    );
+    let small = app
+        .post_as(
+            &owner,
+            &base,
+            &json!({"name": "Small", "system_prompt": "Be brief.",
+                    "rag": {"chunk_size": 200, "chunk_overlap": 20}}),
+        )
+        .await;
+    assert_eq!(small.json["rag"]["chunk_size_in_use"], 200);
+    assert_eq!(small.json["rag"]["chunk_overlap_in_use"], 20);
 }

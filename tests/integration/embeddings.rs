@@ -344,3 +344,36 @@ async fn an_invalid_configuration_is_refused_before_any_request() {
         );
     }
 }
+
+#[tokio::test]
+async fn openai_s_shortenable_models_are_asked_for_the_deployment_s_dimension_and_others_are_not() {
+    let fake = FakeOpenAi::embeddings_of(Vectors::Unnormalised(1536)).await;
+    let texts = numbered_texts(3);
+    for (model, dimension, sent) in [
+        // Its own size is 1536: asked for 8.
+        ("text-embedding-3-small", DIMENSION, Some(DIMENSION)),
+        ("openai/text-embedding-3-large", 256, Some(256)),
+        // Its own size: nothing to ask.
+        ("text-embedding-3-small", 1536, None),
+        // Not a model known to take the parameter.
+        ("nomic-embed-text", 1536, None),
+    ] {
+        let embedder = OpenAiEmbedder::new(OpenAiEmbedderConfig {
+            retry_base: Duration::from_millis(2),
+            ..OpenAiEmbedderConfig::new(&fake.url, model, dimension)
+        })
+        .unwrap();
+        let vectors = embedder.embed(&texts).await.unwrap();
+        assert!(vectors.iter().all(|vector| vector.len() == dimension));
+        let request = fake.received().pop().unwrap();
+        assert_eq!((request.model.as_str(), request.dimensions), (model, sent));
+    }
+    // A model that does not shorten, configured smaller than it answers: a clear error.
+    let embedder = OpenAiEmbedder::new(OpenAiEmbedderConfig {
+        retry_base: Duration::from_millis(2),
+        ..OpenAiEmbedderConfig::new(&fake.url, "nomic-embed-text", 384)
+    })
+    .unwrap();
+    let error = embedder.embed(&texts).await.unwrap_err();
+    assert!(error.message().contains("dimension mismatch"), "{error}");
+}

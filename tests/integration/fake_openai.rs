@@ -102,6 +102,8 @@ pub struct Received {
     pub model: String,
     pub inputs: Vec<String>,
     pub encoding_format: Option<String>,
+    /// OpenAI's `dimensions` parameter, when sent (the vectors then have that size).
+    pub dimensions: Option<usize>,
     pub authorization: Option<String>,
 }
 
@@ -423,6 +425,7 @@ async fn embeddings(
             model: body["model"].as_str().unwrap_or_default().to_owned(),
             inputs: inputs.clone(),
             encoding_format: body["encoding_format"].as_str().map(str::to_owned),
+            dimensions: body["dimensions"].as_u64().map(|value| value as usize),
             authorization: authorization.clone(),
         });
         received.len()
@@ -485,7 +488,8 @@ async fn embeddings(
             .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
             .collect(),
         (Vectors::Lexical(dimension) | Vectors::Unnormalised(dimension), _) => {
-            let dimension = wrong_dimension.unwrap_or(dimension);
+            let asked = body["dimensions"].as_u64().map(|value| value as usize);
+            let dimension = wrong_dimension.or(asked).unwrap_or(dimension);
             inputs
                 .iter()
                 .enumerate()

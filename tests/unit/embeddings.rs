@@ -204,3 +204,15 @@ fn errors_say_whether_a_retry_can_help() {
     assert_eq!(transient.message(), "timed out");
     assert_eq!(permanent.to_string(), "embedding failed: bad request");
 }
+
+#[test]
+fn a_chunk_size_is_capped_to_the_local_model_s_window_and_its_overlap_in_proportion() {
+    use avatar_platform::core::config::EmbeddingProvider;
+    use avatar_platform::core::embeddings::{fit_chunk, max_chunk_tokens};
+    let window = max_chunk_tokens(EmbeddingProvider::Local);
+    assert_eq!(window, Some(254));
+    assert_eq!(fit_chunk(512, 64, window), (254, 31));
+    assert_eq!(fit_chunk(200, 40, window), (200, 40));
+    assert_eq!(max_chunk_tokens(EmbeddingProvider::Lexical), None);
+    assert_eq!(fit_chunk(2000, 100, None), (2000, 100));
+}

@@ -32,8 +32,29 @@ pub use openai::{
     OpenAiEmbedderConfig,
 };
 pub use semantic::{
-    MAX_PIECES, SEMANTIC_DIMENSION, SEMANTIC_MODEL_ID, SemanticEmbedder, WordPieceCounter,
+    MAX_CHUNK_PIECES, MAX_PIECES, SEMANTIC_DIMENSION, SEMANTIC_MODEL_ID, SemanticEmbedder,
+    WordPieceCounter,
 };
+
+use crate::core::config::EmbeddingProvider;
+
+/// The most tokens a chunk may hold with `provider`'s embedder (see
+/// [`Embedder::max_chunk_tokens`]), known from the settings alone.
+pub fn max_chunk_tokens(provider: EmbeddingProvider) -> Option<usize> {
+    match provider {
+        EmbeddingProvider::Local => Some(MAX_CHUNK_PIECES),
+        EmbeddingProvider::Lexical | EmbeddingProvider::Openai => None,
+    }
+}
+
+/// A chunk size and overlap as used with an embedder that reads at most `max` tokens at once:
+/// the size capped to it, the overlap shrunk in proportion.
+pub fn fit_chunk(size: usize, overlap: usize, max: Option<usize>) -> (usize, usize) {
+    match max {
+        Some(max) if size > max => (max, overlap * max / size),
+        _ => (size, overlap),
+    }
+}
 
 /// Computes embeddings. Implementations are cheap to share (`Arc<dyn Embedder>`).
 #[async_trait]

@@ -100,6 +100,27 @@ struct EmbeddingsRequest<'a> {
     model: &'a str,
     input: Vec<&'a str>,
     encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
+}
+
+/// OpenAI's models that shorten their vectors on request (`dimensions`), with their own size.
+const SHORTENABLE: [(&str, usize); 2] = [
+    ("text-embedding-3-small", 1536),
+    ("text-embedding-3-large", 3072),
+];
+
+/// The `dimensions` to ask `model` for: the deployment's, when the model is one that takes the
+/// parameter and its own size differs. Other models are not sent it (many servers refuse
+/// unknown parameters); a size that does not match is reported by the dimension check.
+fn dimensions_parameter(model: &str, dimension: usize) -> Option<usize> {
+    // Served under a prefix by some gateways ("openai/text-embedding-3-small").
+    let name = model.rsplit('/').next().unwrap_or(model);
+    SHORTENABLE
+        .iter()
+        .find(|(shortenable, _)| *shortenable == name)
+        .filter(|(_, native)| *native != dimension)
+        .map(|_| dimension)
 }
 
 #[derive(Deserialize)]
@@ -197,6 +218,7 @@ impl OpenAiEmbedder {
             model: &self.config.model,
             input: batch.to_vec(),
             encoding_format: "float",
+            dimensions: dimensions_parameter(&self.config.model, self.config.dimension),
         };
         let mut request = self
             .client

@@ -41,6 +41,8 @@ pub const SEMANTIC_MODEL_ID: &str = "local:all-MiniLM-L6-v2";
 pub const SEMANTIC_DIMENSION: usize = 384;
 /// The model's window in word pieces, `[CLS]` and `[SEP]` included.
 pub const MAX_PIECES: usize = 256;
+/// The most word pieces of text a chunk holds for the model to read it whole.
+pub const MAX_CHUNK_PIECES: usize = MAX_PIECES - 2;
 /// The ONNX Runtime library `scripts/embedder.sh` installs, matching the `ort` crate's version.
 pub const ONNXRUNTIME_LIBRARY: &str = "libonnxruntime.so.1.32.0";
 /// Sequences run together. Sorted by length, so a batch pads little; larger batches of long
@@ -334,9 +336,8 @@ impl Embedder for SemanticEmbedder {
         TokenUnit::WordPieces(self.model.dir.join("tokenizer.json"))
     }
 
-    /// The window, less `[CLS]` and `[SEP]`.
     fn max_chunk_tokens(&self) -> Option<usize> {
-        Some(MAX_PIECES - 2)
+        Some(MAX_CHUNK_PIECES)
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {

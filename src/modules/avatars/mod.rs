@@ -8,6 +8,7 @@ mod service;
 use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};
+use crate::core::embeddings::max_chunk_tokens;
 use crate::modules::billing::BillingService;
 
 pub use domain::errors::AvatarsError;
@@ -28,6 +29,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.db.clone(),
         context.bus.clone(),
         context.settings.avatars.clone(),
+        max_chunk_tokens(context.settings.embeddings.provider),
         context.clock.clone(),
         registry.get::<BillingService>()?,
     )));

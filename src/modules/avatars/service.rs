@@ -15,6 +15,7 @@ use crate::core::auth::Actor;
 use crate::core::clock::Clock;
 use crate::core::config::AvatarDefaults;
 use crate::core::db::{Db, SoftDelete, soft_delete};
+use crate::core::embeddings::fit_chunk;
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::ids::{AvatarId, ProjectId};
@@ -51,10 +52,15 @@ pub struct LlmSettings {
 pub struct RagSettings {
     pub top_k: i32,
     pub similarity_threshold: f32,
-    /// Tokens per chunk (cl100k).
+    /// Tokens per chunk, in the embedder's tokens (cl100k, or the local model's word pieces).
     pub chunk_size: i32,
     /// Tokens shared by neighbouring chunks; at most half of `chunk_size`.
     pub chunk_overlap: i32,
+    /// The chunk size documents are cut to with this deployment's embedder: `chunk_size`,
+    /// capped to what the embedder reads at once (254 word pieces for the local model).
+    pub chunk_size_in_use: i32,
+    /// `chunk_overlap`, shrunk in proportion when the size is capped.
+    pub chunk_overlap_in_use: i32,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -115,12 +121,20 @@ pub struct AvatarsService {
     db: Db,
     bus: EventBus<DomainEvent>,
     defaults: AvatarDefaults,
+    /// The most tokens a chunk holds with the deployment's embedder.
+    max_chunk: Option<usize>,
     clock: Arc<dyn Clock>,
     /// Each avatar takes a slot of the project's plan.
     billing: Arc<BillingService>,
 }
 
-fn view(model: &avatar::Model) -> AvatarView {
+/// `model` as shown, its chunking as used with an embedder reading at most `max_chunk` tokens.
+fn view(model: &avatar::Model, max_chunk: Option<usize>) -> AvatarView {
+    let (size, overlap) = fit_chunk(
+        usize::try_from(model.rag_chunk_size).unwrap_or(0),
+        usize::try_from(model.rag_chunk_overlap).unwrap_or(0),
+        max_chunk,
+    );
     AvatarView {
         id: model.id,
         project_id: model.project_id,
@@ -138,6 +152,8 @@ fn view(model: &avatar::Model) -> AvatarView {
             similarity_threshold: model.rag_similarity_threshold,
             chunk_size: model.rag_chunk_size,
             chunk_overlap: model.rag_chunk_overlap,
+            chunk_size_in_use: i32::try_from(size).unwrap_or(i32::MAX),
+            chunk_overlap_in_use: i32::try_from(overlap).unwrap_or(i32::MAX),
         },
         status: model.status,
         created_at: model.created_at,
@@ -166,6 +182,7 @@ impl AvatarsService {
         db: Db,
         bus: EventBus<DomainEvent>,
         defaults: AvatarDefaults,
+        max_chunk: Option<usize>,
         clock: Arc<dyn Clock>,
         billing: Arc<BillingService>,
     ) -> Self {
@@ -173,6 +190,7 @@ impl AvatarsService {
             db,
             bus,
             defaults,
+            max_chunk,
             clock,
             billing,
         }
@@ -244,7 +262,7 @@ impl AvatarsService {
             )
             .await?;
         uow.commit().await?;
-        Ok(view(&created))
+        Ok(view(&created, self.max_chunk))
     }
 
     pub async fn list(
@@ -259,7 +277,11 @@ impl AvatarsService {
             page,
         )
         .await?;
-        Ok(Page::new(rows.iter().map(view).collect(), total, page))
+        Ok(Page::new(
+            rows.iter().map(|row| view(row, self.max_chunk)).collect(),
+            total,
+            page,
+        ))
     }
 
     async fn find(
@@ -281,7 +303,10 @@ impl AvatarsService {
         project_id: ProjectId,
         avatar_id: AvatarId,
     ) -> Result<AvatarView, AvatarsError> {
-        Ok(view(&self.find(project_id, avatar_id).await?))
+        Ok(view(
+            &self.find(project_id, avatar_id).await?,
+            self.max_chunk,
+        ))
     }
 
     pub async fn update(
@@ -352,7 +377,7 @@ impl AvatarsService {
                 .await?;
         }
         uow.commit().await?;
-        Ok(view(&updated))
+        Ok(view(&updated, self.max_chunk))
     }
 
     /// Soft delete; `AvatarDeleted` tells the documents module to remove its documents.

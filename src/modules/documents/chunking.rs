@@ -66,15 +66,6 @@ pub struct Chunk {
     pub chunk_metadata: Map<String, Value>,
 }
 
-/// An avatar's chunk size and overlap for an embedder that reads at most `max` tokens at
-/// once: the size capped to it, the overlap shrunk in proportion.
-pub fn fitted(size: usize, overlap: usize, max: Option<usize>) -> (usize, usize) {
-    match max {
-        Some(max) if size > max => (max, overlap * max / size),
-        _ => (size, overlap),
-    }
-}
-
 /// Splits `sections` into chunks of at most `size` tokens of `unit`, sharing `overlap`.
 pub fn chunk_sections(
     sections: &[Section],
@@ -184,12 +175,5 @@ mod tests {
                 .iter()
                 .all(|chunk| chunk.text.len() <= 254 * MAX_BYTES_PER_TOKEN)
         );
-    }
-
-    #[test]
-    fn an_avatar_s_chunk_size_is_capped_to_the_window_and_its_overlap_in_proportion() {
-        assert_eq!(fitted(512, 64, Some(254)), (254, 31));
-        assert_eq!(fitted(200, 40, Some(254)), (200, 40));
-        assert_eq!(fitted(2000, 100, None), (2000, 100));
     }
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::db::{UnitOfWork, new_id};
+use crate::core::embeddings::fit_chunk;
 use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
 use crate::core::jobs::enqueue_in;
@@ -24,7 +25,6 @@ use crate::modules::events::DomainEvent;
 use super::{DocumentStatus, DocumentsService, queue_index_build};
 use crate::modules::documents::chunk_store;
 use crate::modules::documents::chunking::Chunk;
-use crate::modules::documents::chunking::fitted;
 use crate::modules::documents::domain::entities::document;
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::domain::events::DocumentsEvent;
@@ -390,7 +390,7 @@ impl DocumentsService {
             .await
             .map_err(RunError::Permanent)?;
         // Sized for the embedder: in its tokens, each chunk read whole.
-        let (chunk_size, chunk_overlap) = fitted(
+        let (chunk_size, chunk_overlap) = fit_chunk(
             usize::try_from(avatar.rag.chunk_size).unwrap_or(512),
             usize::try_from(avatar.rag.chunk_overlap).unwrap_or(0),
             embedder.max_chunk_tokens(),

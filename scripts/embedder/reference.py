@@ -4,7 +4,9 @@
 BERT: word+position+token_type embeddings -> LayerNorm -> 6 x (MHA, add&LN, FFN with erf-GELU, add&LN)
 -> mean pooling over attention mask -> L2 normalise.  Tokenised with tokenizer.json, truncation 256
 (sentence-transformers max_seq_length), no padding.  Computed in float64 for a clean reference.
-Usage: PYTHONPATH=py python3 reference.py [model_dir] [out.json]
+Usage: PYTHONPATH=py python3 reference.py MODEL_DIR tests/fixtures/embedder/reference.json
+(needs numpy, safetensors and tokenizers; the model as scripts/embedder.sh downloads it, before
+its model.safetensors is removed)
 """
 import json, math, sys, os
 import numpy as np

@@ -1,5 +1,5 @@
 //! Ingestion benchmark on the real fixtures (tests/fixtures): parse, chunk, embed (built-in
-//! local embedder) and store, each timed separately. Pages/s for the PDFs, chunks/s for the
+//! lexical embedder) and store, each timed separately. Pages/s for the PDFs, chunks/s for the
 //! rest. Needs DATABASE_URL for the store step (`make bench` sets it).
 
 // Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
@@ -38,7 +38,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let db = Db::new(connection);
     let embedder = LexicalEmbedder::new(384)?;
     println!(
-        "== Ingestion (chunk {CHUNK_SIZE}/{CHUNK_OVERLAP} tokens, local embedder, {ROUNDS} rounds per file)"
+        "== Ingestion (chunk {CHUNK_SIZE}/{CHUNK_OVERLAP} tokens, lexical embedder, {ROUNDS} rounds per file)"
     );
     for (file, format) in [
         ("R-FAQ.pdf", DocumentFormat::Pdf),

@@ -760,3 +760,35 @@ async fn a_group_is_one_conversation_and_the_bot_answers_only_when_addressed() {
     assert_eq!(end_users["items"][0]["display_name"], "Test group");
     assert_eq!(end_users["items"][0]["external_id"], GROUP.to_string());
 }
+
+#[tokio::test]
+async fn an_update_queued_with_the_earlier_per_update_job_is_still_answered_once() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let bot = connected(Reply::answer(ANSWER, (5, 5))).await;
+    let update = text_update(70, CHAT_ID, 42, "Ada", "How do I update packages?");
+    let db = bot.chat.app.context.db.clone();
+    // As an earlier version stored it: the update, and a `telegram.handle_update` job for it
+    // (twice, as fang may run it).
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, received_at) \
+         VALUES ($1, 70, $2, $3, now())",
+        [BOT_ID.into(), bot.chat.pid.into(), update.into()],
+    ))
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+             VALUES (gen_random_uuid(), $1, 'common', now())",
+            [json!({"type": "telegram.handle_update", "bot_id": BOT_ID, "update_id": 70}).into()],
+        ))
+        .await
+        .unwrap();
+    }
+    bot.texts_ending(CHAT_ID, ANSWER).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bot.telegram.chat_texts(CHAT_ID), [ANSWER], "answered once");
+    assert_eq!(bot.chat.llm.requests().len(), 1);
+}

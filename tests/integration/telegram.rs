@@ -557,17 +557,18 @@ async fn polling_bots_have_one_poller_across_processes_and_restarts_lose_or_repe
     // Both stop; updates arrive meanwhile; a new process takes over from the stored offset.
     first.stop().await;
     second.stop().await;
-    // One chat's messages, polled in one batch, are answered in the order they were written.
-    let talkative = CHAT_ID + 9;
-    let mut queued = chats(4..6);
+    // One batch of 11 chats: two jobs (8 chats at most each). One chat's messages are
+    // answered in the order they were written.
+    let talkative = CHAT_ID + 100;
+    let mut queued = chats(4..14);
     queued.extend([
-        text_update(6, talkative, 49, "Bo", "/help"),
-        text_update(7, talkative, 49, "Bo", "/reset"),
-        text_update(8, talkative, 49, "Bo", "/start"),
+        text_update(20, talkative, 49, "Bo", "/help"),
+        text_update(21, talkative, 49, "Bo", "/reset"),
+        text_update(22, talkative, 49, "Bo", "/start"),
     ]);
     telegram.queue_updates(&token, queued);
     let third = spawn_worker(&url, &polling).await;
-    for n in 4..6 {
+    for n in 4..14 {
         answered_once(&telegram, CHAT_ID + n).await;
     }
     eventually(Duration::from_secs(20), "three replies", || async {
@@ -583,14 +584,14 @@ async fn polling_bots_have_one_poller_across_processes_and_restarts_lose_or_repe
         "the greeting last: {texts:?}"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    for n in 1..6 {
+    for n in 1..14 {
         assert_eq!(
             telegram.chat_texts(CHAT_ID + n),
             [ANSWER],
             "update {n}: once"
         );
     }
-    assert_eq!(chat.llm.requests().len(), 5);
+    assert_eq!(chat.llm.requests().len(), 13);
     third.stop().await;
 }
 

@@ -28,8 +28,8 @@ use super::streaming::{Delivered, Relay};
 
 /// How long a claim on an update holds (longer than any answer takes).
 const CLAIM: TimeDelta = TimeDelta::minutes(10);
-/// How many chats one job answers at once.
-const CHATS_AT_ONCE: usize = 8;
+/// How many chats one job holds (`store.rs` groups them so), and answers at once.
+pub(super) const CHATS_PER_JOB: usize = 8;
 
 pub const DEFAULT_GREETING: &str = "Hello! Ask me anything — I answer from what I was given.";
 pub const HELP: &str = "Write your question and I will answer it.\n\n\
@@ -119,7 +119,7 @@ fn by_chat(waiting: Vec<Waiting>) -> Vec<Vec<(i64, i64)>> {
 
 impl TelegramService {
     /// Handles the stored updates `keys` (`(bot_id, update_id)`), each once: a chat's in the
-    /// order Telegram numbered them, up to [`CHATS_AT_ONCE`] chats at once. If one fails (the
+    /// order Telegram numbered them, up to [`CHATS_PER_JOB`] chats at once. If one fails (the
     /// database), its chat's later updates wait with it for the job's retry.
     pub async fn handle_all(&self, keys: &[(i64, i64)]) -> Result<(), TelegramError> {
         let keys: Value = keys
@@ -145,7 +145,7 @@ impl TelegramService {
                 }
                 Ok(())
             })
-            .buffer_unordered(CHATS_AT_ONCE)
+            .buffer_unordered(CHATS_PER_JOB)
             .collect()
             .await;
         answered.into_iter().collect()

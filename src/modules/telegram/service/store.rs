@@ -17,6 +17,7 @@ use crate::core::ids::ProjectId;
 use crate::core::jobs::task_row;
 
 use super::super::tasks::HandleUpdates;
+use super::handling::CHATS_PER_JOB;
 
 /// An update to store: whose it is and its JSON as received.
 pub(super) struct NewUpdate {
@@ -38,12 +39,14 @@ struct Row<'a> {
 }
 
 /// Stores the updates not seen before by one statement on `conn` (a transaction, or the pool),
-/// with one [`HandleUpdates`] job for them: all or nothing. An update `updates` holds twice is
+/// with [`HandleUpdates`] jobs for them: all or nothing. An update `updates` holds twice is
 /// stored once. Returns those that were new.
 ///
-/// One job per statement rather than per update: each job is a row and five index entries
-/// in `fang_tasks`, which cost PostgreSQL more than the update itself. The job's list is
-/// built by the statement from the rows it inserted, the rest of the job by [`task_row`].
+/// Jobs per statement rather than per update: each job is a row and five index entries in
+/// `fang_tasks`, which cost PostgreSQL more than the update itself. A job takes the updates of
+/// up to [`CHATS_PER_JOB`] chats (a chat's updates are never split, so that they are answered
+/// in order), which bounds how long it runs. The lists are built by the statement from the
+/// rows it inserted, the rest of the jobs by [`task_row`].
 pub(super) async fn store_batch(
     conn: &impl ConnectionTrait,
     updates: &[NewUpdate],
@@ -76,21 +79,25 @@ pub(super) async fn store_batch(
                  INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
                      received_at) \
                  SELECT bot_id, update_id, project_id, payload, received_at FROM input \
-                 ON CONFLICT DO NOTHING RETURNING bot_id, update_id \
-             ), job AS ( \
+                 ON CONFLICT DO NOTHING \
+                 RETURNING bot_id, update_id, payload #>> '{message,chat,id}' AS chat \
+             ), jobs AS ( \
                  INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-                 SELECT $2, $3::jsonb || jsonb_build_object('updates', \
+                 SELECT gen_random_uuid(), $2::jsonb || jsonb_build_object('updates', \
                      jsonb_agg(jsonb_build_array(bot_id, update_id) \
-                         ORDER BY bot_id, update_id)), $4, $5 \
-                 FROM stored HAVING count(*) > 0 \
+                         ORDER BY bot_id, update_id)), $3, $4 \
+                 FROM (SELECT bot_id, update_id, \
+                           (dense_rank() OVER (ORDER BY bot_id, chat) - 1) / $5 AS part \
+                       FROM stored) by_chat \
+                 GROUP BY part \
              ) \
              SELECT bot_id, update_id FROM stored",
             [
                 batch.into(),
-                job.id.into(),
                 job.metadata.into(),
                 job.task_type.into(),
                 job.scheduled_at.into(),
+                i64::try_from(CHATS_PER_JOB).unwrap_or(i64::MAX).into(),
             ],
         ))
         .await?;

@@ -243,8 +243,12 @@ impl Model {
     }
 
     /// `ids` cut into windows of at most [`MAX_PIECES`], each opened and closed as the model
-    /// expects; with the pieces of text each holds.
+    /// expects; with the pieces of text each holds (none for an empty text).
     fn windows(&self, ids: &[u32]) -> Vec<(Vec<u32>, usize)> {
+        if ids.len() <= 2 {
+            // Nothing but `[CLS]` and `[SEP]`: no text, no vector (all zeros, as promised).
+            return Vec::new();
+        }
         if ids.len() <= MAX_PIECES {
             return vec![(ids.to_vec(), ids.len().saturating_sub(2).max(1))];
         }
@@ -454,7 +458,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_text_longer_than_the_window_is_read_whole() {
+    async fn a_text_longer_than_the_window_is_read_whole_and_an_empty_one_as_zeros() {
         let embedder = embedder();
         let reference = reference();
         let long = reference
@@ -491,6 +495,11 @@ mod tests {
             cosine(&whole, &long.embedding) < 0.999,
             "more than the first window counted"
         );
+        // Nothing to read: all zeros, beside a text in the same call.
+        let texts = ["".to_owned(), " \n ".to_owned(), "Hi".to_owned()];
+        let vectors = embedder.embed(&texts).await.unwrap();
+        assert!(vectors[..2].iter().flatten().all(|&value| value == 0.0));
+        assert!(cosine(&vectors[2], &embedder.embed_query("Hi").await.unwrap()) > 0.9999);
     }
 
     #[tokio::test]

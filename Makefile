@@ -12,7 +12,7 @@ BIN := target/debug/avatar-platform
 WITH_SERVICES := set -a; . $(DATA_DIR)/services.env; set +a;
 
 .PHONY: help setup tools embedder services services-test run dev worker migrate makemigration \
-        openapi build test test-unit test-int lint fmt bench bench-tools clean services-down
+        openapi build test test-unit test-int lint fmt bench bench-tools eval clean services-down
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -77,6 +77,9 @@ fmt: ## format the code
 
 bench-tools: ## install the benchmarks' tools (wrk) when missing
 	@scripts/ensure-tools.sh --bench
+
+eval: tools services-test embedder ## retrieval evaluation over the real fixtures (results in docs/retrieval.md)
+	@$(WITH_SERVICES) $(CARGO) bench --bench eval
 
 bench: tools bench-tools services-test embedder ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform

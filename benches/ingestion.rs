@@ -89,13 +89,15 @@ async fn run(url: &str) -> anyhow::Result<()> {
             ))
             .await?;
             let started = Instant::now();
-            let rows: Vec<(&Chunk, Vec<f32>)> = chunks.iter().zip(vectors).collect();
+            let rows: Vec<(&Chunk, Option<Vec<f32>>)> =
+                chunks.iter().zip(vectors.into_iter().map(Some)).collect();
             for batch in rows.chunks(INSERT_BATCH) {
                 insert_chunks(
                     db.connection(),
                     owner,
                     batch,
                     "local-lexical-v1",
+                    "english",
                     chrono::Utc::now(),
                 )
                 .await?;

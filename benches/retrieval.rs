@@ -203,6 +203,7 @@ async fn run(
         index_build_memory: "1GB".into(),
         index_build_timeout_secs: 7_200,
         rrf_k: 60.0,
+        rrf_text_weight: 1.0,
     };
     let large_avatar = avatars.pop().ok_or_else(|| anyhow::anyhow!("no avatars"))?;
     let started = Instant::now();
@@ -327,6 +328,7 @@ async fn timed_search(
         embedding: query.to_vec(),
         top_k: TOP_K,
         similarity_threshold: 0.0,
+        language: "english",
     };
     // As the search does: `candidates_per_result` candidates per result wanted; the best
     // TOP_K of them are what recall is measured on.

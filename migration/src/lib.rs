@@ -23,6 +23,9 @@ mod m20261203_160000_analytics_audit_log;
 mod m20261203_170000_analytics_usage;
 mod m20261203_180000_telegram;
 mod m20261203_190000_notifications;
+mod m20261204_080000_documents_vectors_in_background;
+mod m20261204_090000_avatars_rag_language;
+mod m20261204_100000_avatars_similarity_threshold;
 
 pub struct Migrator;
 
@@ -50,6 +53,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_analytics_usage::Migration),
             Box::new(m20261203_180000_telegram::Migration),
             Box::new(m20261203_190000_notifications::Migration),
+            Box::new(m20261204_080000_documents_vectors_in_background::Migration),
+            Box::new(m20261204_090000_avatars_rag_language::Migration),
+            Box::new(m20261204_100000_avatars_similarity_threshold::Migration),
         ]
     }
 }

@@ -27,7 +27,7 @@ async fn an_avatar_is_created_with_documented_defaults_and_can_be_changed_and_de
     );
     assert_eq!(
         avatar["rag"],
-        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64,
+        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64, "language": "english",
                "chunk_size_in_use": 512, "chunk_overlap_in_use": 64})
     );
     let aid = avatar["id"].as_str().unwrap().to_owned();
@@ -111,6 +111,10 @@ async fn avatar_settings_are_validated_naming_the_field() {
         (
             json!({"name": "a", "system_prompt": "x", "rag": {"chunk_size": 100, "chunk_overlap": 100}}),
             "rag.chunk_overlap",
+        ),
+        (
+            json!({"name": "a", "system_prompt": "x", "rag": {"language": "klingon"}}),
+            "rag.language",
         ),
         (
             json!({"name": "a", "system_prompt": "x", "rag": {"chunk_sise": 100}}),
@@ -271,7 +275,7 @@ async fn with_the_local_model_an_avatar_shows_its_chunks_capped_to_the_model_s_w
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(
         created.json["rag"],
-        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64,
+        json!({"top_k": 5, "similarity_threshold": 0.0, "chunk_size": 512, "chunk_overlap": 64, "language": "english",
                "chunk_size_in_use": 254, "chunk_overlap_in_use": 31})
     );
     let small = app

@@ -842,6 +842,78 @@ async fn switching_to_the_local_model_is_refused_at_start_until_the_chunks_are_e
     assert_eq!(k.settled(id).await["status"], "ready");
 }
 
+/// The full-text vectors stored for a document's chunks, as text.
+async fn stored_text_vectors(k: &Knowledge, document: Uuid) -> String {
+    k.app
+        .context
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT string_agg(search_vector::text, ' ') AS v FROM document_chunks \
+             WHERE document_id = $1",
+            [document.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "v")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_avatar_s_language_indexes_its_documents_and_a_change_indexes_them_again() {
+    let k = knowledge(&[]).await;
+    let avatar_path = format!("/api/v1/projects/{}/avatars/{}", k.pid, k.aid);
+    let changed = k
+        .app
+        .patch_as(
+            &k.owner,
+            &avatar_path,
+            &json!({"rag": {"language": "russian"}}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    assert_eq!(changed.json["rag"]["language"], "russian");
+    let text = "# Уход за кошками\n\nКошки любят спать на солнце. Кормите кошку два раза в день \
+                свежей едой.\n";
+    let id = k.uploaded("pets.md", text.as_bytes().to_vec()).await;
+    assert_eq!(k.settled(id).await["status"], "ready");
+    // Russian stems: кошками, кошки and кошку are one word.
+    let stored = stored_text_vectors(&k, id).await;
+    assert!(stored.contains("'кошк'"), "{stored}");
+    assert!(!stored.contains("'кошками'"), "{stored}");
+    let hits = k.search("Сколько раз кормить кошек?").await;
+    assert!(
+        hits.first()
+            .is_some_and(|hit| hit["text"].as_str().unwrap().contains("Кормите")),
+        "{hits:?}"
+    );
+
+    // Without stemming now: the job writes every word as it is.
+    let changed = k
+        .app
+        .patch_as(
+            &k.owner,
+            &avatar_path,
+            &json!({"rag": {"language": "simple"}}),
+        )
+        .await;
+    assert_eq!(changed.json["rag"]["language"], "simple");
+    eventually(
+        Duration::from_secs(30),
+        "the chunks indexed again",
+        || async {
+            let stored = stored_text_vectors(&k, id).await;
+            if stored.contains("'кошками'") && !stored.contains("'кошк'") {
+                Ok(())
+            } else {
+                Err(stored)
+            }
+        },
+    )
+    .await;
+}
+
 /// A document of `sections` short sections on distinct subjects (one chunk each, or so).
 fn handbook(sections: usize) -> String {
     (0..sections)
@@ -956,6 +1028,7 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         embedding,
         top_k: 5,
         similarity_threshold: 0.0,
+        language: "english",
     };
     let (path, indexed) = vector_candidates(&k.app.context.db, &settings, &request, 5)
         .await

@@ -247,6 +247,8 @@ pub struct RetrievalSettings {
     pub index_build_memory: String,
     pub index_build_timeout_secs: u64,
     pub rrf_k: f64,
+    /// The full-text list's weight in the fusion (the vector list's is 1).
+    pub rrf_text_weight: f64,
 }
 
 impl EmbeddingSettings {

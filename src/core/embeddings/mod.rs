@@ -81,6 +81,13 @@ pub trait Embedder: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether documents' vectors are filled in after the document is `ready` (by a
+    /// background job), rather than during its processing: so for an embedder whose work is
+    /// CPU time on this machine, so that a document is searchable (full text) at once.
+    fn embeds_in_background(&self) -> bool {
+        false
+    }
+
     /// Embeds one question. An embedder that runs in-process serves it on a path of its own,
     /// so that a question never waits behind documents being indexed.
     async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbeddingError> {

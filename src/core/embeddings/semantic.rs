@@ -362,6 +362,10 @@ impl Embedder for SemanticEmbedder {
         Some(MAX_CHUNK_PIECES)
     }
 
+    fn embeds_in_background(&self) -> bool {
+        true
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
         let model = self.model.clone();
         let texts = texts.to_vec();

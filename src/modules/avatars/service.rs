@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DeriveActiveEnum, EnumIter,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend,
+    DeriveActiveEnum, EnumIter, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -61,6 +62,9 @@ pub struct RagSettings {
     pub chunk_size_in_use: i32,
     /// `chunk_overlap`, shrunk in proportion when the size is capped.
     pub chunk_overlap_in_use: i32,
+    /// The full-text search configuration of the avatar's documents and questions: one of
+    /// PostgreSQL's (`english` by default; `simple` for mixed languages: no stemming).
+    pub language: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -94,6 +98,7 @@ pub struct RagInput {
     pub similarity_threshold: Option<f32>,
     pub chunk_size: Option<i32>,
     pub chunk_overlap: Option<i32>,
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +159,7 @@ fn view(model: &avatar::Model, max_chunk: Option<usize>) -> AvatarView {
             chunk_overlap: model.rag_chunk_overlap,
             chunk_size_in_use: i32::try_from(size).unwrap_or(i32::MAX),
             chunk_overlap_in_use: i32::try_from(overlap).unwrap_or(i32::MAX),
+            language: model.rag_language.clone(),
         },
         status: model.status,
         created_at: model.created_at,
@@ -175,6 +181,33 @@ fn check_overlap(chunk_size: i32, chunk_overlap: i32) -> Result<(), AvatarsError
         ));
     }
     Ok(())
+}
+
+/// The full-text configuration of a new avatar.
+const DEFAULT_LANGUAGE: &str = "english";
+
+/// `language` must name one of the database's text search configurations.
+async fn check_language<C: ConnectionTrait>(conn: &C, language: &str) -> Result<(), AvatarsError> {
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT cfgname::text AS name FROM pg_catalog.pg_ts_config ORDER BY cfgname",
+        ))
+        .await?;
+    let names = rows
+        .iter()
+        .map(|row| row.try_get::<String>("", "name"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.iter().any(|name| name == language) {
+        return Ok(());
+    }
+    Err(AvatarsError::invalid(
+        "rag.language",
+        format!(
+            "`{language}` is not a text search configuration of this database; one of: {}",
+            names.join(", ")
+        ),
+    ))
 }
 
 impl AvatarsService {
@@ -211,6 +244,9 @@ impl AvatarsService {
             .chunk_overlap
             .unwrap_or_else(|| self.defaults.default_chunk_overlap.min(chunk_size / 4));
         check_overlap(chunk_size, chunk_overlap)?;
+        if let Some(language) = &input.rag.language {
+            check_language(self.db.connection(), language).await?;
+        }
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
         self.billing
@@ -243,6 +279,10 @@ impl AvatarsService {
                 .unwrap_or(self.defaults.default_similarity_threshold)),
             rag_chunk_size: Set(chunk_size),
             rag_chunk_overlap: Set(chunk_overlap),
+            rag_language: Set(input
+                .rag
+                .language
+                .unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned())),
             status: Set(AvatarStatus::Active),
             created_at: Set(timestamp),
             updated_at: Set(timestamp),
@@ -330,8 +370,12 @@ impl AvatarsService {
             .chunk_overlap
             .unwrap_or(existing.rag_chunk_overlap);
         check_overlap(chunk_size, chunk_overlap)?;
+        if let Some(language) = &patch.rag.language {
+            check_language(&*uow, language).await?;
+        }
 
         let mut fields = Vec::new();
+        let existing_language = existing.rag_language.clone();
         let mut active = existing.into_active_model();
         macro_rules! apply {
             ($value:expr, $column:ident, $name:literal) => {
@@ -359,6 +403,14 @@ impl AvatarsService {
             patch.rag.chunk_overlap,
             rag_chunk_overlap,
             "rag.chunk_overlap"
+        );
+        apply!(
+            patch
+                .rag
+                .language
+                .filter(|language| *language != existing_language),
+            rag_language,
+            "rag.language"
         );
         apply!(patch.status, status, "status");
         active.updated_at = Set(self.clock.now());

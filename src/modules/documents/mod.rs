@@ -69,12 +69,15 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
     registry.subscribe(Arc::new(subscribers::DeleteAvatarDocuments(
         service.clone(),
     )));
+    registry.subscribe(Arc::new(subscribers::ReindexAvatarText(service.clone())));
     registry.job_data(service.clone());
     // An index build stops itself (statement_timeout) before its job would time out.
     registry.job_timeout(
         tasks::BuildVectorIndex::NAME,
         settings.retrieval.index_build_timeout() + Duration::from_secs(60),
     );
+    // A slice of indexing is 20 s plus one batch; the limit only catches a hang.
+    registry.job_timeout(tasks::IndexDocument::NAME, Duration::from_secs(300));
     registry.job_timeout(
         tasks::ProcessDocument::NAME,
         settings.documents.job_timeout(),

@@ -43,8 +43,9 @@ pub struct SearchHit {
     pub text: String,
     /// Reciprocal-rank-fusion score: what the results are ordered by.
     pub score: f64,
-    /// Cosine similarity of the chunk to the question (what the threshold applies to).
-    pub similarity: f64,
+    /// Cosine similarity of the chunk to the question (what the threshold applies to);
+    /// `null` while the chunk waits for its vector (found by its text).
+    pub similarity: Option<f64>,
     pub page: Option<i32>,
 }
 
@@ -62,6 +63,8 @@ pub struct SearchRequest<'a> {
     pub embedding: Vec<f32>,
     pub top_k: usize,
     pub similarity_threshold: f64,
+    /// The avatar's text search configuration (`rag.language`), for the question's words.
+    pub language: &'a str,
 }
 
 /// Ready chunks of the avatar (from the documents' counts: cheaper than counting chunks), and
@@ -110,7 +113,8 @@ pub async fn vector_candidates(
             "WITH own AS MATERIALIZED ( \
                  SELECT c.id, c.embedding <=> $1 AS distance FROM document_chunks c \
                  JOIN documents d ON d.id = c.document_id \
-                 WHERE c.avatar_id = $4 AND c.project_id = $2 AND d.status = 'ready') \
+                 WHERE c.avatar_id = $4 AND c.project_id = $2 AND d.status = 'ready' \
+                   AND c.embedding IS NOT NULL) \
              SELECT id, (1 - distance)::float8 AS similarity FROM own ORDER BY distance LIMIT $3"
                 .to_owned(),
             vec![
@@ -172,7 +176,7 @@ pub async fn vector_candidates(
 }
 
 /// Full-text matches of any of the question's words, best first.
-async fn text_candidates(
+pub async fn text_candidates(
     db: &Db,
     request: &SearchRequest<'_>,
     limit: i64,
@@ -182,7 +186,8 @@ async fn text_candidates(
             DbBackend::Postgres,
             "SELECT c.id FROM document_chunks c \
              JOIN documents d ON d.id = c.document_id, \
-             LATERAL (SELECT replace(plainto_tsquery('english', $1)::text, '&', '|')::tsquery AS q) query \
+             LATERAL (SELECT replace(plainto_tsquery($5::regconfig, $1)::text, '&', '|')::tsquery \
+                      AS q) query \
              WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready' \
                AND c.search_vector @@ query.q \
              ORDER BY ts_rank(c.search_vector, query.q) DESC, c.id LIMIT $4",
@@ -191,6 +196,7 @@ async fn text_candidates(
                 request.avatar_id.into(),
                 request.project_id.into(),
                 limit.into(),
+                request.language.to_owned().into(),
             ],
         ))
         .await?;
@@ -199,12 +205,12 @@ async fn text_candidates(
         .collect()
 }
 
-/// Reciprocal-rank fusion: each list gives `1 / (k + rank)` to its members.
-pub fn fuse(lists: &[Vec<Uuid>], k: f64) -> Vec<(Uuid, f64)> {
+/// Weighted reciprocal-rank fusion: each list gives `weight / (k + rank)` to its members.
+pub fn fuse(lists: &[(Vec<Uuid>, f64)], k: f64) -> Vec<(Uuid, f64)> {
     let mut scores: HashMap<Uuid, f64> = HashMap::new();
-    for list in lists {
+    for (list, weight) in lists {
         for (rank, id) in list.iter().enumerate() {
-            *scores.entry(*id).or_default() += 1.0 / (k + rank as f64 + 1.0);
+            *scores.entry(*id).or_default() += weight / (k + rank as f64 + 1.0);
         }
     }
     let mut fused: Vec<(Uuid, f64)> = scores.into_iter().collect();
@@ -212,7 +218,12 @@ pub fn fuse(lists: &[Vec<Uuid>], k: f64) -> Vec<(Uuid, f64)> {
     fused
 }
 
-/// Hybrid search: both lists, fused, thresholded on similarity, `top_k` best.
+/// Hybrid search: both lists, each thresholded on similarity, fused, `top_k` best.
+///
+/// The threshold applies before fusion to every candidate whose similarity is known: the
+/// vector list's, and a full-text match whose chunk has a vector (a word in common does not
+/// make a passage that the model finds unrelated relevant). A chunk still waiting for its
+/// vector is judged by its text alone.
 pub async fn search(
     db: &Db,
     settings: &RetrievalSettings,
@@ -226,9 +237,16 @@ pub async fn search(
         text_candidates(db, request, limit)
     );
     let ((_, vector_hits), text_hits) = (vector?, text?);
-    let vector_ids: Vec<Uuid> = vector_hits.iter().map(|(id, _)| *id).collect();
-    let fused = fuse(&[vector_ids, text_hits], settings.rrf_k);
-    let candidate_ids: Vec<Uuid> = fused.iter().map(|(id, _)| *id).collect();
+    let relevant = |similarity: f64| {
+        request.similarity_threshold <= 0.0 || similarity >= request.similarity_threshold
+    };
+    let vector_ids: Vec<Uuid> = vector_hits
+        .iter()
+        .filter(|(_, similarity)| relevant(*similarity))
+        .map(|(id, _)| *id)
+        .collect();
+    let mut candidate_ids = vector_ids.clone();
+    candidate_ids.extend(text_hits.iter().filter(|id| !vector_ids.contains(id)));
     if candidate_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -254,14 +272,33 @@ pub async fn search(
             filename: row.try_get("", "filename")?,
             text: row.try_get("", "text")?,
             page: row.try_get("", "page")?,
-            // NaN when either vector is all zeros (a question of stop words only).
-            similarity: Some(row.try_get::<f64>("", "similarity")?)
-                .filter(|similarity| similarity.is_finite())
-                .unwrap_or(0.0),
+            // NULL without a vector yet; NaN when either vector is all zeros (a question of
+            // stop words only): no similarity at all.
+            similarity: row
+                .try_get::<Option<f64>>("", "similarity")?
+                .map(|similarity| {
+                    if similarity.is_finite() {
+                        similarity
+                    } else {
+                        0.0
+                    }
+                }),
             score: 0.0,
         };
         details.insert(hit.chunk_id, hit);
     }
+    let text_ids: Vec<Uuid> = text_hits
+        .into_iter()
+        .filter(|id| {
+            details
+                .get(id)
+                .is_some_and(|hit| hit.similarity.is_none_or(relevant))
+        })
+        .collect();
+    let fused = fuse(
+        &[(vector_ids, 1.0), (text_ids, settings.rrf_text_weight)],
+        settings.rrf_k,
+    );
     let mut hits: Vec<SearchHit> = fused
         .into_iter()
         .filter_map(|(id, score)| {
@@ -270,15 +307,14 @@ pub async fn search(
                 hit
             })
         })
-        .filter(|hit| {
-            request.similarity_threshold <= 0.0 || hit.similarity >= request.similarity_threshold
-        })
         .collect();
     // Equal fused scores (one list's first is the other's second) are settled by similarity.
     hits.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(b.similarity.total_cmp(&a.similarity))
+        b.score.total_cmp(&a.score).then(
+            b.similarity
+                .unwrap_or(0.0)
+                .total_cmp(&a.similarity.unwrap_or(0.0)),
+        )
     });
     hits.truncate(top_k);
     Ok(hits)

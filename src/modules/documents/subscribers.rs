@@ -41,3 +41,36 @@ impl EventHandler<DomainEvent> for DeleteAvatarDocuments {
         Ok(())
     }
 }
+
+/// A changed `rag.language` re-indexes the avatar's chunks' full text (a job).
+pub struct ReindexAvatarText(pub Arc<DocumentsService>);
+
+#[async_trait]
+impl EventHandler<DomainEvent> for ReindexAvatarText {
+    fn name(&self) -> &'static str {
+        "documents.reindex_avatar_text"
+    }
+
+    fn interested(&self, event: &DomainEvent) -> bool {
+        matches!(
+            event,
+            DomainEvent::Avatars(AvatarsEvent::AvatarUpdated { fields, .. })
+                if fields.iter().any(|field| field == "rag.language")
+        )
+    }
+
+    async fn handle(&self, event: &DomainEvent, _delivery: &Delivery) -> anyhow::Result<()> {
+        if let DomainEvent::Avatars(AvatarsEvent::AvatarUpdated {
+            project_id,
+            avatar_id,
+            ..
+        }) = event
+        {
+            self.0
+                .queue_text_reindex(*project_id, *avatar_id)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+        }
+        Ok(())
+    }
+}

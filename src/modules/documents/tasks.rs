@@ -10,10 +10,10 @@ use fang::asynk::async_queue::AsyncQueueable;
 use fang::{AsyncRunnable, FangError, Scheduled};
 use serde::{Deserialize, Serialize};
 
-use crate::core::ids::{AvatarId, DocumentId};
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::{JobContext, enqueue_in, task_error};
 
-use super::service::{DocumentsService, ProcessOutcome};
+use super::service::{DocumentsService, IndexOutcome, ProcessOutcome};
 use super::vector_index::BuildOutcome;
 
 fn service(context: &JobContext) -> Result<Arc<DocumentsService>, FangError> {
@@ -92,6 +92,47 @@ impl AsyncRunnable for ProcessDocument {
     }
 }
 
+/// Fills in the vectors of a ready document's chunks (`service/indexing.rs`), for a slice of
+/// time; it queues its own continuation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexDocument {
+    pub document_id: DocumentId,
+}
+
+impl IndexDocument {
+    /// The task type, for its run-time limit and for finding a document's waiting job.
+    pub const NAME: &'static str = "documents.index";
+}
+
+#[typetag::serde(name = "documents.index")]
+#[async_trait]
+impl AsyncRunnable for IndexDocument {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        let documents = service(&context)?;
+        let outcome = documents
+            .index_semantically(self.document_id, context.stopping())
+            .await
+            .map_err(task_error)?;
+        if outcome == IndexOutcome::Busy {
+            // One document at a time per process; this one waits its turn (with backoff).
+            return Err(task_error(
+                "another document is being indexed in this process; this one waits its turn",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waiting turns count as retries; the recovery job queues a document whose job gave up.
+    fn max_retries(&self) -> i32 {
+        20
+    }
+
+    fn backoff(&self, attempt: u32) -> u32 {
+        5 * 2u32.saturating_pow(attempt.min(3))
+    }
+}
+
 /// Brings an avatar's own vector index in line with its size (`vector_index.rs`): built for a
 /// large avatar, dropped for a deleted or emptied one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,8 +179,33 @@ impl AsyncRunnable for BuildVectorIndex {
     }
 }
 
-/// Periodic recovery: stuck documents back to the queue, failed file deletions retried,
-/// missing vector indexes queued.
+/// Computes an avatar's chunks' full-text vectors again with its language (it changed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReindexText {
+    pub project_id: ProjectId,
+    pub avatar_id: AvatarId,
+}
+
+#[typetag::serde(name = "documents.reindex_text")]
+#[async_trait]
+impl AsyncRunnable for ReindexText {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let context = JobContext::current()?;
+        let documents = service(&context)?;
+        documents
+            .reindex_text(self.project_id, self.avatar_id)
+            .await
+            .map_err(task_error)?;
+        Ok(())
+    }
+
+    fn max_retries(&self) -> i32 {
+        8
+    }
+}
+
+/// Periodic recovery: stuck documents back to the queue, failed file deletions retried, lost
+/// semantic indexing and missing vector indexes queued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoverDocuments {
     pub cron: String,
@@ -153,6 +219,10 @@ impl AsyncRunnable for RecoverDocuments {
         let documents = service(&context)?;
         documents.recover_stuck().await.map_err(task_error)?;
         documents.retry_blob_deletions().await.map_err(task_error)?;
+        documents
+            .ensure_semantic_indexing()
+            .await
+            .map_err(task_error)?;
         documents
             .ensure_vector_indexes()
             .await

@@ -10,7 +10,9 @@ pub mod parsing {
 }
 
 pub mod retrieval {
-    pub use crate::modules::documents::retrieval::{SearchRequest, VectorPath, vector_candidates};
+    pub use crate::modules::documents::retrieval::{
+        SearchRequest, VectorPath, search, text_candidates, vector_candidates,
+    };
 }
 
 pub mod vector_index {

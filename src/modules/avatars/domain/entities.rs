@@ -24,6 +24,8 @@ pub(in crate::modules::avatars) mod avatar {
         pub rag_similarity_threshold: f32,
         pub rag_chunk_size: i32,
         pub rag_chunk_overlap: i32,
+        /// A PostgreSQL text search configuration (`english`, `simple`, `russian`, ...).
+        pub rag_language: String,
         pub status: crate::modules::avatars::AvatarStatus,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,

@@ -86,7 +86,8 @@ pub struct SourceRef {
     pub filename: String,
     pub chunk_id: Uuid,
     pub score: f64,
-    pub similarity: f64,
+    /// `null` when the passage was found by its text before its vector was computed.
+    pub similarity: Option<f64>,
     pub page: Option<i32>,
 }
 

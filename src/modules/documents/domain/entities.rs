@@ -23,6 +23,8 @@ pub(in crate::modules::documents) mod document {
         pub error: Option<String>,
         pub chunks_count: i32,
         pub tokens_count: i32,
+        /// Chunks whose semantic vector is stored (filled after `ready` by a local model).
+        pub semantic_indexed_chunks: i32,
         pub attempts: i32,
         pub document_metadata: Json,
         pub uploaded_by: Option<UserId>,

@@ -1,13 +1,17 @@
-//! Housekeeping: the avatars' own vector indexes, stored files whose deletion is pending, and
-//! re-embedding every document after a model or dimension change.
+//! Housekeeping: the avatars' own vector indexes, stored files whose deletion is pending, an
+//! avatar's full text after its language changed, and re-embedding every document after a
+//! model or dimension change.
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use crate::core::ids::{AvatarId, DocumentId};
+use crate::core::error::Failure;
+use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::enqueue_in;
 
+use crate::modules::documents::chunk_store;
+
 use crate::modules::documents::domain::errors::DocumentsError;
-use crate::modules::documents::tasks::ProcessDocument;
+use crate::modules::documents::tasks::{ProcessDocument, ReindexText};
 use crate::modules::documents::vector_index::{self, BuildOutcome};
 
 use super::{DocumentsService, queue_index_build};
@@ -113,6 +117,60 @@ impl DocumentsService {
             }
         }
         Ok(done)
+    }
+
+    /// Queues the re-indexing of an avatar's full text (its language changed).
+    pub async fn queue_text_reindex(
+        &self,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+    ) -> Result<(), DocumentsError> {
+        enqueue_in(
+            self.db.connection(),
+            &ReindexText {
+                project_id,
+                avatar_id,
+            },
+            self.clock.now(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Computes the full-text vectors of the avatar's chunks again with its language as it is
+    /// now (read here, so that jobs of several changes in any order end the same), one
+    /// document per statement. Returns how many chunks were re-indexed.
+    pub async fn reindex_text(
+        &self,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+    ) -> Result<u64, DocumentsError> {
+        let avatar = match self.avatars.get(project_id, avatar_id).await {
+            Ok(avatar) => avatar,
+            Err(error) => {
+                return match Failure::from(error) {
+                    Failure::NotFound(_) => Ok(0),
+                    other => Err(other.into()),
+                };
+            }
+        };
+        let documents = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT id FROM documents WHERE project_id = $1 AND avatar_id = $2",
+                [project_id.into(), avatar_id.into()],
+            ))
+            .await?;
+        let mut reindexed = 0;
+        for row in documents {
+            let document_id: DocumentId = row.try_get("", "id")?;
+            reindexed +=
+                chunk_store::reindex_text(self.db.connection(), document_id, &avatar.rag.language)
+                    .await?;
+        }
+        tracing::info!(%avatar_id, reindexed, language = %avatar.rag.language, "re-indexed the avatar's full text");
+        Ok(reindexed)
     }
 
     /// Changes the chunks' vector dimension: drops every chunk (they cannot be converted),

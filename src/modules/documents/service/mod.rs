@@ -6,10 +6,12 @@
 //! `processing.rs`; the avatars' vector indexes, pending file deletions and re-embedding in
 //! `maintenance.rs`.
 
+mod indexing;
 mod maintenance;
 mod processing;
 mod upload;
 
+pub use indexing::IndexOutcome;
 pub use processing::ProcessOutcome;
 
 use std::path::PathBuf;
@@ -86,6 +88,10 @@ pub struct DocumentView {
     pub error: Option<String>,
     pub chunks_count: i32,
     pub tokens_count: i32,
+    /// Chunks whose semantic vector is stored. A document is searchable as soon as it is
+    /// `ready` (full text); with the local model its vectors are filled in afterwards by a
+    /// background job, and this reaches `chunks_count` when they all are.
+    pub semantic_indexed_chunks: i32,
     /// For a waiting document: 1 = next of its project.
     pub queue_position: Option<i64>,
     #[schema(value_type = Object)]
@@ -135,6 +141,8 @@ pub struct DocumentsService {
     upload_dir: PathBuf,
     sandbox: Sandbox,
     clock: Arc<dyn Clock>,
+    /// Held by the document being indexed semantically in this process (`indexing.rs`).
+    indexing: tokio::sync::Mutex<()>,
 }
 
 /// Queues a build of the avatar's vector index, unless one is queued or running already.
@@ -189,6 +197,7 @@ impl DocumentsService {
             upload_dir,
             sandbox,
             clock,
+            indexing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -249,6 +258,7 @@ impl DocumentsService {
             embedding,
             top_k,
             similarity_threshold: f64::from(avatar.rag.similarity_threshold),
+            language: &avatar.rag.language,
         };
         Ok(AvatarSearch {
             hits: retrieval::search(&self.db, &self.retrieval, &request).await?,
@@ -295,6 +305,7 @@ impl DocumentsService {
             error: model.error.clone(),
             chunks_count: model.chunks_count,
             tokens_count: model.tokens_count,
+            semantic_indexed_chunks: model.semantic_indexed_chunks,
             queue_position,
             document_metadata: model.document_metadata.clone(),
             created_at: model.created_at,

@@ -19,9 +19,9 @@ use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
 use crate::core::jobs::enqueue_in;
 use crate::core::storage::StorageError;
-use crate::modules::billing::{UsageKind, UsageRecord};
 use crate::modules::events::DomainEvent;
 
+use super::indexing::queue_indexing;
 use super::{DocumentStatus, DocumentsService, queue_index_build};
 use crate::modules::documents::chunk_store;
 use crate::modules::documents::chunking::Chunk;
@@ -417,39 +417,37 @@ impl DocumentsService {
         let uow = self.owned(run).await?;
         chunk_store::delete_chunks(&*uow, model.id).await?;
         uow.commit().await?;
+        // A local model's vectors come after `ready`, from a job (`indexing.rs`): the
+        // document is searchable by its full text meanwhile.
+        let background = embedder.embeds_in_background();
         for batch in chunks.chunks(self.settings.embed_batch_size) {
-            let texts: Vec<String> = batch.iter().map(|chunk| chunk.text.clone()).collect();
-            let vectors = embedder.embed(&texts).await.map_err(|error| {
-                if error.is_transient() {
-                    RunError::Transient(format!("embedding failed: {error}"))
-                } else {
-                    RunError::Permanent(format!("embedding failed: {error}"))
-                }
-            })?;
-            let rows: Vec<(&Chunk, Vec<f32>)> = batch.iter().zip(vectors).collect();
+            let vectors: Vec<Option<Vec<f32>>> = if background {
+                vec![None; batch.len()]
+            } else {
+                let texts: Vec<String> = batch.iter().map(|chunk| chunk.text.clone()).collect();
+                let vectors = embedder.embed(&texts).await.map_err(|error| {
+                    if error.is_transient() {
+                        RunError::Transient(format!("embedding failed: {error}"))
+                    } else {
+                        RunError::Permanent(format!("embedding failed: {error}"))
+                    }
+                })?;
+                vectors.into_iter().map(Some).collect()
+            };
+            let rows: Vec<(&Chunk, Option<Vec<f32>>)> = batch.iter().zip(vectors).collect();
             let mut uow = self.owned(run).await?;
-            // The batch's tokens, in the ledger with the chunks they made.
-            let tokens: i32 = batch
-                .iter()
-                .map(|chunk| Ord::max(chunk.token_count, 0))
-                .sum();
-            self.billing
-                .record_usage_in(
-                    &mut uow,
-                    model.project_id,
-                    UsageRecord {
-                        kind: UsageKind::Embedding,
-                        model: embedder.model_id(),
-                        prompt_tokens: u32::try_from(tokens).unwrap_or(0),
-                        completion_tokens: 0,
-                        own_key: false,
-                        avatar_id: Some(model.avatar_id),
-                        conversation_id: None,
-                        document_id: Some(model.id),
-                    },
-                )
-                .await
-                .map_err(|error| RunError::Transient(format!("recording usage failed: {error}")))?;
+            if !background {
+                // The batch's tokens, in the ledger with the chunks they made.
+                let tokens = batch
+                    .iter()
+                    .map(|chunk| chunk.token_count)
+                    .collect::<Vec<_>>();
+                self.record_embedding_usage(&mut uow, model, &embedder.model_id(), &tokens)
+                    .await
+                    .map_err(|error| {
+                        RunError::Transient(format!("recording usage failed: {error}"))
+                    })?;
+            }
             for rows in rows.chunks(self.settings.insert_batch_size) {
                 let owner = chunk_store::ChunkOwner {
                     document_id: model.id,
@@ -461,6 +459,7 @@ impl DocumentsService {
                     owner,
                     rows,
                     &embedder.model_id(),
+                    &avatar.rag.language,
                     self.clock.now(),
                 )
                 .await?;
@@ -475,6 +474,10 @@ impl DocumentsService {
             .col_expr(document::Column::Status, Expr::value(DocumentStatus::Ready))
             .col_expr(document::Column::ChunksCount, Expr::value(chunks_count))
             .col_expr(document::Column::TokensCount, Expr::value(tokens_count))
+            .col_expr(
+                document::Column::SemanticIndexedChunks,
+                Expr::value(if background { 0 } else { chunks_count }),
+            )
             .col_expr(document::Column::Error, Expr::value(Option::<String>::None))
             .col_expr(
                 document::Column::DocumentMetadata,
@@ -494,11 +497,14 @@ impl DocumentsService {
         if finished.rows_affected == 0 {
             return Err(RunError::Gone);
         }
-        // Past the exact-scan size, the avatar needs its own index: queued with the commit.
-        if self
+        if background {
+            queue_indexing(&*uow, model.id, self.clock.now()).await?;
+        } else if self
             .needs_index(&*uow, model.project_id, model.avatar_id)
             .await?
         {
+            // Past the exact-scan size, the avatar needs its own index: queued with the
+            // commit (after the background indexing, when there is one).
             queue_index_build(&*uow, model.avatar_id, self.clock.now()).await?;
         }
         self.bus

@@ -178,6 +178,7 @@ impl DocumentsService {
             error: Set(None),
             chunks_count: Set(0),
             tokens_count: Set(0),
+            semantic_indexed_chunks: Set(0),
             attempts: Set(0),
             document_metadata: Set(json!({})),
             uploaded_by: Set(actor.user_id),

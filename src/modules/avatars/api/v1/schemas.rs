@@ -29,6 +29,11 @@ pub struct RagRequest {
     pub chunk_size: Option<i32>,
     #[validate(range(min = 0, max = 4096))]
     pub chunk_overlap: Option<i32>,
+    /// A PostgreSQL text search configuration: `english` (default), `simple` (mixed
+    /// languages, no stemming), `russian`, `german`, ... Changing it re-indexes the avatar's
+    /// documents in the background.
+    #[validate(length(min = 1, max = 63))]
+    pub language: Option<String>,
 }
 
 impl From<LlmRequest> for LlmInput {
@@ -48,6 +53,7 @@ impl From<RagRequest> for RagInput {
             similarity_threshold: request.similarity_threshold,
             chunk_size: request.chunk_size,
             chunk_overlap: request.chunk_overlap,
+            language: request.language,
         }
     }
 }

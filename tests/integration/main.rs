@@ -25,6 +25,7 @@ mod outages;
 mod outbound;
 mod platform_config;
 mod projects;
+mod semantic;
 mod service;
 mod storage;
 mod telegram;

@@ -1,0 +1,169 @@
+//! The local model end to end (the focused set that runs it; other tests use the keyword
+//! embedder): a real fixture is searchable as soon as it is `ready`, its vectors follow from a
+//! background job that shows its progress, and then questions worded unlike the document find
+//! their passage through `/search` and a retrieval-only chat — while a question the document
+//! does not answer gets no passage, under the default similarity threshold.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{AppOptions, spawn_app_with};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// Questions of eval/questions.json about the R FAQ, and a snippet of their answering passage.
+const PARAPHRASED: [(&str, &str); 4] = [
+    (
+        "Am I allowed to use this software in paid consulting or inside a business?",
+        "It only restricts distribution of R or of other programs",
+    ),
+    (
+        "Why does a test for exact sameness between two decimal calculations come out false?",
+        "will not reliably be equal unless they have been computed",
+    ),
+    (
+        "Why do I get a negative answer when I square minus two without brackets?",
+        "misunderstanding the precedence rules for expressions",
+    ),
+    (
+        "How can I make bitmap image files from a script on a headless server with no display attached?",
+        "an X11 server that does not require a screen",
+    ),
+];
+
+fn collapsed(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn a_real_document_is_searchable_at_once_and_paraphrased_questions_find_it_once_indexed() {
+    let app = spawn_app_with(AppOptions {
+        overrides: &[
+            ("APP__EMBEDDINGS__PROVIDER", "local"),
+            // The deployment default (config/test.toml keeps 0 for the keyword embedder).
+            ("APP__AVATARS__DEFAULT_SIMILARITY_THRESHOLD", "0.3"),
+        ],
+        workers: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "r").await;
+    let created = app
+        .create_avatar(
+            &owner,
+            pid,
+            &json!({"name": "R helper", "system_prompt": "Answer from the R FAQ."}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let threshold = created.json["rag"]["similarity_threshold"]
+        .as_f64()
+        .unwrap();
+    assert!((threshold - 0.3).abs() < 1e-6, "{threshold}");
+    let aid = Uuid::parse_str(created.json["id"].as_str().unwrap()).unwrap();
+    let documents = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let bytes = std::fs::read(format!("{FIXTURES}/R-FAQ.pdf")).unwrap();
+    let uploaded = app.upload(&owner, &documents, "R-FAQ.pdf", bytes).await;
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text);
+    let document = format!("{documents}/{}", uploaded.json["id"].as_str().unwrap());
+
+    // Ready before its vectors: the job embeds a batch at a time (seconds each).
+    let ready = crate::documents::settled(&app, &owner, &document).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let chunks = ready["chunks_count"].as_i64().unwrap();
+    assert!(chunks > 50, "{ready}");
+    let indexed = ready["semantic_indexed_chunks"].as_i64().unwrap();
+    assert!(indexed < chunks, "{ready}");
+    // Searchable at once, by its words.
+    let search = format!("/api/v1/projects/{pid}/avatars/{aid}/search");
+    let found = app
+        .post_as(
+            &owner,
+            &search,
+            &json!({"query": "garbage collection memory"}),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert!(
+        !found.json["items"].as_array().unwrap().is_empty(),
+        "{}",
+        found.text
+    );
+
+    crate::helpers::eventually(
+        Duration::from_secs(300),
+        "every chunk has its vector",
+        || async {
+            let view = app.get_as(&owner, &document).await.json;
+            if view["semantic_indexed_chunks"].as_i64() == Some(chunks) {
+                Ok(())
+            } else {
+                Err(view)
+            }
+        },
+    )
+    .await;
+
+    for (question, snippet) in PARAPHRASED {
+        let response = app
+            .post_as(&owner, &search, &json!({"query": question, "top_k": 3}))
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        let items = response.json["items"].as_array().unwrap();
+        assert!(
+            items
+                .iter()
+                .any(|item| collapsed(item["text"].as_str().unwrap()).contains(snippet)),
+            "{question}: {items:#?}"
+        );
+        assert!(
+            items
+                .iter()
+                .all(|item| item["similarity"].as_f64().unwrap() >= 0.3)
+        );
+    }
+    let off_topic = app
+        .post_as(
+            &owner,
+            &search,
+            &json!({"query": "What temperature should I bake sourdough bread at?"}),
+        )
+        .await;
+    assert_eq!(off_topic.json["items"], json!([]), "{}", off_topic.text);
+
+    // No LLM is configured: the answer quotes the passage, or says nothing matched.
+    let conversation = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/avatars/{aid}/conversations"),
+            &json!({"title": "paraphrases"}),
+        )
+        .await;
+    assert_eq!(conversation.status, 201, "{}", conversation.text);
+    let messages = format!(
+        "/api/v1/projects/{pid}/conversations/{}/messages",
+        conversation.json["id"].as_str().unwrap()
+    );
+    let answer = |content: &'static str| {
+        let (app, owner, messages) = (&app, &owner, &messages);
+        async move {
+            let response = app
+                .post_as(owner, messages, &json!({"content": content}))
+                .await;
+            assert_eq!(response.status, 200, "{}", response.text);
+            let message: Value = response.json["assistant_message"].clone();
+            collapsed(message["content"].as_str().unwrap())
+        }
+    };
+    let (question, snippet) = PARAPHRASED[2];
+    let quoted = answer(question).await;
+    assert!(quoted.contains(snippet), "{quoted}");
+    let nothing = answer("Which wine goes well with grilled salmon?").await;
+    assert!(
+        nothing.contains("none of them matches this question"),
+        "{nothing}"
+    );
+}

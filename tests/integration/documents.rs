@@ -807,6 +807,8 @@ async fn switching_to_the_local_model_is_refused_at_start_until_the_chunks_are_e
     assert_eq!(queued, 1);
     maintenance.shutdown().await;
     let workers = Application::build(local, options(true, 1)).await.unwrap();
+    // Ready before the workers stop (stopped mid-run, a document waits again).
+    assert_eq!(k.settled(id).await["status"], "ready");
     let db = k.app.context.db.clone();
     eventually(
         Duration::from_secs(60),
@@ -839,7 +841,6 @@ async fn switching_to_the_local_model_is_refused_at_start_until_the_chunks_are_e
     let largest = largest().await;
     assert!((200..=254).contains(&largest), "{largest}");
     workers.shutdown().await;
-    assert_eq!(k.settled(id).await["status"], "ready");
 }
 
 /// The full-text vectors stored for a document's chunks, as text.

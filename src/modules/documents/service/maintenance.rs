@@ -192,7 +192,7 @@ impl DocumentsService {
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE documents SET status = 'uploaded', attempts = 0, error = NULL, \
-                 chunks_count = 0, tokens_count = 0, updated_at = $1 \
+                 chunks_count = 0, tokens_count = 0, semantic_indexed_chunks = 0, updated_at = $1 \
                  WHERE status IN ('ready', 'processing', 'failed') RETURNING id",
                 [now.into()],
             ))

@@ -82,7 +82,7 @@ impl DocumentsService {
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE documents SET status = 'failed', processing_run_id = NULL, \
-                 chunks_count = 0, tokens_count = 0, \
+                 chunks_count = 0, tokens_count = 0, semantic_indexed_chunks = 0, \
                  error = 'processing stopped ' || attempts || ' times without finishing (its \
                  worker was lost); giving up', updated_at = $3 \
                  WHERE status = 'processing' AND attempts >= $2 \
@@ -314,6 +314,7 @@ impl DocumentsService {
             )
             .col_expr(document::Column::Error, Expr::value(reason))
             .col_expr(document::Column::ChunksCount, Expr::value(0))
+            .col_expr(document::Column::SemanticIndexedChunks, Expr::value(0))
             .col_expr(document::Column::TokensCount, Expr::value(0))
             .col_expr(
                 document::Column::ProcessingRunId,

@@ -120,21 +120,6 @@ fn rank_of(ids: &[Uuid], corpus: &Corpus, question: &Question) -> Option<usize> 
     })
 }
 
-fn settings(text_weight: f64) -> RetrievalSettings {
-    RetrievalSettings {
-        exact_scan_max_chunks: 20_000,
-        candidates_per_result: 4,
-        hnsw_ef_search: 100,
-        hnsw_max_scan_tuples: 40_000,
-        hnsw_m: 16,
-        hnsw_ef_construction: 64,
-        index_build_memory: "1GB".into(),
-        index_build_timeout_secs: 7_200,
-        rrf_k: 60.0,
-        rrf_text_weight: text_weight,
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::with_bench_database("eval", |url| async move { run(&url).await }).await
@@ -187,7 +172,8 @@ async fn run(url: &str) -> anyhow::Result<()> {
         lexical_corpus.texts.len()
     );
 
-    let settings = settings(1.0);
+    // As deployed (config/default.toml); the grid below varies the full-text weight.
+    let settings = common::default_retrieval_settings(url)?;
     let limit = i64::try_from(TOP_K)? * settings.candidates_per_result;
     let mut lists: Vec<(&str, Ranks)> = [
         "full text only",
@@ -252,7 +238,10 @@ async fn run(url: &str) -> anyhow::Result<()> {
         for ((threshold, weight), ranks) in grid.iter().zip(hybrid_at.iter_mut()) {
             let hits = search(
                 &db,
-                &self::settings(*weight),
+                &RetrievalSettings {
+                    rrf_text_weight: *weight,
+                    ..settings.clone()
+                },
                 &request(&semantic_corpus, &semantic_vector, *threshold),
             )
             .await?;

@@ -193,17 +193,10 @@ async fn run(
     );
     db.execute_unprepared("ANALYZE document_chunks").await?;
     // The values of config/default.toml; BENCH_EF_SEARCH varies the search breadth.
+    let defaults = common::default_retrieval_settings(url)?;
     let settings = RetrievalSettings {
-        exact_scan_max_chunks: 20_000,
-        candidates_per_result: 4,
-        hnsw_ef_search: env_usize("BENCH_EF_SEARCH", 100) as i64,
-        hnsw_max_scan_tuples: 40_000,
-        hnsw_m: 16,
-        hnsw_ef_construction: 64,
-        index_build_memory: "1GB".into(),
-        index_build_timeout_secs: 7_200,
-        rrf_k: 60.0,
-        rrf_text_weight: 1.0,
+        hnsw_ef_search: env_usize("BENCH_EF_SEARCH", defaults.hnsw_ef_search as usize) as i64,
+        ..defaults
     };
     let large_avatar = avatars.pop().ok_or_else(|| anyhow::anyhow!("no avatars"))?;
     let started = Instant::now();

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use avatar_platform::app::{Application, RunOptions};
-use avatar_platform::core::config::Settings;
+use avatar_platform::core::config::{RetrievalSettings, Settings};
 use avatar_platform::core::db::Db;
 use avatar_platform::core::ids::{AvatarId, ProjectId};
 use sea_orm::prelude::PgVector;
@@ -186,6 +186,14 @@ pub async fn load_chunks(
         .await?;
     }
     Ok(())
+}
+
+/// The retrieval settings a deployment on the database `url` runs with (config/default.toml,
+/// no other environment).
+pub fn default_retrieval_settings(url: &str) -> anyhow::Result<RetrievalSettings> {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let env = [("DATABASE_URL".to_owned(), url.to_owned())];
+    Ok(Settings::load_from(&config, &env)?.retrieval)
 }
 
 /// Runs `bench` with the URL of a fresh database named `<prefix>_<uuid>`.

@@ -167,3 +167,71 @@ async fn a_real_document_is_searchable_at_once_and_paraphrased_questions_find_it
         "{nothing}"
     );
 }
+
+#[tokio::test]
+async fn a_ready_document_whose_indexing_task_was_lost_is_indexed_by_the_recovery() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = spawn_app_with(AppOptions {
+        overrides: &[("APP__EMBEDDINGS__PROVIDER", "local")],
+        workers: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "r").await;
+    let created = app
+        .create_avatar(
+            &owner,
+            pid,
+            &json!({"name": "Guide", "system_prompt": "Help."}),
+        )
+        .await;
+    let aid = created.json["id"].as_str().unwrap().to_owned();
+    let documents = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let uploaded = app
+        .upload(
+            &owner,
+            &documents,
+            "guide.md",
+            crate::documents::GUIDE.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text);
+    let id = uploaded.json["id"].as_str().unwrap().to_owned();
+    let document = format!("{documents}/{id}");
+    let indexed = || async {
+        let view = app.get_as(&owner, &document).await.json;
+        if view["status"] == "ready" && view["semantic_indexed_chunks"] == view["chunks_count"] {
+            Ok(())
+        } else {
+            Err(view)
+        }
+    };
+    crate::helpers::eventually(Duration::from_secs(60), "indexed", indexed).await;
+
+    // As if its vectors had never been computed and its task were gone.
+    app.context
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE document_chunks SET embedding = NULL WHERE document_id = $1::uuid",
+            [id.clone().into()],
+        ))
+        .await
+        .unwrap();
+    app.context
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE documents SET semantic_indexed_chunks = 0 WHERE id = $1::uuid",
+            [id.clone().into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get_as(&owner, &document).await.json["semantic_indexed_chunks"],
+        0
+    );
+    // The recovery job (every 15 s) queues it again.
+    crate::helpers::eventually(Duration::from_secs(60), "indexed again", indexed).await;
+}

@@ -81,9 +81,9 @@ pub trait Embedder: Send + Sync + fmt::Debug {
         None
     }
 
-    /// Whether documents' vectors are filled in after the document is `ready` (by a
-    /// background job), rather than during its processing: so for an embedder whose work is
-    /// CPU time on this machine, so that a document is searchable (full text) at once.
+    /// Whether documents' vectors are filled in by a background job after the document is
+    /// `ready`, rather than during its processing. True for an embedder that spends this
+    /// machine's CPU, so that a document is searchable (by its full text) at once.
     fn embeds_in_background(&self) -> bool {
         false
     }

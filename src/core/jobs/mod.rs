@@ -21,7 +21,9 @@ mod queue;
 mod sweeper;
 mod worker;
 
-pub use queue::{JobQueue, NewTask, enqueue_in, enqueue_unique_in, task_counts, task_row};
+pub use queue::{
+    JobQueue, NewTask, enqueue_in, enqueue_unique_in, pending_task_keys, task_counts, task_row,
+};
 pub use sweeper::{
     SweepStep, SweepSteps, Sweeper, purge_failed_tasks, requeue_stale_tasks, run_sweep,
 };

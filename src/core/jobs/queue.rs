@@ -1,6 +1,6 @@
 //! The queue: fang's task table, enqueueing inside a caller's transaction, cron schedules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -208,7 +208,26 @@ pub(super) async fn schedule_next(
     transaction.commit().await
 }
 
-/// A set of supervised workers. Dropping it does not stop them; call [`WorkerPool::shutdown`].
+/// The values of `field` in the metadata of the tasks of type `name` (their typetag name) that
+/// are waiting or running: which subjects already have a task (the documents being indexed,
+/// say), for a recovery that queues one for those that lost theirs.
+pub async fn pending_task_keys<C: ConnectionTrait>(
+    conn: &C,
+    name: &str,
+    field: &str,
+) -> Result<HashSet<String>, DbErr> {
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT DISTINCT metadata->>$2 AS key FROM fang_tasks \
+             WHERE metadata->>'type' = $1 AND state IN ('new', 'retried', 'in_progress') \
+               AND metadata->>$2 IS NOT NULL",
+            [name.into(), field.into()],
+        ))
+        .await?;
+    rows.iter().map(|row| row.try_get("", "key")).collect()
+}
+
 /// Counts of tasks by state, for `/metrics` and tests.
 pub async fn task_counts(db: &Db) -> Result<HashMap<String, i64>, DbErr> {
     #[derive(FromQueryResult)]

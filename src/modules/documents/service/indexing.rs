@@ -18,7 +18,7 @@ use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use crate::core::db::UnitOfWork;
 use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
-use crate::core::jobs::enqueue_in;
+use crate::core::jobs::{enqueue_in, pending_task_keys};
 use crate::modules::billing::{UsageKind, UsageRecord};
 
 use super::{DocumentStatus, DocumentsService, queue_index_build};
@@ -38,9 +38,9 @@ const SLICE: Duration = Duration::from_secs(20);
 pub enum IndexOutcome {
     /// Every chunk of the document has its vector (or the document is gone or not ready:
     /// a processing run that makes it ready queues a new job).
-    Done { indexed: u64 },
+    Done,
     /// Its slice is used up, or the workers are stopping: a continuation is queued.
-    Continues { indexed: u64 },
+    Continues,
     /// Another document is being indexed in this process: try again shortly.
     Busy,
 }
@@ -69,10 +69,10 @@ impl DocumentsService {
             .one(self.db.connection())
             .await?
         else {
-            return Ok(IndexOutcome::Done { indexed: 0 });
+            return Ok(IndexOutcome::Done);
         };
         if model.status != DocumentStatus::Ready {
-            return Ok(IndexOutcome::Done { indexed: 0 });
+            return Ok(IndexOutcome::Done);
         }
         let embedder = self
             .embedders
@@ -92,7 +92,7 @@ impl DocumentsService {
             let vectors = tokio::select! {
                 vectors = embedder.embed(&texts) => vectors
                     .map_err(|error| Failure::internal(format!("embedding failed: {error}")))?,
-                () = &mut stopping => return self.continue_later(document_id, indexed).await,
+                () = &mut stopping => return self.continue_later(document_id).await,
             };
             let vectors: Vec<_> = pending.iter().map(|chunk| chunk.id).zip(vectors).collect();
             let mut uow = self.db.begin().await?;
@@ -103,7 +103,7 @@ impl DocumentsService {
             uow.commit().await?;
             indexed += stored;
             if started.elapsed() >= SLICE {
-                return self.continue_later(document_id, indexed).await;
+                return self.continue_later(document_id).await;
             }
         }
         // Past the exact-scan size, the avatar needs its own index, built over the vectors.
@@ -114,47 +114,45 @@ impl DocumentsService {
             queue_index_build(self.db.connection(), model.avatar_id, self.clock.now()).await?;
         }
         tracing::info!(%document_id, indexed, "document indexed semantically");
-        Ok(IndexOutcome::Done { indexed })
+        Ok(IndexOutcome::Done)
     }
 
     async fn continue_later(
         &self,
         document_id: DocumentId,
-        indexed: u64,
     ) -> Result<IndexOutcome, DocumentsError> {
         queue_indexing(self.db.connection(), document_id, self.clock.now()).await?;
-        Ok(IndexOutcome::Continues { indexed })
+        Ok(IndexOutcome::Continues)
     }
 
     /// Queues the indexing of every `ready` document that still lacks vectors and has no
-    /// indexing job waiting or running (its job was lost). Returns how many were queued.
+    /// indexing task waiting or running (its task was lost). Returns how many were queued.
     pub async fn ensure_semantic_indexing(&self) -> Result<usize, DocumentsError> {
-        let uow = self.db.begin().await?;
-        let rows = uow
-            .query_all_raw(Statement::from_sql_and_values(
+        let pending =
+            pending_task_keys(self.db.connection(), IndexDocument::NAME, "document_id").await?;
+        let lacking = self
+            .db
+            .query_all_raw(Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT d.id FROM documents d \
-                 WHERE d.status = 'ready' AND d.semantic_indexed_chunks < d.chunks_count \
-                   AND NOT EXISTS (SELECT 1 FROM fang_tasks t \
-                       WHERE t.metadata->>'type' = $1 \
-                         AND t.metadata->>'document_id' = d.id::text \
-                         AND t.state IN ('new', 'retried', 'in_progress')) \
-                 LIMIT 500",
-                [IndexDocument::NAME.into()],
+                "SELECT id FROM documents \
+                 WHERE status = 'ready' AND semantic_indexed_chunks < chunks_count LIMIT 500",
             ))
             .await?;
-        for row in &rows {
+        let mut queued = 0;
+        for row in &lacking {
             let id: DocumentId = row.try_get("", "id")?;
-            queue_indexing(&*uow, id, self.clock.now()).await?;
+            if !pending.contains(&id.to_string()) {
+                queue_indexing(self.db.connection(), id, self.clock.now()).await?;
+                queued += 1;
+            }
         }
-        uow.commit().await?;
-        if !rows.is_empty() {
+        if queued > 0 {
             tracing::warn!(
-                count = rows.len(),
-                "queued the semantic indexing of documents whose job was lost"
+                count = queued,
+                "queued the semantic indexing of documents whose task was lost"
             );
         }
-        Ok(rows.len())
+        Ok(queued)
     }
 
     /// Records the tokens of embedded chunks in the usage ledger, with their vectors.

@@ -99,19 +99,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
         .json()
         .await?;
     let pid = project["id"].as_str().unwrap_or_default().to_owned();
-    // A plan the benchmark cannot exhaust: it measures the pipeline, not the plan's limits.
-    sea_orm::ConnectionTrait::execute_unprepared(
-        db.connection(),
-        &format!(
-            "INSERT INTO plans (code, name, monthly_token_limit, max_avatars, max_documents, \
-                 max_storage_mb, requests_per_minute, is_default, is_public, created_at, \
-                 updated_at) \
-             VALUES ('bench', 'Bench', 1000000000000, 10, 10, 10, 1000000, false, false, \
-                 now(), now()); \
-             UPDATE subscriptions SET plan_code = 'bench' WHERE project_id = '{pid}'"
-        ),
-    )
-    .await?;
+    common::unlimited_plan(&db, &pid).await?;
     let avatar: Value = post(
         &format!("/api/v1/projects/{pid}/avatars"),
         Some(&token),

@@ -1,13 +1,21 @@
-//! Ingestion benchmark on the real fixtures (tests/fixtures): parse, chunk, embed (built-in
-//! lexical embedder) and store, each timed separately. Pages/s for the PDFs, chunks/s for the
-//! rest. Needs DATABASE_URL for the store step (`make bench` sets it).
+//! Ingestion benchmark on the real fixtures (tests/fixtures), in two parts:
+//! - the pipeline's steps in-process: parse, chunk, embed (built-in lexical embedder) and
+//!   store, each timed separately; pages/s for the PDFs, chunks/s for the rest;
+//! - end to end through the app (upload over HTTP, job workers), once with the lexical
+//!   embedder (the earlier default: embedded during processing) and once with the local model
+//!   (ready after parsing, vectors filled in by the background job): the time until every
+//!   document is `ready` and until every chunk has its vector, and `GET /health` latency —
+//!   a paced probe, 100 requests/s — while it runs, against the same probe with the app idle.
+//!
+//! Needs DATABASE_URL (`make bench` sets it) and, for the local model, `make setup`.
 
 // Helpers outside `#[test]` functions: a panic there is a failed test, as in the tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use avatar_platform::core::db::Db;
 use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder, TokenUnit};
@@ -18,6 +26,7 @@ use avatar_platform::modules::documents::testkit::{
 };
 use migration::MigratorTrait;
 use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const CHUNK_SIZE: usize = 512;
@@ -29,7 +38,22 @@ const ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::with_bench_database("bench_ingestion", |url| async move { run(&url).await }).await
+    common::with_bench_database("bench_ingestion", |url| async move { run(&url).await }).await?;
+    println!(
+        "== Ingestion end to end: the 4 fixtures uploaded at once to one avatar, {WORKERS} job workers; /health probed every {} ms",
+        PROBE_EVERY.as_millis()
+    );
+    println!(
+        "| embedder | chunks | all ready | all vectors | /health p50 / p99 idle | during | p99 ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for provider in ["lexical", "local"] {
+        common::with_bench_database("bench_ingestion_e2e", |url| async move {
+            through_the_app(&url, provider).await
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn run(url: &str) -> anyhow::Result<()> {
@@ -121,5 +145,163 @@ async fn run(url: &str) -> anyhow::Result<()> {
             rate(chunks_total, store_s)
         );
     }
+    Ok(())
+}
+
+/// Job workers of the app in the end-to-end runs (the `serve` default).
+const WORKERS: usize = 2;
+/// The health probe's pace.
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// How long the idle probe runs.
+const IDLE_PROBE: Duration = Duration::from_secs(5);
+/// The end-to-end fixtures, all uploaded to one avatar.
+const E2E_FIXTURES: [&str; 4] = [
+    "R-FAQ.pdf",
+    "R-data.pdf",
+    "gnu-maintain.pdf",
+    "debian-reference-ch02.html",
+];
+
+/// `GET /health` once every [`PROBE_EVERY`] until `stop` is set (or for `limit`): the
+/// latencies, sorted.
+async fn probe_health(
+    client: &reqwest::Client,
+    base: &str,
+    stop: &AtomicBool,
+    limit: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut ticks = tokio::time::interval(PROBE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+        ticks.tick().await;
+        let sent = Instant::now();
+        client
+            .get(format!("{base}/health"))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+/// Uploads the fixtures to an app embedding with `provider` and waits until every chunk has
+/// its vector, probing `/health` meanwhile; prints one row.
+async fn through_the_app(url: &str, provider: &str) -> anyhow::Result<()> {
+    let app = common::start_app_with(
+        url,
+        &[
+            ("APP__EMBEDDINGS__PROVIDER", provider),
+            ("APP__JOBS__WORKERS", &WORKERS.to_string()),
+        ],
+        WORKERS,
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    let base = app.base.clone();
+    let token = common::owner_token(&client, &base).await?;
+    let created: Value = client
+        .post(format!("{base}/api/v1/projects"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let pid = created["id"].as_str().unwrap_or_default().to_owned();
+    common::unlimited_plan(&app.db, &pid).await?;
+    let avatar: Value = client
+        .post(format!("{base}/api/v1/projects/{pid}/avatars"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bench", "system_prompt": "Answer from the documents."}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let documents = format!(
+        "{base}/api/v1/projects/{pid}/avatars/{}/documents",
+        avatar["id"].as_str().unwrap_or_default()
+    );
+
+    let idle = probe_health(&client, &base, &AtomicBool::new(false), IDLE_PROBE).await?;
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let ingestion = async {
+        for name in E2E_FIXTURES {
+            let bytes = std::fs::read(format!("{FIXTURES}/{name}"))?;
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
+            client
+                .post(&documents)
+                .bearer_auth(&token)
+                .multipart(form)
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let (mut ready_at, mut chunks) = (None, 0);
+        loop {
+            let list: Value = client
+                .get(format!("{documents}?per_page=100"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(
+                items.iter().all(|item| item["status"] != "failed"),
+                "a document failed: {items:?}"
+            );
+            let count = |field: &str| {
+                items
+                    .iter()
+                    .map(|item| item[field].as_i64().unwrap_or(0))
+                    .sum::<i64>()
+            };
+            if ready_at.is_none() && items.iter().all(|item| item["status"] == "ready") {
+                ready_at = Some(started.elapsed());
+                chunks = count("chunks_count");
+            }
+            if let Some(ready) = ready_at
+                && count("semantic_indexed_chunks") == chunks
+            {
+                stop.store(true, Ordering::Relaxed);
+                return Ok::<_, anyhow::Error>((ready, started.elapsed(), chunks));
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(900),
+                "not indexed within 15 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (outcome, during) = tokio::join!(
+        ingestion,
+        probe_health(&client, &base, &stop, Duration::from_secs(900))
+    );
+    let ((ready, indexed, chunks), during) = (outcome?, during?);
+    let p = |latencies: &[Duration], q: f64| common::percentile(latencies, q).as_secs_f64() * 1e3;
+    println!(
+        "| {provider} | {chunks} | {:.1} s | {:.1} s | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1} |",
+        ready.as_secs_f64(),
+        indexed.as_secs_f64(),
+        p(&idle, 0.5),
+        p(&idle, 0.99),
+        p(&during, 0.5),
+        p(&during, 0.99),
+        p(&during, 0.99) / p(&idle, 0.99).max(f64::EPSILON)
+    );
+    app.stop().await;
     Ok(())
 }

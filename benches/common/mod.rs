@@ -232,6 +232,22 @@ pub fn pgbench() -> std::path::PathBuf {
     }
 }
 
+/// Puts project `pid` on a plan the benchmark cannot exhaust: it measures the platform, not the
+/// plan's limits.
+pub async fn unlimited_plan(db: &Db, pid: &str) -> anyhow::Result<()> {
+    db.connection()
+        .execute_unprepared(&format!(
+            "INSERT INTO plans (code, name, monthly_token_limit, max_avatars, max_documents, \
+                 max_storage_mb, requests_per_minute, is_default, is_public, created_at, \
+                 updated_at) \
+             VALUES ('bench', 'Bench', 1000000000000, 10, 10, 10, 1000000, false, false, \
+                 now(), now()) ON CONFLICT (code) DO NOTHING; \
+             UPDATE subscriptions SET plan_code = 'bench' WHERE project_id = '{pid}'"
+        ))
+        .await?;
+    Ok(())
+}
+
 /// An owner registered and logged in through the API; their access token.
 pub async fn owner_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
     let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());

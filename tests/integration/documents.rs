@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use avatar_platform::core::config::RetrievalSettings;
-use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder};
+use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder, cosine};
 use avatar_platform::core::ids::{AvatarId, ProjectId};
 use avatar_platform::modules::documents::DocumentsService;
 use avatar_platform::modules::documents::testkit::retrieval::{
@@ -883,6 +883,12 @@ async fn an_avatar_s_language_indexes_its_documents_and_a_change_indexes_them_ag
     let stored = stored_text_vectors(&k, id).await;
     assert!(stored.contains("'кошк'"), "{stored}");
     assert!(!stored.contains("'кошками'"), "{stored}");
+    // Its lexical vector left Russian stopwords out (and kept English ones, which are words).
+    let lexical = LexicalEmbedder::new(k.app.context.settings.embeddings.dimension).unwrap();
+    let (chunk, vector) = stored_vector(&k, id).await;
+    let vector = vector.unwrap();
+    assert!(cosine(&vector, &lexical.for_language("russian").embed_text(&chunk)) > 0.9999);
+    assert!(cosine(&vector, &lexical.embed_text(&chunk)) < 0.999);
     let hits = k.search("Сколько раз кормить кошек?").await;
     assert!(
         hits.first()
@@ -913,6 +919,45 @@ async fn an_avatar_s_language_indexes_its_documents_and_a_change_indexes_them_ag
         },
     )
     .await;
+    // The lexical vectors follow: embedded again without Russian stopwords.
+    eventually(
+        Duration::from_secs(30),
+        "the vectors embedded again",
+        || async {
+            let (chunk, vector) = stored_vector(&k, id).await;
+            match vector {
+                Some(vector)
+                    if cosine(&vector, &lexical.for_language("simple").embed_text(&chunk))
+                        > 0.9999 =>
+                {
+                    Ok(())
+                }
+                other => Err(other.map(|vector| vector.len())),
+            }
+        },
+    )
+    .await;
+}
+
+/// The text and vector (if it has one yet) of a one-chunk document's chunk.
+async fn stored_vector(k: &Knowledge, document: Uuid) -> (String, Option<Vec<f32>>) {
+    let row = k
+        .app
+        .context
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT text, embedding::text AS vector FROM document_chunks WHERE document_id = $1",
+            [document.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let vector: Option<String> = row.try_get("", "vector").unwrap();
+    (
+        row.try_get("", "text").unwrap(),
+        vector.map(|vector| serde_json::from_str(&vector).unwrap()),
+    )
 }
 
 /// A document of `sections` short sections on distinct subjects (one chunk each, or so).

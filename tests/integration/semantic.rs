@@ -235,3 +235,33 @@ async fn a_ready_document_whose_indexing_task_was_lost_is_indexed_by_the_recover
     // The recovery job (every 15 s) queues it again.
     crate::helpers::eventually(Duration::from_secs(60), "indexed again", indexed).await;
 }
+
+#[tokio::test]
+async fn a_missing_model_stops_start_up_with_one_line_that_says_how_to_install_it() {
+    use avatar_platform::app::{Application, RunOptions};
+    let database = crate::helpers::TestDatabase::create().await;
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("no-model");
+    let settings = crate::helpers::settings_for(
+        &database.url,
+        data.path(),
+        &[
+            ("APP__EMBEDDINGS__PROVIDER", "local"),
+            (
+                "APP__EMBEDDINGS__LOCAL_MODEL_DIR",
+                missing.to_str().unwrap(),
+            ),
+        ],
+    );
+    let options = RunOptions {
+        http: false,
+        workers: Some(0),
+        handle_signals: false,
+        ..RunOptions::default()
+    };
+    let refused = Application::build(settings, options).await;
+    let message = format!("{:#}", refused.err().expect("no model, no start"));
+    assert!(message.contains("tokenizer.json is missing"), "{message}");
+    assert!(message.contains("make setup"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+}

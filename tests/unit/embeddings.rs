@@ -216,3 +216,26 @@ fn a_chunk_size_is_capped_to_the_local_model_s_window_and_its_overlap_in_proport
     assert_eq!(max_chunk_tokens(EmbeddingProvider::Lexical), None);
     assert_eq!(fit_chunk(2000, 100, None), (2000, 100));
 }
+
+#[test]
+fn an_avatar_s_language_chooses_the_stopwords_left_out() {
+    let english = embedder();
+    let russian = english.for_language("russian");
+    let simple = english.for_language("simple");
+    // "и" (and) and "на" (on) are Russian stopwords: left out in Russian only.
+    let with = "кошки и собаки спят на солнце";
+    let without = "кошки собаки спят солнце";
+    let same = |embedder: &LexicalEmbedder| {
+        cosine(&embedder.embed_text(with), &embedder.embed_text(without))
+    };
+    assert!(same(&russian) > 0.9999, "{}", same(&russian));
+    assert!(same(&english) < 0.99, "{}", same(&english));
+    // English stopwords count under `simple` (no list) and under Russian.
+    let english_text = "the cats and the dogs";
+    let bare = "cats dogs";
+    assert!(cosine(&english.embed_text(english_text), &english.embed_text(bare)) > 0.9999);
+    assert!(cosine(&simple.embed_text(english_text), &simple.embed_text(bare)) < 0.99);
+    // A language without a list leaves nothing out; English is the default.
+    assert_eq!(english.for_language("english"), english);
+    assert_eq!(english.for_language("armenian"), simple);
+}

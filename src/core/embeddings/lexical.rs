@@ -1,7 +1,10 @@
 //! The lexical embedder: words and character trigrams hashed into buckets (see the module
 //! documentation above for what it can and cannot find).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -27,7 +30,8 @@ const TRIGRAM_FEATURE: u8 = b't';
 /// See the module documentation for what it can and cannot find.
 ///
 /// A text becomes tokens (lowercased runs of Unicode letters and digits, at least two
-/// characters, minus a short English stopword list). Each distinct token adds
+/// characters, minus the stopwords of its language: a short English list by default, NLTK's
+/// list for another language of an avatar's `rag.language`, none for `simple`). Each distinct token adds
 /// `1 + ln(term frequency)` to the bucket its hash selects, with a sign taken from another bit
 /// of the hash so that collisions cancel out on average rather than pile up; each trigram of
 /// the token (with a start-of-word marker: `<in`, `ins`, `nst`, ...) adds half that weight. The
@@ -38,6 +42,78 @@ const TRIGRAM_FEATURE: u8 = b't';
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LexicalEmbedder {
     dimension: usize,
+    stopwords: Stopwords,
+}
+
+/// The words left out of a text: they say little about what it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopwords {
+    /// The built-in English list (the vectors of [`LEXICAL_MODEL_ID`] by default).
+    English,
+    /// NLTK's list for another of PostgreSQL's text search languages.
+    Listed(&'static HashSet<String>),
+    /// None: `simple`, or a language without a list.
+    Unlisted,
+}
+
+impl Stopwords {
+    fn contains(self, token: &str) -> bool {
+        match self {
+            Stopwords::English => is_stopword(token),
+            Stopwords::Listed(words) => words.contains(token),
+            Stopwords::Unlisted => false,
+        }
+    }
+}
+
+/// PostgreSQL's text search configurations that NLTK has a stopword list for, by the list's
+/// ISO 639-1 code (`stop-words` crate).
+const NLTK_LISTS: [(&str, &str); 21] = [
+    ("arabic", "ar"),
+    ("basque", "eu"),
+    ("catalan", "ca"),
+    ("danish", "da"),
+    ("dutch", "nl"),
+    ("finnish", "fi"),
+    ("french", "fr"),
+    ("german", "de"),
+    ("greek", "el"),
+    ("hungarian", "hu"),
+    ("indonesian", "id"),
+    ("italian", "it"),
+    ("nepali", "ne"),
+    ("norwegian", "no"),
+    ("portuguese", "pt"),
+    ("romanian", "ro"),
+    ("russian", "ru"),
+    ("spanish", "es"),
+    ("swedish", "sv"),
+    ("tamil", "ta"),
+    ("turkish", "tr"),
+];
+
+/// The stopwords of a text search configuration (an avatar's `rag.language`).
+fn stopwords_for(language: &str) -> Stopwords {
+    static LISTS: OnceLock<HashMap<&'static str, HashSet<String>>> = OnceLock::new();
+    if language == "english" {
+        return Stopwords::English;
+    }
+    let lists = LISTS.get_or_init(|| {
+        NLTK_LISTS
+            .iter()
+            .filter_map(|(name, code)| {
+                let words = stop_words::lookup(code)?
+                    .iter()
+                    .map(|word| word.trim().to_lowercase())
+                    .filter(|word| !word.is_empty())
+                    .collect();
+                Some((*name, words))
+            })
+            .collect()
+    });
+    lists
+        .get(language)
+        .map_or(Stopwords::Unlisted, Stopwords::Listed)
 }
 
 impl LexicalEmbedder {
@@ -45,7 +121,19 @@ impl LexicalEmbedder {
     /// collisions rare for chunk-sized texts).
     pub fn new(dimension: usize) -> Result<Self, EmbeddingError> {
         check_dimension(dimension)?;
-        Ok(Self { dimension })
+        Ok(Self {
+            dimension,
+            stopwords: Stopwords::English,
+        })
+    }
+
+    /// The same embedder, leaving out the stopwords of `language` (a PostgreSQL text search
+    /// configuration, as an avatar's `rag.language`) instead of English ones.
+    pub fn for_language(&self, language: &str) -> Self {
+        Self {
+            stopwords: stopwords_for(language),
+            ..*self
+        }
     }
 
     /// The embedding of one text, computed on the calling thread (fast: microseconds for a
@@ -54,7 +142,7 @@ impl LexicalEmbedder {
         let lowercase = text.to_lowercase();
         // Sorted, so that floating-point sums happen in the same order every time.
         let mut term_frequencies: BTreeMap<&str, u32> = BTreeMap::new();
-        for token in tokens(&lowercase) {
+        for token in tokens(&lowercase, self.stopwords) {
             *term_frequencies.entry(token).or_default() += 1;
         }
 
@@ -109,6 +197,10 @@ impl Embedder for LexicalEmbedder {
         LEXICAL_MODEL_ID.to_owned()
     }
 
+    fn for_language(&self, language: &str) -> Option<Arc<dyn Embedder>> {
+        Some(Arc::new(LexicalEmbedder::for_language(self, language)))
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
         let total_bytes: usize = texts.iter().map(String::len).sum();
         if texts.len() <= INLINE_MAX_TEXTS && total_bytes <= INLINE_MAX_BYTES {
@@ -125,10 +217,10 @@ impl Embedder for LexicalEmbedder {
 }
 
 /// Lowercased text split into runs of letters and digits, without short tokens and stopwords.
-fn tokens(lowercase: &str) -> impl Iterator<Item = &str> {
+fn tokens(lowercase: &str, stopwords: Stopwords) -> impl Iterator<Item = &str> {
     lowercase
         .split(|character: char| !character.is_alphanumeric())
-        .filter(|token| token.chars().nth(1).is_some() && !is_stopword(token))
+        .filter(move |token| token.chars().nth(1).is_some() && !stopwords.contains(token))
 }
 
 /// Words too common in English to tell passages apart. Kept short on purpose: with a lexical

@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -81,6 +82,13 @@ pub trait Embedder: Send + Sync + fmt::Debug {
         None
     }
 
+    /// This embedder for documents and questions in `language` (an avatar's `rag.language`, a
+    /// PostgreSQL text search configuration), when its vectors depend on the language; `None`
+    /// when they do not (use it as it is: [`in_language`]).
+    fn for_language(&self, _language: &str) -> Option<Arc<dyn Embedder>> {
+        None
+    }
+
     /// Whether documents' vectors are filled in by a background job after the document is
     /// `ready`, rather than during its processing. True for an embedder that spends this
     /// machine's CPU, so that a document is searchable (by its full text) at once.
@@ -96,6 +104,11 @@ pub trait Embedder: Send + Sync + fmt::Debug {
             .pop()
             .ok_or_else(|| EmbeddingError::Permanent("no vector for the question".to_owned()))
     }
+}
+
+/// `embedder` for texts in `language` (see [`Embedder::for_language`]).
+pub fn in_language(embedder: Arc<dyn Embedder>, language: &str) -> Arc<dyn Embedder> {
+    embedder.for_language(language).unwrap_or(embedder)
 }
 
 /// The unit chunk sizes are counted in.

@@ -109,6 +109,29 @@ pub async fn reindex_text<C: ConnectionTrait>(
     Ok(result.rows_affected())
 }
 
+/// Drops the vectors of a document's chunks (they are computed again, by the indexing job)
+/// and its count of chunks with one. Returns how many chunks lost theirs.
+pub async fn forget_vectors<C: ConnectionTrait>(
+    conn: &C,
+    document_id: DocumentId,
+) -> Result<u64, DbErr> {
+    let forgotten = conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE document_chunks SET embedding = NULL \
+             WHERE document_id = $1 AND embedding IS NOT NULL",
+            [document_id.into()],
+        ))
+        .await?;
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE documents SET semantic_indexed_chunks = 0 WHERE id = $1",
+        [document_id.into()],
+    ))
+    .await?;
+    Ok(forgotten.rows_affected())
+}
+
 /// A chunk waiting for its vector.
 pub struct PendingChunk {
     pub id: Uuid,

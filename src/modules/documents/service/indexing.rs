@@ -16,12 +16,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 
 use crate::core::db::UnitOfWork;
+use crate::core::embeddings::in_language;
 use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
 use crate::core::jobs::{enqueue_in, pending_task_keys};
 use crate::modules::billing::{UsageKind, UsageRecord};
 
-use super::{DocumentStatus, DocumentsService, queue_index_build};
+use super::{DocumentStatus, DocumentsService, live_avatar, queue_index_build};
 use crate::modules::documents::chunk_store;
 use crate::modules::documents::domain::entities::document;
 use crate::modules::documents::domain::errors::DocumentsError;
@@ -74,11 +75,17 @@ impl DocumentsService {
         if model.status != DocumentStatus::Ready {
             return Ok(IndexOutcome::Done);
         }
-        let embedder = self
-            .embedders
-            .current()
-            .await
-            .map_err(|error| Failure::internal(format!("no embedder: {error}")))?;
+        let Some(avatar) = live_avatar(&self.avatars, model.project_id, model.avatar_id).await?
+        else {
+            return Ok(IndexOutcome::Done);
+        };
+        let embedder = in_language(
+            self.embedders
+                .current()
+                .await
+                .map_err(|error| Failure::internal(format!("no embedder: {error}")))?,
+            &avatar.rag.language,
+        );
         let started = Instant::now();
         let mut indexed = 0;
         tokio::pin!(stopping);

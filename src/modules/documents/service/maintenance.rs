@@ -4,7 +4,6 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use crate::core::error::Failure;
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 use crate::core::jobs::enqueue_in;
 
@@ -14,7 +13,8 @@ use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::tasks::{ProcessDocument, ReindexText};
 use crate::modules::documents::vector_index::{self, BuildOutcome};
 
-use super::{DocumentsService, queue_index_build};
+use super::indexing::queue_indexing;
+use super::{DocumentsService, live_avatar, queue_index_build};
 
 impl DocumentsService {
     /// Builds the avatar's own vector index if it is (still) large enough to need one, or drops
@@ -138,22 +138,27 @@ impl DocumentsService {
     }
 
     /// Computes the full-text vectors of the avatar's chunks again with its language as it is
-    /// now (read here, so that jobs of several changes in any order end the same), one
-    /// document per statement. Returns how many chunks were re-indexed.
+    /// now (read here, so that jobs of several changes in any order end the same), a document
+    /// per transaction. With an embedder whose vectors depend on the language (the lexical
+    /// one's stopwords), the chunks' vectors are dropped in the same transaction and the
+    /// document queued for indexing: it stays searchable by its text meanwhile. Returns how
+    /// many chunks were re-indexed.
     pub async fn reindex_text(
         &self,
         project_id: ProjectId,
         avatar_id: AvatarId,
     ) -> Result<u64, DocumentsError> {
-        let avatar = match self.avatars.get(project_id, avatar_id).await {
-            Ok(avatar) => avatar,
-            Err(error) => {
-                return match Failure::from(error) {
-                    Failure::NotFound(_) => Ok(0),
-                    other => Err(other.into()),
-                };
-            }
+        let Some(avatar) = live_avatar(&self.avatars, project_id, avatar_id).await? else {
+            return Ok(0);
         };
+        let language = &avatar.rag.language;
+        let vectors_follow = self
+            .embedders
+            .current()
+            .await
+            .map_err(DocumentsError::internal)?
+            .for_language(language)
+            .is_some();
         let documents = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
@@ -165,11 +170,14 @@ impl DocumentsService {
         let mut reindexed = 0;
         for row in documents {
             let document_id: DocumentId = row.try_get("", "id")?;
-            reindexed +=
-                chunk_store::reindex_text(self.db.connection(), document_id, &avatar.rag.language)
-                    .await?;
+            let uow = self.db.begin().await?;
+            reindexed += chunk_store::reindex_text(&*uow, document_id, language).await?;
+            if vectors_follow && chunk_store::forget_vectors(&*uow, document_id).await? > 0 {
+                queue_indexing(&*uow, document_id, self.clock.now()).await?;
+            }
+            uow.commit().await?;
         }
-        tracing::info!(%avatar_id, reindexed, language = %avatar.rag.language, "re-indexed the avatar's full text");
+        tracing::info!(%avatar_id, reindexed, %language, vectors_follow, "re-indexed the avatar's full text");
         Ok(reindexed)
     }
 

@@ -32,6 +32,7 @@ use crate::core::auth::Actor;
 use crate::core::clock::Clock;
 use crate::core::config::{DocumentSettings, RetrievalSettings};
 use crate::core::db::{Db, UnitOfWork};
+use crate::core::embeddings::in_language;
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
@@ -161,6 +162,22 @@ async fn queue_index_build<C: ConnectionTrait>(
 }
 
 /// The avatar a route names is missing (404), or could not be read.
+/// The avatar if it is still live (`None` if it was deleted), for background work on its
+/// documents.
+async fn live_avatar(
+    avatars: &AvatarsService,
+    project_id: ProjectId,
+    avatar_id: AvatarId,
+) -> Result<Option<AvatarView>, DocumentsError> {
+    match avatars.get(project_id, avatar_id).await {
+        Ok(avatar) => Ok(Some(avatar)),
+        Err(error) => match Failure::from(error) {
+            Failure::NotFound(_) => Ok(None),
+            other => Err(other.into()),
+        },
+    }
+}
+
 fn avatar_error(error: impl Into<Failure>) -> DocumentsError {
     match error.into() {
         Failure::NotFound(_) => DocumentsError::NotFound("avatar"),
@@ -243,11 +260,13 @@ impl DocumentsService {
         query: &str,
         top_k: usize,
     ) -> Result<AvatarSearch, DocumentsError> {
-        let embedder = self
-            .embedders
-            .current()
-            .await
-            .map_err(DocumentsError::internal)?;
+        let embedder = in_language(
+            self.embedders
+                .current()
+                .await
+                .map_err(DocumentsError::internal)?,
+            &avatar.rag.language,
+        );
         let embedding = embedder.embed_query(query).await.map_err(|error| {
             DocumentsError::internal(format!("embedding the question failed: {error}"))
         })?;

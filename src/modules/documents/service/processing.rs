@@ -14,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::db::{UnitOfWork, new_id};
-use crate::core::embeddings::fit_chunk;
+use crate::core::embeddings::{fit_chunk, in_language};
 use crate::core::error::Failure;
 use crate::core::ids::DocumentId;
 use crate::core::jobs::enqueue_in;
@@ -385,11 +385,14 @@ impl DocumentsService {
                 }
                 other => RunError::Transient(format!("reading the stored file failed: {other}")),
             })?;
-        let embedder = self
-            .embedders
-            .current()
-            .await
-            .map_err(RunError::Permanent)?;
+        // Its stopwords, for an embedder whose vectors depend on the language.
+        let embedder = in_language(
+            self.embedders
+                .current()
+                .await
+                .map_err(RunError::Permanent)?,
+            &avatar.rag.language,
+        );
         // Sized for the embedder: in its tokens, each chunk read whole.
         let (chunk_size, chunk_overlap) = fit_chunk(
             usize::try_from(avatar.rag.chunk_size).unwrap_or(512),

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, spawn_app_with};
+use crate::fixtures::TestUser;
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -33,18 +34,23 @@ const PARAPHRASED: [(&str, &str); 4] = [
     ),
 ];
 
-fn collapsed(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// An app embedding with the local model (plus `overrides`), with job workers, and an owner's
+/// avatar in a project of their own.
+struct LocalAvatar {
+    app: TestApp,
+    owner: TestUser,
+    pid: Uuid,
+    /// The avatar as created.
+    avatar: Value,
+    /// Its documents' path.
+    documents: String,
 }
 
-#[tokio::test]
-async fn a_real_document_is_searchable_at_once_and_paraphrased_questions_find_it_once_indexed() {
+async fn local_avatar(overrides: &[(&str, &str)]) -> LocalAvatar {
+    let mut all = vec![("APP__EMBEDDINGS__PROVIDER", "local")];
+    all.extend_from_slice(overrides);
     let app = spawn_app_with(AppOptions {
-        overrides: &[
-            ("APP__EMBEDDINGS__PROVIDER", "local"),
-            // The deployment default (config/test.toml keeps 0 for the keyword embedder).
-            ("APP__AVATARS__DEFAULT_SIMILARITY_THRESHOLD", "0.3"),
-        ],
+        overrides: &all,
         workers: 2,
         ..AppOptions::default()
     })
@@ -55,16 +61,43 @@ async fn a_real_document_is_searchable_at_once_and_paraphrased_questions_find_it
         .create_avatar(
             &owner,
             pid,
-            &json!({"name": "R helper", "system_prompt": "Answer from the R FAQ."}),
+            &json!({"name": "R helper", "system_prompt": "Answer from the documents."}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
-    let threshold = created.json["rag"]["similarity_threshold"]
-        .as_f64()
-        .unwrap();
+    let documents = format!(
+        "/api/v1/projects/{pid}/avatars/{}/documents",
+        created.json["id"].as_str().unwrap()
+    );
+    LocalAvatar {
+        app,
+        owner,
+        pid,
+        avatar: created.json,
+        documents,
+    }
+}
+
+fn collapsed(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn a_real_document_is_searchable_at_once_and_paraphrased_questions_find_it_once_indexed() {
+    let LocalAvatar {
+        app,
+        owner,
+        pid,
+        avatar,
+        documents,
+    } = local_avatar(&[
+        // The deployment default (config/test.toml keeps 0 for the keyword embedder).
+        ("APP__AVATARS__DEFAULT_SIMILARITY_THRESHOLD", "0.3"),
+    ])
+    .await;
+    let threshold = avatar["rag"]["similarity_threshold"].as_f64().unwrap();
     assert!((threshold - 0.3).abs() < 1e-6, "{threshold}");
-    let aid = Uuid::parse_str(created.json["id"].as_str().unwrap()).unwrap();
-    let documents = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let aid = avatar["id"].as_str().unwrap();
     let bytes = std::fs::read(format!("{FIXTURES}/R-FAQ.pdf")).unwrap();
     let uploaded = app.upload(&owner, &documents, "R-FAQ.pdf", bytes).await;
     assert_eq!(uploaded.status, 202, "{}", uploaded.text);
@@ -171,23 +204,12 @@ async fn a_real_document_is_searchable_at_once_and_paraphrased_questions_find_it
 #[tokio::test]
 async fn a_ready_document_whose_indexing_task_was_lost_is_indexed_by_the_recovery() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let app = spawn_app_with(AppOptions {
-        overrides: &[("APP__EMBEDDINGS__PROVIDER", "local")],
-        workers: 2,
-        ..AppOptions::default()
-    })
-    .await;
-    let owner = app.user("owner").await;
-    let pid = app.project(&owner, "r").await;
-    let created = app
-        .create_avatar(
-            &owner,
-            pid,
-            &json!({"name": "Guide", "system_prompt": "Help."}),
-        )
-        .await;
-    let aid = created.json["id"].as_str().unwrap().to_owned();
-    let documents = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let LocalAvatar {
+        app,
+        owner,
+        documents,
+        ..
+    } = local_avatar(&[]).await;
     let uploaded = app
         .upload(
             &owner,

@@ -83,6 +83,7 @@ eval: tools services-test embedder ## retrieval evaluation over the real fixture
 
 bench: tools bench-tools services-test embedder ## benchmarks (results in docs/benchmarks.md)
 	@$(WITH_SERVICES) $(CARGO) bench --bench platform
+	@$(WITH_SERVICES) $(CARGO) bench --bench auth_read
 	@$(WITH_SERVICES) $(CARGO) bench --bench ingestion
 	@$(WITH_SERVICES) $(CARGO) bench --bench embedding
 	@$(WITH_SERVICES) $(CARGO) bench --bench retrieval

@@ -26,9 +26,7 @@ use avatar_platform::core::embeddings::{
 };
 use avatar_platform::core::ids::{AvatarId, DocumentId, ProjectId};
 use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
-use avatar_platform::modules::documents::testkit::retrieval::{
-    SearchRequest, search, text_candidates, vector_candidates,
-};
+use avatar_platform::modules::documents::testkit::retrieval::{Retriever, SearchRequest};
 use avatar_platform::modules::documents::testkit::{
     Chunk, ChunkOwner, chunk_sections, insert_chunks,
 };
@@ -175,6 +173,9 @@ async fn run(url: &str) -> anyhow::Result<()> {
     // As deployed (config/default.toml); the grid below varies the full-text weight.
     let settings = common::default_retrieval_settings(url)?;
     let limit = i64::try_from(TOP_K)? * settings.candidates_per_result;
+    // Through the platform's own retriever, its in-memory vectors in use (as deployed).
+    let caches = common::exact_caches(&db).await?;
+    let retriever = Retriever::new(db.clone(), settings.clone(), &caches);
     let mut lists: Vec<(&str, Ranks)> = [
         "full text only",
         "lexical vectors only",
@@ -206,26 +207,26 @@ async fn run(url: &str) -> anyhow::Result<()> {
         let semantic_request = request(&semantic_corpus, &semantic_vector, 0.0);
         let lexical_request = request(&lexical_corpus, &lexical_vector, 0.0);
 
-        let text = text_candidates(&db, &semantic_request, limit).await?;
+        let text = retriever.text_candidates(&semantic_request, limit).await?;
         lists[0]
             .1
             .0
             .push(rank_of(&text, &semantic_corpus, question));
-        let (_, lexical_vectors) =
-            vector_candidates(&db, &settings, &lexical_request, limit).await?;
+        let (_, lexical_vectors) = retriever.vector_candidates(&lexical_request, limit).await?;
         let ids: Vec<Uuid> = lexical_vectors.iter().map(|(id, _)| *id).collect();
         lists[1].1.0.push(rank_of(&ids, &lexical_corpus, question));
-        let hits = search(&db, &settings, &lexical_request).await?;
+        let hits = retriever.search(&lexical_request).await?;
         let ids: Vec<Uuid> = hits.iter().map(|hit| hit.chunk_id).collect();
         lists[2].1.0.push(rank_of(&ids, &lexical_corpus, question));
-        let (_, semantic_vectors) =
-            vector_candidates(&db, &settings, &semantic_request, limit).await?;
+        let (_, semantic_vectors) = retriever
+            .vector_candidates(&semantic_request, limit)
+            .await?;
         let ids: Vec<Uuid> = semantic_vectors.iter().map(|(id, _)| *id).collect();
         lists[3].1.0.push(rank_of(&ids, &semantic_corpus, question));
         if let Some(rank) = rank_of(&ids, &semantic_corpus, question) {
             best_relevant_similarity.push(semantic_vectors[rank].1);
         }
-        let hits = search(&db, &settings, &semantic_request).await?;
+        let hits = retriever.search(&semantic_request).await?;
         let ids: Vec<Uuid> = hits.iter().map(|hit| hit.chunk_id).collect();
         let rank = rank_of(&ids, &semantic_corpus, question);
         lists[4].1.0.push(rank);
@@ -236,15 +237,17 @@ async fn run(url: &str) -> anyhow::Result<()> {
             );
         }
         for ((threshold, weight), ranks) in grid.iter().zip(hybrid_at.iter_mut()) {
-            let hits = search(
-                &db,
-                &RetrievalSettings {
+            let weighted = Retriever::new(
+                db.clone(),
+                RetrievalSettings {
                     rrf_text_weight: *weight,
                     ..settings.clone()
                 },
-                &request(&semantic_corpus, &semantic_vector, *threshold),
-            )
-            .await?;
+                &caches,
+            );
+            let hits = weighted
+                .search(&request(&semantic_corpus, &semantic_vector, *threshold))
+                .await?;
             let ids: Vec<Uuid> = hits.iter().map(|hit| hit.chunk_id).collect();
             ranks.0.push(rank_of(&ids, &semantic_corpus, question));
         }
@@ -276,7 +279,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
             similarity_threshold: 0.0,
             language: LANGUAGE,
         };
-        let (_, nearest) = vector_candidates(&db, &settings, &base, 1).await?;
+        let (_, nearest) = retriever.vector_candidates(&base, 1).await?;
         off_topic_best.push(nearest.first().map_or(0.0, |(_, similarity)| *similarity));
         for (index, threshold) in THRESHOLDS.iter().enumerate() {
             let request = SearchRequest {
@@ -284,7 +287,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
                 embedding: vector.clone(),
                 ..base
             };
-            if search(&db, &settings, &request).await?.is_empty() {
+            if retriever.search(&request).await?.is_empty() {
                 silent_at[index] += 1;
             }
         }

@@ -21,7 +21,6 @@ mod fake_openai;
 #[allow(dead_code)]
 mod fake_telegram;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use avatar_platform::modules::telegram::TelegramService;
+use common::load::{pgbench_script_tps, wrk};
 use fake_openai::{FakeOpenAi, Reply};
 use fake_telegram::{FakeTelegram, text_update, token_for};
 
@@ -38,8 +38,6 @@ const TELEGRAM_CONCURRENCY: usize = 40;
 const CONCURRENCY: usize = 16;
 /// Updates for each in-process phase.
 const ACKS: usize = 20_000;
-/// How long each wrk and pgbench run lasts.
-const SECONDS: u32 = 10;
 const ANSWERED: usize = 300;
 const BOT_ID: i64 = 7_000_000_001;
 
@@ -50,43 +48,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// pgbench's TPS for one `INSERT ... ON CONFLICT DO NOTHING` per transaction.
 fn pgbench_insert_tps(url: &str, clients: usize) -> anyhow::Result<f64> {
-    pgbench_tps(
+    pgbench_script_tps(
         url,
         clients,
         "\\set k random(1, 1000000000)\n\
          INSERT INTO bench_upserts (bot_id, update_id, payload) \
          VALUES (1, :k, '{\"update_id\": 1}') ON CONFLICT DO NOTHING;\n",
     )
-}
-
-/// pgbench's TPS for `script`, one transaction per run of it, at `clients` clients for
-/// `SECONDS` (prepared statements, as the app's driver uses them).
-fn pgbench_tps(url: &str, clients: usize, script: &str) -> anyhow::Result<f64> {
-    let file = tempfile::NamedTempFile::new()?;
-    std::fs::write(file.path(), script)?;
-    let (clients, seconds) = (clients.to_string(), SECONDS.to_string());
-    let run = Command::new(common::pgbench())
-        .args([
-            "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &seconds, "-f",
-        ])
-        .arg(file.path())
-        .arg(url)
-        .output()?;
-    let out = String::from_utf8_lossy(&run.stdout);
-    anyhow::ensure!(
-        run.status.success(),
-        "pgbench: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let line = out
-        .lines()
-        .find(|line| line.starts_with("tps ="))
-        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output: {out}"))?;
-    line.trim_start_matches("tps =")
-        .split_whitespace()
-        .next()
-        .and_then(|number| number.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("unreadable pgbench line: {line}"))
 }
 
 /// Registers an owner, makes a project and avatar, points the project at `llm`, connects the
@@ -145,53 +113,6 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
         .webhook(&bot_token)
         .ok_or_else(|| anyhow::anyhow!("no webhook was set"))?;
     Ok(secret)
-}
-
-/// What a wrk run did: requests answered 2xx per second, and how many.
-struct WrkRun {
-    rate: f64,
-    requests: u64,
-}
-
-/// Runs wrk (2 threads, `connections`, `SECONDS`) at `url` with the Lua `script`; fails on any
-/// error or non-2xx answer. wrk is a separate process, as pgbench is for the reference.
-fn wrk(url: &str, connections: usize, script: &str) -> anyhow::Result<WrkRun> {
-    let file = tempfile::Builder::new().suffix(".lua").tempfile()?;
-    let done = r#"
-function done(summary, latency, requests)
-    local e = summary.errors
-    io.write(string.format("WRK %d %d %d %d\n", summary.requests, summary.duration,
-        e.status, e.connect + e.read + e.write + e.timeout))
-end
-"#;
-    std::fs::write(file.path(), format!("{script}\n{done}"))?;
-    let run = Command::new("wrk")
-        .args(["-t", "2", "-c", &connections.to_string()])
-        .args(["-d", &format!("{SECONDS}s"), "-s"])
-        .arg(file.path())
-        .arg(url)
-        .output()
-        .map_err(|error| anyhow::anyhow!("wrk ({error}): `apt-get install wrk`"))?;
-    let out = String::from_utf8_lossy(&run.stdout);
-    anyhow::ensure!(run.status.success(), "wrk: {out}");
-    let numbers: Vec<u64> = out
-        .lines()
-        .find_map(|line| line.strip_prefix("WRK "))
-        .ok_or_else(|| anyhow::anyhow!("no summary in wrk's output: {out}"))?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    let [requests, micros, bad_status, failed] = numbers[..] else {
-        anyhow::bail!("unreadable wrk summary: {out}");
-    };
-    anyhow::ensure!(
-        bad_status == 0 && failed == 0,
-        "wrk: {bad_status} answers not 2xx, {failed} failed: {out}"
-    );
-    Ok(WrkRun {
-        rate: requests as f64 / (micros as f64 / 1e6),
-        requests,
-    })
 }
 
 /// wrk's Lua for webhook calls: each request a new private-chat update, `update_id`s from
@@ -406,7 +327,7 @@ fn pgbench_webhook_statement_tps(url: &str, clients: usize) -> anyhow::Result<f6
          SELECT gen_random_uuid(), '{{\"type\": \"telegram.handle_updates\"}}', 'common', \
          now() FROM stored;\n"
     );
-    pgbench_tps(url, clients, &script)
+    pgbench_script_tps(url, clients, &script)
 }
 
 async fn run(url: &str) -> anyhow::Result<()> {

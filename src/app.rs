@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::core::auth::{ApiKeys, AuthProviders, ProjectRoles, TokenVerifier};
-use crate::core::cache::{Cache, build_cache};
+use crate::core::cache::{Cache, ExactCaches, build_cache};
 use crate::core::clock::{Clock, SystemClock};
 use crate::core::config::Settings;
 use crate::core::crypto::SecretBox;
@@ -79,6 +79,8 @@ pub struct AppContext {
     pub bus: EventBus<DomainEvent>,
     pub jobs: JobQueue,
     pub cache: Arc<dyn Cache>,
+    /// In-process caches every process drops when what they hold changes (sessions, roles).
+    pub exact_caches: ExactCaches,
     pub blobs: Arc<dyn BlobStore>,
     /// The HTTP clients for every request the platform sends out (outbound policy).
     pub outbound: Arc<OutboundClients>,
@@ -118,6 +120,13 @@ impl AppContext {
         let cache = build_cache(&settings.cache)
             .await
             .context("cannot connect to the cache")?;
+        let exact_caches = match settings.cache.exact_lease_ms {
+            0 => ExactCaches::disabled(),
+            lease => ExactCaches::start(
+                db.connection().get_postgres_connection_pool().clone(),
+                Duration::from_millis(lease),
+            ),
+        };
         let blobs = build_blob_store(&settings.storage, &settings.data_dir)
             .await
             .context("cannot open the blob store")?;
@@ -132,6 +141,7 @@ impl AppContext {
             bus,
             jobs,
             cache,
+            exact_caches,
             blobs,
             outbound,
             secret_box,

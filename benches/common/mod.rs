@@ -14,6 +14,8 @@ use sea_orm::prelude::PgVector;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
 use uuid::Uuid;
 
+pub mod load;
+
 /// Rows per multi-row INSERT when loading chunks.
 const INSERT_ROWS: usize = 400;
 
@@ -194,6 +196,24 @@ pub fn default_retrieval_settings(url: &str) -> anyhow::Result<RetrievalSettings
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let env = [("DATABASE_URL".to_owned(), url.to_owned())];
     Ok(Settings::load_from(&config, &env)?.retrieval)
+}
+
+/// The exact in-process caches on `db`'s pool, as the app starts them (100 ms lease), once
+/// they are in use.
+pub async fn exact_caches(db: &Db) -> anyhow::Result<avatar_platform::core::cache::ExactCaches> {
+    let caches = avatar_platform::core::cache::ExactCaches::start(
+        db.connection().get_postgres_connection_pool().clone(),
+        Duration::from_millis(100),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !caches.in_use() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the exact caches did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(caches)
 }
 
 /// Runs `bench` with the URL of a fresh database named `<prefix>_<uuid>`.

@@ -26,6 +26,9 @@ mod m20261203_190000_notifications;
 mod m20261204_080000_documents_vectors_in_background;
 mod m20261204_090000_avatars_rag_language;
 mod m20261204_100000_avatars_similarity_threshold;
+mod m20261204_110000_auth_sessions_cache_invalidation;
+mod m20261204_110001_projects_roles_cache_invalidation;
+mod m20261204_120000_documents_vectors_cache_invalidation;
 
 pub struct Migrator;
 
@@ -56,6 +59,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_080000_documents_vectors_in_background::Migration),
             Box::new(m20261204_090000_avatars_rag_language::Migration),
             Box::new(m20261204_100000_avatars_similarity_threshold::Migration),
+            Box::new(m20261204_110000_auth_sessions_cache_invalidation::Migration),
+            Box::new(m20261204_110001_projects_roles_cache_invalidation::Migration),
+            Box::new(m20261204_120000_documents_vectors_cache_invalidation::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,15 @@ pub fn new_id() -> Uuid {
 /// How long a pooled connection may sit idle before it is pinged on checkout.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 
+/// Statements this process's pools have run (SeaORM's count; BEGIN and COMMIT not included).
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many statements this process has run through [`connect`]'s pools: round trips, for
+/// benchmarks that count them per request.
+pub fn statements_run() -> u64 {
+    STATEMENTS.load(Ordering::Relaxed)
+}
+
 /// Opens the connection pool.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(settings.url.expose_secret().to_owned());
@@ -39,7 +49,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .test_before_acquire_if_idle_for(PING_IDLE_AFTER)
         .sqlx_logging(settings.log_statements)
         .sqlx_logging_level(tracing::log::LevelFilter::Debug);
-    Database::connect(options).await
+    let mut connection = Database::connect(options).await?;
+    connection.set_metric_callback(|_| {
+        STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(connection)
 }
 
 /// The pool plus what must happen after a commit (waking the event dispatcher).

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use avatar_platform::core::cache::ExactCaches;
 use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder, cosine};
 use avatar_platform::core::ids::{AvatarId, ProjectId};
 use avatar_platform::modules::documents::DocumentsService;
 use avatar_platform::modules::documents::testkit::retrieval::{
-    SearchRequest, VectorPath, vector_candidates,
+    Retriever, SearchRequest, VectorPath,
 };
 use avatar_platform::modules::documents::testkit::vector_index;
 use avatar_platform::modules::platform_config::PlatformConfigService;
@@ -1076,16 +1077,25 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         similarity_threshold: 0.0,
         language: "english",
     };
-    let (path, indexed) = vector_candidates(&k.app.context.db, &settings, &request, 5)
-        .await
-        .unwrap();
+    let db = &k.app.context.db;
+    let no_caches = ExactCaches::disabled();
+    let in_database = Retriever::new(db.clone(), settings, &no_caches);
+    let (path, indexed) = in_database.vector_candidates(&request, 5).await.unwrap();
     assert_eq!(path, VectorPath::Index);
-    let (path, scanned) = vector_candidates(&k.app.context.db, &exact, &request, 5)
+    let (path, scanned) = Retriever::new(db.clone(), exact.clone(), &no_caches)
+        .vector_candidates(&request, 5)
         .await
         .unwrap();
     assert_eq!(path, VectorPath::Exact);
+    // And in memory, as small avatars are searched.
+    let (path, kept) = Retriever::new(db.clone(), exact, &k.app.context.exact_caches)
+        .vector_candidates(&request, 5)
+        .await
+        .unwrap();
+    assert_eq!(path, VectorPath::Memory);
     let ids = |hits: &[(Uuid, f64)]| hits.iter().map(|(id, _)| *id).collect::<Vec<_>>();
     assert_eq!(ids(&indexed), ids(&scanned));
+    assert_eq!(ids(&kept), ids(&scanned));
     let hits = search_avatar(&k, large, "how does the subject17 procedure start?").await;
     assert!(
         hits[0]["text"].as_str().unwrap().contains("step17"),
@@ -1104,9 +1114,7 @@ async fn a_large_avatar_gets_its_own_index_searched_like_the_exact_scan_and_drop
         .await
         .unwrap();
     assert!(!index_ready(&k.app, large).await);
-    let (path, _) = vector_candidates(&k.app.context.db, &settings, &request, 5)
-        .await
-        .unwrap();
+    let (path, _) = in_database.vector_candidates(&request, 5).await.unwrap();
     assert_eq!(path, VectorPath::Exact, "an invalid index is never queried");
     wait_for_index(&k.app, large, true).await;
 

@@ -13,6 +13,7 @@ use avatar_platform::core::db::Db;
 use reqwest::header::HeaderMap;
 use sea_orm::{ConnectionTrait, Database};
 use sea_orm_migration::MigratorTrait;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -154,11 +155,28 @@ pub struct TestApp {
     registry: Arc<Registry>,
     server: Option<ServerHandle>,
     _data_dir: TempDir,
-    // Declared last: dropped after the server stopped using it.
-    _database: TestDatabase,
+    // Declared last: dropped after the server stopped using it. None: another app's.
+    _database: Option<TestDatabase>,
 }
 
 impl TestApp {
+    /// A second process of the same deployment: another app serving HTTP on this app's
+    /// database (which this app keeps).
+    pub async fn another_instance(&self) -> TestApp {
+        let url = self
+            .context
+            .settings
+            .database
+            .url
+            .expose_secret()
+            .to_owned();
+        spawn_app_with(AppOptions {
+            shared_database: Some(&url),
+            ..AppOptions::default()
+        })
+        .await
+    }
+
     /// A module's service, as the app built it.
     pub fn service<T: Send + Sync + 'static>(&self) -> Arc<T> {
         self.registry.get::<T>().expect("the module is installed")
@@ -173,6 +191,9 @@ pub struct AppOptions<'a> {
     pub workers: usize,
     /// A database the test created (and may reach another way); default: a fresh one.
     pub database: Option<TestDatabase>,
+    /// Another app's database (a second process of the same deployment), which that app
+    /// keeps: its URL. Default: `database`.
+    pub shared_database: Option<&'a str>,
     /// The app's clock, for tests that move time; default: the system's.
     pub clock: Option<Arc<ManualClock>>,
 }
@@ -182,12 +203,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions<'_>) -> TestApp {
-    let database = match options.database {
-        Some(database) => database,
-        None => TestDatabase::create().await,
+    let database = match (options.database, options.shared_database) {
+        (Some(database), _) => Some(database),
+        (None, Some(_)) => None,
+        (None, None) => Some(TestDatabase::create().await),
+    };
+    let url = match (&database, options.shared_database) {
+        (Some(database), _) => database.url.clone(),
+        (None, shared) => shared.unwrap_or_default().to_owned(),
     };
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let settings = test_settings(&database, data_dir.path(), options.overrides);
+    let settings = settings_for(&url, data_dir.path(), options.overrides);
     let clock: Arc<dyn Clock> = match options.clock {
         Some(clock) => clock,
         None => Arc::new(SystemClock),

@@ -14,6 +14,7 @@ mod db;
 mod documents;
 mod embeddings;
 mod events;
+mod exact_caches;
 mod fake_openai;
 mod fake_telegram;
 mod fixtures;

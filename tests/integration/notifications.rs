@@ -344,6 +344,9 @@ async fn platform_news_reach_saas_admins_and_plan_decisions_reach_owners_by_webh
     platform.deliver(&start).await;
     platform.deliver(&start).await;
     linked_to(app, admin, Some(201)).await;
+    // The confirmation is sent after the link commits: awaited before the next message, whose
+    // answer could otherwise overtake it.
+    told(telegram, 201, "Linked").await;
     platform
         .deliver(&text_update(3, 201, 201, "Ada", "hello"))
         .await;

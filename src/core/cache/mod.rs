@@ -17,11 +17,13 @@ use serde::de::DeserializeOwned;
 
 use crate::core::config::redact_url;
 
+mod exact;
 mod fallback;
 mod memory;
 mod rate_limit;
 mod redis_cache;
 
+pub use exact::{CHANNEL as INVALIDATION_CHANNEL, ExactCache, ExactCaches, FillTicket};
 pub use fallback::FallbackCache;
 pub use memory::MemoryCache;
 pub use rate_limit::{FixedWindow, RateDecision, RateLimiter};
@@ -43,6 +45,11 @@ pub struct CacheSettings {
     /// After Redis failed, how long requests use the in-process cache before Redis is tried
     /// again, in seconds.
     pub retry_secs: u64,
+    /// The exact in-process caches' lease ([`ExactCaches`]), in milliseconds: how long a change
+    /// to a session, a role or a membership waits after its commit before it answers, and how
+    /// far behind a process's invalidation listener may be before it stops using its caches.
+    /// 0 turns those caches off.
+    pub exact_lease_ms: u64,
 }
 
 impl CacheSettings {
@@ -63,6 +70,7 @@ impl Default for CacheSettings {
             pool_size: 16,
             timeout_ms: 1000,
             retry_secs: 5,
+            exact_lease_ms: 100,
         }
     }
 }
@@ -75,6 +83,7 @@ impl fmt::Debug for CacheSettings {
             .field("pool_size", &self.pool_size)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry_secs", &self.retry_secs)
+            .field("exact_lease_ms", &self.exact_lease_ms)
             .finish()
     }
 }

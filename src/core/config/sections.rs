@@ -249,6 +249,9 @@ pub struct RetrievalSettings {
     pub rrf_k: f64,
     /// The full-text list's weight in the fusion (the vector list's is 1).
     pub rrf_text_weight: f64,
+    /// Most memory the exactly searched avatars' vectors take in each process, in MB (0: not
+    /// kept; each question scans the avatar's rows in PostgreSQL).
+    pub vector_cache_mb: usize,
 }
 
 impl EmbeddingSettings {

@@ -34,6 +34,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         limiter: RateLimiter::new(context.cache.clone(), context.clock.clone()),
         platform: registry.get::<PlatformConfigService>()?,
         secret_box: context.secret_box.clone(),
+        caches: context.exact_caches.clone(),
     };
     let service = Arc::new(AuthService::new(
         deps,

@@ -13,6 +13,7 @@ mod sandbox;
 mod service;
 mod subscribers;
 mod tasks;
+mod vector_cache;
 mod vector_index;
 
 #[cfg(feature = "testkit")]
@@ -63,6 +64,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
                 .map_err(|error| anyhow::anyhow!("documents: {error}"))?,
             clock: context.clock.clone(),
             billing: registry.get::<BillingService>()?,
+            caches: context.exact_caches.clone(),
         },
     ));
 

@@ -5,8 +5,9 @@
 //! Filtered vector search is where multi-tenant RAG quietly fails: one global HNSW index
 //! asked for the 10 nearest chunks *of one avatar* returns only the few that happen to sit in
 //! the part of the graph it visits. So there is no global index, and:
-//! - an avatar with at most `retrieval.exact_scan_max_chunks` chunks is searched exactly — a
-//!   scan of its own rows (btree on `avatar_id`), recall 1.0 in a few milliseconds;
+//! - an avatar with at most `retrieval.exact_scan_max_chunks` chunks is searched exactly: its
+//!   vectors are kept in memory (`vector_cache.rs`) and scanned in process, or, when they are
+//!   not kept (no room, caches off), its rows are scanned (btree on `avatar_id`); recall 1.0;
 //! - a larger avatar has an HNSW index of its own (`vector_index.rs`), and is searched through
 //!   it with the avatar id written into the query as a literal, which is what lets the planner
 //!   match the partial index's predicate. Breadth `hnsw_ef_search` (and an iterative scan,
@@ -34,7 +35,9 @@ use crate::core::config::RetrievalSettings;
 use crate::core::db::Db;
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 
+use super::vector_cache::VectorCache;
 use super::vector_index;
+use crate::core::cache::ExactCaches;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchHit {
@@ -54,8 +57,19 @@ pub struct SearchHit {
 /// Which vector path answered (for benchmarks and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VectorPath {
+    /// The avatar's vectors kept in this process, scanned exactly.
+    Memory,
+    /// The avatar's rows scanned exactly in PostgreSQL.
     Exact,
+    /// The avatar's own HNSW index.
     Index,
+}
+
+/// Searches avatars' chunks: the settings, the pool and the vectors kept in memory.
+pub struct Retriever {
+    db: Db,
+    settings: RetrievalSettings,
+    vectors: Option<VectorCache>,
 }
 
 pub struct SearchRequest<'a> {
@@ -97,15 +111,80 @@ pub(super) async fn avatar_size<C: ConnectionTrait>(
     }
 }
 
-/// The nearest chunks by cosine distance: `(chunk id, similarity)`, nearest first.
-pub async fn vector_candidates(
+impl Retriever {
+    /// Keeps up to `settings.vector_cache_mb` of vectors in `caches` (none with 0).
+    pub fn new(db: Db, settings: RetrievalSettings, caches: &ExactCaches) -> Self {
+        let vectors = (settings.vector_cache_mb > 0)
+            .then(|| VectorCache::new(caches, settings.vector_cache_mb));
+        Retriever {
+            db,
+            settings,
+            vectors,
+        }
+    }
+
+    pub fn settings(&self) -> &RetrievalSettings {
+        &self.settings
+    }
+
+    /// The nearest chunks by cosine distance: `(chunk id, similarity)`, nearest first.
+    pub async fn vector_candidates(
+        &self,
+        request: &SearchRequest<'_>,
+        limit: i64,
+    ) -> Result<(VectorPath, Vec<(Uuid, f64)>), DbErr> {
+        let (project_id, avatar_id) = (request.project_id, request.avatar_id);
+        let kept = self.vectors.as_ref().filter(|cache| cache.in_use());
+        if let Some(vectors) = kept.and_then(|cache| cache.get(project_id, avatar_id)) {
+            return Ok((VectorPath::Memory, nearest(vectors, request, limit).await?));
+        }
+        let (size, indexed) = avatar_size(self.db.connection(), project_id, avatar_id).await?;
+        if size <= self.settings.exact_scan_max_chunks
+            && let Some(cache) = kept
+        {
+            let vectors = cache.load(&self.db, project_id, avatar_id).await?;
+            return Ok((VectorPath::Memory, nearest(vectors, request, limit).await?));
+        }
+        vector_candidates_in_database(&self.db, &self.settings, request, limit, size, indexed).await
+    }
+
+    /// Full-text matches of any of the question's words, best first.
+    pub async fn text_candidates(
+        &self,
+        request: &SearchRequest<'_>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, DbErr> {
+        text_candidates(&self.db, request, limit).await
+    }
+
+    /// Hybrid search: see [`search`].
+    pub async fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<SearchHit>, DbErr> {
+        search(self, request).await
+    }
+}
+
+/// The scan of kept vectors, on a blocking thread (a few milliseconds for 20 000 chunks).
+async fn nearest(
+    vectors: std::sync::Arc<super::vector_cache::AvatarVectors>,
+    request: &SearchRequest<'_>,
+    limit: i64,
+) -> Result<Vec<(Uuid, f64)>, DbErr> {
+    let query = request.embedding.clone();
+    let limit = usize::try_from(limit).unwrap_or(0);
+    tokio::task::spawn_blocking(move || vectors.nearest(&query, limit))
+        .await
+        .map_err(|error| DbErr::Custom(format!("the vector scan failed: {error}")))
+}
+
+/// The nearest chunks found in PostgreSQL: a scan of the avatar's rows, or its own index.
+async fn vector_candidates_in_database(
     db: &Db,
     settings: &RetrievalSettings,
     request: &SearchRequest<'_>,
     limit: i64,
+    size: i64,
+    indexed: bool,
 ) -> Result<(VectorPath, Vec<(Uuid, f64)>), DbErr> {
-    let (size, indexed) =
-        avatar_size(db.connection(), request.project_id, request.avatar_id).await?;
     let vector = Value::Vector(Some(PgVector::from(request.embedding.clone())));
     let (path, sql, params) = if size <= settings.exact_scan_max_chunks || !indexed {
         (
@@ -144,8 +223,10 @@ pub async fn vector_candidates(
             vec![vector, request.project_id.into(), limit.into()],
         )
     };
-    let transaction = db.connection().begin().await?;
-    if path == VectorPath::Index {
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, params);
+    let rows = if path == VectorPath::Index {
+        // The index's settings, for this query only.
+        let transaction = db.connection().begin().await?;
         for setting in [
             format!("SET LOCAL hnsw.ef_search = {}", settings.hnsw_ef_search),
             "SET LOCAL hnsw.iterative_scan = relaxed_order".to_owned(),
@@ -156,15 +237,12 @@ pub async fn vector_candidates(
         ] {
             transaction.execute_unprepared(&setting).await?;
         }
-    }
-    let rows = transaction
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            params,
-        ))
-        .await?;
-    transaction.commit().await?;
+        let rows = transaction.query_all_raw(statement).await?;
+        transaction.commit().await?;
+        rows
+    } else {
+        db.query_all_raw(statement).await?
+    };
     let hits = rows
         .into_iter()
         .map(|row| {
@@ -178,7 +256,7 @@ pub async fn vector_candidates(
 }
 
 /// Full-text matches of any of the question's words, best first.
-pub async fn text_candidates(
+async fn text_candidates(
     db: &Db,
     request: &SearchRequest<'_>,
     limit: i64,
@@ -226,16 +304,16 @@ pub fn fuse(lists: &[(Vec<Uuid>, f64)], k: f64) -> Vec<(Uuid, f64)> {
 /// vector list's, and a full-text match whose chunk has a vector (a word in common does not
 /// make a passage that the model finds unrelated relevant). A chunk still waiting for its
 /// vector is judged by its text alone.
-pub async fn search(
-    db: &Db,
-    settings: &RetrievalSettings,
+async fn search(
+    retriever: &Retriever,
     request: &SearchRequest<'_>,
 ) -> Result<Vec<SearchHit>, DbErr> {
+    let (db, settings) = (&retriever.db, &retriever.settings);
     let top_k = request.top_k.max(1);
     let limit = i64::try_from(top_k).unwrap_or(50) * settings.candidates_per_result.max(1);
     // Independent lists, on two connections at once.
     let (vector, text) = tokio::join!(
-        vector_candidates(db, settings, request, limit),
+        retriever.vector_candidates(request, limit),
         text_candidates(db, request, limit)
     );
     let ((_, vector_hits), text_hits) = (vector?, text?);

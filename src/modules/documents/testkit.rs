@@ -10,9 +10,7 @@ pub mod parsing {
 }
 
 pub mod retrieval {
-    pub use crate::modules::documents::retrieval::{
-        SearchRequest, VectorPath, search, text_candidates, vector_candidates,
-    };
+    pub use crate::modules::documents::retrieval::{Retriever, SearchRequest, VectorPath};
 }
 
 pub mod vector_index {

@@ -42,6 +42,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
             bindings: vec![LLM_SECRETS, TELEGRAM_SECRETS],
             clock: context.clock.clone(),
             billing: registry.get::<BillingService>()?,
+            caches: context.exact_caches.clone(),
         },
     ));
     registry.provide_shared::<dyn ProjectRoles>(service.clone());

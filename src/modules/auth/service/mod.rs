@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::{Actor, PlatformRole, throttle_address};
-use crate::core::cache::RateLimiter;
+use crate::core::cache::{ExactCache, ExactCaches, RateLimiter};
 use crate::core::clock::Clock;
 use crate::core::config::AuthSettings;
 use crate::core::crypto::{PasswordCheck, PasswordHashing, SecretBox};
@@ -100,7 +100,22 @@ pub struct AuthService {
     /// Verified against when the email is unknown, so both paths cost one argon2 run.
     dummy_hash: String,
     clock: Arc<dyn Clock>,
+    caches: ExactCaches,
+    /// Live sessions by id (the refresh-token family), with their user and role; dropped by
+    /// any change to the user or their tokens (the `user:<id>` tag, from the triggers of
+    /// migration `m20261204_110000_auth_sessions_cache_invalidation`).
+    sessions: ExactCache<Uuid, SessionPrincipal>,
 }
+
+/// What a live session proves.
+#[derive(Debug, Clone, Copy)]
+struct SessionPrincipal {
+    user_id: UserId,
+    role: PlatformRole,
+}
+
+/// Most sessions a process keeps.
+const SESSIONS_CACHED: usize = 50_000;
 
 /// What the auth service works with, besides its settings and key.
 pub struct AuthDeps {
@@ -111,6 +126,8 @@ pub struct AuthDeps {
     pub platform: Arc<PlatformConfigService>,
     /// Seals the pair a refresh token was exchanged for.
     pub secret_box: SecretBox,
+    /// Keeps the sessions the request path verifies.
+    pub caches: ExactCaches,
 }
 
 fn to_view(model: &user::Model) -> UserView {
@@ -144,6 +161,7 @@ impl AuthService {
             limiter,
             platform,
             secret_box,
+            caches,
         } = deps;
         let hashing = PasswordHashing::owasp();
         let dummy_hash = hashing
@@ -161,6 +179,8 @@ impl AuthService {
             secret_box,
             dummy_hash,
             clock,
+            sessions: caches.cache(SESSIONS_CACHED),
+            caches,
         })
     }
 
@@ -447,6 +467,7 @@ impl AuthService {
             )
             .await?;
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(())
     }
 
@@ -516,6 +537,7 @@ impl AuthService {
             )
             .await?;
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(to_view(&updated))
     }
 

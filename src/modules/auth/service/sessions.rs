@@ -4,10 +4,9 @@
 
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, Header, Validation};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -20,7 +19,7 @@ use crate::core::error::AppError;
 use crate::core::ids::UserId;
 use crate::modules::events::DomainEvent;
 
-use super::{AuthService, TokenPair};
+use super::{AuthService, SessionPrincipal, TokenPair};
 use crate::modules::auth::domain::entities::{refresh_token, user};
 use crate::modules::auth::domain::errors::AuthError;
 use crate::modules::auth::domain::events::AuthEvent;
@@ -338,6 +337,7 @@ impl AuthService {
         if let Some(token) = token {
             self.revoke_family(self.db.connection(), token.family_id)
                 .await?;
+            self.caches.settle().await;
         }
         Ok(())
     }
@@ -359,23 +359,41 @@ impl TokenVerifier for AuthService {
         if claims.exp.saturating_add(self.settings.jwt_leeway_secs) < self.unix_now() {
             return Err(AuthError::InvalidToken.into());
         }
+        if let Some(session) = self.sessions.get(&claims.sid)
+            && session.user_id == claims.sub
+        {
+            return Ok(VerifiedToken {
+                user_id: session.user_id,
+                role: session.role,
+                session_id: Some(claims.sid),
+            });
+        }
+        let ticket = self.sessions.ticket();
+        // The user must still exist and be active, and the session still live: logout, reuse
+        // detection and password changes end access tokens too, not only refresh tokens.
+        let live_session = Query::select()
+            .expr(Expr::val(1))
+            .from(refresh_token::Entity)
+            .and_where(refresh_token::Column::FamilyId.eq(claims.sid))
+            .and_where(refresh_token::Column::UserId.eq(claims.sub))
+            .and_where(refresh_token::Column::RevokedAt.is_null())
+            .to_owned();
         let user = user::Entity::find_by_id(claims.sub)
+            .filter(user::Column::IsActive.eq(true))
+            .filter(Expr::exists(live_session))
             .one(self.db.connection())
             .await?
-            .filter(|user| user.is_active)
             .ok_or(AuthError::InvalidToken)?;
-        // The session must still be live: logout, reuse detection and password changes end
-        // access tokens too, not only refresh tokens.
-        let session_live = refresh_token::Entity::find()
-            .filter(refresh_token::Column::FamilyId.eq(claims.sid))
-            .filter(refresh_token::Column::UserId.eq(user.id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .count(self.db.connection())
-            .await?
-            > 0;
-        if !session_live {
-            return Err(AuthError::InvalidToken.into());
-        }
+        let session = SessionPrincipal {
+            user_id: user.id,
+            role: user.role,
+        };
+        self.sessions.insert(
+            ticket,
+            claims.sid,
+            session,
+            vec![format!("user:{}", user.id)],
+        );
         Ok(VerifiedToken {
             user_id: user.id,
             role: user.role,

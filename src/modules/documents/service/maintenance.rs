@@ -24,7 +24,7 @@ impl DocumentsService {
         avatar_id: AvatarId,
     ) -> Result<BuildOutcome, DocumentsError> {
         let started = std::time::Instant::now();
-        let outcome = vector_index::build(&self.db, &self.retrieval, avatar_id).await?;
+        let outcome = vector_index::build(&self.db, self.retriever.settings(), avatar_id).await?;
         match outcome {
             BuildOutcome::Built => tracing::info!(
                 %avatar_id,
@@ -43,9 +43,11 @@ impl DocumentsService {
     /// failed, or one never queued), and a drop for every index whose avatar has no ready
     /// chunks left. Returns how many were queued.
     pub async fn ensure_vector_indexes(&self) -> Result<usize, DocumentsError> {
-        let mut avatars =
-            vector_index::unindexed_large_avatars(&self.db, self.retrieval.exact_scan_max_chunks)
-                .await?;
+        let mut avatars = vector_index::unindexed_large_avatars(
+            &self.db,
+            self.retriever.settings().exact_scan_max_chunks,
+        )
+        .await?;
         avatars.extend(vector_index::orphaned_indexes(&self.db).await?);
         let mut queued = 0;
         for avatar_id in avatars {

@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::auth::Actor;
+use crate::core::cache::ExactCaches;
 use crate::core::clock::Clock;
 use crate::core::config::{DocumentSettings, RetrievalSettings};
 use crate::core::db::{Db, UnitOfWork};
@@ -48,7 +49,7 @@ use super::domain::entities::document;
 use super::domain::errors::DocumentsError;
 use super::domain::events::DocumentsEvent;
 use super::embedding::EmbedderSource;
-use super::retrieval::{self, SearchHit, SearchRequest};
+use super::retrieval::{self, Retriever, SearchHit, SearchRequest};
 use super::sandbox::Sandbox;
 use super::tasks::{BuildVectorIndex, ProcessDocument};
 
@@ -120,6 +121,8 @@ pub struct DocumentsConfig {
     pub sandbox: Sandbox,
     pub clock: Arc<dyn Clock>,
     pub billing: Arc<BillingService>,
+    /// Keeps small avatars' vectors in memory for retrieval.
+    pub caches: ExactCaches,
 }
 
 /// What a search found, and the embedder that embedded the question (for the usage ledger).
@@ -138,7 +141,8 @@ pub struct DocumentsService {
     /// Each document takes a slot (and its bytes) of the project's plan.
     billing: Arc<BillingService>,
     settings: DocumentSettings,
-    retrieval: RetrievalSettings,
+    retriever: Retriever,
+    caches: ExactCaches,
     upload_dir: PathBuf,
     sandbox: Sandbox,
     clock: Arc<dyn Clock>,
@@ -201,7 +205,9 @@ impl DocumentsService {
             sandbox,
             clock,
             billing,
+            caches,
         } = config;
+        let retriever = Retriever::new(db.clone(), retrieval, &caches);
         DocumentsService {
             db,
             bus,
@@ -210,7 +216,8 @@ impl DocumentsService {
             embedders,
             billing,
             settings,
-            retrieval,
+            retriever,
+            caches,
             upload_dir,
             sandbox,
             clock,
@@ -226,7 +233,7 @@ impl DocumentsService {
         avatar_id: AvatarId,
     ) -> Result<bool, sea_orm::DbErr> {
         let (size, indexed) = retrieval::avatar_size(conn, project_id, avatar_id).await?;
-        Ok(size > self.retrieval.exact_scan_max_chunks && !indexed)
+        Ok(size > self.retriever.settings().exact_scan_max_chunks && !indexed)
     }
 
     /// Where uploads wait (as temporary files) until they are in the blob store.
@@ -280,13 +287,13 @@ impl DocumentsService {
             language: &avatar.rag.language,
         };
         Ok(AvatarSearch {
-            hits: retrieval::search(&self.db, &self.retrieval, &request).await?,
+            hits: self.retriever.search(&request).await?,
             embedding_model: embedder.model_id(),
         })
     }
 
     pub fn retrieval_settings(&self) -> &RetrievalSettings {
-        &self.retrieval
+        self.retriever.settings()
     }
 
     pub fn settings(&self) -> &DocumentSettings {
@@ -437,12 +444,29 @@ impl DocumentsService {
         };
         enqueue_in(&*uow, &ProcessDocument::now(document_id), self.clock.now()).await?;
         uow.commit().await?;
+        self.caches.settle().await;
         self.view(&model).await
     }
 
     /// Removes the document and its chunks; its stored file follows right after the commit
-    /// (or, if that fails, from the recovery job's queue — never before the row is gone).
+    /// (or, if that fails, from the recovery job's queue — never before the row is gone). When
+    /// it answers, no process searches the chunks any more.
     pub async fn delete(
+        &self,
+        project_id: ProjectId,
+        avatar_id: AvatarId,
+        document_id: DocumentId,
+        actor: Actor,
+    ) -> Result<(), DocumentsError> {
+        self.delete_unsettled(project_id, avatar_id, document_id, actor)
+            .await?;
+        self.caches.settle().await;
+        Ok(())
+    }
+
+    /// [`Self::delete`], answering before other processes' caches are known to have dropped
+    /// the chunks (a caller deleting many settles once).
+    async fn delete_unsettled(
         &self,
         project_id: ProjectId,
         avatar_id: AvatarId,
@@ -501,11 +525,15 @@ impl DocumentsService {
             .map(|model| model.id)
             .collect();
         for id in &ids {
-            match self.delete(project_id, avatar_id, *id, actor.clone()).await {
+            match self
+                .delete_unsettled(project_id, avatar_id, *id, actor.clone())
+                .await
+            {
                 Ok(()) | Err(DocumentsError::NotFound(_)) => {}
                 Err(error) => return Err(error),
             }
         }
+        self.caches.settle().await;
         // Its index goes too — in a job, under the build lock, so the drop never waits here
         // behind another avatar's build.
         queue_index_build(self.db.connection(), avatar_id, self.clock.now()).await?;

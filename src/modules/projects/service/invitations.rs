@@ -270,6 +270,7 @@ impl ProjectsService {
             self.publish(&mut uow, event).await?;
         }
         uow.commit().await?;
+        self.caches.settle().await;
         let email = self
             .auth
             .users_by_ids(&[user.id])

@@ -20,14 +20,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::core::auth::{Actor, CurrentUser, ProjectRole, ProjectRoles};
-use crate::core::cache::RateLimiter;
+use crate::core::cache::{ExactCache, ExactCaches, RateLimiter};
 use crate::core::clock::Clock;
 use crate::core::config::ProjectSettings;
 use crate::core::crypto::SecretBox;
@@ -94,7 +94,12 @@ pub struct ProjectsConfig {
     pub clock: Arc<dyn Clock>,
     /// Starts each new project's subscription, and says which plan a project is on.
     pub billing: Arc<BillingService>,
+    /// Keeps the members' roles the request path reads.
+    pub caches: ExactCaches,
 }
+
+/// Most (project, user) roles a process keeps.
+const ROLES_CACHED: usize = 50_000;
 
 pub struct ProjectsService {
     last_used_resolution_secs: i64,
@@ -107,6 +112,11 @@ pub struct ProjectsService {
     bindings: Vec<SecretBinding>,
     clock: Arc<dyn Clock>,
     billing: Arc<BillingService>,
+    caches: ExactCaches,
+    /// A live project's member's role, or `None` for a user who is not one; dropped by any
+    /// change to the project or its members (the `project:<id>` tag, from the triggers of
+    /// migration `m20261204_110001_projects_roles_cache_invalidation`).
+    roles: ExactCache<(ProjectId, UserId), Option<ProjectRole>>,
 }
 
 /// A new membership; 409 when the user is one already.
@@ -154,7 +164,40 @@ impl ProjectsService {
             bindings: config.bindings,
             clock: config.clock,
             billing: config.billing,
+            roles: config.caches.cache(ROLES_CACHED),
+            caches: config.caches,
         }
+    }
+
+    /// `user_id`'s role in `project_id` (`None`: not a member), `None` outside: no live
+    /// project. One statement; kept in the exact cache.
+    async fn membership(
+        &self,
+        project_id: ProjectId,
+        user_id: UserId,
+    ) -> Result<Option<Option<ProjectRole>>, AppError> {
+        let key = (project_id, user_id);
+        if let Some(role) = self.roles.get(&key) {
+            return Ok(Some(role));
+        }
+        let ticket = self.roles.ticket();
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT m.role FROM projects p \
+                 LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 \
+                 WHERE p.id = $1 AND p.deleted_at IS NULL",
+                [project_id.into(), user_id.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let role: Option<ProjectRole> = row.try_get("", "role")?;
+        self.roles
+            .insert(ticket, key, role, vec![format!("project:{project_id}")]);
+        Ok(Some(role))
     }
 
     async fn publish(
@@ -365,6 +408,7 @@ impl ProjectsService {
         )
         .await?;
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(())
     }
 
@@ -452,6 +496,7 @@ impl ProjectsService {
         )
         .await?;
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(MemberAddition::Added(MemberView {
             user_id: user.id,
             email: user.email,
@@ -516,6 +561,7 @@ impl ProjectsService {
             .await?;
         }
         uow.commit().await?;
+        self.caches.settle().await;
         let email = self
             .auth
             .users_by_ids(&[user_id])
@@ -562,6 +608,7 @@ impl ProjectsService {
         )
         .await?;
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(())
     }
 }
@@ -573,17 +620,9 @@ impl ProjectRoles for ProjectsService {
         project_id: ProjectId,
         user: &CurrentUser,
     ) -> Result<Option<ProjectRole>, AppError> {
-        let Some(_project) = project::Entity::find_live()
-            .filter(project::Column::Id.eq(project_id))
-            .one(self.db.connection())
-            .await?
-        else {
+        let Some(membership) = self.membership(project_id, user.id).await? else {
             return Ok(None);
         };
-        let membership = member::Entity::find_by_id((project_id, user.id))
-            .one(self.db.connection())
-            .await?
-            .map(|row| row.role);
         Ok(match membership {
             Some(role) => Some(role),
             None if user.is_saas_admin() => Some(ProjectRole::Owner),

@@ -1202,3 +1202,64 @@ async fn an_embedding_key_goes_only_with_the_endpoint_configured_beside_it() {
     assert!(!sent.is_empty());
     assert!(sent.iter().all(Option::is_none), "{sent:?}");
 }
+
+#[tokio::test]
+async fn an_avatars_vectors_kept_in_memory_follow_its_documents_at_once() {
+    let k = knowledge(&[]).await;
+    let first = k.uploaded("guide.md", GUIDE.as_bytes().to_vec()).await;
+    assert_eq!(k.settled(first).await["status"], "ready");
+    let db = &k.app.context.db;
+    let caches = &k.app.context.exact_caches;
+    eventually(Duration::from_secs(10), "the caches in use", || async {
+        if caches.in_use() {
+            Ok(())
+        } else {
+            Err("not yet")
+        }
+    })
+    .await;
+    let retriever = Retriever::new(db.clone(), k.app.context.settings.retrieval.clone(), caches);
+    let embedding = LexicalEmbedder::new(k.app.context.settings.embeddings.dimension)
+        .unwrap()
+        .embed(&["how do I update packages?".to_owned()])
+        .await
+        .unwrap()
+        .remove(0);
+    let request = SearchRequest {
+        project_id: ProjectId::from_uuid(k.pid),
+        avatar_id: AvatarId::from_uuid(k.aid),
+        query: "",
+        embedding,
+        top_k: 5,
+        similarity_threshold: 0.0,
+        language: "english",
+    };
+    let candidates = || async {
+        let (path, hits) = retriever.vector_candidates(&request, 1000).await.unwrap();
+        assert_eq!(path, VectorPath::Memory);
+        hits.len()
+    };
+    let before = candidates().await;
+    assert_eq!(
+        before,
+        usize::try_from(k.settled(first).await["chunks_count"].as_i64().unwrap()).unwrap()
+    );
+
+    // A new document's chunks are searched as soon as it is ready...
+    let second = k
+        .uploaded(
+            "more.md",
+            format!("{GUIDE}\n\n# Again\n\n{GUIDE}").into_bytes(),
+        )
+        .await;
+    let added = k.settled(second).await["chunks_count"].as_i64().unwrap();
+    assert_eq!(candidates().await, before + usize::try_from(added).unwrap());
+
+    // ...and a deleted one's are gone when the deletion answers.
+    let deleted = k
+        .app
+        .delete_as(&k.owner, &format!("{}/{second}", k.documents_path()))
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(candidates().await, before);
+}

@@ -154,14 +154,16 @@ pub async fn load_chunks(
         for (index, (id, text, vector)) in batch.iter().enumerate() {
             let base = index * 7;
             rows.push(format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, 1, ${}, 'bench', now())",
+                "(${}, ${}, ${}, ${}, ${}, ${}, 1, ${}, 'bench', now(), \
+                 to_tsvector('english', ${}))",
                 base + 1,
                 base + 2,
                 base + 3,
                 base + 4,
                 base + 5,
                 base + 6,
-                base + 7
+                base + 7,
+                base + 6
             ));
             values.extend([
                 (*id).into(),
@@ -177,7 +179,7 @@ pub async fn load_chunks(
         }
         let sql = format!(
             "INSERT INTO document_chunks (id, document_id, project_id, avatar_id, ordinal, text, \
-             token_count, embedding, embedding_model, created_at) VALUES {}",
+             token_count, embedding, embedding_model, created_at, search_vector) VALUES {}",
             rows.join(", ")
         );
         db.execute_raw(Statement::from_sql_and_values(

@@ -227,16 +227,15 @@ async fn vector_candidates_in_database(
     let rows = if path == VectorPath::Index {
         // The index's settings, for this query only.
         let transaction = db.connection().begin().await?;
-        for setting in [
-            format!("SET LOCAL hnsw.ef_search = {}", settings.hnsw_ef_search),
-            "SET LOCAL hnsw.iterative_scan = relaxed_order".to_owned(),
-            format!(
-                "SET LOCAL hnsw.max_scan_tuples = {}",
+        // One round trip for the three.
+        transaction
+            .execute_unprepared(&format!(
+                "SET LOCAL hnsw.ef_search = {}; SET LOCAL hnsw.iterative_scan = relaxed_order; \
+                 SET LOCAL hnsw.max_scan_tuples = {}",
+                settings.hnsw_ef_search,
                 settings.hnsw_max_scan_tuples.max(1)
-            ),
-        ] {
-            transaction.execute_unprepared(&setting).await?;
-        }
+            ))
+            .await?;
         let rows = transaction.query_all_raw(statement).await?;
         transaction.commit().await?;
         rows

@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use avatar_platform::core::db::statements_run;
 use common::load::{pgbench_tps, process_cpu_seconds, wrk, wrk_for};
@@ -76,27 +76,12 @@ async fn run(url: &str) -> anyhow::Result<()> {
 /// sends the owner's access token.
 async fn authenticated_get(base: &str) -> anyhow::Result<(String, String)> {
     let client = reqwest::Client::new();
-    let token = common::owner_token(&client, base).await?;
-    let project: Value = client
-        .post(format!("{base}/api/v1/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "bench"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let pid = project["id"].as_str().unwrap_or_default().to_owned();
-    let avatar: Value = client
-        .post(format!("{base}/api/v1/projects/{pid}/avatars"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Bench", "system_prompt": "Answer briefly."}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let aid = avatar["id"].as_str().unwrap_or_default().to_owned();
+    let common::OwnedAvatar { token, pid, aid } = common::owner_with_avatar(
+        &client,
+        base,
+        json!({"name": "Bench", "system_prompt": "Answer briefly."}),
+    )
+    .await?;
     let path = format!("{base}/api/v1/projects/{pid}/avatars/{aid}");
     client
         .get(&path)

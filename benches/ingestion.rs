@@ -204,31 +204,14 @@ async fn through_the_app(url: &str, provider: &str) -> anyhow::Result<()> {
     .await?;
     let client = reqwest::Client::new();
     let base = app.base.clone();
-    let token = common::owner_token(&client, &base).await?;
-    let created: Value = client
-        .post(format!("{base}/api/v1/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "bench"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let pid = created["id"].as_str().unwrap_or_default().to_owned();
+    let common::OwnedAvatar { token, pid, aid } = common::owner_with_avatar(
+        &client,
+        &base,
+        json!({"name": "Bench", "system_prompt": "Answer from the documents."}),
+    )
+    .await?;
     common::unlimited_plan(&app.db, &pid).await?;
-    let avatar: Value = client
-        .post(format!("{base}/api/v1/projects/{pid}/avatars"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Bench", "system_prompt": "Answer from the documents."}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let documents = format!(
-        "{base}/api/v1/projects/{pid}/avatars/{}/documents",
-        avatar["id"].as_str().unwrap_or_default()
-    );
+    let documents = format!("{base}/api/v1/projects/{pid}/avatars/{aid}/documents");
 
     let idle = probe_health(&client, &base, &AtomicBool::new(false), IDLE_PROBE).await?;
     let stop = AtomicBool::new(false);

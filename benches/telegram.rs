@@ -61,7 +61,12 @@ fn pgbench_insert_tps(url: &str, clients: usize) -> anyhow::Result<f64> {
 /// bot; returns the webhook secret.
 async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow::Result<String> {
     let client = reqwest::Client::new();
-    let token = common::owner_token(&client, base).await?;
+    let common::OwnedAvatar { token, pid, aid } = common::owner_with_avatar(
+        &client,
+        base,
+        json!({"name": "Bench", "system_prompt": "Answer briefly.", "llm": {"max_tokens": 50}}),
+    )
+    .await?;
     let call = |method: reqwest::Method, path: &str, token: &str, body: Value| {
         client
             .request(method, format!("{base}{path}"))
@@ -69,28 +74,6 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
             .json(&body)
             .send()
     };
-    let post = reqwest::Method::POST;
-    let project: Value = call(
-        post.clone(),
-        "/api/v1/projects",
-        &token,
-        json!({"name": "bench"}),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
-    let pid = project["id"].as_str().unwrap_or_default().to_owned();
-    let avatar: Value = call(
-        post.clone(),
-        &format!("/api/v1/projects/{pid}/avatars"),
-        &token,
-        json!({"name": "Bench", "system_prompt": "Answer briefly.", "llm": {"max_tokens": 50}}),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
     call(
         reqwest::Method::PUT,
         &format!("/api/v1/projects/{pid}/secrets/LLM_BASE_URL"),
@@ -105,7 +88,7 @@ async fn set_up(base: &str, llm: &FakeOpenAi, telegram: &FakeTelegram) -> anyhow
         reqwest::Method::PUT,
         &format!("/api/v1/projects/{pid}/telegram"),
         &token,
-        json!({"bot_token": bot_token, "avatar_id": avatar["id"], "mode": "webhook"}),
+        json!({"bot_token": bot_token, "avatar_id": aid, "mode": "webhook"}),
     )
     .await?
     .error_for_status()?;

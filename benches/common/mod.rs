@@ -293,3 +293,41 @@ pub async fn owner_token(client: &reqwest::Client, base: &str) -> anyhow::Result
         .unwrap_or_default()
         .to_owned())
 }
+
+/// What [`owner_with_avatar`] made: the owner's access token, the project's and the avatar's ids.
+pub struct OwnedAvatar {
+    pub token: String,
+    pub pid: String,
+    pub aid: String,
+}
+
+/// A new owner, their project and an avatar made with `avatar` (the create request's body),
+/// all through the API.
+pub async fn owner_with_avatar(
+    client: &reqwest::Client,
+    base: &str,
+    avatar: serde_json::Value,
+) -> anyhow::Result<OwnedAvatar> {
+    let token = owner_token(client, base).await?;
+    let project: serde_json::Value = client
+        .post(format!("{base}/api/v1/projects"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "bench"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let pid = project["id"].as_str().unwrap_or_default().to_owned();
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/v1/projects/{pid}/avatars"))
+        .bearer_auth(&token)
+        .json(&avatar)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let aid = created["id"].as_str().unwrap_or_default().to_owned();
+    Ok(OwnedAvatar { token, pid, aid })
+}

@@ -177,6 +177,16 @@ impl TestApp {
         .await
     }
 
+    /// The URL of the app's database.
+    pub fn database_url(&self) -> String {
+        self.context
+            .settings
+            .database
+            .url
+            .expose_secret()
+            .to_owned()
+    }
+
     /// A module's service, as the app built it.
     pub fn service<T: Send + Sync + 'static>(&self) -> Arc<T> {
         self.registry.get::<T>().expect("the module is installed")

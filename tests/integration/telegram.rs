@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -529,14 +528,7 @@ async fn polling_bots_have_one_poller_across_processes_and_restarts_lose_or_repe
     telegram.add_bot(&token, BOT_ID, "guide_bot");
     let connected = put_bot(&chat, &json!({"bot_token": token, "avatar_id": chat.aid})).await;
     assert_eq!(connected.json["mode"], "polling", "{}", connected.text);
-    let url = chat
-        .app
-        .context
-        .settings
-        .database
-        .url
-        .expose_secret()
-        .to_owned();
+    let url = chat.app.database_url();
 
     // Two processes: one poller between them.
     let first = spawn_worker(&url, &polling).await;

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use sea_orm::sqlx::postgres::{PgListener, PgPool};
-use sea_orm::sqlx::query;
+use sea_orm::sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sea_orm::sqlx::{Connection, query};
 
 /// The channel the tables' triggers notify on; the payload is one tag.
 pub const CHANNEL: &str = "cache_invalidation";
@@ -324,12 +324,16 @@ where
     }
 }
 
-/// Every `lease / 4`, sends this process's marker on its own channel (from the pool: the
-/// listener's connection is busy receiving). Ends when the caches are dropped.
+/// Every `lease / 4`, sends this process's marker on its own channel, over a connection of
+/// its own: not from the pool, whose connections may all be busy exactly when the caches
+/// matter most (a marker that waits for one would turn the caches off under load). Ends when
+/// the caches are dropped.
 async fn send_markers(pool: PgPool, shared: Weak<Shared>, channel: String) {
     let Some(lease) = shared.upgrade().map(|shared| shared.lease) else {
         return;
     };
+    let options = pool.connect_options();
+    let mut connection: Option<PgConnection> = None;
     let mut tick = tokio::time::interval((lease / 4).max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -337,13 +341,24 @@ async fn send_markers(pool: PgPool, shared: Weak<Shared>, channel: String) {
         let Some(sent) = shared.upgrade().map(|shared| shared.micros().max(1)) else {
             return;
         };
+        let conn = match connection.as_mut() {
+            Some(conn) => conn,
+            None => match PgConnection::connect_with(&options).await {
+                Ok(conn) => connection.insert(conn),
+                Err(error) => {
+                    tracing::debug!(%error, "cache invalidation: no connection for markers");
+                    continue;
+                }
+            },
+        };
         let marker = query("SELECT pg_notify($1, $2)")
             .bind(&channel)
             .bind(sent.to_string())
-            .execute(&pool)
+            .execute(&mut *conn)
             .await;
         if let Err(error) = marker {
             tracing::debug!(%error, "cache invalidation: marker not sent");
+            connection = None;
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Small avatars' vectors are kept in each process for retrieval (`documents::vector_cache`,
 //! in a `core::cache::ExactCaches` cache) and dropped by the transaction that changes them:
 //! these triggers `pg_notify('cache_invalidation', 'avatar:<id>')` when chunks of the avatar are
-//! inserted, updated (a vector stored) or deleted — once per avatar per statement — and when a
-//! document of it changes status or is deleted. The notification is delivered only if that
-//! transaction commits.
+//! updated (a vector stored or forgotten) or deleted — once per avatar per statement — and when
+//! a document of it changes status or is deleted. The notification is delivered only if that
+//! transaction commits. Inserted chunks need none: they belong to a document being processed,
+//! which only counts once its status turns `ready` (and that notifies), so ingestion's bulk
+//! inserts carry no trigger.
 
 use sea_orm_migration::prelude::*;
 
@@ -17,9 +19,6 @@ BEGIN
         FROM (SELECT DISTINCT avatar_id FROM changed_chunks) avatars;
     RETURN NULL;
 END $$;
-CREATE TRIGGER document_chunks_inserted_cache_invalidation AFTER INSERT ON document_chunks
-    REFERENCING NEW TABLE AS changed_chunks
-    FOR EACH STATEMENT EXECUTE FUNCTION documents_chunks_cache_invalidation();
 CREATE TRIGGER document_chunks_updated_cache_invalidation AFTER UPDATE ON document_chunks
     REFERENCING NEW TABLE AS changed_chunks
     FOR EACH STATEMENT EXECUTE FUNCTION documents_chunks_cache_invalidation();
@@ -47,7 +46,6 @@ DROP TRIGGER documents_cache_invalidation ON documents;
 DROP FUNCTION documents_status_cache_invalidation();
 DROP TRIGGER document_chunks_deleted_cache_invalidation ON document_chunks;
 DROP TRIGGER document_chunks_updated_cache_invalidation ON document_chunks;
-DROP TRIGGER document_chunks_inserted_cache_invalidation ON document_chunks;
 DROP FUNCTION documents_chunks_cache_invalidation();
 "#;
 

@@ -151,11 +151,15 @@ impl ExactCaches {
             capacity: capacity.max(1),
         });
         let evict: Arc<dyn Evict> = entries.clone();
-        self.shared
+        let mut caches = self
+            .shared
             .caches
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(&evict));
+            .unwrap_or_else(PoisonError::into_inner);
+        // Caches dropped meanwhile leave their place.
+        caches.retain(|cache| cache.strong_count() > 0);
+        caches.push(Arc::downgrade(&evict));
+        drop(caches);
         // The registry holds a weak reference; the cache keeps its entries alive.
         ExactCache {
             shared: self.shared.clone(),

@@ -302,6 +302,8 @@ impl AuthService {
             )
             .await?;
         uow.commit().await?;
+        // The stolen family's access tokens are refused everywhere once this answers.
+        self.caches.settle().await;
         tracing::warn!(user_id = %token.user_id, family_id = %token.family_id, "refresh token reuse: family revoked");
         Ok(AuthError::RefreshTokenReused)
     }

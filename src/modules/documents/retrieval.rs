@@ -313,7 +313,7 @@ async fn search(
     // Independent lists, on two connections at once.
     let (vector, text) = tokio::join!(
         retriever.vector_candidates(request, limit),
-        text_candidates(db, request, limit)
+        retriever.text_candidates(request, limit)
     );
     let ((_, vector_hits), text_hits) = (vector?, text?);
     let relevant = |similarity: f64| {

@@ -18,7 +18,8 @@ use crate::core::error::Failure;
 use crate::core::ids::{InvitationId, ProjectId, UserId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
-use super::{MemberView, ProjectsService, insert_member};
+use super::ProjectsService;
+use super::members::{MemberView, insert_member};
 use crate::modules::projects::domain::entities::{invitation, project};
 use crate::modules::projects::domain::errors::ProjectsError;
 use crate::modules::projects::domain::events::ProjectsEvent;

@@ -88,10 +88,13 @@ pub async fn build_app_with(
             env!("CARGO_BIN_EXE_avatar-platform"),
         ),
     ];
+    // `APP__*` variables of the bench's own environment come last, so they win (to compare
+    // a setting's values on one build).
     let env: Vec<(String, String)> = base_env
         .iter()
         .chain(env)
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .chain(std::env::vars().filter(|(key, _)| key.starts_with("APP__")))
         .collect();
     let config_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
     let settings = Settings::load_from(&config_dir, &env)?;
@@ -218,7 +221,8 @@ pub async fn exact_caches(db: &Db) -> anyhow::Result<avatar_platform::core::cach
     Ok(caches)
 }
 
-/// Runs `bench` with the URL of a fresh database named `<prefix>_<uuid>`.
+/// Runs `bench` with the URL of a fresh database named `<prefix>_<uuid>`, dropped afterwards
+/// unless `BENCH_KEEP_DATABASE` is set (to look at its data and plans with psql).
 pub async fn with_bench_database<F, Fut>(prefix: &str, bench: F) -> anyhow::Result<()>
 where
     F: FnOnce(String) -> Fut,
@@ -234,6 +238,10 @@ where
         .await?;
     let server = &admin[..admin.rfind('/').unwrap_or(admin.len())];
     let outcome = bench(format!("{server}/{name}")).await;
+    if std::env::var_os("BENCH_KEEP_DATABASE").is_some() {
+        println!("(the database {name} is kept)");
+        return outcome;
+    }
     admin_conn
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await?;

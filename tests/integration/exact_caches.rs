@@ -1,9 +1,9 @@
-//! The request path's in-process caches (sessions, project roles) across two app instances on
-//! one database: a change made through one instance is in force in the other as soon as the
-//! call that made it has answered — revoked sessions, removed members, demoted roles,
-//! deactivated and demoted users. Each test first shows that the other instance really serves
-//! from its cache (a change made with the invalidation triggers switched off goes unseen), so
-//! that what follows tests the cache and not a database read.
+//! The request path's in-process caches (sessions, project roles, API keys) across two app
+//! instances on one database: a change made through one instance is in force in the other as
+//! soon as the call that made it has answered — revoked sessions, removed members, demoted
+//! roles, deactivated and demoted users, revoked keys. Each test first shows that the other
+//! instance really serves from its cache (a change made with the invalidation triggers
+//! switched off goes unseen), so that what follows tests the cache and not a database read.
 
 use std::time::Duration;
 
@@ -259,4 +259,72 @@ async fn a_removed_member_or_demoted_role_is_in_force_at_once_in_the_other_insta
         .get_as(&owner, &avatars)
         .await
         .error(404, "NOT_FOUND");
+}
+
+/// `key`'s status at `/public/api-key` on `app`.
+async fn key_status(app: &TestApp, key: &str) -> u16 {
+    app.send(
+        app.client
+            .get(app.url("/api/v1/public/api-key"))
+            .header("X-Api-Key", key),
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_or_deleted_project_is_refused_at_once_by_the_other_instance() {
+    let (first, second) = two_instances().await;
+    let owner = first.user("keys").await;
+    let mut keys = Vec::new();
+    let mut projects = Vec::new();
+    for name in ["revoked", "deleted"] {
+        let pid = first.project(&owner, name).await;
+        let created = first
+            .post_as(
+                &owner,
+                &format!("/api/v1/projects/{pid}/api-keys"),
+                &json!({"name": name, "scopes": ["chat"]}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        keys.push((
+            created.json["key"].as_str().unwrap().to_owned(),
+            created.json["id"].as_str().unwrap().to_owned(),
+        ));
+        projects.push(pid);
+        assert_eq!(key_status(&second, &keys.last().unwrap().0).await, 200);
+    }
+    let (revoked, revoked_id) = &keys[0];
+
+    // The second instance serves the key from its cache: an unannounced revocation is not
+    // seen there...
+    let revoke =
+        format!("UPDATE project_api_keys SET revoked_at = now() WHERE id = '{revoked_id}'");
+    unannounced(&first, "project_api_keys", &revoke).await;
+    assert_eq!(key_status(&second, revoked).await, 200);
+    unannounced(
+        &first,
+        "project_api_keys",
+        &revoke.replace("revoked_at = now()", "revoked_at = NULL"),
+    )
+    .await;
+
+    // ...while a revocation through the first is in force in the second when it answers,
+    let deleted = first
+        .delete_as(
+            &owner,
+            &format!("/api/v1/projects/{}/api-keys/{revoked_id}", projects[0]),
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(key_status(&second, revoked).await, 401);
+    // and so is the deletion of a key's project.
+    let (kept, _) = &keys[1];
+    let deleted = first
+        .delete_as(&owner, &format!("/api/v1/projects/{}", projects[1]))
+        .await;
+    assert!(deleted.status < 300, "{}", deleted.text);
+    assert_eq!(key_status(&second, kept).await, 401);
+    assert_eq!(key_status(&first, kept).await, 401);
 }

@@ -26,6 +26,7 @@ mod outages;
 mod outbound;
 mod platform_config;
 mod projects;
+mod retrieval;
 mod semantic;
 mod service;
 mod storage;

@@ -249,6 +249,9 @@ pub struct RetrievalSettings {
     pub rrf_k: f64,
     /// The full-text list's weight in the fusion (the vector list's is 1).
     pub rrf_text_weight: f64,
+    /// Most matching chunks the full-text list ranks per question (those holding two or more
+    /// of its words first).
+    pub text_rank_max_rows: i64,
     /// Most memory the exactly searched avatars' vectors take in each process, in MB (0: not
     /// kept; each question scans the avatar's rows in PostgreSQL).
     pub vector_cache_mb: usize,
@@ -290,6 +293,9 @@ impl RetrievalSettings {
                 "hnsw_ef_construction",
                 "must be at least twice retrieval.hnsw_m and at most 1000",
             );
+        }
+        if self.text_rank_max_rows < 1 {
+            return invalid("text_rank_max_rows", "must be at least 1");
         }
         // Given to PostgreSQL as a literal: digits and a unit, nothing else.
         let memory = self.index_build_memory.trim();

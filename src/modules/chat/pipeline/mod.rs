@@ -25,7 +25,10 @@ use crate::core::llm::{
 };
 use crate::modules::avatars::AvatarView;
 
+mod searching;
 mod storing;
+
+pub use searching::Search;
 
 use super::domain::errors::ChatError;
 use super::prompt;
@@ -69,6 +72,8 @@ pub struct Turn {
     pub history: Vec<ChatMessage>,
     pub reservation: Reservation,
     pub actor: Actor,
+    /// The avatar's passages for the question, searched since the question was checked.
+    pub search: Search,
 }
 
 /// How reading the model's stream ended.
@@ -120,9 +125,9 @@ impl ChatService {
     /// Answers `turn`, reporting on `events`: retrieval, the model, the streamed answer, then
     /// the stored message and the settled reservation. Each phase returns `None` once the turn
     /// is over (failure reported, or the client gone).
-    pub(super) async fn answer(self: Arc<Self>, turn: Turn, events: mpsc::Sender<TurnEvent>) {
+    pub(super) async fn answer(self: Arc<Self>, mut turn: Turn, events: mpsc::Sender<TurnEvent>) {
         let started = Instant::now();
-        let Some(retrieved) = self.retrieve(&turn, &events, started).await else {
+        let Some(retrieved) = self.retrieve(&mut turn, &events).await else {
             return;
         };
         let Some(answerer) = self.choose_model(&turn, &events, &retrieved).await else {
@@ -138,24 +143,18 @@ impl ChatService {
             .await;
     }
 
-    /// The avatar's passages for the question. A client that leaves before the answer starts
-    /// costs nothing more.
+    /// The avatar's passages for the question (searched since it was checked). A client that
+    /// leaves before the answer starts costs nothing more.
     async fn retrieve(
         &self,
-        turn: &Turn,
+        turn: &mut Turn,
         events: &mpsc::Sender<TurnEvent>,
-        started: Instant,
     ) -> Option<Retrieved> {
-        let search = self.documents.search_avatar(
-            &turn.avatar,
-            &turn.question,
-            usize::try_from(turn.avatar.rag.top_k).unwrap_or(1),
-        );
-        let Some(searched) = until_closed(events, search).await else {
+        let Some(searched) = until_closed(events, turn.search.finish()).await else {
             self.unanswered(turn, false).await;
             return None;
         };
-        let (hits, embedding_model) = match searched.map_err(Failure::from) {
+        let (hits, embedding_model) = match searched.found.map_err(Failure::from) {
             Ok(searched) => (searched.hits, searched.embedding_model),
             Err(Failure::Unavailable(unavailable)) => {
                 self.fail_unavailable(turn, events, unavailable).await;
@@ -168,7 +167,7 @@ impl ChatService {
                 return None;
             }
         };
-        let retrieval_ms = millis(started);
+        let retrieval_ms = searched.took_ms;
         let sources = hits
             .iter()
             .map(|hit| SourceRef {

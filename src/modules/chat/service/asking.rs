@@ -1,6 +1,8 @@
 //! The start of every answer: everything that can refuse the question is checked before
 //! anything is written, then tokens are reserved, the question stored, and the answer runs in
-//! the background (`pipeline.rs`), reporting through a channel.
+//! the background (`pipeline.rs`), reporting through a channel. The passages are searched from
+//! the moment only the conversation or the budget can still refuse the question
+//! (`pipeline/searching.rs`).
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ use super::{ChatService, MessageView, bump_conversation, message_view, non_negat
 use crate::modules::billing::Reservation;
 use crate::modules::chat::domain::entities::{conversation, message};
 use crate::modules::chat::domain::errors::ChatError;
-use crate::modules::chat::pipeline::{Turn, TurnEvent};
+use crate::modules::chat::pipeline::{Search, Turn, TurnEvent};
 
 /// An answer under way: the stored question, and the answer's events as they come.
 pub struct Answer {
@@ -52,6 +54,7 @@ impl ChatService {
         if avatar.status != AvatarStatus::Active {
             return Err(ChatError::AvatarDisabled);
         }
+        let search = Search::start(&self.documents, &avatar, &content);
         let history = self.history(conversation.id).await?;
         let reservation = self.reserve(&avatar, &content).await?;
         self.start_answer(
@@ -62,6 +65,7 @@ impl ChatService {
             history,
             reservation,
             actor,
+            search,
         )
         .await
     }
@@ -94,6 +98,7 @@ impl ChatService {
         if known.as_ref().is_some_and(|end_user| end_user.blocked) {
             return Err(ChatError::EndUserBlocked);
         }
+        let search = Search::start(&self.documents, &avatar, &content);
         let continued = match conversation_id {
             Some(id) => {
                 let (found, _) = self.conversation(project_id, id).await?;
@@ -155,6 +160,7 @@ impl ChatService {
             history,
             reservation,
             actor,
+            search,
         )
         .await
     }
@@ -167,8 +173,8 @@ impl ChatService {
             .map_err(|error| ChatError::Common(error.into()))
     }
 
-    /// The user's message, then the answer in the background. Gives the reservation back if
-    /// the message cannot be stored.
+    /// The user's message, then the answer (with `search`, under way) in the background.
+    /// Gives the reservation back if the message cannot be stored.
     #[allow(clippy::too_many_arguments)]
     async fn start_answer(
         self: &Arc<Self>,
@@ -179,6 +185,7 @@ impl ChatService {
         history: Vec<ChatMessage>,
         reservation: Reservation,
         actor: Actor,
+        search: Search,
     ) -> Result<Answer, ChatError> {
         let project_id = conversation.project_id;
         let user_message = match self
@@ -208,6 +215,7 @@ impl ChatService {
             history,
             reservation,
             actor,
+            search,
         };
         let service = Arc::clone(self);
         tokio::spawn(async move { service.answer(turn, sender).await });

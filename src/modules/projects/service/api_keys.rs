@@ -1,10 +1,12 @@
-//! Project API keys: shown once, stored hashed, with scopes; resolving a presented key.
+//! Project API keys: shown once, stored hashed, with scopes; resolving a presented key (one
+//! statement, then from the exact cache until the key or its project changes).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Statement,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -21,6 +23,8 @@ use crate::modules::projects::domain::errors::ProjectsError;
 use crate::modules::projects::domain::events::ProjectsEvent;
 
 const API_KEY_PREFIX: &str = "ap_";
+/// Most live keys a process keeps resolved.
+pub(super) const KEYS_CACHED: usize = 10_000;
 /// Characters of the key kept for display (after the `ap_` prefix).
 const API_KEY_DISPLAY_CHARS: usize = 8;
 
@@ -194,7 +198,50 @@ impl ProjectsService {
         )
         .await?;
         uow.commit().await?;
+        // Refused by every process when this answers.
+        self.caches.settle().await;
         Ok(())
+    }
+}
+
+/// A live key as resolved, and when its use was last written.
+#[derive(Debug, Clone)]
+pub(super) struct LiveKey {
+    resolved: ResolvedApiKey,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ProjectsService {
+    /// The live key with hash `hash` of a live project: from the cache, else one statement.
+    async fn live_key(&self, hash: String) -> Result<Option<LiveKey>, AppError> {
+        if let Some(key) = self.api_keys.get(&hash) {
+            return Ok(Some(key));
+        }
+        let ticket = self.api_keys.ticket();
+        let Some(row) = api_key::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT k.* FROM project_api_keys k JOIN projects p ON p.id = k.project_id \
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND p.deleted_at IS NULL",
+                [hash.clone().into()],
+            ))
+            .one(self.db.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key = LiveKey {
+            resolved: ResolvedApiKey {
+                key_id: row.id,
+                project_id: row.project_id,
+                name: row.name.clone(),
+                scopes: api_key_view(&row).scopes,
+            },
+            last_used_at: row.last_used_at,
+        };
+        let tags = vec![format!("project:{}", row.project_id)];
+        self.api_keys.insert(ticket, hash, key.clone(), tags);
+        Ok(Some(key))
     }
 }
 
@@ -204,34 +251,31 @@ impl ApiKeys for ProjectsService {
         if !key.starts_with(API_KEY_PREFIX) {
             return Ok(None);
         }
-        let Some(row) = api_key::Entity::find()
-            .filter(api_key::Column::KeyHash.eq(hash_token(key)))
-            .filter(api_key::Column::RevokedAt.is_null())
-            .one(self.db.connection())
-            .await?
-        else {
+        let hash = hash_token(key);
+        let Some(mut live) = self.live_key(hash.clone()).await? else {
             return Ok(None);
         };
-        if self.live_project(row.project_id).await.is_err() {
-            return Ok(None);
-        }
-        let stale = row
+        let now = self.clock.now();
+        let stale = live
             .last_used_at
-            .map(|at| (self.clock.now() - at).num_seconds() >= self.last_used_resolution_secs)
+            .map(|at| (now - at).num_seconds() >= self.last_used_resolution_secs)
             .unwrap_or(true);
         if stale {
             api_key::Entity::update_many()
-                .col_expr(api_key::Column::LastUsedAt, Expr::value(self.clock.now()))
-                .filter(api_key::Column::Id.eq(row.id))
+                .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
+                .filter(api_key::Column::Id.eq(live.resolved.key_id))
                 .exec(self.db.connection())
                 .await?;
+            // Not a change the cache is told about (the trigger ignores it): its entry is
+            // refreshed here — only while it is still there, so a key revoked meanwhile is
+            // not put back (a revocation after the ticket makes the insert refused).
+            let ticket = self.api_keys.ticket();
+            if self.api_keys.get(&hash).is_some() {
+                live.last_used_at = Some(now);
+                let tags = vec![format!("project:{}", live.resolved.project_id)];
+                self.api_keys.insert(ticket, hash, live.clone(), tags);
+            }
         }
-        let view = api_key_view(&row);
-        Ok(Some(ResolvedApiKey {
-            key_id: row.id,
-            project_id: row.project_id,
-            name: row.name,
-            scopes: view.scopes,
-        }))
+        Ok(Some(live.resolved))
     }
 }

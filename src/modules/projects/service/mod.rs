@@ -97,6 +97,10 @@ pub struct ProjectsService {
     /// change to the project or its members (the `project:<id>` tag, from the triggers of
     /// migration `m20261204_110001_projects_roles_cache_invalidation`).
     roles: ExactCache<(ProjectId, UserId), Option<ProjectRole>>,
+    /// Live API keys by hash, with when their use was last written; dropped by the key's
+    /// revocation or its project's deletion (the `project:<id>` tag; migration
+    /// `m20261204_130000_projects_api_keys_cache_invalidation`).
+    api_keys: ExactCache<String, api_keys::LiveKey>,
 }
 
 impl ProjectsService {
@@ -120,6 +124,7 @@ impl ProjectsService {
             clock: config.clock,
             billing: config.billing,
             roles: config.caches.cache(ROLES_CACHED),
+            api_keys: config.caches.cache(api_keys::KEYS_CACHED),
             caches: config.caches,
         }
     }

@@ -7,7 +7,8 @@
 //! The chunks' vectors are synthetic but in the model's space: 500 passages embedded by the
 //! local model, each chunk one of them plus noise (embedding 100k chunks would take an hour).
 //!
-//! Reports time to the first token (first `delta` frame) and to the end (`done`), p50/p99,
+//! Reports time to acceptance (the `start` frame: the question checked, reserved and stored),
+//! to the first token (first `delta` frame) and to the end (`done`), p50/p99,
 //! messages/s and database statements per message, at 1, 16 and 64 concurrent clients; the
 //! question's embedding alone, as its own stage; then memory: the process's RSS idle and at its
 //! peak while 64 answers stream at once (each 2 s long). Scale: BENCH_CHAT_CHUNKS (default
@@ -276,30 +277,32 @@ async fn throughput(
             let mut timings = Vec::new();
             for question in questions {
                 let body = question_body(client_index, conversation.as_deref(), &question);
-                let (first, total, id) = ask(&client, &target, &body).await?;
-                conversation = Some(id);
-                timings.push((first, total));
+                let asked = ask(&client, &target, &body).await?;
+                conversation = Some(asked.conversation.clone());
+                timings.push(asked);
             }
             Ok::<_, anyhow::Error>(timings)
         }));
     }
-    let mut first_tokens = Vec::new();
-    let mut totals = Vec::new();
+    let (mut accepted, mut first_tokens, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     for client in clients {
-        for (first, total) in client.await?? {
-            first_tokens.push(first);
-            totals.push(total);
+        for asked in client.await?? {
+            accepted.push(asked.accepted);
+            first_tokens.push(asked.first);
+            totals.push(asked.total);
         }
     }
     let elapsed = started.elapsed();
     let statements = statements_run() - statements;
+    accepted.sort();
     first_tokens.sort();
     totals.sort();
     println!(
-        "{concurrency:>2} concurrent: {} messages, {:.1} msg/s; first token p50 {:.1} ms p99 {:.1} ms; \
-         total p50 {:.1} ms p99 {:.1} ms; {:.1} statements per message",
+        "{concurrency:>2} concurrent: {} messages, {:.1} msg/s; accepted p50 {:.1} ms; first token \
+         p50 {:.1} ms p99 {:.1} ms; total p50 {:.1} ms p99 {:.1} ms; {:.1} statements per message",
         totals.len(),
         totals.len() as f64 / elapsed.as_secs_f64(),
+        ms(common::percentile(&accepted, 0.5)),
         ms(common::percentile(&first_tokens, 0.5)),
         ms(common::percentile(&first_tokens, 0.99)),
         ms(common::percentile(&totals, 0.5)),
@@ -382,7 +385,7 @@ async fn memory(client: &reqwest::Client, llm: &FakeOpenAi, target: &Target) -> 
         .collect();
     let mut longest = Duration::ZERO;
     for stream in streams {
-        longest = longest.max(stream.await??.1);
+        longest = longest.max(stream.await??.total);
     }
     done.store(true, Ordering::Relaxed);
     sampler.await?;
@@ -401,12 +404,19 @@ async fn memory(client: &reqwest::Client, llm: &FakeOpenAi, target: &Target) -> 
     Ok(())
 }
 
-/// One streamed question: time to the first `delta`, time to `done`, the conversation id.
-async fn ask(
-    client: &reqwest::Client,
-    target: &Target,
-    body: &Value,
-) -> anyhow::Result<(Duration, Duration, String)> {
+/// One streamed question's times at the client.
+struct Asked {
+    /// To the `start` frame: the question checked, reserved and stored.
+    accepted: Duration,
+    /// To the first `delta` frame.
+    first: Duration,
+    /// To `done`.
+    total: Duration,
+    conversation: String,
+}
+
+/// One streamed question.
+async fn ask(client: &reqwest::Client, target: &Target, body: &Value) -> anyhow::Result<Asked> {
     let sent = Instant::now();
     let response = client
         .post(&target.url)
@@ -418,9 +428,12 @@ async fn ask(
         .error_for_status()?;
     let mut stream = response.bytes_stream();
     let mut text = String::new();
-    let mut first = None;
+    let (mut accepted, mut first) = (None, None);
     while let Some(piece) = stream.next().await {
         text.push_str(&String::from_utf8_lossy(&piece?));
+        if accepted.is_none() && text.contains("event: start") {
+            accepted = Some(sent.elapsed());
+        }
         if first.is_none() && text.contains("event: delta") {
             first = Some(sent.elapsed());
         }
@@ -439,5 +452,10 @@ async fn ask(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    Ok((first.unwrap_or(total), total, conversation))
+    Ok(Asked {
+        accepted: accepted.unwrap_or(total),
+        first: first.unwrap_or(total),
+        total,
+        conversation,
+    })
 }

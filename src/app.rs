@@ -437,6 +437,9 @@ fn http_server(
             .wrap(cors(&settings.server.cors_allowed_origins))
             .wrap(from_fn(observe_request))
     })
+    // Streamed answers are many small writes: with Nagle's algorithm on, a frame written while
+    // the previous one is unacknowledged waits for the client's delayed ACK (up to 40 ms).
+    .tcp_nodelay(true)
     .listen(listener)?
     .shutdown_timeout(settings.server.shutdown_timeout_secs);
     if settings.server.http_workers > 0 {

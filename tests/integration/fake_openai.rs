@@ -188,6 +188,8 @@ impl FakeOpenAi {
         .workers(2)
         .disable_signals()
         .shutdown_timeout(0)
+        // An instant model: each streamed piece leaves at once (no Nagle delay).
+        .tcp_nodelay(true)
         .bind("127.0.0.1:0")
         .unwrap();
         let port = server.addrs()[0].port();

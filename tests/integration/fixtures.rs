@@ -153,6 +153,14 @@ impl TestApp {
         Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap()
     }
 
+    /// An avatar of `project` named `name`, created by `owner`; returns its id.
+    pub async fn avatar(&self, owner: &TestUser, project: Uuid, name: &str) -> Uuid {
+        let body = json!({"name": name, "system_prompt": "Answer from the documents."});
+        let response = self.create_avatar(owner, project, &body).await;
+        assert_eq!(response.status, 201, "{}", response.text);
+        Uuid::parse_str(response.json["id"].as_str().unwrap()).unwrap()
+    }
+
     /// A new user made a member of `project` with `role` by `owner`.
     pub async fn member(&self, project: Uuid, owner: &TestUser, role: &str) -> TestUser {
         let user = self.user(role).await;

@@ -7,7 +7,6 @@ use avatar_platform::core::config::RetrievalSettings;
 use avatar_platform::core::ids::{AvatarId, ProjectId};
 use avatar_platform::modules::documents::testkit::retrieval::{Retriever, SearchRequest};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app};
@@ -16,15 +15,7 @@ use crate::helpers::{TestApp, spawn_app};
 async fn avatar_with_chunks(app: &TestApp, texts: &[&str]) -> (ProjectId, AvatarId, Vec<Uuid>) {
     let owner = app.user("owner").await;
     let pid = app.project(&owner, "library").await;
-    let avatar = app
-        .create_avatar(
-            &owner,
-            pid,
-            &json!({"name": "Librarian", "system_prompt": "Answer."}),
-        )
-        .await;
-    assert_eq!(avatar.status, 201, "{}", avatar.text);
-    let aid = Uuid::parse_str(avatar.json["id"].as_str().unwrap()).unwrap();
+    let aid = app.avatar(&owner, pid, "Librarian").await;
     let db = &app.context.db;
     let document = Uuid::now_v7();
     db.execute_raw(Statement::from_sql_and_values(

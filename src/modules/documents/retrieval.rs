@@ -276,8 +276,7 @@ const QUESTION_WORDS: &str = "\
 /// row. Chunks holding two or more of the question's words are taken first: with `ts_rank`
 /// every one of them ranks above every chunk holding a single word (each distinct word adds
 /// between 0.61 and 1 times its weight, the same weight for all), so while they fit under the
-/// bound (and the question's words that two chunks share are among its first 16), the list is
-/// exactly the unbounded one. Single-word matches fill the rest in storage order, a bounded
+/// bound, the list of a question of up to 16 distinct words is exactly the unbounded one. Single-word matches fill the rest in storage order, a bounded
 /// sample of the weakest evidence. Both kinds are found by the GIN index alone; only the rows
 /// taken are read.
 async fn text_candidates(

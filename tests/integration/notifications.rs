@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::chat::{Chat, chat_app_with};
@@ -234,6 +235,56 @@ async fn chats_link_by_code_over_polling_and_document_news_reach_owners_and_mana
             .any(|delivery| delivery["text"].as_str().unwrap().contains("more.md")),
         "{owner_log:?}"
     );
+
+    // A deactivated member hears nothing: the owner, told of processed documents again,
+    // shows the news went out, and none was queued for the manager.
+    let chosen = app
+        .put_as(
+            owner,
+            SETTINGS,
+            &json!({"events": ["document_processed", "document_failed"]}),
+        )
+        .await;
+    assert_eq!(chosen.status, 200, "{}", chosen.text);
+    let active = |is_active: bool| {
+        let path = format!("/api/v1/admin/users/{}", manager.id);
+        let (app, admin) = (app, &admin);
+        async move {
+            let updated = app
+                .patch_as(admin, &path, &json!({"is_active": is_active}))
+                .await;
+            assert_eq!(updated.status, 200, "{}", updated.text);
+        }
+    };
+    active(false).await;
+    upload(
+        &chat,
+        "third.md",
+        b"# Third
+
+The office opens at nine.
+",
+    )
+    .await;
+    told(&telegram, 101, "“third.md” is ready").await;
+    let to_manager = app
+        .context
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM notification_deliveries \
+             WHERE user_id = $1 AND text LIKE '%third.md%'",
+            [manager.id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(to_manager, 0);
+    active(true).await;
+    // (Deactivation ended the manager's sessions.)
+    let manager = app.logged_in(manager.id, manager.email.clone()).await;
 
     // Unlinking: by the API, and by /stop in the chat.
     let unlinked = app.delete_as(owner, "/api/v1/notifications/telegram").await;

@@ -128,6 +128,21 @@ impl AuthService {
     }
 
     /// The active saas_admins (who hear of what happens on the platform).
+    /// Those of `ids` that are active users (a deactivated one is told nothing).
+    pub async fn active_ids(&self, ids: &[UserId]) -> Result<Vec<UserId>, AuthError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .filter(user::Column::IsActive.eq(true))
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|user| user.id)
+            .collect())
+    }
+
     pub async fn saas_admin_ids(&self) -> Result<Vec<UserId>, AuthError> {
         Ok(user::Entity::find()
             .filter(user::Column::Role.eq(PlatformRole::SaasAdmin))

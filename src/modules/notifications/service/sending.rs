@@ -262,9 +262,15 @@ impl NotificationsService {
         project_id: ProjectId,
         roles: &[ProjectRole],
     ) -> Result<Vec<UserId>, NotificationsError> {
-        Ok(self
+        let members = self
             .projects
             .member_ids(project_id, roles)
+            .await
+            .map_err(Failure::from)?;
+        // A deactivated user keeps their memberships but hears nothing.
+        Ok(self
+            .auth
+            .active_ids(&members)
             .await
             .map_err(Failure::from)?)
     }

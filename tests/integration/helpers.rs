@@ -394,6 +394,21 @@ impl Drop for TestApp {
 /// How often [`eventually`] looks again.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Waits, if need be, until the current `window` (aligned to the Unix epoch, as the rate
+/// limits' fixed windows are) has at least a quarter left, so that a few requests counted
+/// against a limit all fall in one window.
+pub async fn early_in_window(window: std::time::Duration) {
+    let window = window.as_secs_f64();
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        % window;
+    if into > window * 0.75 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(window - into + 0.5)).await;
+    }
+}
+
 /// Polls `probe` until it answers `Ok(value)` and returns the value; fails the test after
 /// `within`, saying what was awaited and what `probe` last saw (its `Err`). The one "wait
 /// until" of the suite: no test sleeps a fixed time and hopes.

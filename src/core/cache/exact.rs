@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use sea_orm::sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool};
 use sea_orm::sqlx::{Connection, query};
 
 /// The channel the tables' triggers notify on; the payload is one tag.
@@ -332,11 +332,10 @@ where
 /// its own: not from the pool, whose connections may all be busy exactly when the caches
 /// matter most (a marker that waits for one would turn the caches off under load). Ends when
 /// the caches are dropped.
-async fn send_markers(pool: PgPool, shared: Weak<Shared>, channel: String) {
+async fn send_markers(options: Arc<PgConnectOptions>, shared: Weak<Shared>, channel: String) {
     let Some(lease) = shared.upgrade().map(|shared| shared.lease) else {
         return;
     };
-    let options = pool.connect_options();
     let mut connection: Option<PgConnection> = None;
     let mut tick = tokio::time::interval((lease / 4).max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -373,7 +372,7 @@ async fn send_markers(pool: PgPool, shared: Weak<Shared>, channel: String) {
 async fn listen(pool: PgPool, shared: Weak<Shared>, mut stopped: tokio::sync::watch::Receiver<()>) {
     let marker_channel = format!("cache_sync_{}", uuid::Uuid::new_v4().simple());
     tokio::spawn(send_markers(
-        pool.clone(),
+        pool.connect_options(),
         shared.clone(),
         marker_channel.clone(),
     ));

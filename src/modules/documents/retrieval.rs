@@ -256,18 +256,39 @@ async fn vector_candidates_in_database(
     Ok((path, hits))
 }
 
-/// The question's words as `tsquery` lexemes (quoted as `tsquery` prints them, so any
-/// character is safe), and two queries made of them: any word, and any two of its first 16
-/// words (a long pasted text would otherwise make thousands of pairs).
-const QUESTION_WORDS: &str = "\
-    WITH words AS ( \
-        SELECT r.m[1] AS w, min(r.n) AS n FROM regexp_matches( \
-            plainto_tsquery($5::regconfig, $1)::text, '(''(?:[^'']|'''')*'')', 'g') \
-            WITH ORDINALITY AS r(m, n) GROUP BY r.m[1]), \
-    first_words AS (SELECT w FROM words ORDER BY n LIMIT 16) \
-    SELECT (SELECT string_agg(w, ' | ') FROM words)::tsquery AS any_word, \
-           (SELECT string_agg(a.w || ' & ' || b.w, ' | ') \
-            FROM first_words a JOIN first_words b ON a.w < b.w)::tsquery AS two_words";
+/// [`text_candidates`]' statement. Parameters: $1 the question, $2 the avatar, $3 its project,
+/// $4 the list's length, $5 the text search configuration, $6 the most rows ranked.
+///
+/// `question`: the question's words as `tsquery` lexemes (quoted as `tsquery` prints them, so
+/// any character is safe), and two queries made of them: any word, and any two of its first
+/// 16 words (a long pasted text would otherwise make thousands of pairs). `matches`: the
+/// chunks holding two of them, then those holding one, at most $6 in all.
+const TEXT_CANDIDATES: &str = "\
+    WITH question AS MATERIALIZED ( \
+        WITH words AS ( \
+            SELECT r.m[1] AS w, min(r.n) AS n FROM regexp_matches( \
+                plainto_tsquery($5::regconfig, $1)::text, '(''(?:[^'']|'''')*'')', 'g') \
+                WITH ORDINALITY AS r(m, n) GROUP BY r.m[1]), \
+        first_words AS (SELECT w FROM words ORDER BY n LIMIT 16) \
+        SELECT (SELECT string_agg(w, ' | ') FROM words)::tsquery AS any_word, \
+               (SELECT string_agg(a.w || ' & ' || b.w, ' | ') \
+                FROM first_words a JOIN first_words b ON a.w < b.w)::tsquery AS two_words), \
+    matches AS ( \
+        (SELECT c.id, c.search_vector FROM document_chunks c \
+         JOIN documents d ON d.id = c.document_id \
+         WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready' \
+           AND c.search_vector @@ (SELECT two_words FROM question) \
+         LIMIT $6) \
+        UNION ALL \
+        (SELECT c.id, c.search_vector FROM document_chunks c \
+         JOIN documents d ON d.id = c.document_id \
+         WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready' \
+           AND c.search_vector @@ (SELECT any_word FROM question) \
+           AND NOT coalesce(c.search_vector @@ (SELECT two_words FROM question), false) \
+         LIMIT $6)) \
+    SELECT m.id FROM (SELECT * FROM matches LIMIT $6) m \
+    ORDER BY ts_rank(m.search_vector, (SELECT any_word FROM question)) DESC, m.id \
+    LIMIT $4";
 
 /// Full-text matches of any of the question's words, best first (`ts_rank`), ranking at most
 /// `settings.text_rank_max_rows` of them.
@@ -276,38 +297,19 @@ const QUESTION_WORDS: &str = "\
 /// row. Chunks holding two or more of the question's words are taken first: with `ts_rank`
 /// every one of them ranks above every chunk holding a single word (each distinct word adds
 /// between 0.61 and 1 times its weight, the same weight for all), so while they fit under the
-/// bound, the list of a question of up to 16 distinct words is exactly the unbounded one. Single-word matches fill the rest in storage order, a bounded
-/// sample of the weakest evidence. Both kinds are found by the GIN index alone; only the rows
-/// taken are read.
+/// bound, the list of a question of up to 16 distinct words is exactly the unbounded one.
+/// Single-word matches fill the rest in storage order, a bounded sample of the weakest
+/// evidence. Both kinds are found by the GIN index alone; only the rows taken are read.
 async fn text_candidates(
     db: &Db,
     settings: &RetrievalSettings,
     request: &SearchRequest<'_>,
     limit: i64,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let sql = format!(
-        "WITH question AS MATERIALIZED ({QUESTION_WORDS}), \
-         matches AS ( \
-             (SELECT c.id, c.search_vector FROM document_chunks c \
-              JOIN documents d ON d.id = c.document_id \
-              WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready' \
-                AND c.search_vector @@ (SELECT two_words FROM question) \
-              LIMIT $6) \
-             UNION ALL \
-             (SELECT c.id, c.search_vector FROM document_chunks c \
-              JOIN documents d ON d.id = c.document_id \
-              WHERE c.avatar_id = $2 AND c.project_id = $3 AND d.status = 'ready' \
-                AND c.search_vector @@ (SELECT any_word FROM question) \
-                AND NOT coalesce(c.search_vector @@ (SELECT two_words FROM question), false) \
-              LIMIT $6)) \
-         SELECT m.id FROM (SELECT * FROM matches LIMIT $6) m \
-         ORDER BY ts_rank(m.search_vector, (SELECT any_word FROM question)) DESC, m.id \
-         LIMIT $4"
-    );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            sql,
+            TEXT_CANDIDATES,
             [
                 request.query.into(),
                 request.avatar_id.into(),

@@ -3,7 +3,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::SimpleExpr,
 };
 
 use crate::core::auth::{Actor, PlatformRole};
@@ -127,31 +127,30 @@ impl AuthService {
             .collect())
     }
 
-    /// The active saas_admins (who hear of what happens on the platform).
     /// Those of `ids` that are active users (a deactivated one is told nothing).
     pub async fn active_ids(&self, ids: &[UserId]) -> Result<Vec<UserId>, AuthError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(user::Entity::find()
-            .filter(user::Column::Id.is_in(ids.iter().copied()))
-            .filter(user::Column::IsActive.eq(true))
-            .all(self.db.connection())
-            .await?
-            .into_iter()
-            .map(|user| user.id)
-            .collect())
+        self.active_ids_where(user::Column::Id.is_in(ids.iter().copied()))
+            .await
     }
 
+    /// The active saas_admins (who hear of what happens on the platform).
     pub async fn saas_admin_ids(&self) -> Result<Vec<UserId>, AuthError> {
+        self.active_ids_where(user::Column::Role.eq(PlatformRole::SaasAdmin))
+            .await
+    }
+
+    async fn active_ids_where(&self, condition: SimpleExpr) -> Result<Vec<UserId>, AuthError> {
         Ok(user::Entity::find()
-            .filter(user::Column::Role.eq(PlatformRole::SaasAdmin))
+            .select_only()
+            .column(user::Column::Id)
+            .filter(condition)
             .filter(user::Column::IsActive.eq(true))
+            .into_tuple()
             .all(self.db.connection())
-            .await?
-            .into_iter()
-            .map(|user| user.id)
-            .collect())
+            .await?)
     }
 
     /// True when at least one active saas_admin exists.

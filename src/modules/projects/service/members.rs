@@ -195,22 +195,27 @@ impl ProjectsService {
         }))
     }
 
-    /// Locks the project's owner rows, so two concurrent demotions cannot both pass the
-    /// last-owner check.
-    async fn owners_locked(
+    /// `user_id`'s membership of `project_id`, and whether they are its only owner. The
+    /// project's owner rows are locked first, so two concurrent demotions or removals cannot
+    /// both pass the last-owner check.
+    async fn member_for_change(
         &self,
         uow: &UnitOfWork,
         project_id: ProjectId,
-    ) -> Result<Vec<UserId>, ProjectsError> {
-        Ok(member::Entity::find()
+        user_id: UserId,
+    ) -> Result<(member::Model, bool), ProjectsError> {
+        let owners = member::Entity::find()
             .filter(member::Column::ProjectId.eq(project_id))
             .filter(member::Column::Role.eq(ProjectRole::Owner))
             .lock_exclusive()
             .all(&**uow)
+            .await?;
+        let existing = member::Entity::find_by_id((project_id, user_id))
+            .one(&**uow)
             .await?
-            .into_iter()
-            .map(|row| row.user_id)
-            .collect())
+            .ok_or(ProjectsError::NotFound("member"))?;
+        let last_owner = existing.role == ProjectRole::Owner && owners.len() <= 1;
+        Ok((existing, last_owner))
     }
 
     pub async fn change_member_role(
@@ -221,13 +226,9 @@ impl ProjectsService {
         actor: Actor,
     ) -> Result<MemberView, ProjectsError> {
         let mut uow = self.db.begin().await?;
-        let owners = self.owners_locked(&uow, project_id).await?;
-        let existing = member::Entity::find_by_id((project_id, user_id))
-            .one(&*uow)
-            .await?
-            .ok_or(ProjectsError::NotFound("member"))?;
+        let (existing, last_owner) = self.member_for_change(&uow, project_id, user_id).await?;
         let old_role = existing.role;
-        if old_role == ProjectRole::Owner && role != ProjectRole::Owner && owners.len() <= 1 {
+        if last_owner && role != ProjectRole::Owner {
             return Err(ProjectsError::LastOwner);
         }
         let mut active = existing.into_active_model();
@@ -276,12 +277,8 @@ impl ProjectsService {
         actor: Actor,
     ) -> Result<(), ProjectsError> {
         let mut uow = self.db.begin().await?;
-        let owners = self.owners_locked(&uow, project_id).await?;
-        let existing = member::Entity::find_by_id((project_id, user_id))
-            .one(&*uow)
-            .await?
-            .ok_or(ProjectsError::NotFound("member"))?;
-        if existing.role == ProjectRole::Owner && owners.len() <= 1 {
+        let (_, last_owner) = self.member_for_change(&uow, project_id, user_id).await?;
+        if last_owner {
             return Err(ProjectsError::LastOwner);
         }
         member::Entity::delete_by_id((project_id, user_id))

@@ -140,40 +140,24 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
 
     // An owner, a project, an avatar, an API key — through the API.
-    let token = common::owner_token(&client, &base).await?;
-    let post = |path: &str, token: Option<&str>, body: Value| {
-        let mut request = client.post(format!("{base}{path}")).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
-    let project: Value = post("/api/v1/projects", Some(&token), json!({"name": "bench"}))
+    let owned = common::owner_with_avatar(
+        &client,
+        &base,
+        json!({"name": "Bench", "system_prompt": "Answer from the documents."}),
+    )
+    .await?;
+    let pid = owned.pid;
+    common::unlimited_plan(&db, &pid).await?;
+    let aid = AvatarId::from_uuid(owned.aid.parse()?);
+    let key: Value = client
+        .post(format!("{base}/api/v1/projects/{pid}/api-keys"))
+        .bearer_auth(&owned.token)
+        .json(&json!({"name": "bench"}))
+        .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let pid = project["id"].as_str().unwrap_or_default().to_owned();
-    common::unlimited_plan(&db, &pid).await?;
-    let avatar: Value = post(
-        &format!("/api/v1/projects/{pid}/avatars"),
-        Some(&token),
-        json!({"name": "Bench", "system_prompt": "Answer from the documents."}),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
-    let aid = AvatarId::from_uuid(avatar["id"].as_str().unwrap_or_default().parse()?);
-    let key: Value = post(
-        &format!("/api/v1/projects/{pid}/api-keys"),
-        Some(&token),
-        json!({"name": "bench"}),
-    )
-    .await?
-    .error_for_status()?
-    .json()
-    .await?;
     let key = key["key"].as_str().unwrap_or_default().to_owned();
 
     // The avatar's knowledge: synthetic passages; vectors near the model's own.

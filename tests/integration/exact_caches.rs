@@ -1,7 +1,7 @@
-//! The request path's in-process caches (sessions, project roles, API keys) across two app
-//! instances on one database: a change made through one instance is in force in the other as
-//! soon as the call that made it has answered — revoked sessions, removed members, demoted
-//! roles, deactivated and demoted users, revoked keys. Each test first shows that the other
+//! The request path's in-process caches (sessions, project roles, API keys, avatars) across two
+//! app instances on one database: a change made through one instance is in force in the other
+//! as soon as the call that made it has answered — revoked sessions, removed members, demoted
+//! roles, deactivated and demoted users, revoked keys, changed and deleted avatars. Each test first shows that the other
 //! instance really serves from its cache (a change made with the invalidation triggers
 //! switched off goes unseen), so that what follows tests the cache and not a database read.
 
@@ -327,4 +327,42 @@ async fn a_revoked_api_key_or_deleted_project_is_refused_at_once_by_the_other_in
     assert!(deleted.status < 300, "{}", deleted.text);
     assert_eq!(key_status(&second, kept).await, 401);
     assert_eq!(key_status(&first, kept).await, 401);
+}
+
+#[tokio::test]
+async fn an_avatar_changed_or_deleted_in_one_instance_is_seen_at_once_by_the_other() {
+    let (first, second) = two_instances().await;
+    let owner = first.user("avatars").await;
+    let pid = first.project(&owner, "avatars").await;
+    let aid = first.avatar(&owner, pid, "Before").await;
+    let path = format!("/api/v1/projects/{pid}/avatars/{aid}");
+    let read = second.get_as(&owner, &path).await;
+    assert_eq!(read.json["name"], "Before", "{}", read.text);
+
+    // The second instance serves the avatar from its cache: an unannounced rename is not
+    // seen there...
+    let rename = format!("UPDATE avatars SET name = 'Unannounced' WHERE id = '{aid}'");
+    unannounced(&first, "avatars", &rename).await;
+    assert_eq!(second.get_as(&owner, &path).await.json["name"], "Before");
+
+    // ...while an update through the first is in force in the second when it answers,
+    let updated = first
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&owner),
+            Some(&json!({"name": "After", "status": "disabled"})),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    let read = second.get_as(&owner, &path).await;
+    assert_eq!(
+        (&read.json["name"], &read.json["status"]),
+        (&json!("After"), &json!("disabled")),
+        "{}",
+        read.text
+    );
+    // and so is a deletion.
+    assert_eq!(first.delete_as(&owner, &path).await.status, 204);
+    second.get_as(&owner, &path).await.error(404, "NOT_FOUND");
 }

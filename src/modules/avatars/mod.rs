@@ -32,6 +32,7 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         max_chunk_tokens(context.settings.embeddings.provider),
         context.clock.clone(),
         registry.get::<BillingService>()?,
+        &context.exact_caches,
     )));
     registry.routes(api::v1::configure);
     Ok(())

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::core::auth::Actor;
+use crate::core::cache::{ExactCache, ExactCaches};
 use crate::core::clock::Clock;
 use crate::core::config::AvatarDefaults;
 use crate::core::db::{Db, SoftDelete, soft_delete};
@@ -131,7 +132,15 @@ pub struct AvatarsService {
     clock: Arc<dyn Clock>,
     /// Each avatar takes a slot of the project's plan.
     billing: Arc<BillingService>,
+    /// Live avatars as read, by (project, avatar), under the tag `avatar:<id>` (migration
+    /// `m20261204_140000_avatars_cache_invalidation`): every authenticated read of an avatar,
+    /// and the chat and documents modules' lookups, come from here until the row changes.
+    cache: ExactCache<(ProjectId, AvatarId), AvatarView>,
+    caches: ExactCaches,
 }
+
+/// Most avatars a process keeps read.
+const AVATARS_CACHED: usize = 20_000;
 
 /// `model` as shown, its chunking as used with an embedder reading at most `max_chunk` tokens.
 fn view(model: &avatar::Model, max_chunk: Option<usize>) -> AvatarView {
@@ -218,6 +227,7 @@ impl AvatarsService {
         max_chunk: Option<usize>,
         clock: Arc<dyn Clock>,
         billing: Arc<BillingService>,
+        caches: &ExactCaches,
     ) -> Self {
         AvatarsService {
             db,
@@ -226,6 +236,8 @@ impl AvatarsService {
             max_chunk,
             clock,
             billing,
+            cache: caches.cache(AVATARS_CACHED),
+            caches: caches.clone(),
         }
     }
 
@@ -337,16 +349,22 @@ impl AvatarsService {
             .ok_or(AvatarsError::NotFound)
     }
 
-    /// A live avatar of `project_id` (other modules: documents, chat).
+    /// A live avatar of `project_id` (other modules: documents, chat): from the exact cache,
+    /// or one statement.
     pub async fn get(
         &self,
         project_id: ProjectId,
         avatar_id: AvatarId,
     ) -> Result<AvatarView, AvatarsError> {
-        Ok(view(
-            &self.find(project_id, avatar_id).await?,
-            self.max_chunk,
-        ))
+        let key = (project_id, avatar_id);
+        if let Some(cached) = self.cache.get(&key) {
+            return Ok(cached);
+        }
+        let ticket = self.cache.ticket();
+        let found = view(&self.find(project_id, avatar_id).await?, self.max_chunk);
+        self.cache
+            .insert(ticket, key, found.clone(), vec![avatar_tag(avatar_id)]);
+        Ok(found)
     }
 
     pub async fn update(
@@ -429,6 +447,7 @@ impl AvatarsService {
                 .await?;
         }
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(view(&updated, self.max_chunk))
     }
 
@@ -466,8 +485,14 @@ impl AvatarsService {
             )
             .await?;
         uow.commit().await?;
+        self.caches.settle().await;
         Ok(())
     }
+}
+
+/// The tag an avatar's cached reads carry; its table's trigger notifies it.
+fn avatar_tag(avatar_id: AvatarId) -> String {
+    format!("avatar:{avatar_id}")
 }
 
 /// Figures for analytics.

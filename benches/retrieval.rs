@@ -379,16 +379,54 @@ async fn run(url: &str, large: usize, queries: usize) -> anyhow::Result<()> {
 /// table of `document_chunks`' shape holding a few rows of each avatar (planning depends on
 /// the indexes and their predicates, not on the rows; building 1 000 partial indexes over the
 /// full table would scan it 1 000 times), a small avatar's exact scan and an indexed avatar's
-/// search, with 1 partial HNSW index and with one per avatar.
+/// search, with 1 partial HNSW index and with one per avatar — on one table (the design
+/// before) and partitioned by the avatar's hash as `document_chunks` is, each avatar's index
+/// on its partition.
 async fn planning(db: &Db, avatars: &[Avatar]) -> anyhow::Result<()> {
-    db.execute_unprepared(
-        "CREATE TABLE planner_probe (LIKE document_chunks INCLUDING DEFAULTS); \
+    let partitions: i64 = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS partitions FROM pg_inherits \
+             WHERE inhparent = 'document_chunks'::regclass",
+        ))
+        .await?
+        .map(|row| row.try_get("", "partitions"))
+        .transpose()?
+        .unwrap_or(0);
+    for partitions in [0, partitions] {
+        let shape = match partitions {
+            0 => "one table".to_owned(),
+            n => format!("{n} hash partitions"),
+        };
+        planning_on(db, avatars, partitions, &shape).await?;
+    }
+    Ok(())
+}
+
+async fn planning_on(
+    db: &Db,
+    avatars: &[Avatar],
+    partitions: i64,
+    shape: &str,
+) -> anyhow::Result<()> {
+    let mut create =
+        "CREATE TABLE planner_probe (LIKE document_chunks INCLUDING DEFAULTS)".to_owned();
+    if partitions > 0 {
+        create.push_str(" PARTITION BY HASH (avatar_id)");
+        for remainder in 0..partitions {
+            create.push_str(&format!(
+                "; CREATE TABLE planner_probe_p{remainder} PARTITION OF planner_probe \
+                 FOR VALUES WITH (MODULUS {partitions}, REMAINDER {remainder})"
+            ));
+        }
+    }
+    db.execute_unprepared(&format!(
+        "{create}; \
          INSERT INTO planner_probe SELECT (c).* FROM (SELECT c, row_number() OVER \
              (PARTITION BY avatar_id) AS n FROM document_chunks c) t WHERE n <= 10; \
-         CREATE INDEX ON planner_probe (avatar_id)",
-    )
+         CREATE INDEX ON planner_probe (avatar_id); ANALYZE planner_probe"
+    ))
     .await?;
-    db.execute_unprepared("ANALYZE planner_probe").await?;
     let vector = format!(
         "'[{}]'",
         avatars[0].vectors[0]
@@ -410,11 +448,14 @@ async fn planning(db: &Db, avatars: &[Avatar]) -> anyhow::Result<()> {
          WHERE avatar_id = '{}' AND project_id = '{}' ORDER BY embedding <=> {vector} LIMIT 40",
         indexed.avatar_id, indexed.project_id
     );
+    // As `vector_index::build` does: on the table that holds the avatar's rows.
     let partial_index = |avatar: &Avatar| {
         format!(
-            "CREATE INDEX ON planner_probe USING hnsw (embedding vector_cosine_ops) \
-             WHERE avatar_id = '{}'",
-            avatar.avatar_id
+            "DO $$ BEGIN EXECUTE format('CREATE INDEX ON %s USING hnsw \
+                 (embedding vector_cosine_ops) WHERE avatar_id = ''{avatar}''', \
+                 (SELECT tableoid::regclass FROM planner_probe \
+                  WHERE avatar_id = '{avatar}' LIMIT 1)); END $$",
+            avatar = avatar.avatar_id
         )
     };
     db.execute_unprepared(&partial_index(indexed)).await?;
@@ -431,7 +472,7 @@ async fn planning(db: &Db, avatars: &[Avatar]) -> anyhow::Result<()> {
                 }
                 times.sort_by(f64::total_cmp);
                 println!(
-                    "planning, {label}: {query}: p50 {:.3} ms",
+                    "planning, {shape}, {label}: {query}: p50 {:.3} ms",
                     times[times.len() / 2]
                 );
             }
@@ -444,7 +485,7 @@ async fn planning(db: &Db, avatars: &[Avatar]) -> anyhow::Result<()> {
         db.execute_unprepared(&partial_index(avatar)).await?;
     }
     println!(
-        "{} partial HNSW indexes in all, built in {:.1} s",
+        "{shape}: {} partial HNSW indexes in all, built in {:.1} s",
         avatars.len() - 1,
         started.elapsed().as_secs_f64()
     );

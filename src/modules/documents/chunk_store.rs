@@ -12,6 +12,7 @@ use crate::core::db::{Db, new_id};
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
 
 use super::chunking::Chunk;
+use super::domain::entities::document;
 
 /// Whose chunks these are.
 #[derive(Debug, Clone, Copy)]
@@ -21,17 +22,36 @@ pub struct ChunkOwner {
     pub avatar_id: AvatarId,
 }
 
+/// A document's chunks. Every statement on them names their avatar too: `document_chunks` is
+/// partitioned by the avatar's hash, and a statement that names it is planned against its
+/// partition alone (a large avatar's vector index is a partial index there, and the planner
+/// checks each partial index of every partition it plans for).
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentChunks {
+    pub document_id: DocumentId,
+    pub avatar_id: AvatarId,
+}
+
+impl DocumentChunks {
+    pub fn of(document: &document::Model) -> Self {
+        DocumentChunks {
+            document_id: document.id,
+            avatar_id: document.avatar_id,
+        }
+    }
+}
+
 const COLUMNS_PER_ROW: usize = 12;
 
 pub async fn delete_chunks<C: ConnectionTrait>(
     conn: &C,
-    document_id: DocumentId,
+    chunks: DocumentChunks,
 ) -> Result<u64, DbErr> {
     let result = conn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "DELETE FROM document_chunks WHERE document_id = $1",
-            [document_id.into()],
+            "DELETE FROM document_chunks WHERE document_id = $1 AND avatar_id = $2",
+            [chunks.document_id.into(), chunks.avatar_id.into()],
         ))
         .await?;
     Ok(result.rows_affected())
@@ -95,15 +115,19 @@ pub async fn insert_chunks<C: ConnectionTrait>(
 /// Computes the full-text vectors of a document's chunks again, with `language`.
 pub async fn reindex_text<C: ConnectionTrait>(
     conn: &C,
-    document_id: DocumentId,
+    chunks: DocumentChunks,
     language: &str,
 ) -> Result<u64, DbErr> {
     let result = conn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE document_chunks SET search_vector = to_tsvector($2::regconfig, text) \
-             WHERE document_id = $1",
-            [document_id.into(), language.to_owned().into()],
+             WHERE document_id = $1 AND avatar_id = $3",
+            [
+                chunks.document_id.into(),
+                language.to_owned().into(),
+                chunks.avatar_id.into(),
+            ],
         ))
         .await?;
     Ok(result.rows_affected())
@@ -113,20 +137,20 @@ pub async fn reindex_text<C: ConnectionTrait>(
 /// and its count of chunks with one. Returns how many chunks lost theirs.
 pub async fn forget_vectors<C: ConnectionTrait>(
     conn: &C,
-    document_id: DocumentId,
+    chunks: DocumentChunks,
 ) -> Result<u64, DbErr> {
     let forgotten = conn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE document_chunks SET embedding = NULL \
-             WHERE document_id = $1 AND embedding IS NOT NULL",
-            [document_id.into()],
+             WHERE document_id = $1 AND avatar_id = $2 AND embedding IS NOT NULL",
+            [chunks.document_id.into(), chunks.avatar_id.into()],
         ))
         .await?;
     conn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE documents SET semantic_indexed_chunks = 0 WHERE id = $1",
-        [document_id.into()],
+        [chunks.document_id.into()],
     ))
     .await?;
     Ok(forgotten.rows_affected())
@@ -142,7 +166,7 @@ pub struct PendingChunk {
 /// Up to `limit` chunks of a `ready` document that have no vector yet, in document order.
 pub async fn pending_chunks<C: ConnectionTrait>(
     conn: &C,
-    document_id: DocumentId,
+    chunks: DocumentChunks,
     limit: u64,
 ) -> Result<Vec<PendingChunk>, DbErr> {
     let rows = conn
@@ -150,10 +174,12 @@ pub async fn pending_chunks<C: ConnectionTrait>(
             DbBackend::Postgres,
             "SELECT c.id, c.text, c.token_count FROM document_chunks c \
              JOIN documents d ON d.id = c.document_id AND d.status = 'ready' \
-             WHERE c.document_id = $1 AND c.embedding IS NULL ORDER BY c.ordinal LIMIT $2",
+             WHERE c.document_id = $1 AND c.avatar_id = $3 AND c.embedding IS NULL \
+             ORDER BY c.ordinal LIMIT $2",
             [
-                document_id.into(),
+                chunks.document_id.into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                chunks.avatar_id.into(),
             ],
         ))
         .await?;
@@ -173,21 +199,22 @@ pub async fn pending_chunks<C: ConnectionTrait>(
 /// a chunk deleted meanwhile (the document was processed again) is skipped.
 pub async fn store_vectors<C: ConnectionTrait>(
     conn: &C,
-    document_id: DocumentId,
+    chunks: DocumentChunks,
     vectors: &[(Uuid, Vec<f32>)],
 ) -> Result<u64, DbErr> {
     if vectors.is_empty() {
         return Ok(0);
     }
-    let mut values: Vec<Value> = Vec::with_capacity(vectors.len() * 2 + 1);
-    values.push(document_id.into());
+    let mut values: Vec<Value> = Vec::with_capacity(vectors.len() * 2 + 2);
+    values.push(chunks.document_id.into());
+    values.push(chunks.avatar_id.into());
     let rows: Vec<String> = vectors
         .iter()
         .enumerate()
         .map(|(index, (id, vector))| {
             values.push((*id).into());
             values.push(Value::Vector(Some(PgVector::from(vector.clone()))));
-            format!("(${}::uuid, ${}::vector)", 2 * index + 2, 2 * index + 3)
+            format!("(${}::uuid, ${}::vector)", 2 * index + 3, 2 * index + 4)
         })
         .collect();
     let stored = conn
@@ -196,7 +223,8 @@ pub async fn store_vectors<C: ConnectionTrait>(
             format!(
                 "UPDATE document_chunks c SET embedding = v.embedding \
                  FROM (VALUES {}) AS v(id, embedding) \
-                 WHERE c.id = v.id AND c.document_id = $1 AND c.embedding IS NULL",
+                 WHERE c.id = v.id AND c.document_id = $1 AND c.avatar_id = $2 \
+                   AND c.embedding IS NULL",
                 rows.join(", ")
             ),
             values,
@@ -205,8 +233,8 @@ pub async fn store_vectors<C: ConnectionTrait>(
     conn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE documents SET semantic_indexed_chunks = (SELECT count(*) FROM document_chunks \
-             WHERE document_id = $1 AND embedding IS NOT NULL) WHERE id = $1",
-        [document_id.into()],
+             WHERE document_id = $1 AND avatar_id = $2 AND embedding IS NOT NULL) WHERE id = $1",
+        [chunks.document_id.into(), chunks.avatar_id.into()],
     ))
     .await?;
     Ok(stored.rows_affected())

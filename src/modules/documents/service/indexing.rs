@@ -90,8 +90,12 @@ impl DocumentsService {
         let mut indexed = 0;
         tokio::pin!(stopping);
         loop {
-            let pending =
-                chunk_store::pending_chunks(self.db.connection(), document_id, BATCH).await?;
+            let pending = chunk_store::pending_chunks(
+                self.db.connection(),
+                chunk_store::DocumentChunks::of(&model),
+                BATCH,
+            )
+            .await?;
             if pending.is_empty() {
                 break;
             }
@@ -103,7 +107,12 @@ impl DocumentsService {
             };
             let vectors: Vec<_> = pending.iter().map(|chunk| chunk.id).zip(vectors).collect();
             let mut uow = self.db.begin().await?;
-            let stored = chunk_store::store_vectors(&*uow, document_id, &vectors).await?;
+            let stored = chunk_store::store_vectors(
+                &*uow,
+                chunk_store::DocumentChunks::of(&model),
+                &vectors,
+            )
+            .await?;
             let tokens: Vec<i32> = pending.iter().map(|chunk| chunk.token_count).collect();
             self.record_embedding_usage(&mut uow, &model, &embedder.model_id(), &tokens)
                 .await?;

@@ -172,9 +172,13 @@ impl DocumentsService {
         let mut reindexed = 0;
         for row in documents {
             let document_id: DocumentId = row.try_get("", "id")?;
+            let chunks = chunk_store::DocumentChunks {
+                document_id,
+                avatar_id,
+            };
             let uow = self.db.begin().await?;
-            reindexed += chunk_store::reindex_text(&*uow, document_id, language).await?;
-            if vectors_follow && chunk_store::forget_vectors(&*uow, document_id).await? > 0 {
+            reindexed += chunk_store::reindex_text(&*uow, chunks, language).await?;
+            if vectors_follow && chunk_store::forget_vectors(&*uow, chunks).await? > 0 {
                 queue_indexing(&*uow, document_id, self.clock.now()).await?;
             }
             uow.commit().await?;

@@ -97,7 +97,11 @@ impl DocumentsService {
             .await?;
         for row in &given_up {
             let document_id: DocumentId = row.try_get("", "id")?;
-            chunk_store::delete_chunks(&*uow, document_id).await?;
+            let chunks = chunk_store::DocumentChunks {
+                document_id,
+                avatar_id: row.try_get("", "avatar_id")?,
+            };
+            chunk_store::delete_chunks(&*uow, chunks).await?;
             self.publish(
                 &mut uow,
                 DocumentsEvent::DocumentFailed {
@@ -328,7 +332,7 @@ impl DocumentsService {
         if failed.rows_affected == 0 {
             return Ok(());
         }
-        chunk_store::delete_chunks(&*uow, model.id).await?;
+        chunk_store::delete_chunks(&*uow, chunk_store::DocumentChunks::of(&model)).await?;
         self.publish(
             &mut uow,
             DocumentsEvent::DocumentFailed {
@@ -419,7 +423,7 @@ impl DocumentsService {
             })?;
 
         let uow = self.owned(run).await?;
-        chunk_store::delete_chunks(&*uow, model.id).await?;
+        chunk_store::delete_chunks(&*uow, chunk_store::DocumentChunks::of(&model)).await?;
         uow.commit().await?;
         // A local model's vectors come after `ready`, from a job (`indexing.rs`): the
         // document is searchable by its full text meanwhile.

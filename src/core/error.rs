@@ -436,6 +436,21 @@ impl AppError {
         self.field.as_deref()
     }
 
+    /// Seconds the client is asked to wait (`Retry-After`), if any.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.headers
+            .as_deref()
+            .and_then(|headers| headers.retry_after_secs)
+    }
+
+    /// Logs an unexpected failure's cause (rendering the error does it; other renderings of it
+    /// call this).
+    pub fn log_cause(&self) {
+        if let Some(cause) = &self.cause {
+            tracing::error!(error.code = self.code.as_str(), "request failed: {cause:?}");
+        }
+    }
+
     pub fn envelope(&self) -> ErrorEnvelope {
         let mut details = self.details.clone();
         if self.code == ErrorCode::Internal
@@ -505,9 +520,7 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Some(cause) = &self.cause {
-            tracing::error!(error.code = self.code.as_str(), "request failed: {cause:?}");
-        }
+        self.log_cause();
         let mut response = HttpResponse::build(self.status_code());
         let headers = self.headers.as_deref();
         if let Some(seconds) = headers.and_then(|headers| headers.retry_after_secs)

@@ -59,6 +59,8 @@ pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
     pub temperature: f32,
+    /// Nucleus sampling, when the client asked for it (OpenAI-compatible API).
+    pub top_p: Option<f32>,
     pub max_tokens: u32,
 }
 
@@ -170,6 +172,8 @@ struct CompletionRequest<'a> {
     model: &'a str,
     messages: &'a [ChatMessage],
     temperature: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
     max_tokens: u32,
     stream: bool,
     stream_options: StreamOptions,
@@ -298,6 +302,7 @@ impl ChatModel for OpenAiChat {
             model: &self.model,
             messages: &request.messages,
             temperature: request.temperature,
+            top_p: request.top_p,
             max_tokens: request.max_tokens,
             stream: true,
             stream_options: StreamOptions {

@@ -289,3 +289,95 @@ async fn with_the_local_model_an_avatar_shows_its_chunks_capped_to_the_model_s_w
     assert_eq!(small.json["rag"]["chunk_size_in_use"], 200);
     assert_eq!(small.json["rag"]["chunk_overlap_in_use"], 20);
 }
+
+#[tokio::test]
+async fn slugs_come_from_names_are_unique_among_live_avatars_and_can_be_chosen() {
+    let app = spawn_app().await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "p").await;
+    let base = format!("/api/v1/projects/{pid}/avatars");
+    let create = |body: serde_json::Value| {
+        let (app, owner, base) = (&app, &owner, base.clone());
+        async move { app.post_as(owner, &base, &body).await }
+    };
+    let prompt = "You answer.";
+
+    // From the name, transliterated; a repeated name gets the next free suffix.
+    let mut slugs = Vec::new();
+    // (The default plan allows three avatars.)
+    for name in ["Café Support", "CAFE support!"] {
+        let created = create(json!({"name": name, "system_prompt": prompt})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        slugs.push(created.json["slug"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(slugs, ["cafe-support", "cafe-support-2"]);
+
+    // Chosen: checked, and unique (409 naming the field) — in another project it is free.
+    let taken =
+        create(json!({"name": "Other", "slug": "cafe-support", "system_prompt": prompt})).await;
+    assert_eq!(taken.error(409, "CONFLICT")["field"], "slug");
+    let chosen =
+        create(json!({"name": "Sales", "slug": "sales-desk", "system_prompt": prompt})).await;
+    assert_eq!(chosen.status, 201, "{}", chosen.text);
+    assert_eq!(chosen.json["slug"], "sales-desk");
+    for bad in [
+        "Sales Desk",
+        "-x",
+        "a--b",
+        "01a241a6-a01a-7358-86ce-63cbabcdf47b",
+    ] {
+        let refused = create(json!({"name": "Bad", "slug": bad, "system_prompt": prompt})).await;
+        assert_eq!(
+            refused.error(422, "VALIDATION_ERROR")["field"],
+            "slug",
+            "{bad}"
+        );
+    }
+    let other_owner = app.user("other").await;
+    let other = app.project(&other_owner, "q").await;
+    let elsewhere = app
+        .post_as(
+            &other_owner,
+            &format!("/api/v1/projects/{other}/avatars"),
+            &json!({"name": "Sales", "slug": "sales-desk", "system_prompt": prompt}),
+        )
+        .await;
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.text);
+
+    // Changed by PATCH (renaming keeps it); taking another avatar's is refused.
+    let sid = chosen.json["id"].as_str().unwrap();
+    let renamed = app
+        .patch_as(
+            &owner,
+            &format!("{base}/{sid}"),
+            &json!({"name": "Sales team"}),
+        )
+        .await;
+    assert_eq!(renamed.json["slug"], "sales-desk", "{}", renamed.text);
+    let clash = app
+        .patch_as(
+            &owner,
+            &format!("{base}/{sid}"),
+            &json!({"slug": "cafe-support"}),
+        )
+        .await;
+    assert_eq!(clash.error(409, "CONFLICT")["field"], "slug");
+    let moved = app
+        .patch_as(&owner, &format!("{base}/{sid}"), &json!({"slug": "sales"}))
+        .await;
+    assert_eq!(moved.json["slug"], "sales", "{}", moved.text);
+
+    // A deleted avatar's slug is free again.
+    let first = app.get_as(&owner, &base).await.json["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.delete_as(&owner, &format!("{base}/{first}"))
+            .await
+            .status,
+        204
+    );
+    let again = create(json!({"name": "Café Support", "system_prompt": prompt})).await;
+    assert_eq!(again.json["slug"], "cafe-support", "{}", again.text);
+}

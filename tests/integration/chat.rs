@@ -19,7 +19,7 @@ use crate::fake_openai::{FakeOpenAi, Reply, pieces};
 use crate::fixtures::TestUser;
 use crate::helpers::{AppOptions, TestApp, TestResponse, eventually, spawn_app_with};
 
-const ANSWER: &str = "Run update.packages() to update every installed package [1].";
+pub const ANSWER: &str = "Run update.packages() to update every installed package [1].";
 
 /// An app with workers, a project whose avatar knows [`GUIDE`], and (unless `None`) the fake
 /// LLM configured for the project.
@@ -34,7 +34,7 @@ pub struct Chat {
 
 /// [`chat_app_with`] with the fake LLM's address (loopback) on the outbound allow-list, as an
 /// operator running the LLM next to the platform would have it.
-async fn chat_app(overrides: &[(&str, &str)], fallback: Reply, configure_llm: bool) -> Chat {
+pub async fn chat_app(overrides: &[(&str, &str)], fallback: Reply, configure_llm: bool) -> Chat {
     let mut overrides = overrides.to_vec();
     overrides.push(("APP__OUTBOUND__ALLOWED_HOSTS", "127.0.0.1"));
     chat_app_with(&overrides, fallback, configure_llm).await

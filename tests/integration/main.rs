@@ -22,6 +22,7 @@ mod helpers;
 mod ingestion_limits;
 mod jobs;
 mod notifications;
+mod openai;
 mod outages;
 mod outbound;
 mod platform_config;

@@ -419,30 +419,35 @@ impl<S: RequiredScope + 'static> FromRequest for ApiKeyPrincipal<S> {
                     )
                 })?
                 .to_owned();
-            let providers = providers(&req)?;
-            let resolved = providers
-                .api_keys
-                .resolve_api_key(&key)
-                .await?
-                .ok_or_else(|| {
-                    AppError::new(ErrorCode::InvalidToken, "unknown or revoked API key")
-                })?;
-            if let Some(scope) = S::SCOPE
-                && !scope.granted_by(&resolved.scopes)
-            {
-                return Err(AppError::new(
-                    ErrorCode::Forbidden,
-                    format!("this API key lacks the `{}` scope", scope.as_str()),
-                ));
-            }
-            Ok(ApiKeyPrincipal {
-                key_id: resolved.key_id,
-                project_id: resolved.project_id,
-                name: resolved.name,
-                scopes: resolved.scopes,
-                ip: client_ip(&req),
-                required: PhantomData,
-            })
+            ApiKeyPrincipal::resolve(&req, &key).await
+        })
+    }
+}
+
+impl<S: RequiredScope> ApiKeyPrincipal<S> {
+    /// The principal of a presented `key` (however the route takes it): 401 when it is unknown
+    /// or revoked, 403 when it lacks the scope `S`.
+    pub async fn resolve(req: &HttpRequest, key: &str) -> Result<Self, AppError> {
+        let resolved = providers(req)?
+            .api_keys
+            .resolve_api_key(key)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::InvalidToken, "unknown or revoked API key"))?;
+        if let Some(scope) = S::SCOPE
+            && !scope.granted_by(&resolved.scopes)
+        {
+            return Err(AppError::new(
+                ErrorCode::Forbidden,
+                format!("this API key lacks the `{}` scope", scope.as_str()),
+            ));
+        }
+        Ok(ApiKeyPrincipal {
+            key_id: resolved.key_id,
+            project_id: resolved.project_id,
+            name: resolved.name,
+            scopes: resolved.scopes,
+            ip: client_ip(req),
+            required: PhantomData,
         })
     }
 }

@@ -4,6 +4,7 @@
 mod api;
 mod domain;
 mod service;
+mod slugs;
 
 use std::sync::Arc;
 

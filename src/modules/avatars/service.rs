@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
     DeriveActiveEnum, EnumIter, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
 };
@@ -16,7 +16,7 @@ use crate::core::auth::Actor;
 use crate::core::cache::{ExactCache, ExactCaches};
 use crate::core::clock::Clock;
 use crate::core::config::AvatarDefaults;
-use crate::core::db::{Db, SoftDelete, soft_delete};
+use crate::core::db::{Db, SoftDelete, is_unique_violation, soft_delete};
 use crate::core::embeddings::fit_chunk;
 use crate::core::error::Failure;
 use crate::core::events::EventBus;
@@ -28,6 +28,7 @@ use crate::modules::events::DomainEvent;
 use super::domain::entities::avatar;
 use super::domain::errors::AvatarsError;
 use super::domain::events::AvatarsEvent;
+use super::slugs;
 
 // Whether an avatar answers. Stored as text; a value this version does not know is an error
 // when read, never silently `Active`. (`//`, not `///`: doc comments become the schema's.)
@@ -75,6 +76,9 @@ pub struct AvatarView {
     #[schema(value_type = uuid::Uuid)]
     pub project_id: ProjectId,
     pub name: String,
+    /// The avatar's short name, unique in its project: what OpenAI clients give as `model`
+    /// (its id works too). Taken from the name unless chosen.
+    pub slug: String,
     pub description: Option<String>,
     pub system_prompt: String,
     pub greeting: Option<String>,
@@ -105,6 +109,8 @@ pub struct RagInput {
 #[derive(Debug, Clone)]
 pub struct NewAvatar {
     pub name: String,
+    /// None: taken from the name (with `-2`, `-3`, ... when another avatar has it).
+    pub slug: Option<String>,
     pub description: Option<String>,
     pub system_prompt: String,
     pub greeting: Option<String>,
@@ -115,6 +121,7 @@ pub struct NewAvatar {
 #[derive(Debug, Clone, Default)]
 pub struct AvatarPatch {
     pub name: Option<String>,
+    pub slug: Option<String>,
     pub description: Option<Option<String>>,
     pub system_prompt: Option<String>,
     pub greeting: Option<Option<String>>,
@@ -153,6 +160,7 @@ fn view(model: &avatar::Model, max_chunk: Option<usize>) -> AvatarView {
         id: model.id,
         project_id: model.project_id,
         name: model.name.clone(),
+        slug: model.slug.clone(),
         description: model.description.clone(),
         system_prompt: model.system_prompt.clone(),
         greeting: model.greeting.clone(),
@@ -259,16 +267,29 @@ impl AvatarsService {
         if let Some(language) = &input.rag.language {
             check_language(self.db.connection(), language).await?;
         }
+        if let Some(slug) = &input.slug {
+            slugs::check(slug)?;
+        }
         let timestamp = self.clock.now();
         let mut uow = self.db.begin().await?;
+        // Holds the project's avatar creations in line until the commit: the slug chosen
+        // below stays free.
         self.billing
             .take_slot_in(&uow, project_id, Slot::Avatar)
             .await
             .map_err(Failure::from)?;
+        let slug = match input.slug {
+            Some(slug) if slugs::taken(&*uow, project_id, &slug, None).await? => {
+                return Err(AvatarsError::SlugTaken(slug));
+            }
+            Some(slug) => slug,
+            None => slugs::first_free(&*uow, project_id, &slugs::from_name(&input.name)).await?,
+        };
         let created = avatar::ActiveModel {
             id: Set(AvatarId::new()),
             project_id: Set(project_id),
             name: Set(input.name.trim().to_owned()),
+            slug: Set(slug.clone()),
             description: Set(input.description),
             system_prompt: Set(input.system_prompt),
             greeting: Set(input.greeting),
@@ -301,7 +322,8 @@ impl AvatarsService {
             deleted_at: Set(None),
         }
         .insert(&*uow)
-        .await?;
+        .await
+        .map_err(|error| slug_conflict(error, &slug))?;
         self.bus
             .publish(
                 &mut uow,
@@ -367,6 +389,38 @@ impl AvatarsService {
         Ok(found)
     }
 
+    /// A live avatar of the project named by its id or by its slug (what OpenAI clients give
+    /// as `model`); an id of another project's avatar is not found.
+    pub async fn find_by_reference(
+        &self,
+        project_id: ProjectId,
+        reference: &str,
+    ) -> Result<AvatarView, AvatarsError> {
+        if let Ok(id) = uuid::Uuid::parse_str(reference) {
+            return self.get(project_id, AvatarId::from_uuid(id)).await;
+        }
+        let found = avatar::Entity::find_live()
+            .filter(avatar::Column::ProjectId.eq(project_id))
+            .filter(avatar::Column::Slug.eq(reference))
+            .one(self.db.connection())
+            .await?
+            .ok_or(AvatarsError::NotFound)?;
+        Ok(view(&found, self.max_chunk))
+    }
+
+    /// The project's live avatars that answer (status `active`), oldest first.
+    pub async fn active(&self, project_id: ProjectId) -> Result<Vec<AvatarView>, AvatarsError> {
+        Ok(avatar::Entity::find_live()
+            .filter(avatar::Column::ProjectId.eq(project_id))
+            .filter(avatar::Column::Status.eq(AvatarStatus::Active))
+            .order_by_asc(avatar::Column::CreatedAt)
+            .all(self.db.connection())
+            .await?
+            .iter()
+            .map(|row| view(row, self.max_chunk))
+            .collect())
+    }
+
     pub async fn update(
         &self,
         project_id: ProjectId,
@@ -391,6 +445,13 @@ impl AvatarsService {
         if let Some(language) = &patch.rag.language {
             check_language(&*uow, language).await?;
         }
+        if let Some(slug) = &patch.slug {
+            slugs::check(slug)?;
+            if slugs::taken(&*uow, project_id, slug, Some(avatar_id)).await? {
+                return Err(AvatarsError::SlugTaken(slug.clone()));
+            }
+        }
+        let chosen_slug = patch.slug.clone().unwrap_or_default();
 
         let mut fields = Vec::new();
         let existing_language = existing.rag_language.clone();
@@ -404,6 +465,7 @@ impl AvatarsService {
             };
         }
         apply!(patch.name.map(|name| name.trim().to_owned()), name, "name");
+        apply!(patch.slug, slug, "slug");
         apply!(patch.description, description, "description");
         apply!(patch.system_prompt, system_prompt, "system_prompt");
         apply!(patch.greeting, greeting, "greeting");
@@ -432,7 +494,10 @@ impl AvatarsService {
         );
         apply!(patch.status, status, "status");
         active.updated_at = Set(self.clock.now());
-        let updated = active.update(&*uow).await?;
+        let updated = active
+            .update(&*uow)
+            .await
+            .map_err(|error| slug_conflict(error, &chosen_slug))?;
         if !fields.is_empty() {
             self.bus
                 .publish(
@@ -487,6 +552,15 @@ impl AvatarsService {
         uow.commit().await?;
         self.caches.settle().await;
         Ok(())
+    }
+}
+
+/// A slug another avatar took meanwhile (the unique index) is a 409 like one taken before.
+fn slug_conflict(error: DbErr, slug: &str) -> AvatarsError {
+    if is_unique_violation(&error) {
+        AvatarsError::SlugTaken(slug.to_owned())
+    } else {
+        AvatarsError::from(error)
     }
 }
 

@@ -27,7 +27,7 @@ pub use domain::events::ChatEvent;
 pub use pipeline::TurnEvent;
 pub use service::{
     Answer, ChatService, ConversationFilter, ConversationRecord, ConversationView, MessageRecord,
-    MessageView, SourceRef, Timings,
+    MessageView, SourceRef, Thread, Timings,
 };
 
 pub const MODULE: Module = Module {

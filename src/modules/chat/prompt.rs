@@ -30,6 +30,15 @@ pub fn system_message(system_prompt: &str, sources: &[Passage]) -> ChatMessage {
     ChatMessage::new(Role::System, content)
 }
 
+/// The system prompt of an answer: the avatar's own, then what the client added (the
+/// OpenAI-compatible API's `system` messages), which never replaces it.
+pub fn instructions(avatar_prompt: &str, client: Option<&str>) -> String {
+    match client.map(str::trim).filter(|text| !text.is_empty()) {
+        Some(client) => format!("{}\n\n{client}", avatar_prompt.trim()),
+        None => avatar_prompt.to_owned(),
+    }
+}
+
 /// The most recent `history` messages (given oldest first) that fit in `budget` tokens, oldest
 /// first. A message that does not fit ends the history: older ones are not skipped to.
 pub fn trim_history(history: &[ChatMessage], budget: u32) -> Vec<ChatMessage> {

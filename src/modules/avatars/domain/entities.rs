@@ -14,6 +14,8 @@ pub(in crate::modules::avatars) mod avatar {
         pub id: AvatarId,
         pub project_id: ProjectId,
         pub name: String,
+        /// Unique among the project's live avatars (`avatars::slugs`).
+        pub slug: String,
         pub description: Option<String>,
         pub system_prompt: String,
         pub greeting: Option<String>,

@@ -6,6 +6,8 @@ use crate::core::error::{ErrorCode, ErrorKind, Failure, module_error};
 pub enum AvatarsError {
     #[error("avatar not found")]
     NotFound,
+    #[error("another avatar of the project has the slug `{0}`")]
+    SlugTaken(String),
     #[error(transparent)]
     Common(#[from] Failure),
 }
@@ -16,14 +18,23 @@ impl ErrorKind for AvatarsError {
     fn code(&self) -> ErrorCode {
         match self {
             AvatarsError::NotFound => ErrorCode::NotFound,
+            AvatarsError::SlugTaken(_) => ErrorCode::Conflict,
             AvatarsError::Common(failure) => failure.code(),
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            AvatarsError::SlugTaken(_) => Some("slug"),
+            AvatarsError::Common(failure) => failure.field(),
+            AvatarsError::NotFound => None,
         }
     }
 
     fn common(&self) -> Option<&Failure> {
         match self {
             AvatarsError::Common(failure) => Some(failure),
-            AvatarsError::NotFound => None,
+            AvatarsError::NotFound | AvatarsError::SlugTaken(_) => None,
         }
     }
 }
@@ -33,6 +44,9 @@ impl From<AvatarsError> for Failure {
     fn from(error: AvatarsError) -> Failure {
         match error {
             AvatarsError::NotFound => Failure::NotFound("avatar"),
+            AvatarsError::SlugTaken(slug) => Failure::internal(format!(
+                "another avatar of the project has the slug `{slug}`"
+            )),
             AvatarsError::Common(failure) => failure,
         }
     }

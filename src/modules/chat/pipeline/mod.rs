@@ -74,6 +74,19 @@ pub struct Turn {
     pub actor: Actor,
     /// The avatar's passages for the question, searched since the question was checked.
     pub search: Search,
+    /// What an OpenAI client asked for beyond the question (none for the other channels).
+    pub client: ClientOptions,
+}
+
+/// An OpenAI client's instructions and sampling. The avatar's settings bound them: its system
+/// prompt comes first and stays, `temperature` and `max_tokens` are at most the avatar's.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// The client's `system` messages, put after the avatar's own system prompt.
+    pub instructions: Option<String>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<u32>,
 }
 
 /// How reading the model's stream ended.
@@ -247,7 +260,10 @@ impl ChatService {
         started: Instant,
     ) -> Option<Streamed> {
         let messages = prompt::build(
-            &turn.avatar.system_prompt,
+            &prompt::instructions(
+                &turn.avatar.system_prompt,
+                turn.client.instructions.as_deref(),
+            ),
             &retrieved.passages,
             &turn.history,
             self.settings.history_token_budget,
@@ -256,8 +272,17 @@ impl ChatService {
         let request = ChatRequest {
             model: turn.avatar.llm.model.clone(),
             messages,
-            temperature: turn.avatar.llm.temperature,
-            max_tokens: u32::try_from(turn.avatar.llm.max_tokens.max(1)).unwrap_or(1),
+            temperature: turn
+                .client
+                .temperature
+                .map_or(turn.avatar.llm.temperature, |asked| {
+                    asked.clamp(0.0, turn.avatar.llm.temperature)
+                }),
+            top_p: turn.client.top_p,
+            max_tokens: turn.client.max_tokens.unwrap_or(u32::MAX).clamp(
+                1,
+                u32::try_from(turn.avatar.llm.max_tokens.max(1)).unwrap_or(1),
+            ),
         };
         let prompt_estimate = count_prompt_tokens(&request.messages);
         let max_bytes = usize::try_from(request.max_tokens)

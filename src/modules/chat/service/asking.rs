@@ -14,8 +14,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::core::auth::Actor;
+use crate::core::channel::Channel;
 use crate::core::error::Failure;
-use crate::core::ids::{AvatarId, ConversationId, MessageId, ProjectId};
+use crate::core::ids::{AvatarId, ConversationId, EndUserId, MessageId, ProjectId};
 use crate::core::llm::{ChatMessage, Role, count_tokens};
 use crate::modules::avatars::{AvatarStatus, AvatarView};
 use crate::modules::chat::domain::MessageRole;
@@ -26,7 +27,7 @@ use super::{ChatService, MessageView, bump_conversation, message_view, non_negat
 use crate::modules::billing::Reservation;
 use crate::modules::chat::domain::entities::{conversation, message};
 use crate::modules::chat::domain::errors::ChatError;
-use crate::modules::chat::pipeline::{Search, Turn, TurnEvent};
+use crate::modules::chat::pipeline::{ClientOptions, Search, Turn, TurnEvent};
 
 /// An answer under way: the stored question, and the answer's events as they come.
 pub struct Answer {
@@ -38,6 +39,21 @@ pub struct Answer {
 
 /// The messages of history read per answer (trimmed further to the token budget).
 const HISTORY_MESSAGES: u64 = 100;
+
+/// Where an end user's question goes, and where the prompt's history comes from.
+#[derive(Debug, Clone)]
+pub enum Thread {
+    /// Continue this conversation (the end user's, with this avatar; else 404), or start one;
+    /// the history is the conversation's (public API, Telegram).
+    Stored(Option<ConversationId>),
+    /// The client holds the conversation and sends it (OpenAI-compatible API): the question
+    /// and answer are kept in the end user's latest conversation with the avatar on the
+    /// contact's channel (started for the first), for analytics and usage.
+    Client {
+        history: Vec<ChatMessage>,
+        options: ClientOptions,
+    },
+}
 
 impl ChatService {
     /// Staff asks in a conversation of their project.
@@ -56,7 +72,7 @@ impl ChatService {
         }
         let search = Search::start(&self.documents, &avatar, &content);
         let history = self.history(conversation.id).await?;
-        let reservation = self.reserve(&avatar, &content).await?;
+        let reservation = self.reserve(&avatar, &content, 0).await?;
         self.start_answer(
             conversation,
             None,
@@ -66,12 +82,13 @@ impl ChatService {
             reservation,
             actor,
             search,
+            ClientOptions::default(),
         )
         .await
     }
 
-    /// An end user asks through the public API: found or created by `external_id`; continues
-    /// `conversation_id` if it is theirs (and this avatar's), else starts one.
+    /// An end user asks (public API, Telegram, OpenAI-compatible API): found or created by
+    /// `external_id`; the question goes to the conversation `thread` says.
     ///
     /// Everything that can refuse the question (content, avatar, a blocked end user, someone
     /// else's conversation, the token budget) is checked before anything is written: a refused
@@ -81,7 +98,7 @@ impl ChatService {
         project_id: ProjectId,
         avatar_id: AvatarId,
         contact: Contact,
-        conversation_id: Option<ConversationId>,
+        thread: Thread,
         content: String,
         actor: Actor,
     ) -> Result<Answer, ChatError> {
@@ -99,8 +116,8 @@ impl ChatService {
             return Err(ChatError::EndUserBlocked);
         }
         let search = Search::start(&self.documents, &avatar, &content);
-        let continued = match conversation_id {
-            Some(id) => {
+        let (continued, history, client) = match thread {
+            Thread::Stored(Some(id)) => {
                 let (found, _) = self.conversation(project_id, id).await?;
                 let theirs = known
                     .as_ref()
@@ -108,15 +125,23 @@ impl ChatService {
                 if !theirs || found.avatar_id != avatar_id {
                     return Err(ChatError::NotFound("conversation"));
                 }
-                Some(found)
+                let history = self.history(found.id).await?;
+                (Some(found), history, ClientOptions::default())
             }
-            None => None,
+            Thread::Stored(None) => (None, Vec::new(), ClientOptions::default()),
+            Thread::Client { history, options } => {
+                let latest = match &known {
+                    Some(end_user) => {
+                        self.latest_conversation(end_user.id, avatar_id, channel)
+                            .await?
+                    }
+                    None => None,
+                };
+                (latest, history, options)
+            }
         };
-        let history = match &continued {
-            Some(conversation) => self.history(conversation.id).await?,
-            None => Vec::new(),
-        };
-        let reservation = self.reserve(&avatar, &content).await?;
+        let extra = client.instructions.as_deref().map_or(0, count_tokens);
+        let reservation = self.reserve(&avatar, &content, extra).await?;
 
         let written = async {
             let end_user = self
@@ -161,14 +186,38 @@ impl ChatService {
             reservation,
             actor,
             search,
+            client,
         )
         .await
     }
 
-    /// Tokens set aside for an answer by `avatar` to `content` (402 when refused).
-    async fn reserve(&self, avatar: &AvatarView, content: &str) -> Result<Reservation, ChatError> {
+    /// The end user's most recent conversation with the avatar on `channel`.
+    async fn latest_conversation(
+        &self,
+        end_user_id: EndUserId,
+        avatar_id: AvatarId,
+        channel: Channel,
+    ) -> Result<Option<conversation::Model>, ChatError> {
+        Ok(conversation::Entity::find()
+            .filter(conversation::Column::EndUserId.eq(end_user_id))
+            .filter(conversation::Column::AvatarId.eq(avatar_id))
+            .filter(conversation::Column::Channel.eq(channel))
+            .order_by_desc(conversation::Column::CreatedAt)
+            .one(self.db.connection())
+            .await?)
+    }
+
+    /// Tokens set aside for an answer by `avatar` to `content`, with `extra` prompt tokens
+    /// (a client's instructions) (402 when refused).
+    async fn reserve(
+        &self,
+        avatar: &AvatarView,
+        content: &str,
+        extra: u32,
+    ) -> Result<Reservation, ChatError> {
+        let estimate = self.estimate(avatar, content).saturating_add(extra);
         self.billing
-            .reserve(avatar.project_id, self.estimate(avatar, content))
+            .reserve(avatar.project_id, estimate)
             .await
             .map_err(|error| ChatError::Common(error.into()))
     }
@@ -186,6 +235,7 @@ impl ChatService {
         reservation: Reservation,
         actor: Actor,
         search: Search,
+        client: ClientOptions,
     ) -> Result<Answer, ChatError> {
         let project_id = conversation.project_id;
         let user_message = match self
@@ -216,6 +266,7 @@ impl ChatService {
             reservation,
             actor,
             search,
+            client,
         };
         let service = Arc::clone(self);
         tokio::spawn(async move { service.answer(turn, sender).await });

@@ -9,7 +9,7 @@
 mod asking;
 mod history;
 
-pub use asking::Answer;
+pub use asking::{Answer, Thread};
 pub use history::{ConversationRecord, MessageRecord};
 
 use std::sync::Arc;

@@ -18,7 +18,7 @@ use crate::core::channel::Channel;
 use crate::core::error::Failure;
 use crate::core::ids::{ConversationId, ProjectId};
 use crate::core::telegram::{BotApi, BotApiError, Update, UpdateContent};
-use crate::modules::chat::{ChatError, TurnEvent};
+use crate::modules::chat::{ChatError, Thread, TurnEvent};
 use crate::modules::end_users::Contact;
 
 use super::super::domain::entities::bot;
@@ -352,7 +352,7 @@ impl TelegramService {
                     row.project_id,
                     row.avatar_id,
                     contact.clone(),
-                    conversation,
+                    Thread::Stored(conversation),
                     question.to_owned(),
                     Actor::system(),
                 )

@@ -16,7 +16,8 @@ use schemas::{CreateAvatarRequest, UpdateAvatarRequest};
 /// Creates an avatar; missing LLM and RAG settings get the documented defaults.
 #[utoipa::path(post, path = "/api/v1/projects/{pid}/avatars", tag = "avatars", security(("bearer" = [])),
     params(("pid" = Uuid, Path)), request_body = CreateAvatarRequest,
-    responses((status = 201, body = AvatarView), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = AvatarView), (status = 409, body = ErrorEnvelope, description = "the slug is taken"),
+              (status = 422, body = ErrorEnvelope)))]
 #[post("/projects/{pid}/avatars")]
 pub async fn create_avatar(
     access: ProjectAccess<Manager>,
@@ -26,6 +27,7 @@ pub async fn create_avatar(
     let body = body.into_inner();
     let input = NewAvatar {
         name: body.name,
+        slug: body.slug,
         description: body.description,
         system_prompt: body.system_prompt,
         greeting: body.greeting,
@@ -66,6 +68,7 @@ pub async fn get_avatar(
 #[utoipa::path(patch, path = "/api/v1/projects/{pid}/avatars/{aid}", tag = "avatars", security(("bearer" = [])),
     params(("pid" = Uuid, Path), ("aid" = Uuid, Path)), request_body = UpdateAvatarRequest,
     responses((status = 200, body = AvatarView), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "the slug is taken"),
               (status = 422, body = ErrorEnvelope)))]
 #[patch("/projects/{pid}/avatars/{aid}")]
 pub async fn update_avatar(
@@ -78,6 +81,7 @@ pub async fn update_avatar(
     let body = body.into_inner();
     let patch = AvatarPatch {
         name: body.name,
+        slug: body.slug,
         description: body.description,
         system_prompt: body.system_prompt,
         greeting: body.greeting,

@@ -63,6 +63,10 @@ impl From<RagRequest> for RagInput {
 pub struct CreateAvatarRequest {
     #[validate(length(min = 1, max = 200))]
     pub name: String,
+    /// Lowercase letters and digits in words joined by dashes, unique in the project (409
+    /// otherwise); taken from the name when missing.
+    #[validate(length(min = 1, max = 64))]
+    pub slug: Option<String>,
     #[validate(length(max = 2000))]
     pub description: Option<String>,
     #[validate(length(min = 1, max = 20000))]
@@ -82,6 +86,9 @@ pub struct CreateAvatarRequest {
 pub struct UpdateAvatarRequest {
     #[validate(length(min = 1, max = 200))]
     pub name: Option<String>,
+    /// A new slug, unique in the project (409 otherwise). Renaming keeps the slug.
+    #[validate(length(min = 1, max = 64))]
+    pub slug: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,

@@ -1,6 +1,7 @@
-//! `/api/v1/projects/{pid}/.../conversations*` (staff) and `/api/v1/public/avatars/{aid}/chat`
-//! (a project API key).
+//! `/api/v1/projects/{pid}/.../conversations*` (staff), `/api/v1/public/avatars/{aid}/chat`
+//! and the OpenAI-compatible `/api/v1/openai/*` (a project API key).
 
+mod openai;
 mod public;
 mod respond;
 
@@ -144,7 +145,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(list_conversations)
         .service(list_messages)
         .service(send_message)
-        .service(public::chat);
+        .service(public::chat)
+        .configure(openai::configure);
 }
 
 /// This module's part of the OpenAPI document.
@@ -156,10 +158,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         list_messages,
         send_message,
         public::chat,
+        openai::list_models,
+        openai::get_model,
+        openai::chat_completions,
     ),
     tags(
         (name = "chat", description = "Conversations with avatars and their answers"),
         (name = "public", description = "Called with a project API key"),
+        (name = "openai", description = "OpenAI-compatible: each active avatar is a model (project API key as the bearer token)"),
     )
 )]
 pub struct Doc;

@@ -12,7 +12,7 @@ use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidJson;
 use crate::core::ids::{AvatarId, ConversationId};
-use crate::modules::chat::service::ChatService;
+use crate::modules::chat::service::{ChatService, Thread};
 use crate::modules::end_users::Contact;
 
 use super::respond::{self, ChatResponse};
@@ -83,7 +83,7 @@ pub async fn chat(
             key.project_id,
             path.into_inner(),
             contact,
-            body.conversation_id,
+            Thread::Stored(body.conversation_id),
             body.message,
             actor,
         )

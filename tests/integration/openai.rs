@@ -311,6 +311,24 @@ async fn a_completion_is_grounded_keeps_the_avatars_prompt_and_takes_the_clients
         conversations.text
     );
     assert_eq!(items[0]["messages_count"], 4, "{}", conversations.text);
+    assert_eq!(items[0]["title"], "OpenAI-compatible API");
+    // The same person through the public chat API starts a conversation of their own: the
+    // OpenAI turns never become its history.
+    let public = chat
+        .public_chat(
+            &key,
+            chat.aid,
+            &json!({"end_user": {"external_id": "customer-42"}, "message": QUESTION}),
+        )
+        .await;
+    assert_eq!(public.status, 200, "{}", public.text);
+    assert_ne!(public.json["conversation_id"], items[0]["id"]);
+    let last = chat.llm.requests().pop().unwrap();
+    assert_eq!(
+        last["messages"].as_array().unwrap().len(),
+        2,
+        "system and question only: {last}"
+    );
 }
 
 #[tokio::test]
@@ -432,6 +450,14 @@ async fn errors_take_openais_shape_and_statuses() {
             "messages",
         ),
         (json!({"messages": question}), "model"),
+        (
+            json!({"model": "r-guide", "messages": [{"role": "user", "content": "x".repeat(100_000)}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"model": "r-guide", "messages": question, "user": "api-key:123"}),
+            "user",
+        ),
     ] {
         let response = post(body.clone()).await;
         let error = openai_error(&response, 400);
@@ -502,4 +528,209 @@ async fn errors_take_openais_shape_and_statuses() {
     assert_eq!(status, 429);
     assert_eq!(error.code.as_deref(), Some("insufficient_quota"));
     assert_eq!(chat.llm.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn embeddings_are_the_deployments_embedder_metered_and_scoped() {
+    use async_openai::types::embeddings::{CreateEmbeddingRequest, EmbeddingInput};
+    use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder};
+    use base64::Engine;
+
+    let chat = openai_app(Reply::answer(ANSWER, (5, 5))).await;
+    let key = chat.api_key().await;
+    let texts = vec![
+        "install.packages updates nothing".to_owned(),
+        "update.packages()".to_owned(),
+    ];
+    let created = client(&chat, &key)
+        .embeddings()
+        .create(CreateEmbeddingRequest {
+            model: "local-lexical-v1".into(),
+            input: EmbeddingInput::StringArray(texts.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.model, "local-lexical-v1");
+    assert_eq!(created.data.len(), 2);
+    // The deployment's own embedder (the tests run the lexical one), in order.
+    let dimension = created.data[0].embedding.len();
+    let expected = LexicalEmbedder::new(dimension)
+        .unwrap()
+        .embed(&texts)
+        .await
+        .unwrap();
+    for (index, embedding) in created.data.iter().enumerate() {
+        assert_eq!(embedding.index as usize, index);
+        assert_eq!(embedding.object, "embedding");
+        assert_eq!(embedding.embedding, expected[index]);
+    }
+    assert!(created.usage.prompt_tokens > 0);
+    assert_eq!(created.usage.prompt_tokens, created.usage.total_tokens);
+
+    // base64: the same floats, little-endian.
+    let raw = call(
+        &chat,
+        &key,
+        reqwest::Method::POST,
+        "/embeddings",
+        Some(json!({"model": "local-lexical-v1", "input": texts[1], "encoding_format": "base64"})),
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw.json["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let floats: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|four| f32::from_le_bytes(four.try_into().unwrap()))
+        .collect();
+    assert_eq!(floats, expected[1]);
+
+    // In the usage ledger, as embedding tokens of the project.
+    let ledger = chat
+        .app
+        .get_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/billing/usage?limit=200", chat.pid),
+        )
+        .await;
+    let metered: Vec<&Value> = ledger.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["kind"] == "embedding" && row["document_id"].is_null())
+        .collect();
+    assert_eq!(metered.len(), 2, "{}", ledger.text);
+    assert!(
+        metered.iter().any(
+            |row| row["prompt_tokens"].as_u64() == Some(u64::from(created.usage.prompt_tokens))
+        ),
+        "{}",
+        ledger.text
+    );
+
+    // Another model, a bad input, a wrong length: OpenAI's errors. A chat-only key: 403.
+    let post = |body: Value, key: String| {
+        let chat = &chat;
+        async move { call(chat, &key, reqwest::Method::POST, "/embeddings", Some(body)).await }
+    };
+    let other = post(
+        json!({"model": "text-embedding-3-small", "input": "x"}),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(openai_error(&other, 404)["code"], "model_not_found");
+    let empty = post(
+        json!({"model": "local-lexical-v1", "input": ["ok", " "]}),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(openai_error(&empty, 400)["param"], "input[1]");
+    let bad_tokens = post(
+        json!({"model": "local-lexical-v1", "input": [u32::MAX]}),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(openai_error(&bad_tokens, 400)["param"], "input");
+    // Token ids (cl100k, as LangChain sends them) are the text they spell.
+    let ids = avatar_platform::core::tokens::cl100k()
+        .unwrap()
+        .encode_ordinary(&texts[1]);
+    let by_tokens = post(
+        json!({"model": "local-lexical-v1", "input": [ids]}),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(by_tokens.status, 200, "{}", by_tokens.text);
+    let vector: Vec<f32> =
+        serde_json::from_value(by_tokens.json["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(vector, expected[1]);
+    let length = post(
+        json!({"model": "local-lexical-v1", "input": "x", "dimensions": dimension + 1}),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(openai_error(&length, 400)["param"], "dimensions");
+    let chat_only = chat
+        .app
+        .post_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/api-keys", chat.pid),
+            &json!({"name": "chat", "scopes": ["chat"]}),
+        )
+        .await;
+    let narrow = chat_only.json["key"].as_str().unwrap().to_owned();
+    let refused = post(json!({"model": "local-lexical-v1", "input": "x"}), narrow).await;
+    assert_eq!(openai_error(&refused, 403)["type"], "permission_error");
+}
+
+/// `scripts/openai-smoke.sh` (the official `openai` Python SDK, installed from PyPI under
+/// .tools/) against an app whose avatar knows the R FAQ (the real PDF) and has no LLM: the
+/// retrieval-only answer quotes the passage, streamed through the SDK.
+#[tokio::test]
+async fn the_official_python_sdk_streams_a_grounded_answer() {
+    use crate::documents::settled;
+    use crate::helpers::{AppOptions, spawn_app_with};
+
+    let app = spawn_app_with(AppOptions {
+        workers: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "faq").await;
+    let aid = app.avatar(&owner, pid, "R FAQ").await;
+    let documents = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let pdf = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/R-FAQ.pdf"
+    ))
+    .unwrap();
+    let uploaded = app.upload(&owner, &documents, "R-FAQ.pdf", pdf).await;
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text);
+    let document = uploaded.json["id"].as_str().unwrap().to_owned();
+    let ready = settled(&app, &owner, &format!("{documents}/{document}")).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let key = app
+        .post_as(
+            &owner,
+            &format!("/api/v1/projects/{pid}/api-keys"),
+            &json!({"name": "sdk"}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.text);
+
+    let output = tokio::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/openai-smoke.sh"
+    ))
+    .args([
+        "--base-url",
+        &app.url("/api/v1/openai"),
+        "--key",
+        key.json["key"].as_str().unwrap(),
+        "--model",
+        "r-faq",
+        "--question",
+        "What is R? A system for statistical computation and graphics?",
+        "--expect",
+        "statistical computation and graphics",
+        "--embedding-model",
+        "local-lexical-v1",
+    ])
+    .output()
+    .await
+    .expect("scripts/openai-smoke.sh runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(seen["models"], json!(["r-faq"]));
+    assert!(seen["streamed_chunks"].as_u64().unwrap() >= 3, "{seen}");
 }

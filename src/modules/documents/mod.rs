@@ -32,7 +32,7 @@ pub use domain::events::DocumentsEvent;
 pub use parsing::DocumentFormat;
 pub use retrieval::SearchHit;
 pub use sandbox::{ChildLimits, ParseRequest, run_child as parse_document_command};
-pub use service::AvatarSearch;
+pub use service::{AvatarSearch, ProjectEmbeddings};
 pub use service::{DocumentStatus, DocumentView, DocumentsService, ReceivedFile};
 
 pub const MODULE: Module = Module {

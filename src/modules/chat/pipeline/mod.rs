@@ -276,7 +276,8 @@ impl ChatService {
                 .client
                 .temperature
                 .map_or(turn.avatar.llm.temperature, |asked| {
-                    asked.clamp(0.0, turn.avatar.llm.temperature)
+                    // (Not `clamp`, which panics should the bounds ever cross.)
+                    asked.min(turn.avatar.llm.temperature).max(0.0)
                 }),
             top_p: turn.client.top_p,
             max_tokens: turn.client.max_tokens.unwrap_or(u32::MAX).clamp(

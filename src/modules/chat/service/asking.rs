@@ -40,6 +40,9 @@ pub struct Answer {
 /// The messages of history read per answer (trimmed further to the token budget).
 const HISTORY_MESSAGES: u64 = 100;
 
+/// The title of the conversations that keep [`Thread::Client`] questions.
+pub const CLIENT_THREAD_TITLE: &str = "OpenAI-compatible API";
+
 /// Where an end user's question goes, and where the prompt's history comes from.
 #[derive(Debug, Clone)]
 pub enum Thread {
@@ -47,8 +50,9 @@ pub enum Thread {
     /// the history is the conversation's (public API, Telegram).
     Stored(Option<ConversationId>),
     /// The client holds the conversation and sends it (OpenAI-compatible API): the question
-    /// and answer are kept in the end user's latest conversation with the avatar on the
-    /// contact's channel (started for the first), for analytics and usage.
+    /// and answer are kept in the end user's latest such conversation with the avatar (titled
+    /// [`CLIENT_THREAD_TITLE`], so never one of their other conversations on the channel),
+    /// started for the first, for analytics and usage.
     Client {
         history: Vec<ChatMessage>,
         options: ClientOptions,
@@ -116,6 +120,7 @@ impl ChatService {
             return Err(ChatError::EndUserBlocked);
         }
         let search = Search::start(&self.documents, &avatar, &content);
+        let title = matches!(thread, Thread::Client { .. }).then(|| CLIENT_THREAD_TITLE.to_owned());
         let (continued, history, client) = match thread {
             Thread::Stored(Some(id)) => {
                 let (found, _) = self.conversation(project_id, id).await?;
@@ -161,7 +166,7 @@ impl ChatService {
                         avatar_id,
                         channel,
                         Some(end_user.id),
-                        None,
+                        title,
                         actor.clone(),
                     )
                     .await?
@@ -191,7 +196,7 @@ impl ChatService {
         .await
     }
 
-    /// The end user's most recent conversation with the avatar on `channel`.
+    /// The end user's most recent [`Thread::Client`] conversation with the avatar on `channel`.
     async fn latest_conversation(
         &self,
         end_user_id: EndUserId,
@@ -202,6 +207,7 @@ impl ChatService {
             .filter(conversation::Column::EndUserId.eq(end_user_id))
             .filter(conversation::Column::AvatarId.eq(avatar_id))
             .filter(conversation::Column::Channel.eq(channel))
+            .filter(conversation::Column::Title.eq(CLIENT_THREAD_TITLE))
             .order_by_desc(conversation::Column::CreatedAt)
             .one(self.db.connection())
             .await?)

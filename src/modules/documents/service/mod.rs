@@ -9,10 +9,12 @@
 mod indexing;
 mod maintenance;
 mod processing;
+mod project_embeddings;
 mod upload;
 
 pub use indexing::IndexOutcome;
 pub use processing::ProcessOutcome;
+pub use project_embeddings::ProjectEmbeddings;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -161,6 +161,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         openai::list_models,
         openai::get_model,
         openai::chat_completions,
+        openai::create_embeddings,
     ),
     tags(
         (name = "chat", description = "Conversations with avatars and their answers"),

@@ -22,8 +22,7 @@ use super::errors::OpenAiError;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a last chunk with the usage (and `"usage": null` in the others).
-    #[serde(default)]
-    pub include_usage: bool,
+    pub include_usage: Option<bool>,
 }
 
 /// A message's content: a string, or parts of which only `text` ones are taken.
@@ -55,8 +54,7 @@ pub struct ChatCompletionRequest {
     pub model: String,
     /// The conversation, oldest first; the last one is the user's question.
     pub messages: Vec<RequestMessage>,
-    #[serde(default)]
-    pub stream: bool,
+    pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     /// At most the avatar's temperature.
     pub temperature: Option<f32>,
@@ -90,10 +88,13 @@ pub struct Asked {
 /// The longest `user`, as the public API's `external_id`.
 const MAX_USER_CHARS: usize = 200;
 
-/// Parses the body; a field of the wrong type is named in `param`.
-pub fn parse(body: &[u8]) -> Result<ChatCompletionRequest, OpenAiError> {
+/// How a key's own end user is named (`api-key:<key id>`); a client's `user` may not start so.
+pub const KEY_USER_PREFIX: &str = "api-key:";
+
+/// Parses a request body; a field missing or of the wrong type is named in `param`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let parsed = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -111,7 +112,11 @@ pub fn parse(body: &[u8]) -> Result<ChatCompletionRequest, OpenAiError> {
             (_, None) => path,
         };
         OpenAiError::invalid(param, message)
-    })
+    })?;
+    deserializer.end().map_err(|error| {
+        OpenAiError::invalid("body", format!("the body is not valid JSON: {error}"))
+    })?;
+    Ok(parsed)
 }
 
 fn text_of(index: usize, content: Option<MessageContent>) -> Result<String, OpenAiError> {
@@ -179,7 +184,7 @@ fn unsupported(request: &ChatCompletionRequest) -> Option<(&'static str, &'stati
 
 /// The question (the last message, the user's), the history before it, the client's system
 /// messages and sampling.
-pub fn check(request: &mut ChatCompletionRequest) -> Result<Asked, OpenAiError> {
+pub fn check(request: &mut ChatCompletionRequest, max_chars: usize) -> Result<Asked, OpenAiError> {
     if let Some((param, message)) = unsupported(request) {
         return Err(OpenAiError::invalid(param, message));
     }
@@ -212,6 +217,16 @@ pub fn check(request: &mut ChatCompletionRequest) -> Result<Asked, OpenAiError> 
             format!("must be 1 to {MAX_USER_CHARS} characters"),
         ));
     }
+    if request
+        .user
+        .as_ref()
+        .is_some_and(|user| user.starts_with(KEY_USER_PREFIX))
+    {
+        return Err(OpenAiError::invalid(
+            "user",
+            format!("`{KEY_USER_PREFIX}` names the keys' own end users"),
+        ));
+    }
     let mut instructions: Vec<String> = Vec::new();
     let mut history: Vec<ChatMessage> = Vec::new();
     let messages = std::mem::take(&mut request.messages);
@@ -237,11 +252,24 @@ pub fn check(request: &mut ChatCompletionRequest) -> Result<Asked, OpenAiError> 
         .ok_or_else(|| {
             OpenAiError::invalid("messages", "the last message must be the user's, with text")
         })?;
+    if question.chars().count() > max_chars {
+        return Err(OpenAiError::invalid(
+            format!("messages[{}].content", count - 1),
+            format!("the question is longer than {max_chars} characters"),
+        ));
+    }
+    let instructions = instructions.join("\n\n");
+    if instructions.chars().count() > max_chars {
+        return Err(OpenAiError::invalid(
+            "messages",
+            format!("the system messages hold more than {max_chars} characters"),
+        ));
+    }
     Ok(Asked {
         question,
         history,
         options: ClientOptions {
-            instructions: Some(instructions.join("\n\n")).filter(|text| !text.trim().is_empty()),
+            instructions: Some(instructions).filter(|text| !text.trim().is_empty()),
             temperature: request.temperature,
             top_p: request.top_p,
             max_tokens: request.max_completion_tokens.or(request.max_tokens),

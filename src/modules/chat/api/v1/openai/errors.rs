@@ -55,6 +55,19 @@ impl OpenAiError {
         }
     }
 
+    /// 413: a body longer than `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        OpenAiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("the request body is larger than {limit} bytes"),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+            retry_after_secs: None,
+            source: None,
+        }
+    }
+
     fn body(&self) -> serde_json::Value {
         json!({"error": {
             "message": self.message,
@@ -131,6 +144,10 @@ impl ResponseError for OpenAiError {
             source.log_cause();
         }
         let mut response = HttpResponse::build(self.status);
+        // OpenAI's SDKs retry every 429 unless told not to: a spent budget stays spent.
+        if self.kind == "insufficient_quota" {
+            response.insert_header(("x-should-retry", HeaderValue::from_static("false")));
+        }
         if let Some(seconds) = self.retry_after_secs
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {

@@ -4,6 +4,7 @@
 //! clients work with `base_url = <host>/api/v1/openai` and the project API key.
 
 mod completions;
+mod embeddings;
 mod errors;
 
 use actix_web::http::header;
@@ -17,7 +18,9 @@ use crate::core::cache::RateLimiter;
 use crate::core::channel::Channel;
 use crate::core::error::AppError;
 use crate::modules::avatars::{AvatarStatus, AvatarView, AvatarsError, AvatarsService};
+use crate::modules::chat::ChatError;
 use crate::modules::chat::service::{ChatService, Thread};
+use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::Contact;
 
 use completions::{ChatCompletionRequest, Completion};
@@ -50,6 +53,22 @@ async fn api_key<S: RequiredScope>(req: &HttpRequest) -> Result<ApiKeyPrincipal<
             ))
         })?;
     Ok(ApiKeyPrincipal::resolve(req, key).await?)
+}
+
+/// The largest request body of these routes (up to 256 texts to embed).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The request body, read here (not by an extractor) so that a too large one is answered in
+/// OpenAI's shape.
+async fn read_body(payload: web::Payload) -> Result<bytes::Bytes, OpenAiError> {
+    match payload.to_bytes_limited(MAX_BODY_BYTES).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(error)) => Err(OpenAiError::invalid(
+            "body",
+            format!("the body could not be read: {error}"),
+        )),
+        Err(_) => Err(OpenAiError::too_large(MAX_BODY_BYTES)),
+    }
 }
 
 /// An avatar as OpenAI lists a model.
@@ -139,24 +158,21 @@ pub async fn chat_completions(
     chat: web::Data<ChatService>,
     avatars: web::Data<AvatarsService>,
     limiter: web::Data<RateLimiter>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OpenAiError> {
     let key = api_key::<scope::Chat>(&request).await?;
-    let mut parsed: ChatCompletionRequest = completions::parse(&body)?;
-    let asked = completions::check(&mut parsed)?;
+    let body = read_body(payload).await?;
+    let mut parsed: ChatCompletionRequest = completions::parse_json(&body)?;
+    let asked = completions::check(&mut parsed, chat.settings().max_message_chars)?;
     let avatar = avatar_model(&avatars, &key, &parsed.model).await?;
     // One limit per key for the public chat API and this one.
-    let decision = limiter
-        .check(
-            &format!("public-chat:{}", key.key_id),
-            chat.settings().public_requests_per_minute,
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        .map_err(AppError::internal)?;
-    if !decision.allowed {
-        return Err(AppError::rate_limited(decision.retry_after_seconds()).into());
-    }
+    within_rate(
+        &limiter,
+        chat.settings().public_requests_per_minute,
+        "public-chat",
+        key.key_id,
+    )
+    .await?;
     let contact = match parsed.user.take() {
         Some(user) => Contact {
             channel: Channel::Api,
@@ -167,7 +183,7 @@ pub async fn chat_completions(
         // The key's own end user: analytics, audit and limits see who asked.
         None => Contact {
             channel: Channel::Api,
-            external_id: format!("api-key:{}", key.key_id),
+            external_id: format!("{}{}", completions::KEY_USER_PREFIX, key.key_id),
             display_name: Some(format!("API key {}", key.name)),
             raw_profile: None,
         },
@@ -186,24 +202,103 @@ pub async fn chat_completions(
             Actor::api_key(key.key_id, key.ip.clone()),
         )
         .await
-        .map_err(AppError::from)?;
+        .map_err(|error| match error {
+            // Disabled since it was looked up: no longer a model.
+            ChatError::AvatarDisabled => OpenAiError::unknown_model(&parsed.model),
+            other => AppError::from(other).into(),
+        })?;
     let completion = Completion {
         id: format!("chatcmpl-{}", answer.user_message.id.uuid().simple()),
         created: chrono::Utc::now().timestamp(),
         model: parsed.model,
     };
-    if parsed.stream {
+    if parsed.stream == Some(true) {
         let include_usage = parsed
             .stream_options
-            .is_some_and(|options| options.include_usage);
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false);
         completion.stream(answer.events, include_usage).await
     } else {
         completion.json(answer.events).await
     }
 }
 
+/// Requests of a key per minute, against `chat.public_requests_per_minute`, counted under
+/// `what` (`public-chat` is shared with the public chat API).
+async fn within_rate(
+    limiter: &RateLimiter,
+    per_minute: u32,
+    what: &str,
+    key_id: impl std::fmt::Display,
+) -> Result<(), OpenAiError> {
+    let decision = limiter
+        .check(
+            &format!("{what}:{key_id}"),
+            per_minute,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .map_err(AppError::internal)?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(AppError::rate_limited(decision.retry_after_seconds()).into())
+    }
+}
+
+/// Vectors of the given texts by the deployment's embedder; metered in the usage ledger.
+#[utoipa::path(post, path = "/api/v1/openai/embeddings", tag = "openai",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body = embeddings::EmbeddingRequest,
+    responses((status = 200, description = "`{object: \"list\", data: [{object: \"embedding\", index, embedding}], model, usage}`"),
+              (status = 400, description = "OpenAI's error shape, `param` naming the field"),
+              (status = 404, description = "not this deployment's embedder"),
+              (status = 429, description = "rate limit or budget, with `Retry-After`")))]
+#[post("/openai/embeddings")]
+pub async fn create_embeddings(
+    request: HttpRequest,
+    chat: web::Data<ChatService>,
+    documents: web::Data<DocumentsService>,
+    limiter: web::Data<RateLimiter>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OpenAiError> {
+    let key = api_key::<scope::Embeddings>(&request).await?;
+    let body = read_body(payload).await?;
+    let parsed: embeddings::EmbeddingRequest = completions::parse_json(&body)?;
+    let model = parsed.model.clone();
+    let (model_id, dimension) = documents.embedding_model().await.map_err(AppError::from)?;
+    if !embeddings::names(&model, &model_id) {
+        return Err(OpenAiError::unknown_model(&model));
+    }
+    if parsed.dimensions.is_some_and(|asked| asked != dimension) {
+        return Err(OpenAiError::invalid(
+            "dimensions",
+            format!("this embedder's vectors have {dimension} dimensions"),
+        ));
+    }
+    let (texts, base64) = embeddings::texts(parsed)?;
+    within_rate(
+        &limiter,
+        chat.settings().public_requests_per_minute,
+        "public-embeddings",
+        key.key_id,
+    )
+    .await?;
+    let embedded = documents
+        .embed_for_project(key.project_id, &texts)
+        .await
+        .map_err(AppError::from)?;
+    Ok(HttpResponse::Ok().json(embeddings::response(
+        &model,
+        embedded.vectors,
+        embedded.tokens,
+        base64,
+    )))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_models)
         .service(get_model)
-        .service(chat_completions);
+        .service(chat_completions)
+        .service(create_embeddings);
 }

@@ -332,7 +332,7 @@ impl DocumentsService {
         if failed.rows_affected == 0 {
             return Ok(());
         }
-        chunk_store::delete_chunks(&*uow, chunk_store::DocumentChunks::of(&model)).await?;
+        chunk_store::delete_chunks(&*uow, chunk_store::DocumentChunks::of(model)).await?;
         self.publish(
             &mut uow,
             DocumentsEvent::DocumentFailed {
@@ -423,7 +423,7 @@ impl DocumentsService {
             })?;
 
         let uow = self.owned(run).await?;
-        chunk_store::delete_chunks(&*uow, chunk_store::DocumentChunks::of(&model)).await?;
+        chunk_store::delete_chunks(&*uow, chunk_store::DocumentChunks::of(model)).await?;
         uow.commit().await?;
         // A local model's vectors come after `ready`, from a job (`indexing.rs`): the
         // document is searchable by its full text meanwhile.

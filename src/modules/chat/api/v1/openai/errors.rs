@@ -19,7 +19,7 @@ pub struct OpenAiError {
     code: Option<&'static str>,
     retry_after_secs: Option<u64>,
     /// The platform's error, when this is one (its cause is logged).
-    source: Option<AppError>,
+    source: Option<Box<AppError>>,
 }
 
 impl std::fmt::Display for OpenAiError {
@@ -129,7 +129,7 @@ impl From<AppError> for OpenAiError {
             param: error.field().map(str::to_owned),
             code,
             retry_after_secs: error.retry_after_secs(),
-            source: Some(error),
+            source: Some(Box::new(error)),
         }
     }
 }

@@ -33,6 +33,7 @@ mod m20261204_130000_projects_api_keys_cache_invalidation;
 mod m20261204_140000_avatars_cache_invalidation;
 mod m20261204_150000_documents_chunks_by_avatar_hash;
 mod m20261204_160000_avatars_slug;
+mod m20261204_170000_projects_api_keys_avatars;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_140000_avatars_cache_invalidation::Migration),
             Box::new(m20261204_150000_documents_chunks_by_avatar_hash::Migration),
             Box::new(m20261204_160000_avatars_slug::Migration),
+            Box::new(m20261204_170000_projects_api_keys_avatars::Migration),
         ]
     }
 }

@@ -734,3 +734,90 @@ async fn the_official_python_sdk_streams_a_grounded_answer() {
     assert_eq!(seen["models"], json!(["r-faq"]));
     assert!(seen["streamed_chunks"].as_u64().unwrap() >= 3, "{seen}");
 }
+
+#[tokio::test]
+async fn a_key_restricted_to_some_avatars_reaches_only_those() {
+    let chat = openai_app(Reply::answer(ANSWER, (5, 5))).await;
+    let sales = chat.app.avatar(&chat.owner, chat.pid, "Sales Desk").await;
+    let keys = format!("/api/v1/projects/{}/api-keys", chat.pid);
+    let created = chat
+        .app
+        .post_as(
+            &chat.owner,
+            &keys,
+            &json!({"name": "sales site", "avatar_ids": [sales, sales]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.json["avatar_ids"],
+        json!([sales]),
+        "repeats dropped"
+    );
+    let key = created.json["key"].as_str().unwrap().to_owned();
+
+    let openai = client(&chat, &key);
+    let models = openai.models().list().await.unwrap();
+    let ids: Vec<&str> = models.data.iter().map(|model| model.id.as_str()).collect();
+    assert_eq!(ids, ["sales-desk"]);
+    for unreachable in ["r-guide".to_owned(), chat.aid.to_string()] {
+        let (status, error) = api_error(openai.models().retrieve(&unreachable).await.unwrap_err());
+        assert_eq!(
+            (status, error.code.as_deref()),
+            (404, Some("model_not_found"))
+        );
+        let (status, _) = api_error(
+            openai
+                .chat()
+                .create(request(&unreachable, vec![user(QUESTION)]))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 404);
+    }
+    // The public chat API holds to it too; the key says what it reaches.
+    let public = chat
+        .public_chat(
+            &key,
+            chat.aid,
+            &json!({"end_user": {"external_id": "u"}, "message": QUESTION}),
+        )
+        .await;
+    public.error(404, "NOT_FOUND");
+    assert!(chat.llm.requests().is_empty(), "no answer was started");
+    let identity = chat
+        .app
+        .send(
+            chat.app
+                .client
+                .get(chat.app.url("/api/v1/public/api-key"))
+                .header("X-Api-Key", &key),
+        )
+        .await;
+    assert_eq!(
+        identity.json["avatar_ids"],
+        json!([sales]),
+        "{}",
+        identity.text
+    );
+
+    // Only the project's own avatars, and at least one.
+    let other_owner = chat.app.user("other").await;
+    let other_project = chat.app.project(&other_owner, "other").await;
+    let theirs = chat.app.avatar(&other_owner, other_project, "Theirs").await;
+    for avatar_ids in [json!([sales, theirs]), json!([])] {
+        let refused = chat
+            .app
+            .post_as(
+                &chat.owner,
+                &keys,
+                &json!({"name": "k", "avatar_ids": avatar_ids}),
+            )
+            .await;
+        assert_eq!(
+            refused.error(422, "VALIDATION_ERROR")["field"],
+            "avatar_ids",
+            "{avatar_ids}"
+        );
+    }
+}

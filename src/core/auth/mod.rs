@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::ids::{ApiKeyId, ProjectId, UserId};
+use crate::core::ids::{ApiKeyId, AvatarId, ProjectId, UserId};
 
 use crate::core::error::{AppError, ErrorCode};
 
@@ -98,6 +98,8 @@ pub struct ResolvedApiKey {
     pub project_id: ProjectId,
     pub name: String,
     pub scopes: Vec<String>,
+    /// The avatars the key reaches; `None`: every avatar of its project.
+    pub avatar_ids: Option<Vec<AvatarId>>,
 }
 
 /// The scope a route needs, as a type: `ApiKeyPrincipal<scope::Chat>`.
@@ -130,8 +132,19 @@ pub struct ApiKeyPrincipal<S: RequiredScope = scope::Any> {
     pub project_id: ProjectId,
     pub name: String,
     pub scopes: Vec<String>,
+    /// The avatars the key reaches; `None`: every avatar of its project.
+    pub avatar_ids: Option<Vec<AvatarId>>,
     pub ip: Option<String>,
     required: PhantomData<S>,
+}
+
+impl<S: RequiredScope> ApiKeyPrincipal<S> {
+    /// Whether the key may reach `avatar_id` (of its project: the caller checks that).
+    pub fn reaches(&self, avatar_id: AvatarId) -> bool {
+        self.avatar_ids
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&avatar_id))
+    }
 }
 
 impl<S: RequiredScope> std::fmt::Debug for ApiKeyPrincipal<S> {
@@ -446,6 +459,7 @@ impl<S: RequiredScope> ApiKeyPrincipal<S> {
             project_id: resolved.project_id,
             name: resolved.name,
             scopes: resolved.scopes,
+            avatar_ids: resolved.avatar_ids,
             ip: client_ip(req),
             required: PhantomData,
         })

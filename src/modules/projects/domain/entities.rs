@@ -93,6 +93,8 @@ pub(in crate::modules::projects) mod api_key {
         pub prefix: String,
         pub key_hash: String,
         pub scopes: Json,
+        /// The avatars the key reaches (ids), or NULL for every one.
+        pub avatar_ids: Option<Json>,
         pub created_by: UserId,
         pub created_at: DateTimeUtc,
         pub last_used_at: Option<DateTimeUtc>,

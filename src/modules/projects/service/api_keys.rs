@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::core::auth::{Actor, ApiKeys, ApiScope, ResolvedApiKey};
 use crate::core::crypto::{hash_token, random_token};
 use crate::core::error::AppError;
-use crate::core::ids::{ApiKeyId, ProjectId};
+use crate::core::ids::{ApiKeyId, AvatarId, ProjectId};
 use crate::core::pagination::{Page, PageParams, fetch_page};
 
 use super::ProjectsService;
@@ -36,6 +36,10 @@ pub struct ApiKeyView {
     /// The key's first characters, to recognise it.
     pub prefix: String,
     pub scopes: Vec<String>,
+    /// The avatars the key reaches; absent: every avatar of the project.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
+    pub avatar_ids: Option<Vec<AvatarId>>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -50,6 +54,9 @@ pub struct CreatedApiKey {
     pub key: String,
     pub prefix: String,
     pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
+    pub avatar_ids: Option<Vec<AvatarId>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -70,19 +77,30 @@ fn api_key_view(model: &api_key::Model) -> ApiKeyView {
         name: model.name.clone(),
         prefix: model.prefix.clone(),
         scopes: serde_json::from_value(model.scopes.clone()).unwrap_or_default(),
+        avatar_ids: avatars_of(model),
         created_at: model.created_at,
         last_used_at: model.last_used_at,
         revoked_at: model.revoked_at,
     }
 }
 
+/// The avatars a key reaches, as stored (NULL: every one).
+fn avatars_of(model: &api_key::Model) -> Option<Vec<AvatarId>> {
+    model
+        .avatar_ids
+        .as_ref()
+        .and_then(|ids| serde_json::from_value(ids.clone()).ok())
+}
+
 impl ProjectsService {
-    /// A new key for `scopes` (none: every scope), each one of [`ApiScope::ALL`].
+    /// A new key for `scopes` (none: every scope), each one of [`ApiScope::ALL`], reaching
+    /// `avatars` (none: every avatar; the caller checked they are the project's).
     pub async fn create_api_key(
         &self,
         project_id: ProjectId,
         name: &str,
         scopes: Vec<String>,
+        avatars: Option<Vec<AvatarId>>,
         actor: Actor,
     ) -> Result<CreatedApiKey, ProjectsError> {
         let mut checked: Vec<String> = Vec::with_capacity(scopes.len());
@@ -118,6 +136,7 @@ impl ProjectsService {
             prefix: Set(prefix.clone()),
             key_hash: Set(hash_token(&key)),
             scopes: Set(serde_json::json!(scopes)),
+            avatar_ids: Set(avatars.as_ref().map(|ids| serde_json::json!(ids))),
             created_by: Set(created_by),
             created_at: Set(self.clock.now()),
             last_used_at: Set(None),
@@ -142,6 +161,7 @@ impl ProjectsService {
             key,
             prefix,
             scopes,
+            avatar_ids: avatars,
             created_at: created.created_at,
         })
     }
@@ -236,6 +256,7 @@ impl ProjectsService {
                 project_id: row.project_id,
                 name: row.name.clone(),
                 scopes: api_key_view(&row).scopes,
+                avatar_ids: avatars_of(&row),
             },
             last_used_at: row.last_used_at,
         };

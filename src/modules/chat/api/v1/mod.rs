@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::core::auth::{Operator, ProjectAccess};
+use crate::core::cache::RateLimiter;
 use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
@@ -147,6 +148,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(send_message)
         .service(public::chat)
         .configure(openai::configure);
+}
+
+/// Requests of a key per minute, against `chat.public_requests_per_minute`, counted under
+/// `what` (`public-chat` is shared with the public chat API).
+pub(super) async fn key_within_rate(
+    limiter: &RateLimiter,
+    per_minute: u32,
+    what: &str,
+    key_id: impl std::fmt::Display,
+) -> Result<(), AppError> {
+    let decision = limiter
+        .check(
+            &format!("{what}:{key_id}"),
+            per_minute,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .map_err(AppError::internal)?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(AppError::rate_limited(decision.retry_after_seconds()))
+    }
 }
 
 /// This module's part of the OpenAPI document.

@@ -15,6 +15,7 @@ use crate::core::ids::{AvatarId, ConversationId};
 use crate::modules::chat::service::{ChatService, Thread};
 use crate::modules::end_users::Contact;
 
+use super::key_within_rate;
 use super::respond::{self, ChatResponse};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -57,17 +58,17 @@ pub async fn chat(
     path: web::Path<AvatarId>,
     body: ValidJson<PublicChatRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let per_minute = chat.settings().public_requests_per_minute;
-    let decision = limiter
-        .check(
-            &format!("public-chat:{}", key.key_id),
-            per_minute,
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        .map_err(AppError::internal)?;
-    if !decision.allowed {
-        return Err(AppError::rate_limited(decision.retry_after_seconds()));
+    key_within_rate(
+        &limiter,
+        chat.settings().public_requests_per_minute,
+        "public-chat",
+        key.key_id,
+    )
+    .await?;
+    let avatar_id = path.into_inner();
+    // An avatar the key does not reach is as unknown as another project's.
+    if !key.reaches(avatar_id) {
+        return Err(AppError::not_found("avatar"));
     }
     let body = body.into_inner();
     let contact = Contact {
@@ -81,7 +82,7 @@ pub async fn chat(
         .into_inner()
         .ask_as_end_user(
             key.project_id,
-            path.into_inner(),
+            avatar_id,
             contact,
             Thread::Stored(body.conversation_id),
             body.message,

@@ -5,8 +5,9 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use crate::core::auth::{ApiKeyPrincipal, Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
-use crate::core::ids::{ApiKeyId, ProjectId};
+use crate::core::ids::{ApiKeyId, AvatarId, ProjectId};
 use crate::core::pagination::PageParams;
+use crate::modules::avatars::{AvatarsError, AvatarsService};
 use crate::modules::projects::service::{CreatedApiKey, ProjectsService};
 
 use super::schemas::{ApiKeyIdentity, CreateApiKeyRequest};
@@ -19,18 +20,50 @@ use super::schemas::{ApiKeyIdentity, CreateApiKeyRequest};
 pub async fn create_api_key(
     access: ProjectAccess<Manager>,
     projects: web::Data<ProjectsService>,
+    avatars: web::Data<AvatarsService>,
     body: ValidJson<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
+    let avatar_ids = match body.avatar_ids {
+        Some(ids) => Some(own_avatars(&avatars, access.project_id, ids).await?),
+        None => None,
+    };
     let created = projects
         .create_api_key(
             access.project_id,
             &body.name,
             body.scopes.unwrap_or_default(),
+            avatar_ids,
             access.actor(),
         )
         .await?;
     Ok(HttpResponse::Created().json(created))
+}
+
+/// `ids` without repeats, each a live avatar of the project (422 naming `avatar_ids` otherwise:
+/// a key cannot be made to reach another project's avatar, nor to show whether one exists).
+async fn own_avatars(
+    avatars: &AvatarsService,
+    project_id: ProjectId,
+    ids: Vec<AvatarId>,
+) -> Result<Vec<AvatarId>, AppError> {
+    let mut own: Vec<AvatarId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if own.contains(&id) {
+            continue;
+        }
+        match avatars.get(project_id, id).await {
+            Ok(_) => own.push(id),
+            Err(AvatarsError::NotFound) => {
+                return Err(AppError::validation(
+                    "avatar_ids",
+                    format!("{id} is not an avatar of this project"),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(own)
 }
 
 /// Keys without their secret part.
@@ -74,5 +107,6 @@ pub async fn whoami(key: ApiKeyPrincipal) -> HttpResponse {
         project_id: key.project_id,
         name: key.name,
         scopes: key.scopes,
+        avatar_ids: key.avatar_ids,
     })
 }

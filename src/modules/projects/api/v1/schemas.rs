@@ -6,7 +6,7 @@ use validator::Validate;
 
 use crate::core::auth::ProjectRole;
 use crate::core::extract::nullable;
-use crate::core::ids::{ApiKeyId, ProjectId};
+use crate::core::ids::{ApiKeyId, AvatarId, ProjectId};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 pub struct CreateProjectRequest {
@@ -69,6 +69,11 @@ pub struct CreateApiKeyRequest {
     /// routes), `embeddings`. Omitted or empty: everything. Unknown scopes are refused (422).
     #[validate(length(max = 10))]
     pub scopes: Option<Vec<String>>,
+    /// The avatars (of this project) the key reaches: the OpenAI-compatible `models` lists only
+    /// those, and the chat routes refuse the others as unknown. Omitted: every avatar.
+    #[validate(length(min = 1, max = 100))]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
+    pub avatar_ids: Option<Vec<AvatarId>>,
 }
 
 /// What an API key resolves to (`GET /api/v1/public/api-key`).
@@ -80,6 +85,9 @@ pub struct ApiKeyIdentity {
     pub project_id: ProjectId,
     pub name: String,
     pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
+    pub avatar_ids: Option<Vec<AvatarId>>,
 }
 
 /// Secret values never reach Debug output or log lines, even when whole requests are logged.

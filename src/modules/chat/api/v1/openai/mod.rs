@@ -23,6 +23,7 @@ use crate::modules::chat::service::{ChatService, Thread};
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::Contact;
 
+use super::key_within_rate;
 use completions::{ChatCompletionRequest, Completion};
 use errors::OpenAiError;
 
@@ -95,15 +96,15 @@ fn model(avatar: &AvatarView) -> Model {
     }
 }
 
-/// The key's project's active avatar named `reference` (slug or id); 404 `model_not_found`
-/// otherwise, another project's avatar included.
+/// The key's project's active avatar named `reference` (slug or id) that the key reaches; 404
+/// `model_not_found` otherwise, another project's avatar included.
 async fn avatar_model(
     avatars: &AvatarsService,
     key: &ApiKeyPrincipal<scope::Chat>,
     reference: &str,
 ) -> Result<AvatarView, OpenAiError> {
     match avatars.find_by_reference(key.project_id, reference).await {
-        Ok(avatar) if avatar.status == AvatarStatus::Active => Ok(avatar),
+        Ok(avatar) if avatar.status == AvatarStatus::Active && key.reaches(avatar.id) => Ok(avatar),
         Ok(_) | Err(AvatarsError::NotFound) => Err(OpenAiError::unknown_model(reference)),
         Err(error) => Err(AppError::from(error).into()),
     }
@@ -124,7 +125,11 @@ pub async fn list_models(
         .active(key.project_id)
         .await
         .map_err(AppError::from)?;
-    let data: Vec<Model> = active.iter().map(model).collect();
+    let data: Vec<Model> = active
+        .iter()
+        .filter(|avatar| key.reaches(avatar.id))
+        .map(model)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
 }
 
@@ -166,7 +171,7 @@ pub async fn chat_completions(
     let asked = completions::check(&mut parsed, chat.settings().max_message_chars)?;
     let avatar = avatar_model(&avatars, &key, &parsed.model).await?;
     // One limit per key for the public chat API and this one.
-    within_rate(
+    key_within_rate(
         &limiter,
         chat.settings().public_requests_per_minute,
         "public-chat",
@@ -223,29 +228,6 @@ pub async fn chat_completions(
     }
 }
 
-/// Requests of a key per minute, against `chat.public_requests_per_minute`, counted under
-/// `what` (`public-chat` is shared with the public chat API).
-async fn within_rate(
-    limiter: &RateLimiter,
-    per_minute: u32,
-    what: &str,
-    key_id: impl std::fmt::Display,
-) -> Result<(), OpenAiError> {
-    let decision = limiter
-        .check(
-            &format!("{what}:{key_id}"),
-            per_minute,
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        .map_err(AppError::internal)?;
-    if decision.allowed {
-        Ok(())
-    } else {
-        Err(AppError::rate_limited(decision.retry_after_seconds()).into())
-    }
-}
-
 /// Vectors of the given texts by the deployment's embedder; metered in the usage ledger.
 #[utoipa::path(post, path = "/api/v1/openai/embeddings", tag = "openai",
     security(("bearer" = []), ("api_key" = [])),
@@ -277,7 +259,7 @@ pub async fn create_embeddings(
         ));
     }
     let (texts, base64) = embeddings::texts(parsed)?;
-    within_rate(
+    key_within_rate(
         &limiter,
         chat.settings().public_requests_per_minute,
         "public-embeddings",

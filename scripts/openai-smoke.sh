@@ -25,6 +25,7 @@ command -v python3 >/dev/null 2>&1 || die "python3 (with pip) is needed"
 if [ ! -f "$MARKER" ]; then
     printf 'openai-smoke: installing openai==%s into .tools/openai-python (once)\n' \
         "$OPENAI_VERSION" >&2
+    mkdir -p "$REPO_ROOT/.tools"
     staging="$(mktemp -d "$REPO_ROOT/.tools/openai-python.XXXXXX")"
     trap 'rm -rf "$staging"' EXIT
     python3 -m pip install --quiet --no-input --disable-pip-version-check \

@@ -821,3 +821,75 @@ async fn a_key_restricted_to_some_avatars_reaches_only_those() {
         );
     }
 }
+
+#[tokio::test]
+async fn without_user_the_key_asks_and_the_keys_rate_is_shared_with_the_public_api() {
+    use crate::helpers::early_in_window;
+
+    let chat = chat_app(
+        &[("APP__CHAT__PUBLIC_REQUESTS_PER_MINUTE", "3")],
+        Reply::answer(ANSWER, (5, 5)),
+        true,
+    )
+    .await;
+    let created = chat
+        .app
+        .post_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/api-keys", chat.pid),
+            &json!({"name": "website"}),
+        )
+        .await;
+    let (key, key_id) = (
+        created.json["key"].as_str().unwrap().to_owned(),
+        created.json["id"].as_str().unwrap().to_owned(),
+    );
+    early_in_window(std::time::Duration::from_secs(60)).await;
+    let openai = client(&chat, &key);
+    for _ in 0..2 {
+        openai
+            .chat()
+            .create(request("r-guide", vec![user(QUESTION)]))
+            .await
+            .unwrap();
+    }
+    // The key's own end user asked both.
+    let end_users = chat
+        .app
+        .get_as(
+            &chat.owner,
+            &format!("/api/v1/projects/{}/end-users", chat.pid),
+        )
+        .await;
+    let items = end_users.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", end_users.text);
+    assert_eq!(items[0]["external_id"], format!("api-key:{key_id}"));
+    assert_eq!(items[0]["display_name"], "API key website");
+    assert_eq!(items[0]["messages_count"], 2, "{}", end_users.text);
+
+    // The third request of the minute goes through the public chat API; the fourth is over.
+    let public = chat
+        .public_chat(
+            &key,
+            chat.aid,
+            &json!({"end_user": {"external_id": "u"}, "message": QUESTION}),
+        )
+        .await;
+    assert_eq!(public.status, 200, "{}", public.text);
+    let limited = call(
+        &chat,
+        &key,
+        reqwest::Method::POST,
+        "/chat/completions",
+        Some(json!({"model": "r-guide", "messages": [{"role": "user", "content": QUESTION}]})),
+    )
+    .await;
+    let error = openai_error(&limited, 429);
+    assert_eq!(
+        (&error["type"], &error["code"]),
+        (&json!("rate_limit_error"), &json!("rate_limit_exceeded"))
+    );
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(chat.llm.requests().len(), 3);
+}

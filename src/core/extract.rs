@@ -88,6 +88,42 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// A [`ValidJson`] body read when the handler asks ([`DeferredJson::read`]), not before it
+/// runs: for a route that must first check the ids in its path against the caller (a key's
+/// project), so that a body error can never answer before the tenancy check does.
+pub struct DeferredJson<T> {
+    request: HttpRequest,
+    payload: web::Payload,
+    body: std::marker::PhantomData<T>,
+}
+
+impl<T: 'static> FromRequest for DeferredJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let request = req.clone();
+        let payload = web::Payload::from_request(req, payload);
+        Box::pin(async move {
+            Ok(DeferredJson {
+                request,
+                payload: payload.await?,
+                body: std::marker::PhantomData,
+            })
+        })
+    }
+}
+
+impl<T: DeserializeOwned + Validate + 'static> DeferredJson<T> {
+    /// The body, checked exactly as [`ValidJson`] checks it.
+    pub async fn read(self) -> Result<T, AppError> {
+        let mut payload = self.payload.into_inner();
+        ValidJson::<T>::from_request(&self.request, &mut payload)
+            .await
+            .map(ValidJson::into_inner)
+    }
+}
+
 /// 422 naming `field` when `text` holds a NUL character.
 pub fn reject_nul(field: &str, text: &str) -> Result<(), AppError> {
     if text.contains('\0') {

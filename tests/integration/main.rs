@@ -20,6 +20,7 @@ mod fake_telegram;
 mod fixtures;
 mod helpers;
 mod ingestion_limits;
+mod isolation;
 mod jobs;
 mod notifications;
 mod openai;

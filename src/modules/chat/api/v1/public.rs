@@ -10,8 +10,9 @@ use crate::core::auth::{Actor, ApiKeyPrincipal, scope};
 use crate::core::cache::RateLimiter;
 use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
-use crate::core::extract::ValidJson;
+use crate::core::extract::DeferredJson;
 use crate::core::ids::{AvatarId, ConversationId};
+use crate::modules::avatars::AvatarsService;
 use crate::modules::chat::service::{ChatService, Thread};
 use crate::modules::end_users::Contact;
 
@@ -55,8 +56,9 @@ pub async fn chat(
     key: ApiKeyPrincipal<scope::Chat>,
     chat: web::Data<ChatService>,
     limiter: web::Data<RateLimiter>,
+    avatars: web::Data<AvatarsService>,
     path: web::Path<AvatarId>,
-    body: ValidJson<PublicChatRequest>,
+    body: DeferredJson<PublicChatRequest>,
 ) -> Result<HttpResponse, AppError> {
     key_within_rate(
         &limiter,
@@ -66,11 +68,13 @@ pub async fn chat(
     )
     .await?;
     let avatar_id = path.into_inner();
-    // An avatar the key does not reach is as unknown as another project's.
+    // Another project's avatar, or one the key does not reach, is unknown — before the body is
+    // read, so that a body error cannot tell a real id from a made-up one.
     if !key.reaches(avatar_id) {
         return Err(AppError::not_found("avatar"));
     }
-    let body = body.into_inner();
+    avatars.get(key.project_id, avatar_id).await?;
+    let body = body.read().await?;
     let contact = Contact {
         channel: Channel::Api,
         external_id: body.end_user.external_id,

@@ -98,6 +98,60 @@ fn request_id_from(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The envelope's code for an error status raised outside the platform's code; `None` for a
+/// server error (internal).
+fn code_for(status: u16) -> Option<ErrorCode> {
+    Some(match status {
+        401 => ErrorCode::AuthenticationRequired,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::ServiceUnavailable,
+        400..=499 => ErrorCode::BadRequest,
+        _ => return None,
+    })
+}
+
+/// An error raised outside the platform's code (an actix extractor's, a middleware's) in the
+/// documented envelope, with its status and message, instead of actix's plain text.
+fn in_envelope(error: Error) -> Error {
+    if error.as_error::<AppError>().is_some() {
+        return error;
+    }
+    let status = error.as_response_error().status_code().as_u16();
+    match code_for(status) {
+        Some(code) => AppError::new(code, error.to_string()).into(),
+        None => AppError::internal(anyhow::anyhow!("{error}")).into(),
+    }
+}
+
+/// An error response a middleware wrote itself in plain text (actix-cors refusing a preflight
+/// from another origin), rewritten in the envelope with its status and text.
+async fn response_in_envelope(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status().as_u16();
+    // (actix-cors writes its refusal with no content type at all.)
+    let plain = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_none_or(|value| value.starts_with("text/plain"));
+    let Some(code) = code_for(status).filter(|_| plain) else {
+        return response;
+    };
+    let (request, response) = response.into_parts();
+    let text = actix_web::body::to_bytes_limited(response.into_body(), 4096)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let rewritten = actix_web::ResponseError::error_response(&AppError::new(code, text));
+    ServiceResponse::new(request, rewritten)
+}
+
 /// Outermost middleware: request id, request span, access log, metrics, and a 500 envelope
 /// instead of a dropped connection when a handler panics.
 pub async fn observe_request(
@@ -129,8 +183,8 @@ pub async fn observe_request(
     // The request cannot be kept to build a response after a panic (routing needs it
     // unshared), so a panic becomes an error that actix turns into the response.
     let result = match outcome {
-        Ok(Ok(response)) => Ok(response.map_into_boxed_body()),
-        Ok(Err(error)) => Err(error),
+        Ok(Ok(response)) => Ok(response_in_envelope(response.map_into_boxed_body()).await),
+        Ok(Err(error)) => Err(in_envelope(error)),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()

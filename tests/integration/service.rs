@@ -250,6 +250,26 @@ async fn cors_allows_only_configured_origins() {
         )
         .await;
     assert_eq!(refused.header("access-control-allow-origin"), None);
+    // A preflight from another origin is refused in the documented envelope, not in
+    // actix-cors' plain text.
+    let preflight = app
+        .send(
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/api/v1/auth/me"))
+                .header("Origin", "https://evil.example")
+                .header("Access-Control-Request-Method", "GET"),
+        )
+        .await;
+    let error = preflight.error(400, "BAD_REQUEST");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("origin"),
+        "{}",
+        preflight.text
+    );
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ mod m20261204_140000_avatars_cache_invalidation;
 mod m20261204_150000_documents_chunks_by_avatar_hash;
 mod m20261204_160000_avatars_slug;
 mod m20261204_170000_projects_api_keys_avatars;
+mod m20261204_180000_core_jobs_unique_while_active;
 
 pub struct Migrator;
 
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_150000_documents_chunks_by_avatar_hash::Migration),
             Box::new(m20261204_160000_avatars_slug::Migration),
             Box::new(m20261204_170000_projects_api_keys_avatars::Migration),
+            Box::new(m20261204_180000_core_jobs_unique_while_active::Migration),
         ]
     }
 }

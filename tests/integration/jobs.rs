@@ -515,3 +515,67 @@ async fn a_run_the_sweeper_gave_away_does_not_record_its_outcome_on_the_new_run(
     assert_eq!(retries, 1);
     pool.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_unique_task_enqueued_by_two_transactions_at_once_is_added_once() {
+    use avatar_platform::core::jobs::enqueue_unique_in;
+    use sea_orm::TransactionTrait;
+
+    let database = TestDatabase::create().await;
+    let db = database.migrated_db().await;
+    let key = "documents.build_vector_index:some-avatar";
+    let task = Sweeper {
+        cron: "0 0 0 1 1 *".into(),
+    };
+    let now = SystemClock.now();
+    let first = db.connection().begin().await.unwrap();
+    let added = enqueue_unique_in(&first, &task, key, now).await.unwrap();
+    assert!(added.is_some());
+    // A second transaction asks for the same key while the first has not committed: it waits
+    // for the first (a check alone would not see the uncommitted row, and add a second)...
+    let second = {
+        let db = db.clone();
+        let task = task.clone();
+        tokio::spawn(async move {
+            let second = db.connection().begin().await.unwrap();
+            let added = enqueue_unique_in(&second, &task, key, now).await.unwrap();
+            second.commit().await.unwrap();
+            added
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second transaction waits for the first"
+    );
+    first.commit().await.unwrap();
+    // ...and adds nothing once it has committed.
+    assert_eq!(second.await.unwrap(), None);
+    let count = |state: &'static str| {
+        let db = db.clone();
+        async move {
+            db.query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM fang_tasks \
+                 WHERE uniq_hash = 'key:' || encode(sha256(convert_to($1, 'UTF8')), 'hex') \
+                   AND state::text = $2",
+                [key.into(), state.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    assert_eq!(count("new").await, 1);
+    // Once that task is done, the key can be queued again.
+    db.execute_unprepared("UPDATE fang_tasks SET state = 'finished' WHERE uniq_hash LIKE 'key:%'")
+        .await
+        .unwrap();
+    let again = enqueue_unique_in(db.connection(), &task, key, now)
+        .await
+        .unwrap();
+    assert!(again.is_some());
+    assert_eq!(count("new").await, 1);
+}

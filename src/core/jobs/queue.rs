@@ -124,7 +124,9 @@ pub fn task_row(task: &dyn AsyncRunnable, now: DateTime<Utc>) -> Result<NewTask,
 /// Like [`enqueue_in`], unless a task with the same `key` is still waiting or running (as
 /// this transaction sees it): then nothing is added and `None` is returned. For idempotent work
 /// that one run settles for everyone (an index build), so that asking again while it is queued
-/// costs nothing. Two transactions enqueueing at the same moment may both add one.
+/// costs nothing. A transaction that enqueues a key another uncommitted one has just added
+/// waits for it, and adds nothing once it commits: a partial unique index (migration
+/// `m20261204_180000`) holds at most one active task per key.
 pub async fn enqueue_unique_in<C: ConnectionTrait>(
     conn: &C,
     task: &dyn AsyncRunnable,
@@ -134,15 +136,16 @@ pub async fn enqueue_unique_in<C: ConnectionTrait>(
     use sha2::Digest;
     let metadata = serde_json::to_value(task).map_err(|error| DbErr::Custom(error.to_string()))?;
     let scheduled_at = due_at(task, now);
-    let uniq_hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    // `key:` puts it under the partial unique index of migration `m20261204_180000`.
+    let uniq_hash = format!("key:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())));
     let id = Uuid::new_v4();
     let inserted = conn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at, uniq_hash) \
-             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ( \
-                 SELECT 1 FROM fang_tasks WHERE uniq_hash = $5 \
-                 AND state IN ('new', 'retried', 'in_progress'))",
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (uniq_hash) WHERE uniq_hash LIKE 'key:%' \
+                 AND state IN ('new', 'retried', 'in_progress') DO NOTHING",
             [
                 id.into(),
                 metadata.into(),

@@ -131,16 +131,19 @@ fn in_envelope(error: Error) -> Error {
 /// An error response a middleware wrote itself in plain text (actix-cors refusing a preflight
 /// from another origin), rewritten in the envelope with its status and text.
 async fn response_in_envelope(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
-    let status = response.status().as_u16();
+    // Successes (most responses) leave at once.
+    let Some(code) = code_for(response.status().as_u16()) else {
+        return response;
+    };
     // (actix-cors writes its refusal with no content type at all.)
     let plain = response
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_none_or(|value| value.starts_with("text/plain"));
-    let Some(code) = code_for(status).filter(|_| plain) else {
+    if !plain {
         return response;
-    };
+    }
     let (request, response) = response.into_parts();
     let text = actix_web::body::to_bytes_limited(response.into_body(), 4096)
         .await

@@ -2,7 +2,9 @@
 //! `embeddings` endpoint): budgeted and recorded in the usage ledger like an answer — tokens
 //! reserved first (refused when the project's budget is spent), the usage settled after.
 
-use crate::core::embeddings::EmbeddingError;
+use std::sync::Arc;
+
+use crate::core::embeddings::{Embedder, EmbeddingError};
 use crate::core::error::{Failure, Unavailable};
 use crate::core::ids::ProjectId;
 use crate::core::llm::count_tokens;
@@ -22,27 +24,23 @@ pub struct ProjectEmbeddings {
 }
 
 impl DocumentsService {
-    /// The deployment's embedder: its id and the length of its vectors.
-    pub async fn embedding_model(&self) -> Result<(String, usize), DocumentsError> {
-        let embedder = self
-            .embedders
+    /// The deployment's embedder in force now (its id and length tell a client's request
+    /// apart; [`DocumentsService::embed_for_project`] then embeds with it).
+    pub async fn embedder(&self) -> Result<Arc<dyn Embedder>, DocumentsError> {
+        self.embedders
             .current()
             .await
-            .map_err(DocumentsError::internal)?;
-        Ok((embedder.model_id(), embedder.dimension()))
+            .map_err(DocumentsError::internal)
     }
 
-    /// Embeds `texts` for `project_id`, in one batch.
+    /// Embeds `texts` for `project_id` with `embedder` (from [`DocumentsService::embedder`]),
+    /// in one batch.
     pub async fn embed_for_project(
         &self,
         project_id: ProjectId,
+        embedder: &dyn Embedder,
         texts: &[String],
     ) -> Result<ProjectEmbeddings, DocumentsError> {
-        let embedder = self
-            .embedders
-            .current()
-            .await
-            .map_err(DocumentsError::internal)?;
         let tokens = texts
             .iter()
             .map(|text| count_tokens(text))

@@ -150,18 +150,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(openai::configure);
 }
 
+/// The per-key count of chat questions: the public chat API's and the OpenAI-compatible ones'.
+pub(super) const CHAT_REQUESTS: &str = "public-chat";
+/// The per-key count of OpenAI-compatible embedding requests.
+pub(super) const EMBEDDING_REQUESTS: &str = "public-embeddings";
+
 /// Requests of a key per minute, against `chat.public_requests_per_minute`, counted under
-/// `what` (`public-chat` is shared with the public chat API).
+/// `what` ([`CHAT_REQUESTS`] or [`EMBEDDING_REQUESTS`]).
 pub(super) async fn key_within_rate(
     limiter: &RateLimiter,
-    per_minute: u32,
+    chat: &ChatService,
     what: &str,
     key_id: impl std::fmt::Display,
 ) -> Result<(), AppError> {
     let decision = limiter
         .check(
             &format!("{what}:{key_id}"),
-            per_minute,
+            chat.settings().public_requests_per_minute,
             std::time::Duration::from_secs(60),
         )
         .await

@@ -16,8 +16,8 @@ use crate::modules::avatars::AvatarsService;
 use crate::modules::chat::service::{ChatService, Thread};
 use crate::modules::end_users::Contact;
 
-use super::key_within_rate;
 use super::respond::{self, ChatResponse};
+use super::{CHAT_REQUESTS, key_within_rate};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,13 +60,7 @@ pub async fn chat(
     path: web::Path<AvatarId>,
     body: DeferredJson<PublicChatRequest>,
 ) -> Result<HttpResponse, AppError> {
-    key_within_rate(
-        &limiter,
-        chat.settings().public_requests_per_minute,
-        "public-chat",
-        key.key_id,
-    )
-    .await?;
+    key_within_rate(&limiter, &chat, CHAT_REQUESTS, key.key_id).await?;
     let avatar_id = path.into_inner();
     // Another project's avatar, or one the key does not reach, is unknown — before the body is
     // read, so that a body error cannot tell a real id from a made-up one.

@@ -23,7 +23,7 @@ use crate::modules::chat::service::{ChatService, Thread};
 use crate::modules::documents::DocumentsService;
 use crate::modules::end_users::Contact;
 
-use super::key_within_rate;
+use super::{CHAT_REQUESTS, EMBEDDING_REQUESTS, key_within_rate};
 use completions::{ChatCompletionRequest, Completion};
 use errors::OpenAiError;
 
@@ -171,13 +171,7 @@ pub async fn chat_completions(
     let asked = completions::check(&mut parsed, chat.settings().max_message_chars)?;
     let avatar = avatar_model(&avatars, &key, &parsed.model).await?;
     // One limit per key for the public chat API and this one.
-    key_within_rate(
-        &limiter,
-        chat.settings().public_requests_per_minute,
-        "public-chat",
-        key.key_id,
-    )
-    .await?;
+    key_within_rate(&limiter, &chat, CHAT_REQUESTS, key.key_id).await?;
     let contact = match parsed.user.take() {
         Some(user) => Contact {
             channel: Channel::Api,
@@ -248,10 +242,11 @@ pub async fn create_embeddings(
     let body = read_body(payload).await?;
     let parsed: embeddings::EmbeddingRequest = completions::parse_json(&body)?;
     let model = parsed.model.clone();
-    let (model_id, dimension) = documents.embedding_model().await.map_err(AppError::from)?;
-    if !embeddings::names(&model, &model_id) {
+    let embedder = documents.embedder().await.map_err(AppError::from)?;
+    if !embeddings::names(&model, &embedder.model_id()) {
         return Err(OpenAiError::unknown_model(&model));
     }
+    let dimension = embedder.dimension();
     if parsed.dimensions.is_some_and(|asked| asked != dimension) {
         return Err(OpenAiError::invalid(
             "dimensions",
@@ -259,15 +254,9 @@ pub async fn create_embeddings(
         ));
     }
     let (texts, base64) = embeddings::texts(parsed)?;
-    key_within_rate(
-        &limiter,
-        chat.settings().public_requests_per_minute,
-        "public-embeddings",
-        key.key_id,
-    )
-    .await?;
+    key_within_rate(&limiter, &chat, EMBEDDING_REQUESTS, key.key_id).await?;
     let embedded = documents
-        .embed_for_project(key.project_id, &texts)
+        .embed_for_project(key.project_id, embedder.as_ref(), &texts)
         .await
         .map_err(AppError::from)?;
     Ok(HttpResponse::Ok().json(embeddings::response(

@@ -165,16 +165,32 @@ impl Chat {
     }
 
     pub async fn api_key(&self) -> String {
-        let response = self
-            .app
+        let response = self.create_api_key(&json!({"name": "website"})).await;
+        assert_eq!(response.status, 201, "{}", response.text);
+        response.json["key"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /projects/{pid}/api-keys` with `body`, by the owner, as answered.
+    pub async fn create_api_key(&self, body: &Value) -> TestResponse {
+        self.app
             .post_as(
                 &self.owner,
                 &format!("/api/v1/projects/{}/api-keys", self.pid),
-                &json!({"name": "website"}),
+                body,
             )
-            .await;
-        assert_eq!(response.status, 201, "{}", response.text);
-        response.json["key"].as_str().unwrap().to_owned()
+            .await
+    }
+
+    /// `GET path` with the API key `key` in `X-Api-Key`.
+    pub async fn get_with_key(&self, path: &str, key: &str) -> TestResponse {
+        self.app
+            .send(
+                self.app
+                    .client
+                    .get(self.app.url(path))
+                    .header("X-Api-Key", key),
+            )
+            .await
     }
 
     pub async fn public_chat(&self, key: &str, avatar: Uuid, body: &Value) -> TestResponse {

@@ -166,15 +166,7 @@ async fn a_projects_active_avatars_are_its_models_by_slug_or_id() {
     // A bad key: 401 in OpenAI's shape; `X-Api-Key` works as on the rest of the public API.
     let refused = call(&chat, "ap_not-a-key", reqwest::Method::GET, "/models", None).await;
     assert_eq!(openai_error(&refused, 401)["code"], "invalid_api_key");
-    let by_header = chat
-        .app
-        .send(
-            chat.app
-                .client
-                .get(chat.app.url("/api/v1/openai/models"))
-                .header("X-Api-Key", &key),
-        )
-        .await;
+    let by_header = chat.get_with_key("/api/v1/openai/models", &key).await;
     assert_eq!(by_header.status, 200, "{}", by_header.text);
     assert_eq!(by_header.json["object"], "list");
 }
@@ -491,12 +483,7 @@ async fn errors_take_openais_shape_and_statuses() {
 
     // A key without the `chat` scope: 403.
     let embeddings_only = chat
-        .app
-        .post_as(
-            &chat.owner,
-            &format!("/api/v1/projects/{}/api-keys", chat.pid),
-            &json!({"name": "vectors", "scopes": ["embeddings"]}),
-        )
+        .create_api_key(&json!({"name": "vectors", "scopes": ["embeddings"]}))
         .await;
     let narrow = embeddings_only.json["key"].as_str().unwrap();
     let forbidden = call(&chat, narrow, reqwest::Method::GET, "/models", None).await;
@@ -653,12 +640,7 @@ async fn embeddings_are_the_deployments_embedder_metered_and_scoped() {
     .await;
     assert_eq!(openai_error(&length, 400)["param"], "dimensions");
     let chat_only = chat
-        .app
-        .post_as(
-            &chat.owner,
-            &format!("/api/v1/projects/{}/api-keys", chat.pid),
-            &json!({"name": "chat", "scopes": ["chat"]}),
-        )
+        .create_api_key(&json!({"name": "chat", "scopes": ["chat"]}))
         .await;
     let narrow = chat_only.json["key"].as_str().unwrap().to_owned();
     let refused = post(json!({"model": "local-lexical-v1", "input": "x"}), narrow).await;
@@ -739,14 +721,8 @@ async fn the_official_python_sdk_streams_a_grounded_answer() {
 async fn a_key_restricted_to_some_avatars_reaches_only_those() {
     let chat = openai_app(Reply::answer(ANSWER, (5, 5))).await;
     let sales = chat.app.avatar(&chat.owner, chat.pid, "Sales Desk").await;
-    let keys = format!("/api/v1/projects/{}/api-keys", chat.pid);
     let created = chat
-        .app
-        .post_as(
-            &chat.owner,
-            &keys,
-            &json!({"name": "sales site", "avatar_ids": [sales, sales]}),
-        )
+        .create_api_key(&json!({"name": "sales site", "avatar_ids": [sales, sales]}))
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(
@@ -785,15 +761,7 @@ async fn a_key_restricted_to_some_avatars_reaches_only_those() {
         .await;
     public.error(404, "NOT_FOUND");
     assert!(chat.llm.requests().is_empty(), "no answer was started");
-    let identity = chat
-        .app
-        .send(
-            chat.app
-                .client
-                .get(chat.app.url("/api/v1/public/api-key"))
-                .header("X-Api-Key", &key),
-        )
-        .await;
+    let identity = chat.get_with_key("/api/v1/public/api-key", &key).await;
     assert_eq!(
         identity.json["avatar_ids"],
         json!([sales]),
@@ -807,12 +775,7 @@ async fn a_key_restricted_to_some_avatars_reaches_only_those() {
     let theirs = chat.app.avatar(&other_owner, other_project, "Theirs").await;
     for avatar_ids in [json!([sales, theirs]), json!([])] {
         let refused = chat
-            .app
-            .post_as(
-                &chat.owner,
-                &keys,
-                &json!({"name": "k", "avatar_ids": avatar_ids}),
-            )
+            .create_api_key(&json!({"name": "k", "avatar_ids": avatar_ids}))
             .await;
         assert_eq!(
             refused.error(422, "VALIDATION_ERROR")["field"],
@@ -832,14 +795,7 @@ async fn without_user_the_key_asks_and_the_keys_rate_is_shared_with_the_public_a
         true,
     )
     .await;
-    let created = chat
-        .app
-        .post_as(
-            &chat.owner,
-            &format!("/api/v1/projects/{}/api-keys", chat.pid),
-            &json!({"name": "website"}),
-        )
-        .await;
+    let created = chat.create_api_key(&json!({"name": "website"})).await;
     let (key, key_id) = (
         created.json["key"].as_str().unwrap().to_owned(),
         created.json["id"].as_str().unwrap().to_owned(),

@@ -58,6 +58,13 @@ fn pgbench_select_latency(url: &str) -> anyhow::Result<Duration> {
 }
 
 async fn load_chat(db: &impl ConnectionTrait) -> anyhow::Result<()> {
+    // Fifty end users per project (conversations refer to them by a foreign key).
+    db.execute_unprepared(&format!(
+        "INSERT INTO end_users (id, project_id, channel, external_id, created_at, updated_at) \
+         SELECT md5('e' || p || '-' || e)::uuid, md5('p' || p)::uuid, 'api', 'e' || e, now(), now() \
+         FROM generate_series(1, {PROJECTS}) p, generate_series(0, 49) e"
+    ))
+    .await?;
     db.execute_unprepared(&format!(
         "INSERT INTO conversations (id, project_id, avatar_id, channel, end_user_id, \
              messages_count, created_at, updated_at) \

@@ -35,6 +35,7 @@ mod m20261204_150000_documents_chunks_by_avatar_hash;
 mod m20261204_160000_avatars_slug;
 mod m20261204_170000_projects_api_keys_avatars;
 mod m20261204_180000_core_jobs_unique_while_active;
+mod m20261204_190000_chat_conversations_follow_end_users;
 
 pub struct Migrator;
 
@@ -74,6 +75,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_160000_avatars_slug::Migration),
             Box::new(m20261204_170000_projects_api_keys_avatars::Migration),
             Box::new(m20261204_180000_core_jobs_unique_while_active::Migration),
+            Box::new(m20261204_190000_chat_conversations_follow_end_users::Migration),
         ]
     }
 }

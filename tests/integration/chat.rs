@@ -142,7 +142,7 @@ impl Chat {
             .await
     }
 
-    async fn ask_streaming(&self, conversation: Uuid, content: &str) -> TestResponse {
+    pub async fn ask_streaming(&self, conversation: Uuid, content: &str) -> TestResponse {
         self.app
             .send(
                 self.app
@@ -155,7 +155,7 @@ impl Chat {
             .await
     }
 
-    async fn messages(&self, conversation: Uuid) -> Vec<Value> {
+    pub async fn messages(&self, conversation: Uuid) -> Vec<Value> {
         let response = self
             .app
             .get_as(&self.owner, &self.messages_path(conversation))
@@ -210,7 +210,7 @@ impl Chat {
 }
 
 /// `(event, data)` of each SSE frame.
-fn frames(body: &str) -> Vec<(String, Value)> {
+pub fn frames(body: &str) -> Vec<(String, Value)> {
     body.split("\n\n")
         .filter(|frame| !frame.trim().is_empty())
         .map(|frame| {
@@ -229,7 +229,7 @@ fn frames(body: &str) -> Vec<(String, Value)> {
 }
 
 /// Polls until `check` passes on the conversation's messages.
-async fn messages_when(
+pub async fn messages_when(
     chat: &Chat,
     conversation: Uuid,
     check: impl Fn(&[Value]) -> bool,

@@ -30,6 +30,12 @@ pub enum Reply {
     },
     /// An error status with OpenAI's error body.
     Status(u16),
+    /// Streams `chunks`, then fails in the stream as OpenAI-compatible servers do once the
+    /// status line is sent: a `data: {"error": ...}` event (`status` is its code, 429 or 500),
+    /// and the stream ends without `[DONE]`.
+    StreamThenError { chunks: Vec<String>, status: u16 },
+    /// Streams `chunks`, then sends nothing more and keeps the connection open.
+    StreamThenSilence { chunks: Vec<String> },
     /// Any status with these headers and this body (a redirect, an internal service's page).
     Raw {
         status: u16,
@@ -336,7 +342,7 @@ async fn completions(
         .unwrap()
         .pop_front()
         .unwrap_or_else(|| state.fallback.clone());
-    let (chunks, gap, usage, break_after) =
+    let (chunks, gap, usage, break_after, fail_with) =
         match reply {
             Reply::Status(status) => {
                 return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
@@ -359,7 +365,11 @@ async fn completions(
                 gap,
                 usage,
                 break_after,
-            } => (chunks, gap, usage, break_after),
+            } => (chunks, gap, usage, break_after, None),
+            Reply::StreamThenError { chunks, status } => {
+                (chunks, Duration::ZERO, None, None, Some(Some(status)))
+            }
+            Reply::StreamThenSilence { chunks } => (chunks, Duration::ZERO, None, None, Some(None)),
         };
     let state = state.into_inner();
     let stream = async_stream::stream! {
@@ -375,6 +385,16 @@ async fn completions(
                 tokio::time::sleep(gap).await;
             }
             yield Ok(chunk(json!({"content": piece}), None));
+        }
+        if fail_with == Some(None) {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        if let Some(Some(status)) = fail_with {
+            let kind = if status == 429 { "rate_limit_exceeded" } else { "server_error" };
+            let body = openai_error(&format!("fake fails with {status} mid-answer"), kind);
+            yield Ok(Bytes::from(format!("data: {body}\n\n")));
+            guard.finished = true;
+            return;
         }
         yield Ok(chunk(json!({}), Some("stop")));
         if let Some((prompt, completion)) = usage {

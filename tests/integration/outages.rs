@@ -266,3 +266,112 @@ async fn with_the_database_gone_requests_answer_503_quickly_and_recover_without_
     })
     .await;
 }
+
+/// The documents' rows and blobs, and what the plan counts of them.
+async fn documents_state(app: &TestApp, pid: uuid::Uuid) -> (i64, Vec<String>, i64, i64) {
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .context
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT (SELECT count(*) FROM documents WHERE project_id = $1) AS rows, \
+                    documents_count::bigint AS counted, storage_bytes AS bytes \
+             FROM subscriptions WHERE project_id = $1",
+            [pid.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let blobs = app
+        .context
+        .blobs
+        .list("")
+        .await
+        .expect("the blob store lists");
+    (
+        row.try_get("", "rows").unwrap(),
+        blobs,
+        row.try_get("", "counted").unwrap(),
+        row.try_get("", "bytes").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn with_the_blob_store_gone_uploads_answer_503_and_leave_nothing_half_written() {
+    let s3 = crate::storage::start_s3_server().await;
+    let upstream: SocketAddr = s3.endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = CuttableProxy::start(upstream).await;
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let secret = s3.secret_key.clone();
+    let app = spawn_app_with(AppOptions {
+        overrides: &[
+            ("APP__STORAGE__BACKEND", "s3"),
+            ("APP__STORAGE__S3__ENDPOINT", &endpoint),
+            ("APP__STORAGE__S3__BUCKET", "documents"),
+            ("APP__STORAGE__S3__ACCESS_KEY", &s3.access_key),
+            ("APP__STORAGE__S3__SECRET_KEY", &secret),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let owner = app.user("owner").await;
+    let pid = app.project(&owner, "p").await;
+    let aid = app.avatar(&owner, pid, "a").await;
+    let path = format!("/api/v1/projects/{pid}/avatars/{aid}/documents");
+    let kept = app
+        .upload(
+            &owner,
+            &path,
+            "kept.md",
+            b"# Kept\n\nStored before the outage.".to_vec(),
+        )
+        .await;
+    assert_eq!(kept.status, 202, "{}", kept.text);
+    let before = documents_state(&app, pid).await;
+    assert_eq!(
+        (before.0, before.1.len(), before.2),
+        (1, 1, 1),
+        "{before:?}"
+    );
+
+    proxy.cut();
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let refused = app
+            .upload(
+                &owner,
+                &path,
+                &format!("lost-{attempt}.md"),
+                vec![b'x'; 300_000],
+            )
+            .await;
+        let error = refused.error(503, "SERVICE_UNAVAILABLE");
+        assert!(refused.header("retry-after").is_some(), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let ready = app.get("/health/ready").await;
+    assert_eq!(
+        ready.error(503, "SERVICE_UNAVAILABLE")["details"]["failed"],
+        json!(["storage"])
+    );
+
+    proxy.restore();
+    // Nothing of the refused uploads: no row, no blob, nothing counted against the plan.
+    assert_eq!(documents_state(&app, pid).await, before);
+    let later = app
+        .upload(
+            &owner,
+            &path,
+            "later.md",
+            b"# Later\n\nAfter the outage.".to_vec(),
+        )
+        .await;
+    assert_eq!(later.status, 202, "{}", later.text);
+    let after = documents_state(&app, pid).await;
+    assert_eq!((after.0, after.1.len(), after.2), (2, 2, 2), "{after:?}");
+}

@@ -206,12 +206,12 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.jobs.stale_after_secs <= self.jobs.task_timeout_secs {
+        // A running task's row is touched every third of this (its heartbeat), so it never
+        // looks stale however long the task runs; only a dead worker's rows do.
+        if self.jobs.stale_after_secs < 3 {
             return Err(ConfigError::Invalid {
                 key: "jobs.stale_after_secs".into(),
-                reason: "must be longer than jobs.task_timeout_secs, or running tasks would be \
-                         requeued while they run"
-                    .into(),
+                reason: "must be at least 3 (running tasks beat every third of it)".into(),
             });
         }
         if self.events.max_attempts < 1 {

@@ -57,9 +57,6 @@ fn install(context: &AppContext, registry: &mut Registry) -> anyhow::Result<()> 
         context.clock.clone(),
         RateLimiter::new(context.cache.clone(), context.clock.clone()),
     ));
-    registry.subscribe(Arc::new(subscribers::EraseEndUserConversations(
-        service.clone(),
-    )));
     registry.subscribe(Arc::new(subscribers::RemoveAvatarConversations(
         service.clone(),
     )));

@@ -6,42 +6,9 @@ use async_trait::async_trait;
 
 use crate::core::events::{Delivery, EventHandler};
 use crate::modules::avatars::AvatarsEvent;
-use crate::modules::end_users::EndUsersEvent;
 use crate::modules::events::DomainEvent;
 
 use super::service::ChatService;
-
-/// An erased end user takes their conversations and messages along (GDPR).
-pub struct EraseEndUserConversations(pub Arc<ChatService>);
-
-#[async_trait]
-impl EventHandler<DomainEvent> for EraseEndUserConversations {
-    fn name(&self) -> &'static str {
-        "chat.erase_end_user_conversations"
-    }
-
-    fn interested(&self, event: &DomainEvent) -> bool {
-        matches!(
-            event,
-            DomainEvent::EndUsers(EndUsersEvent::EndUserDeleted { .. })
-        )
-    }
-
-    async fn handle(&self, event: &DomainEvent, _delivery: &Delivery) -> anyhow::Result<()> {
-        if let DomainEvent::EndUsers(EndUsersEvent::EndUserDeleted {
-            project_id,
-            end_user_id,
-            ..
-        }) = event
-        {
-            self.0
-                .erase_end_user(*project_id, *end_user_id)
-                .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
-        }
-        Ok(())
-    }
-}
 
 /// A deleted avatar takes its conversations and their messages along.
 pub struct RemoveAvatarConversations(pub Arc<ChatService>);

@@ -1,7 +1,8 @@
 //! End users: the people who talk to a project's avatars through a channel (the public API,
 //! Telegram). Created on first contact, found again by `(channel, external_id)`; operators list,
-//! block and unblock them; deleting one erases them and (through `EndUserDeleted`) their
-//! conversations.
+//! block and unblock them; deleting one erases them and, in the same transaction, their
+//! conversations and messages (a foreign key with `ON DELETE CASCADE`, so a conversation being
+//! started meanwhile is either erased too or refused).
 
 use std::sync::Arc;
 
@@ -292,7 +293,8 @@ impl EndUsersService {
         Ok(view(&model))
     }
 
-    /// Erases the end user; `EndUserDeleted` has the chat module erase their conversations.
+    /// Erases the end user with their conversations and messages (by cascade);
+    /// `EndUserDeleted` has analytics forget what the audit log says about them.
     pub async fn delete(
         &self,
         project_id: ProjectId,

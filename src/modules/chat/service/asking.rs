@@ -23,7 +23,7 @@ use crate::modules::chat::domain::MessageRole;
 use crate::modules::end_users::EndUsersService;
 use crate::modules::end_users::{Contact, EndUserView};
 
-use super::{ChatService, MessageView, bump_conversation, message_view, non_negative};
+use super::{ChatService, MessageView, bump_conversation, gone, message_view, non_negative};
 use crate::modules::billing::Reservation;
 use crate::modules::chat::domain::entities::{conversation, message};
 use crate::modules::chat::domain::errors::ChatError;
@@ -347,7 +347,9 @@ impl ChatService {
             created_at: Set(timestamp),
         }
         .insert(&*uow)
-        .await?;
+        .await
+        // Erased (with its end user, or by its avatar's deletion) since it was read.
+        .map_err(|error| gone(error, "conversation"))?;
         bump_conversation(&*uow, conversation.id, timestamp).await?;
         uow.commit().await?;
         Ok(stored)

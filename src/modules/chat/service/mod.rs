@@ -17,8 +17,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, SqlErr,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -122,6 +122,15 @@ pub struct MessageView {
 }
 
 /// A count or duration stored as `integer`, as the API shows it.
+/// `what`, which a row being written refers to, was deleted meanwhile: a foreign key refused
+/// the row, so nothing of it remains. Other database errors pass as they are.
+fn gone(error: DbErr, what: &'static str) -> ChatError {
+    match error.sql_err() {
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => ChatError::NotFound(what),
+        _ => ChatError::from(error),
+    }
+}
+
 fn non_negative(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
@@ -322,7 +331,9 @@ impl ChatService {
             updated_at: Set(timestamp),
         }
         .insert(&*uow)
-        .await?;
+        .await
+        // The end user was erased since they were found (their conversations go with them).
+        .map_err(|error| gone(error, "end user"))?;
         self.bus
             .publish(
                 &mut uow,
@@ -441,16 +452,6 @@ impl ChatService {
         avatar_id: AvatarId,
     ) -> Result<u64, ChatError> {
         self.delete_conversations(project_id, conversation::Column::AvatarId.eq(avatar_id))
-            .await
-    }
-
-    /// Erases an end user's conversations and their messages (GDPR).
-    pub async fn erase_end_user(
-        &self,
-        project_id: ProjectId,
-        end_user_id: EndUserId,
-    ) -> Result<u64, ChatError> {
-        self.delete_conversations(project_id, conversation::Column::EndUserId.eq(end_user_id))
             .await
     }
 

@@ -528,6 +528,7 @@ impl DocumentsService {
             )
             .await?;
         uow.commit().await?;
+        tracing::info!(document_id = %model.id, chunks_count, tokens_count, "document processed");
         Ok((chunks_count, tokens_count))
     }
 }

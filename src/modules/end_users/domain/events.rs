@@ -24,7 +24,7 @@ pub enum EndUsersEvent {
         end_user_id: EndUserId,
         actor: Actor,
     },
-    /// Erased (GDPR): the chat module erases their conversations and messages.
+    /// Erased (GDPR), with their conversations and messages; analytics forgets them.
     EndUserDeleted {
         project_id: ProjectId,
         end_user_id: EndUserId,

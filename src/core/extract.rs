@@ -81,6 +81,11 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                 return Err(too_large(limit));
             }
             reject_nul_in_json(&bytes)?;
+            // Every body of this API is an object; serde would also read a struct from an
+            // array of its fields in order (`[null, null]`), which no client means.
+            if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(AppError::validation("body", "body: must be a JSON object"));
+            }
             let value = parse_json::<T>(&bytes)?;
             value.validate()?;
             Ok(ValidJson(value))

@@ -42,6 +42,129 @@ impl Modify for SecuritySchemes {
 )]
 struct CoreDoc;
 
+/// The error answers any operation can give besides its own, documented on every operation
+/// that lacks them once the modules' paths are merged: an unexpected failure (500) or a
+/// dependency down (503) anywhere; a missing or bad credential (401) and a role or scope that
+/// does not allow it (403) where the operation is secured; an unknown or another tenant's id
+/// (404) where the path has one; a malformed body or query (400), a failed validation (422), an
+/// oversized body (413) and another content type (415) where there is a body or a query. The
+/// OpenAI-compatible routes answer in OpenAI's error shape.
+pub fn document_common_errors(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    let components = document.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert(OPENAI_ERROR.to_owned(), openai_error_schema().into());
+    let answer = |schema: &str, description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(schema)))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in &mut document.paths.paths {
+        let schema = if path.starts_with("/api/v1/openai/") {
+            OPENAI_ERROR
+        } else {
+            "ErrorEnvelope"
+        };
+        let operations: [Option<&mut Operation>; 5] = [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.put.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ];
+        for operation in operations.into_iter().flatten() {
+            let secured = operation
+                .security
+                .as_ref()
+                .is_some_and(|requirements| !requirements.is_empty());
+            let has_query = operation.parameters.iter().flatten().any(|parameter| {
+                matches!(parameter, RefOr::T(parameter) if matches!(parameter.parameter_in, ParameterIn::Query))
+            });
+            let has_body = operation.request_body.is_some();
+            let common = [
+                (
+                    true,
+                    "500",
+                    "an unexpected failure (its request id is in `details`)",
+                ),
+                (
+                    true,
+                    "503",
+                    "a dependency is unavailable; retry after `Retry-After`",
+                ),
+                (
+                    secured,
+                    "401",
+                    "no credential, or an invalid, expired or revoked one",
+                ),
+                (
+                    secured,
+                    "403",
+                    "the role or the key's scope does not allow it",
+                ),
+                (
+                    path.contains('{'),
+                    "404",
+                    "no such resource in the caller's tenancy",
+                ),
+                (has_body || has_query, "400", "a malformed body or query"),
+                (
+                    has_body || has_query,
+                    "422",
+                    "a field failed validation (`field` names it)",
+                ),
+                (
+                    has_body,
+                    "413",
+                    "the body is larger than this route accepts",
+                ),
+                (
+                    has_body,
+                    "415",
+                    "the body is not of a content type this route reads",
+                ),
+            ];
+            for (applies, status, description) in common {
+                if applies && !operation.responses.responses.contains_key(status) {
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_owned(), answer(schema, description).into());
+                }
+            }
+        }
+    }
+}
+
+const OPENAI_ERROR: &str = "OpenAiErrorEnvelope";
+
+/// OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+fn openai_error_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let nullable_string =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    let body = ObjectBuilder::new()
+        .property("message", ObjectBuilder::new().schema_type(Type::String))
+        .property("type", ObjectBuilder::new().schema_type(Type::String))
+        .property("param", nullable_string())
+        .property("code", nullable_string())
+        .required("message")
+        .required("type");
+    ObjectBuilder::new()
+        .property("error", body)
+        .required("error")
+        .into()
+}
+
 /// The core document; the modules' paths are merged into it.
 pub fn base_document() -> utoipa::openapi::OpenApi {
     let mut document = CoreDoc::openapi();

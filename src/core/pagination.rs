@@ -6,14 +6,19 @@ use validator::Validate;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
+/// The largest `offset` a list takes (10^9; PostgreSQL's own limit is `i64::MAX`).
+pub const MAX_OFFSET: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy, Deserialize, Validate, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1 to 200, default 50.
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
-    /// Items to skip, default 0.
+    /// Items to skip, default 0, at most 10^9.
+    #[validate(range(max = MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 

@@ -42,5 +42,6 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     for module in ALL {
         document.merge((module.openapi)());
     }
+    crate::core::openapi::document_common_errors(&mut document);
     document
 }

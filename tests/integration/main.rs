@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod analytics;
+mod api_fuzzing;
 mod auth;
 mod avatars;
 mod billing;

@@ -9,11 +9,11 @@ mod invitations;
 mod members;
 mod secrets;
 
-pub use api_keys::CreatedApiKey;
-pub use invitations::CreatedInvitation;
+pub use api_keys::{ApiKeyView, CreatedApiKey};
+pub use invitations::{CreatedInvitation, InvitationView};
 use members::ROLES_CACHED;
 pub use members::{MemberAddition, MemberView};
-pub use secrets::{BoundCredential, EndpointSecrets, SecretName};
+pub use secrets::{BoundCredential, EndpointSecrets, SecretName, SecretView};
 
 use std::collections::HashMap;
 use std::sync::Arc;

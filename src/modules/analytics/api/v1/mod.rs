@@ -40,8 +40,11 @@ pub struct AuditQuery {
     #[validate(length(max = 200))]
     pub cursor: Option<String>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     /// Entries to skip when no `cursor` is given (the cursor takes precedence).
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 

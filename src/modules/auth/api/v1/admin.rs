@@ -6,7 +6,7 @@ use crate::core::auth::SaasAdmin;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::UserId;
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::auth::service::{AuthService, UserPatch, UserView};
 
 use super::schemas::{UpdateUserRequest, UserListQuery};
@@ -14,7 +14,7 @@ use super::schemas::{UpdateUserRequest, UserListQuery};
 /// All users, newest first; `q` searches emails.
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
     params(UserListQuery),
-    responses((status = 200, description = "`{items: [User], total, limit, offset}`"),
+    responses((status = 200, body = Page<UserView>, description = "`{items: [User], total, limit, offset}`"),
               (status = 403, body = ErrorEnvelope)))]
 #[get("/admin/users")]
 pub async fn list_users(
@@ -31,7 +31,7 @@ pub async fn list_users(
 
 /// Changes a user's platform role or deactivates them (their tokens stop working at once).
 #[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
-    request_body = UpdateUserRequest,
+    params(("id" = Uuid, Path)), request_body = UpdateUserRequest,
     responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope),
               (status = 409, description = "would demote or deactivate yourself", body = ErrorEnvelope)))]
 #[patch("/admin/users/{id}")]

@@ -53,7 +53,10 @@ pub struct UserListQuery {
     #[validate(length(max = 254))]
     pub q: Option<String>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 

@@ -8,7 +8,7 @@ use crate::core::auth::{Manager, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::{AvatarId, ProjectId};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::avatars::service::{AvatarPatch, AvatarView, AvatarsService, NewAvatar};
 
 use schemas::{CreateAvatarRequest, UpdateAvatarRequest};
@@ -17,6 +17,7 @@ use schemas::{CreateAvatarRequest, UpdateAvatarRequest};
 #[utoipa::path(post, path = "/api/v1/projects/{pid}/avatars", tag = "avatars", security(("bearer" = [])),
     params(("pid" = Uuid, Path)), request_body = CreateAvatarRequest,
     responses((status = 201, body = AvatarView), (status = 409, body = ErrorEnvelope, description = "the slug is taken"),
+              (status = 402, body = ErrorEnvelope, description = "the plan's `max_avatars` is reached"),
               (status = 422, body = ErrorEnvelope)))]
 #[post("/projects/{pid}/avatars")]
 pub async fn create_avatar(
@@ -42,7 +43,7 @@ pub async fn create_avatar(
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/avatars", tag = "avatars", security(("bearer" = [])),
     params(("pid" = Uuid, Path), PageParams),
-    responses((status = 200, description = "`{items: [Avatar], total, limit, offset}`")))]
+    responses((status = 200, body = Page<AvatarView>, description = "`{items: [Avatar], total, limit, offset}`")))]
 #[get("/projects/{pid}/avatars")]
 pub async fn list_avatars(
     access: ProjectAccess<Viewer>,

@@ -100,7 +100,10 @@ pub struct UsageQuery {
     /// `chat` or `embedding`.
     pub kind: Option<UsageKind>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 
@@ -115,7 +118,7 @@ fn paged<T: Clone>(items: Vec<T>, page: &PageParams) -> Page<T> {
 /// Every plan of the catalogue, hidden ones too.
 #[utoipa::path(get, path = "/api/v1/admin/plans", tag = "billing", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, description = "`{items: [Plan], total, limit, offset}`"),
+    responses((status = 200, body = Page<PlanView>, description = "`{items: [Plan], total, limit, offset}`"),
               (status = 403, body = ErrorEnvelope)))]
 #[get("/admin/plans")]
 pub async fn list_plans(
@@ -204,7 +207,7 @@ pub async fn delete_plan(
 /// The public plans, for any signed-in user (what an owner may ask for).
 #[utoipa::path(get, path = "/api/v1/billing/plans", tag = "billing", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, description = "`{items: [Plan], total, limit, offset}`")))]
+    responses((status = 200, body = Page<PlanView>, description = "`{items: [Plan], total, limit, offset}`")))]
 #[get("/billing/plans")]
 pub async fn public_plans(
     _user: CurrentUser,
@@ -229,7 +232,7 @@ pub async fn project_billing(
 /// The project's usage ledger, newest first: one row per LLM call and embedding batch.
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/billing/usage", tag = "billing", security(("bearer" = [])),
     params(("pid" = Uuid, Path), UsageQuery),
-    responses((status = 200, description = "`{items: [UsageView], total, limit, offset}`"),
+    responses((status = 200, body = Page<UsageView>, description = "`{items: [UsageView], total, limit, offset}`"),
               (status = 404, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/billing/usage")]
 pub async fn project_usage(

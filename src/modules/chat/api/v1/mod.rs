@@ -16,8 +16,10 @@ use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::{AvatarId, ConversationId, EndUserId, ProjectId};
-use crate::core::pagination::PageParams;
-use crate::modules::chat::service::{ChatService, ConversationFilter, ConversationView};
+use crate::core::pagination::{Page, PageParams};
+use crate::modules::chat::service::{
+    ChatService, ConversationFilter, ConversationView, MessageView,
+};
 
 use respond::ChatResponse;
 
@@ -46,7 +48,10 @@ pub struct ConversationQuery {
     /// `playground`, `api` or `telegram`.
     pub channel: Option<Channel>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 
@@ -71,7 +76,7 @@ pub async fn create_conversation(
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/conversations", tag = "chat", security(("bearer" = [])),
     params(("pid" = Uuid, Path), ConversationQuery),
-    responses((status = 200, description = "`{items: [Conversation], total, limit, offset}`")))]
+    responses((status = 200, body = Page<ConversationView>, description = "`{items: [Conversation], total, limit, offset}`")))]
 #[get("/projects/{pid}/conversations")]
 pub async fn list_conversations(
     access: ProjectAccess<Operator>,
@@ -97,7 +102,7 @@ pub async fn list_conversations(
 /// A conversation's messages, oldest first.
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/conversations/{cid}/messages", tag = "chat", security(("bearer" = [])),
     params(("pid" = Uuid, Path), ("cid" = Uuid, Path), PageParams),
-    responses((status = 200, description = "`{items: [Message], total, limit, offset}`"),
+    responses((status = 200, body = Page<MessageView>, description = "`{items: [Message], total, limit, offset}`"),
               (status = 404, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/conversations/{cid}/messages")]
 pub async fn list_messages(
@@ -192,6 +197,8 @@ pub(super) async fn key_within_rate(
         openai::chat_completions,
         openai::create_embeddings,
     ),
+    // Named by the conversations list's `channel` filter.
+    components(schemas(Channel)),
     tags(
         (name = "chat", description = "Conversations with avatars and their answers"),
         (name = "public", description = "Called with a project API key"),

@@ -11,7 +11,7 @@ use crate::core::auth::{Manager, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::{AvatarId, DocumentId, ProjectId};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::documents::retrieval::SearchHit;
 use crate::modules::documents::service::{DocumentStatus, DocumentView, DocumentsService};
 
@@ -21,7 +21,10 @@ pub struct DocumentListQuery {
     /// uploaded, processing, ready or failed.
     pub status: Option<String>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 
@@ -41,7 +44,7 @@ pub struct SearchResponse {
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/avatars/{aid}/documents", tag = "documents",
     security(("bearer" = [])), params(("pid" = Uuid, Path), ("aid" = Uuid, Path), DocumentListQuery),
-    responses((status = 200, description = "`{items: [Document], total, limit, offset}`"),
+    responses((status = 200, body = Page<DocumentView>, description = "`{items: [Document], total, limit, offset}`"),
               (status = 404, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/avatars/{aid}/documents")]
 pub async fn list_documents(

@@ -10,7 +10,7 @@ use crate::core::channel::Channel;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::ValidQuery;
 use crate::core::ids::{EndUserId, ProjectId};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::end_users::service::{EndUserFilter, EndUserView, EndUsersService};
 
 #[derive(Debug, Deserialize, Validate, IntoParams)]
@@ -24,7 +24,10 @@ pub struct EndUserQuery {
     pub channel: Option<String>,
     pub blocked: Option<bool>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 
@@ -40,7 +43,7 @@ pub fn known_channel(channel: &str) -> Result<(), validator::ValidationError> {
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/end-users", tag = "end-users", security(("bearer" = [])),
     params(("pid" = Uuid, Path), EndUserQuery),
-    responses((status = 200, description = "`{items: [EndUser], total, limit, offset}`")))]
+    responses((status = 200, body = Page<EndUserView>, description = "`{items: [EndUser], total, limit, offset}`")))]
 #[get("/projects/{pid}/end-users")]
 pub async fn list_end_users(
     access: ProjectAccess<Operator>,

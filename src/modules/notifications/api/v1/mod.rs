@@ -10,7 +10,7 @@ use validator::Validate;
 use crate::core::auth::{CurrentUser, SaasAdmin};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery, capped_body, nullable};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::notifications::domain::{DeliveryStatus, NotificationEvent};
 use crate::modules::notifications::service::{
     DeliveryView, LinkCode, NotificationsService, PlatformBotView, SettingsView,
@@ -83,7 +83,7 @@ pub async fn unlink(
 /// The caller's messages, newest first, with how each went.
 #[utoipa::path(get, path = "/api/v1/notifications/deliveries", tag = "notifications",
     security(("bearer" = [])), params(PageParams),
-    responses((status = 200, description = "`{items: [Delivery], total, limit, offset}`")))]
+    responses((status = 200, body = Page<DeliveryView>, description = "`{items: [Delivery], total, limit, offset}`")))]
 #[get("/notifications/deliveries")]
 pub async fn deliveries(
     user: CurrentUser,

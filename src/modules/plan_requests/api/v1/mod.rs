@@ -10,7 +10,7 @@ use crate::core::auth::{Owner, ProjectAccess, SaasAdmin};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::PlanRequestId;
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::plan_requests::service::{
     PlanRequestStatus, PlanRequestView, PlanRequestsService,
 };
@@ -39,7 +39,10 @@ pub struct AdminPlanRequestQuery {
     /// `pending`, `approved` or `rejected`.
     pub status: Option<PlanRequestStatus>,
     #[validate(range(min = 1, max = 200))]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+    #[validate(range(max = crate::core::pagination::MAX_OFFSET))]
+    #[param(maximum = 1_000_000_000)]
     pub offset: Option<u64>,
 }
 
@@ -69,7 +72,7 @@ pub async fn create_plan_request(
 /// The project's plan requests, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/plan-requests", tag = "billing",
     security(("bearer" = [])), params(("pid" = Uuid, Path), PageParams),
-    responses((status = 200, description = "`{items: [PlanRequest], total, limit, offset}`")))]
+    responses((status = 200, body = Page<PlanRequestView>, description = "`{items: [PlanRequest], total, limit, offset}`")))]
 #[get("/projects/{pid}/plan-requests")]
 pub async fn list_project_plan_requests(
     access: ProjectAccess<Owner>,
@@ -82,7 +85,7 @@ pub async fn list_project_plan_requests(
 /// Every project's plan requests, `?status=` to filter.
 #[utoipa::path(get, path = "/api/v1/admin/plan-requests", tag = "billing",
     security(("bearer" = [])), params(AdminPlanRequestQuery),
-    responses((status = 200, description = "`{items: [PlanRequest], total, limit, offset}`"),
+    responses((status = 200, body = Page<PlanRequestView>, description = "`{items: [PlanRequest], total, limit, offset}`"),
               (status = 403, body = ErrorEnvelope)))]
 #[get("/admin/plan-requests")]
 pub async fn list_plan_requests(

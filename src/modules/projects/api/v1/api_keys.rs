@@ -6,9 +6,9 @@ use crate::core::auth::{ApiKeyPrincipal, Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::{ApiKeyId, AvatarId, ProjectId};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::avatars::{AvatarsError, AvatarsService};
-use crate::modules::projects::service::{CreatedApiKey, ProjectsService};
+use crate::modules::projects::service::{ApiKeyView, CreatedApiKey, ProjectsService};
 
 use super::schemas::{ApiKeyIdentity, CreateApiKeyRequest};
 
@@ -69,7 +69,7 @@ async fn own_avatars(
 /// Keys without their secret part.
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/api-keys", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path)),
-    responses((status = 200, description = "`{items: [ApiKey], total, limit, offset}`")))]
+    responses((status = 200, body = Page<ApiKeyView>, description = "`{items: [ApiKey], total, limit, offset}`")))]
 #[get("/projects/{pid}/api-keys")]
 pub async fn list_api_keys(
     access: ProjectAccess<Manager>,

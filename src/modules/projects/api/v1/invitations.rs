@@ -6,14 +6,14 @@ use crate::core::auth::{CurrentUser, Owner, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::{InvitationId, ProjectId};
-use crate::core::pagination::PageParams;
-use crate::modules::projects::service::{MemberView, ProjectsService};
+use crate::core::pagination::{Page, PageParams};
+use crate::modules::projects::service::{InvitationView, MemberView, ProjectsService};
 
 use super::schemas::{AcceptInvitationRequest, AcceptedInvitation};
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/invitations", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path), PageParams),
-    responses((status = 200, description = "`{items: [Invitation], total, limit, offset}`: pending ones, without tokens"),
+    responses((status = 200, body = Page<InvitationView>, description = "`{items: [Invitation], total, limit, offset}`: pending ones, without tokens"),
               (status = 404, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/invitations")]
 pub async fn list_invitations(

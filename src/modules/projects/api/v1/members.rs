@@ -7,7 +7,7 @@ use crate::core::email::Email;
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::{ProjectId, UserId};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::projects::service::{
     CreatedInvitation, MemberAddition, MemberView, ProjectsService,
 };
@@ -16,7 +16,7 @@ use super::schemas::{AddMemberRequest, ChangeRoleRequest};
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/members", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path), PageParams),
-    responses((status = 200, description = "`{items: [Member], total, limit, offset}`"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = Page<MemberView>, description = "`{items: [Member], total, limit, offset}`"), (status = 404, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/members")]
 pub async fn list_members(
     access: ProjectAccess<Viewer>,

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use crate::core::auth::{CurrentUser, Manager, Owner, ProjectAccess, Viewer};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
-use crate::core::pagination::PageParams;
+use crate::core::pagination::{Page, PageParams};
 use crate::modules::projects::service::{ProjectPatch, ProjectView, ProjectsService};
 
 use super::schemas::{CreateProjectRequest, UpdateProjectRequest};
@@ -28,7 +28,7 @@ pub async fn create_project(
 /// The caller's projects (all of them for a saas_admin).
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, description = "`{items: [Project], total, limit, offset}`")))]
+    responses((status = 200, body = Page<ProjectView>, description = "`{items: [Project], total, limit, offset}`")))]
 #[get("/projects")]
 pub async fn list_projects(
     user: CurrentUser,

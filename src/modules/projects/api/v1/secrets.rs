@@ -6,14 +6,14 @@ use crate::core::auth::{Manager, ProjectAccess};
 use crate::core::error::{AppError, ErrorEnvelope};
 use crate::core::extract::{ValidJson, ValidQuery};
 use crate::core::ids::ProjectId;
-use crate::core::pagination::PageParams;
-use crate::modules::projects::service::{ProjectsService, SecretName};
+use crate::core::pagination::{Page, PageParams};
+use crate::modules::projects::service::{ProjectsService, SecretName, SecretView};
 
 use super::schemas::PutSecretRequest;
 
 #[utoipa::path(get, path = "/api/v1/projects/{pid}/secrets", tag = "projects", security(("bearer" = [])),
     params(("pid" = Uuid, Path)),
-    responses((status = 200, description = "`{items: [Secret], total, limit, offset}`"), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = Page<SecretView>, description = "`{items: [Secret], total, limit, offset}`"), (status = 403, body = ErrorEnvelope)))]
 #[get("/projects/{pid}/secrets")]
 pub async fn list_secrets(
     access: ProjectAccess<Manager>,

@@ -93,6 +93,13 @@ pub const KEY_USER_PREFIX: &str = "api-key:";
 
 /// Parses a request body; a field missing or of the wrong type is named in `param`.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
+    // A body is an object (serde would also read a struct from an array of its fields).
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(OpenAiError::invalid(
+            "body",
+            "the body must be a JSON object",
+        ));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -785,3 +785,47 @@ async fn an_update_queued_with_the_earlier_per_update_job_is_still_answered_once
     assert_eq!(bot.telegram.chat_texts(CHAT_ID), [ANSWER], "answered once");
     assert_eq!(bot.chat.llm.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn telegram_failing_on_its_side_mid_answer_still_shows_the_whole_answer() {
+    let answer = "Slow and steady wins the race, one careful step after another. ".repeat(6);
+    let bot = connected(Reply::Stream {
+        chunks: pieces(&answer),
+        gap: Duration::from_millis(40),
+        usage: Some((5, 60)),
+        break_after: None,
+    })
+    .await;
+    // The first message and then two edits fail on Telegram's side (5xx).
+    bot.telegram.fail_next(
+        "sendMessage",
+        1,
+        TelegramFault::Status {
+            code: 500,
+            description: "Internal Server Error".into(),
+        },
+    );
+    bot.telegram.fail_next(
+        "editMessageText",
+        2,
+        TelegramFault::Status {
+            code: 502,
+            description: "Bad Gateway".into(),
+        },
+    );
+    bot.deliver(&text_update(30, CHAT_ID, 42, "Ada", "How to win?"))
+        .await;
+    eventually(Duration::from_secs(30), "the whole answer", || async {
+        let texts = bot.telegram.chat_texts(CHAT_ID);
+        if texts.concat().trim() == answer.trim() {
+            Ok(())
+        } else {
+            Err(texts)
+        }
+    })
+    .await;
+    // The failures happened (the fake records refused calls too), and the answer was asked once.
+    assert!(bot.telegram.calls_of("sendMessage").len() >= 2);
+    assert!(bot.telegram.calls_of("editMessageText").len() >= 3);
+    assert_eq!(bot.chat.llm.requests().len(), 1);
+}

@@ -114,6 +114,16 @@ pub enum BotApiError {
     Unreachable(String),
 }
 
+impl BotApiError {
+    /// Worth trying again shortly: Telegram failed itself (5xx) or did not answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BotApiError::Unreachable(_) | BotApiError::Rejected { code: 500.., .. }
+        )
+    }
+}
+
 fn classify(error: frankenstein::Error) -> BotApiError {
     match error {
         frankenstein::Error::Api(response) => {

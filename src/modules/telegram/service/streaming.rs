@@ -96,7 +96,8 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// The text so far: shown now if the pace allows (a refused edit waits for the next).
+    /// The text so far: shown now if the pace allows. An edit refused with 429, or failed on
+    /// Telegram's side (5xx, no answer), waits for the next one: the answer goes on.
     pub async fn progress(&mut self, text: &str) -> Result<Delivered, BotApiError> {
         if !self.sent.is_empty() && Instant::now() < self.next_edit {
             return Ok(Delivered::Shown);
@@ -106,21 +107,32 @@ impl<'a> Relay<'a> {
                 self.next_edit = Instant::now() + Duration::from_secs(u64::from(seconds));
                 Ok(Delivered::Shown)
             }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(
+                    chat_id = self.chat_id,
+                    "an edit failed, the next one follows: {error}"
+                );
+                self.next_edit = Instant::now() + self.interval;
+                Ok(Delivered::Shown)
+            }
             other => other,
         }
     }
 
-    /// The whole text, shown whatever it takes (Telegram's `retry_after` waited out).
+    /// The whole text, shown whatever it takes: Telegram's `retry_after` waited out, and its
+    /// own failures (5xx, no answer) tried again a second later, up to `FINAL_ATTEMPTS` times.
     pub async fn finish(&mut self, text: &str) -> Result<Delivered, BotApiError> {
         let mut attempt = 0;
         loop {
-            match self.show(text).await {
+            let wait = match self.show(text).await {
                 Err(BotApiError::RetryAfter(seconds)) if attempt + 1 < FINAL_ATTEMPTS => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_secs(u64::from(seconds.max(1)))).await;
+                    seconds.max(1)
                 }
+                Err(error) if error.is_transient() && attempt + 1 < FINAL_ATTEMPTS => 1,
                 other => return other,
-            }
+            };
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(u64::from(wait))).await;
         }
     }
 

@@ -234,6 +234,31 @@ async fn with_the_database_gone_requests_answer_503_quickly_and_recover_without_
     let path = format!("/api/v1/projects/{pid}");
     assert_eq!(app.get_as(&owner, &path).await.status, 200);
 
+    // Load all along: clients reading the project through the outage and the recovery.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders: Vec<JoinHandle<Vec<(u16, String, Duration)>>> = (0..6)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url(&path));
+            let (token, stop) = (owner.access_token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    let code = body["error"]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.push((status, code, started.elapsed()));
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     proxy.cut();
     for request in 0..3 {
         let started = Instant::now();
@@ -265,6 +290,28 @@ async fn with_the_database_gone_requests_answer_503_quickly_and_recover_without_
         }
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut seen = Vec::new();
+    for loader in loaders {
+        seen.extend(loader.await.unwrap());
+    }
+    // Under load, every answer was the project or a 503 in the envelope, none slow; the load
+    // saw both sides of the outage.
+    let odd: Vec<_> = seen
+        .iter()
+        .filter(|(status, code, _)| {
+            !matches!(
+                (status, code.as_str()),
+                (200, "") | (503, "SERVICE_UNAVAILABLE")
+            )
+        })
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
+    let slowest = seen.iter().map(|(_, _, took)| *took).max().unwrap();
+    assert!(slowest < Duration::from_secs(5), "{slowest:?}");
+    assert!(seen.iter().any(|(status, _, _)| *status == 503));
+    assert_eq!(seen.last().map(|(status, _, _)| *status), Some(200));
 }
 
 /// The documents' rows and blobs, and what the plan counts of them.

@@ -176,6 +176,7 @@ async fn a_server_killed_during_ingestion_loses_no_document_and_doubles_no_chunk
         "the kill came after the work: {left:?}"
     );
 
+    let restarted = std::time::Instant::now();
     let second = deployment.serve("serve-2", 2).await;
     all_ready(
         &deployment,
@@ -183,7 +184,15 @@ async fn a_server_killed_during_ingestion_loses_no_document_and_doubles_no_chunk
         Duration::from_secs(60 + 10 * count as u64),
     )
     .await;
+    let recovered_in = restarted.elapsed();
     nothing_doubled_or_orphaned(&deployment).await;
+    println!(
+        "kill -9 during ingestion: {count} documents, {} ready before the kill, {} being \
+         processed; all ready {:.1} s after the restart",
+        left.get("ready").copied().unwrap_or(0),
+        interrupted.len(),
+        recovered_in.as_secs_f64()
+    );
     // The run the kill interrupted was taken over and finished by the new process.
     let finished_by_second: BTreeSet<String> = second.processed().into_iter().collect();
     for id in &interrupted {
@@ -217,6 +226,7 @@ async fn two_servers_and_a_worker_share_the_work_and_each_effect_happens_once() 
         deployment.serve("serve-b", 1).await,
     ];
     let worker = deployment.worker("worker", 2);
+    let started = std::time::Instant::now();
     for n in 0..count {
         deployment.through(&servers[n % 2]);
         tenant.upload(&deployment, n).await;
@@ -249,6 +259,20 @@ async fn two_servers_and_a_worker_share_the_work_and_each_effect_happens_once() 
     assert!(
         busy.len() >= 2,
         "one process did all the work: {by_document:?}"
+    );
+    let share = |name: &str| {
+        by_document
+            .values()
+            .filter(|names| names.contains(&name))
+            .count()
+    };
+    println!(
+        "two servers and a worker: {count} documents ready in {:.1} s, processed by serve-a {}, \
+         serve-b {}, worker {}",
+        started.elapsed().as_secs_f64(),
+        share("serve-a"),
+        share("serve-b"),
+        share("worker")
     );
 
     // The per-key rate limit is one count across processes (Redis), not one per process.

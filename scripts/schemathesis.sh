@@ -16,36 +16,18 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd -P)"
-VERSION="4.32.5"
-TARGET="$REPO_ROOT/.tools/schemathesis"
-MARKER="$TARGET/.installed-$VERSION"
+. "$SCRIPT_DIR/pypi-tool.sh"
 
-die() {
-    printf 'schemathesis: error: %s\n' "$*" >&2
-    exit 1
-}
-
-[ $# -ge 1 ] || die "usage: $0 <base url> [st run options]"
+if [ $# -lt 1 ]; then
+    printf 'usage: %s <base url> [st run options]\n' "$0" >&2
+    exit 2
+fi
 base_url="${1%/}"
 shift
-command -v python3 >/dev/null 2>&1 || die "python3 (with pip) is needed"
-if [ ! -f "$MARKER" ]; then
-    printf 'schemathesis: installing schemathesis==%s into .tools/schemathesis (once)\n' \
-        "$VERSION" >&2
-    mkdir -p "$REPO_ROOT/.tools"
-    staging="$(mktemp -d "$REPO_ROOT/.tools/schemathesis.XXXXXX")"
-    trap 'rm -rf "$staging"' EXIT
-    python3 -m pip install --quiet --no-input --disable-pip-version-check \
-        --only-binary=:all: --target "$staging" "schemathesis==$VERSION" \
-        || die "pip install schemathesis==$VERSION failed"
-    touch "$staging/.installed-$VERSION"
-    rm -rf "$TARGET"
-    mv "$staging" "$TARGET"
-    trap - EXIT
-fi
+pypi_tool_install schemathesis schemathesis 4.32.5 schemathesis
 # No cache of earlier runs' examples: each run stands alone.
 export HYPOTHESIS_STORAGE_DIRECTORY="${TMPDIR:-/tmp}/schemathesis-hypothesis-$$"
 trap 'rm -rf "$HYPOTHESIS_STORAGE_DIRECTORY"' EXIT
-PYTHONPATH="$TARGET" python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())' \
+PYTHONPATH="$REPO_ROOT/.tools/schemathesis" python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())' \
     --config-file "$SCRIPT_DIR/schemathesis.toml" run "$base_url/openapi.json" \
     --max-examples "${ST_MAX_EXAMPLES:-10}" --seed "${ST_SEED:-1}" --no-color "$@"

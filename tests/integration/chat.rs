@@ -193,6 +193,41 @@ impl Chat {
             .await
     }
 
+    /// The public API's answer to `message` from the end user `external_id` (200 expected).
+    pub async fn public_answer(&self, key: &str, external_id: &str, message: &str) -> Value {
+        let body = json!({"end_user": {"external_id": external_id}, "message": message});
+        let answered = self.public_chat(key, self.aid, &body).await;
+        assert_eq!(answered.status, 200, "{}", answered.text);
+        answered.json
+    }
+
+    /// Column `n` of `sql`'s first row, with `$1` bound to `value`.
+    pub async fn number(&self, sql: &str, value: Uuid) -> i64 {
+        self.app
+            .context
+            .db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                sql,
+                [value.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap()
+    }
+
+    /// The project's reserved tokens plus its open reservations: 0 once every answer settled.
+    pub async fn still_reserved(&self) -> i64 {
+        self.number(
+            "SELECT s.tokens_reserved + (SELECT count(*) FROM token_reservations r \
+             WHERE r.project_id = s.project_id) AS n FROM subscriptions s WHERE project_id = $1",
+            self.pid,
+        )
+        .await
+    }
+
     pub async fn public_chat(&self, key: &str, avatar: Uuid, body: &Value) -> TestResponse {
         self.app
             .send(
@@ -791,16 +826,9 @@ async fn another_projects_conversations_end_users_and_avatars_answer_404() {
 async fn deleting_an_end_user_erases_their_conversations_and_messages() {
     let chat = chat_app(&[], Reply::answer(ANSWER, (5, 5)), true).await;
     let key = chat.api_key().await;
-    let answered = chat
-        .public_chat(
-            &key,
-            chat.aid,
-            &json!({"end_user": {"external_id": "ada"}, "message": "Hi?"}),
-        )
-        .await;
-    assert_eq!(answered.status, 200, "{}", answered.text);
-    let end_user = answered.json["end_user"]["id"].as_str().unwrap().to_owned();
-    let conversation: Uuid = answered.json["conversation_id"]
+    let answered = chat.public_answer(&key, "ada", "Hi?").await;
+    let end_user = answered["end_user"]["id"].as_str().unwrap().to_owned();
+    let conversation: Uuid = answered["conversation_id"]
         .as_str()
         .unwrap()
         .parse()

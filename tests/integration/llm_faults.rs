@@ -6,30 +6,12 @@
 use std::time::Duration;
 
 use avatar_platform::core::tokens::count_tokens;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use uuid::Uuid;
 
 use crate::chat::{Chat, chat_app, frames, messages_when};
 use crate::fake_openai::{Reply, pieces};
 use crate::helpers::eventually;
 
 const PARTIAL: &str = "Plans renew every month on the day ";
-
-async fn number(chat: &Chat, sql: &str, value: Uuid) -> i64 {
-    chat.app
-        .context
-        .db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [value.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap()
-}
 
 /// Asks in a new conversation while the model misbehaves as `reply` says, and checks what the
 /// client saw against what was stored and charged.
@@ -79,8 +61,7 @@ async fn fails_mid_answer(chat: &Chat, reply: Reply, fault: &str) {
         )
     };
     assert_eq!(
-        number(
-            chat,
+        chat.number(
             "SELECT count(*) AS n FROM usage_ledger WHERE conversation_id = $1 AND kind = 'chat'",
             conversation
         )
@@ -89,12 +70,13 @@ async fn fails_mid_answer(chat: &Chat, reply: Reply, fault: &str) {
         "{fault}: one chat row in the ledger"
     );
     assert_eq!(
-        number(chat, &ledger("completion_tokens"), conversation).await,
+        chat.number(&ledger("completion_tokens"), conversation)
+            .await,
         completion,
         "{fault}"
     );
     assert_eq!(
-        number(chat, &ledger("prompt_tokens"), conversation).await,
+        chat.number(&ledger("prompt_tokens"), conversation).await,
         answer["usage"]["prompt_tokens"].as_i64().unwrap(),
         "{fault}"
     );
@@ -103,32 +85,30 @@ async fn fails_mid_answer(chat: &Chat, reply: Reply, fault: &str) {
 
 /// Nothing stays reserved, and what the period used is what the ledger counted.
 async fn settled(chat: &Chat, fault: &str) {
-    let reserved = "SELECT s.tokens_reserved + (SELECT count(*) FROM token_reservations r \
-                    WHERE r.project_id = s.project_id) AS n FROM subscriptions s WHERE project_id = $1";
     eventually(
         Duration::from_secs(10),
         "the reservation is settled",
         || async {
-            match number(chat, reserved, chat.pid).await {
+            match chat.still_reserved().await {
                 0 => Ok(()),
                 left => Err(format!("{fault}: {left} still reserved")),
             }
         },
     )
     .await;
-    let used = number(
-        chat,
-        "SELECT tokens_used AS n FROM subscriptions WHERE project_id = $1",
-        chat.pid,
-    )
-    .await;
-    let counted = number(
-        chat,
-        "SELECT coalesce(sum(total_tokens), 0)::bigint AS n FROM usage_ledger \
+    let used = chat
+        .number(
+            "SELECT tokens_used AS n FROM subscriptions WHERE project_id = $1",
+            chat.pid,
+        )
+        .await;
+    let counted = chat
+        .number(
+            "SELECT coalesce(sum(total_tokens), 0)::bigint AS n FROM usage_ledger \
          WHERE project_id = $1 AND counted",
-        chat.pid,
-    )
-    .await;
+            chat.pid,
+        )
+        .await;
     assert_eq!(used, counted, "{fault}: the period's use is the ledger's");
 }
 

@@ -14,15 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::fixtures::unique_email;
 use crate::helpers::{AppOptions, TestApp, eventually, spawn_app_with};
+use crate::processes::free_port;
 
 use crate::fixtures::PASSWORD;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A `redis-server` of this test's own, in the foreground (killed when dropped).
 struct OwnRedis {

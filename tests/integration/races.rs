@@ -14,22 +14,6 @@ use crate::helpers::eventually;
 
 const ANSWER: &str = "Plans renew monthly.";
 
-async fn count(chat: &crate::chat::Chat, sql: &str, value: Uuid) -> i64 {
-    chat.app
-        .context
-        .db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [value.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap()
-}
-
 /// An end user erased while their question is starting a conversation: the request had found
 /// them, the conversation's insert is held until the erasure is committed and every subscriber
 /// has handled `EndUserDeleted`, then goes on. Nothing of theirs may remain, and the held
@@ -38,19 +22,8 @@ async fn count(chat: &crate::chat::Chat, sql: &str, value: Uuid) -> i64 {
 async fn an_end_user_erased_while_their_question_starts_a_conversation_leaves_nothing_behind() {
     let chat = chat_app(&[], Reply::answer(ANSWER, (5, 5)), true).await;
     let key = chat.api_key().await;
-    let first = chat
-        .public_chat(
-            &key,
-            chat.aid,
-            &json!({"end_user": {"external_id": "ada"}, "message": "Hi?"}),
-        )
-        .await;
-    assert_eq!(first.status, 200, "{}", first.text);
-    let end_user: Uuid = first.json["end_user"]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first = chat.public_answer(&key, "ada", "Hi?").await;
+    let end_user: Uuid = first["end_user"]["id"].as_str().unwrap().parse().unwrap();
 
     // The next conversation of this end user waits, inside its INSERT, until they are erased
     // and no delivery of the erasure is pending (at most 20 s).
@@ -137,8 +110,7 @@ CREATE TRIGGER hold_until_erased BEFORE INSERT ON conversations FOR EACH ROW
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "NOT_FOUND", "{body}");
     assert_eq!(
-        count(
-            &chat,
+        chat.number(
             "SELECT count(*) AS n FROM conversations WHERE end_user_id = $1",
             end_user
         )
@@ -147,8 +119,7 @@ CREATE TRIGGER hold_until_erased BEFORE INSERT ON conversations FOR EACH ROW
         "a conversation of the erased end user remained"
     );
     assert_eq!(
-        count(
-            &chat,
+        chat.number(
             "SELECT count(*) AS n FROM messages WHERE project_id = $1",
             chat.pid
         )
@@ -157,8 +128,7 @@ CREATE TRIGGER hold_until_erased BEFORE INSERT ON conversations FOR EACH ROW
         "a message of the erased end user remained"
     );
     assert_eq!(
-        count(
-            &chat,
+        chat.number(
             "SELECT count(*) AS n FROM end_users WHERE project_id = $1",
             chat.pid
         )
@@ -166,14 +136,7 @@ CREATE TRIGGER hold_until_erased BEFORE INSERT ON conversations FOR EACH ROW
         0
     );
     assert_eq!(
-        count(
-            &chat,
-            "SELECT tokens_reserved + (SELECT count(*) FROM token_reservations r \
-                                       WHERE r.project_id = s.project_id) AS n \
-             FROM subscriptions s WHERE project_id = $1",
-            chat.pid
-        )
-        .await,
+        chat.still_reserved().await,
         0,
         "the held question's tokens are still reserved"
     );

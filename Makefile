@@ -12,7 +12,8 @@ BIN := target/debug/avatar-platform
 WITH_SERVICES := set -a; . $(DATA_DIR)/services.env; set +a;
 
 .PHONY: help setup tools embedder services services-test run dev worker migrate makemigration \
-        openapi build test test-unit test-int lint fmt bench bench-tools eval clean services-down
+        openapi build test test-unit test-int lint fmt bench bench-tools eval faults clean \
+        services-down
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -91,6 +92,14 @@ bench: tools bench-tools services-test embedder ## benchmarks (results in docs/b
 	@$(WITH_SERVICES) $(CARGO) bench --bench billing
 	@$(WITH_SERVICES) $(CARGO) bench --bench analytics
 	@$(WITH_SERVICES) $(CARGO) bench --bench telegram
+
+# The fault tests at full size, one at a time: kill -9 during the ingestion of FAULTS_DOCUMENTS
+# (default 50) documents, two servers and a worker sharing them, the outages under load, the
+# LLM's and Telegram's failures, the lifecycle races. `make test` runs them small.
+faults: tools services-test embedder ## the long fault runs (docs/reliability.md)
+	@$(WITH_SERVICES) FAULTS_DOCUMENTS=$${FAULTS_DOCUMENTS:-50} $(CARGO) test --test integration \
+		--no-fail-fast -- --test-threads=1 --nocapture faults:: outages:: llm_faults:: races:: \
+		telegram::telegram_failing telegram::long_answers
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

@@ -12,7 +12,7 @@ BIN := target/debug/avatar-platform
 WITH_SERVICES := set -a; . $(DATA_DIR)/services.env; set +a;
 
 .PHONY: help setup tools embedder services services-test run dev worker migrate makemigration \
-        openapi build test test-unit test-int lint fmt bench bench-tools eval faults clean \
+        openapi build test test-unit test-int lint fmt bench bench-tools eval faults fuzz clean \
         services-down
 
 help:
@@ -100,6 +100,10 @@ faults: tools services-test embedder ## the long fault runs (docs/reliability.md
 	@$(WITH_SERVICES) FAULTS_DOCUMENTS=$${FAULTS_DOCUMENTS:-50} $(CARGO) test --test integration \
 		--no-fail-fast -- --test-threads=1 --nocapture faults:: outages:: llm_faults:: races:: \
 		telegram::telegram_failing telegram::long_answers
+
+# Not in `make test` nor CI: each target runs FUZZ_SECONDS (default 60); FUZZ_TARGETS picks some.
+fuzz: tools ## fuzz the parsers of untrusted input for a bounded time (scripts/fuzz.sh)
+	@scripts/fuzz.sh
 
 clean: services-down ## stop services, remove build output and local data
 	$(CARGO) clean

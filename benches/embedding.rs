@@ -24,7 +24,7 @@ use avatar_platform::core::embeddings::{
     Embedder, MAX_PIECES, SemanticEmbedder, TokenUnit, WordPieceCounter, cosine,
 };
 use avatar_platform::modules::documents::testkit::chunk_sections;
-use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
+use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat, ParseLimits};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const QUESTION: &str = "How do I reset my password on the website?";
@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
 /// Chunks of a real document at the model's window: those of at least 200 pieces.
 fn fixture_chunks(dir: &Path, counter: &WordPieceCounter) -> anyhow::Result<Vec<String>> {
     let bytes = std::fs::read(format!("{FIXTURES}/gnu-maintain.pdf"))?;
-    let parsed = parsing::parse(DocumentFormat::Pdf, &bytes)?;
+    let parsed = parsing::parse(DocumentFormat::Pdf, &bytes, ParseLimits::default())?;
     let unit = TokenUnit::WordPieces(dir.join("tokenizer.json"));
     let chunks: Vec<String> = chunk_sections(&parsed.sections, MAX_PIECES - 2, 0, &unit)?
         .into_iter()

@@ -25,7 +25,7 @@ use avatar_platform::core::embeddings::{
     Embedder, LEXICAL_MODEL_ID, LexicalEmbedder, SEMANTIC_MODEL_ID, SemanticEmbedder, fit_chunk,
 };
 use avatar_platform::core::ids::{AvatarId, DocumentId, ProjectId};
-use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
+use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat, ParseLimits};
 use avatar_platform::modules::documents::testkit::retrieval::{Retriever, SearchRequest};
 use avatar_platform::modules::documents::testkit::{
     Chunk, ChunkOwner, chunk_sections, insert_chunks,
@@ -356,7 +356,7 @@ async fn index(
             DocumentFormat::Html
         };
         let bytes = std::fs::read(format!("{ROOT}/tests/fixtures/{name}"))?;
-        let parsed = parsing::parse(format, &bytes)?;
+        let parsed = parsing::parse(format, &bytes, ParseLimits::default())?;
         let chunks: Vec<Chunk> =
             chunk_sections(&parsed.sections, size, overlap, &embedder.token_unit())?;
         let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use avatar_platform::core::db::Db;
 use avatar_platform::core::embeddings::{Embedder, LexicalEmbedder, TokenUnit};
 use avatar_platform::core::ids::{AvatarId, DocumentId, ProjectId};
-use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat};
+use avatar_platform::modules::documents::testkit::parsing::{self, DocumentFormat, ParseLimits};
 use avatar_platform::modules::documents::testkit::{
     Chunk, ChunkOwner, chunk_sections, insert_chunks,
 };
@@ -74,7 +74,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
         let (mut pages, mut chunks_total) = (0usize, 0usize);
         for _ in 0..ROUNDS {
             let started = Instant::now();
-            let parsed = parsing::parse(format, &bytes)?;
+            let parsed = parsing::parse(format, &bytes, ParseLimits::default())?;
             parse_s += started.elapsed().as_secs_f64();
             pages += parsed
                 .sections

@@ -12,7 +12,8 @@ use avatar_platform::core::embeddings::TokenUnit;
 use avatar_platform::core::{db, telemetry};
 use avatar_platform::modules::auth::AuthService;
 use avatar_platform::modules::documents::{
-    ChildLimits, DocumentFormat, DocumentsService, ParseRequest, parse_document_command,
+    ChildLimits, DocumentFormat, DocumentsService, ParseLimits, ParseRequest,
+    parse_document_command,
 };
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
@@ -79,6 +80,10 @@ enum Command {
         chunk_overlap: usize,
         #[arg(long)]
         max_chunks: usize,
+        #[arg(long)]
+        docx_max_uncompressed_bytes: u64,
+        #[arg(long)]
+        pdf_max_pages: usize,
         /// Size chunks in the word pieces of this `tokenizer.json` (default: cl100k tokens).
         #[arg(long)]
         tokenizer: Option<PathBuf>,
@@ -141,6 +146,8 @@ fn main() -> ExitCode {
         chunk_size,
         chunk_overlap,
         max_chunks,
+        docx_max_uncompressed_bytes,
+        pdf_max_pages,
         tokenizer,
         cpu_secs,
         memory_mb,
@@ -152,6 +159,10 @@ fn main() -> ExitCode {
                 chunk_size,
                 chunk_overlap,
                 max_chunks,
+                limits: ParseLimits {
+                    docx_max_uncompressed_bytes,
+                    pdf_max_pages,
+                },
                 unit: tokenizer.map_or(TokenUnit::Cl100k, TokenUnit::WordPieces),
             },
             ChildLimits {

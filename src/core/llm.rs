@@ -6,15 +6,23 @@
 //! the server reports it (`stream_options.include_usage`), and the finish reason. Failures
 //! before the first byte of the answer are retried (429, 408, 5xx, timeouts, connection errors,
 //! with backoff and `Retry-After`); a stream that breaks after it started is not (the user has
-//! seen part of an answer), it ends with [`LlmError::Interrupted`].
+//! seen part of an answer), it ends with [`LlmError::Interrupted`]. The stream itself is read
+//! in `llm/sse.rs`.
+
+mod sse;
+
+/// The stream reader, for the fuzz targets (feature `testkit`, off in every build that serves).
+#[cfg(feature = "testkit")]
+pub mod testkit {
+    pub use super::sse::decode_sse;
+}
 
 use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,6 +31,7 @@ use crate::core::outbound::{BaseUrl, SecretBinding, find_refusal};
 use crate::core::upstream::{
     AttemptFailure, RetryPolicy, error_chain, error_message, redact, retry_after, with_retries,
 };
+use sse::decode_sse;
 
 /// The project secrets that override the platform's LLM endpoint and key, the key bound to
 /// the endpoint (a key entered for one URL never travels to another).
@@ -184,30 +193,6 @@ struct StreamOptions {
     include_usage: bool,
 }
 
-#[derive(Deserialize)]
-struct CompletionChunk {
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice {
-    #[serde(default)]
-    delta: ChunkDelta,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Default, Deserialize)]
-struct ChunkDelta {
-    #[serde(default)]
-    content: Option<String>,
-}
-
 impl OpenAiChat {
     /// A client for `model` at `config.base_url`, sending through `client` (from
     /// [`crate::core::outbound::OutboundClients`], which enforces the outbound policy, and
@@ -316,73 +301,10 @@ impl ChatModel for OpenAiChat {
         let response = with_retries(policy, "llm_requests_total", || self.attempt(&body))
             .await
             .map_err(|gave_up| LlmError::Unavailable(gave_up.message))?;
-        let idle = self.config.idle_timeout;
-        let stream = async_stream::try_stream! {
-            let mut events = std::pin::pin!(response.bytes_stream().eventsource());
-            let mut finished = false;
-            loop {
-                let next = tokio::time::timeout(idle, events.next()).await.map_err(|_| {
-                    LlmError::Interrupted(format!("the LLM stream went silent for {idle:?}"))
-                })?;
-                // The end of the body without a finish reason or `[DONE]` is a cut, not an
-                // answer (a proxy timing out, or a server that did not stream at all).
-                let Some(event) = next else {
-                    if finished {
-                        break;
-                    }
-                    Err(LlmError::Interrupted(
-                        "the LLM stream ended before the answer was finished".to_owned(),
-                    ))?;
-                    break;
-                };
-                let event = event.map_err(|error| {
-                    tracing::warn!("the LLM stream broke: {error}");
-                    LlmError::Interrupted("the LLM stream broke".to_owned())
-                })?;
-                let data = event.data.trim();
-                if data == "[DONE]" {
-                    if !finished {
-                        yield StreamEvent::Finish("stop".to_owned());
-                    }
-                    break;
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                // What the endpoint says goes to the log, not to the person asking.
-                let chunk: CompletionChunk = serde_json::from_str(data).map_err(|error| {
-                    tracing::warn!("the LLM stream sent an unreadable chunk: {error}");
-                    LlmError::Interrupted("the LLM stream sent an unreadable chunk".to_owned())
-                })?;
-                if let Some(error) = chunk.error {
-                    let body = error.to_string();
-                    tracing::warn!(
-                        "the LLM endpoint reported an error mid-answer: {}",
-                        error_message(body.as_bytes())
-                    );
-                    Err(LlmError::Interrupted(
-                        "the LLM endpoint reported an error mid-answer".to_owned(),
-                    ))?;
-                }
-                if let Some(usage) = chunk.usage {
-                    metrics::counter!("llm_tokens_total", "kind" => "prompt")
-                        .increment(u64::from(usage.prompt_tokens));
-                    metrics::counter!("llm_tokens_total", "kind" => "completion")
-                        .increment(u64::from(usage.completion_tokens));
-                    yield StreamEvent::Usage(usage);
-                }
-                for choice in chunk.choices {
-                    if let Some(content) = choice.delta.content.filter(|text| !text.is_empty()) {
-                        yield StreamEvent::Delta(content);
-                    }
-                    if let Some(reason) = choice.finish_reason {
-                        finished = true;
-                        yield StreamEvent::Finish(reason);
-                    }
-                }
-            }
-        };
-        Ok(Box::pin(stream))
+        Ok(Box::pin(decode_sse(
+            response.bytes_stream(),
+            self.config.idle_timeout,
+        )))
     }
 }
 

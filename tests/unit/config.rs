@@ -156,12 +156,26 @@ fn timeouts_limits_and_the_fairness_cap_are_checked_against_each_other() {
             "documents.stale_after_secs",
         ),
         (
+            // The heartbeat beats every third of it: below 3 s it would beat every 0 s.
+            vec![("APP__JOBS__STALE_AFTER_SECS", "2")],
+            "jobs.stale_after_secs",
+        ),
+        (
             vec![("APP__DOCUMENTS__MAX_PROCESSING_PER_PROJECT", "2")],
             "documents.max_processing_per_project",
         ),
         (
             vec![("APP__DOCUMENTS__PARSE_MEMORY_MB", "10")],
             "documents.parse_memory_mb",
+        ),
+        (
+            // More than half of the parser's 2048 MB.
+            vec![("APP__DOCUMENTS__DOCX_MAX_UNCOMPRESSED_BYTES", "1100000000")],
+            "documents.docx_max_uncompressed_bytes",
+        ),
+        (
+            vec![("APP__DOCUMENTS__PDF_MAX_PAGES", "0")],
+            "documents.pdf_max_pages",
         ),
         (
             vec![("APP__OUTBOUND__ALLOWED_HOSTS", "llm.internal, not a host!")],

@@ -92,6 +92,20 @@ impl DocumentSettings {
         if self.max_chunks_per_document == 0 {
             return invalid("max_chunks_per_document", "must be at least 1".into());
         }
+        // The child holds a DOCX's decompressed XML while it reads it: past half its memory it
+        // would run out before this limit could say why.
+        let memory_bytes = self.parse_memory_mb.saturating_mul(1024 * 1024);
+        if self.docx_max_uncompressed_bytes < 1024 * 1024
+            || self.docx_max_uncompressed_bytes > memory_bytes / 2
+        {
+            return invalid(
+                "docx_max_uncompressed_bytes",
+                "must be 1048576 (1 MB) to half of documents.parse_memory_mb".into(),
+            );
+        }
+        if self.pdf_max_pages == 0 {
+            return invalid("pdf_max_pages", "must be at least 1".into());
+        }
         if self.heartbeat_secs == 0 || self.stale_after_secs < 2 * self.heartbeat_secs {
             return invalid(
                 "stale_after_secs",
@@ -198,6 +212,10 @@ pub struct DocumentSettings {
     pub parse_cpu_secs: u64,
     pub parse_memory_mb: u64,
     pub max_chunks_per_document: usize,
+    /// What a DOCX's parts may decompress to, together (zip bombs).
+    pub docx_max_uncompressed_bytes: u64,
+    /// Pages a PDF may have.
+    pub pdf_max_pages: usize,
     pub heartbeat_secs: u64,
     pub stale_after_secs: u64,
     pub stuck_after_secs: u64,

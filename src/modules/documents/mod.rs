@@ -29,7 +29,7 @@ use crate::modules::platform_config::PlatformConfigService;
 
 pub use domain::errors::DocumentsError;
 pub use domain::events::DocumentsEvent;
-pub use parsing::DocumentFormat;
+pub use parsing::{DocumentFormat, ParseLimits};
 pub use retrieval::SearchHit;
 pub use sandbox::{ChildLimits, ParseRequest, run_child as parse_document_command};
 pub use service::{AvatarSearch, ProjectEmbeddings};

@@ -20,7 +20,7 @@ use crate::core::config::DocumentSettings;
 use crate::core::embeddings::TokenUnit;
 
 use super::chunking::{Chunk, MAX_BYTES_PER_TOKEN, chunk_sections};
-use super::parsing::{self, DocumentFormat};
+use super::parsing::{self, DocumentFormat, ParseLimits};
 
 /// The hidden subcommand the child runs.
 pub const SUBCOMMAND: &str = "parse-document";
@@ -33,6 +33,8 @@ pub struct ParseRequest {
     pub chunk_overlap: usize,
     /// More chunks than this fail the document (a tiny chunk size on a large file).
     pub max_chunks: usize,
+    /// How far the file may expand while it is read (zip bombs, endless PDFs).
+    pub limits: ParseLimits,
     /// What chunk sizes count: the active embedder's tokens.
     pub unit: TokenUnit,
 }
@@ -114,7 +116,8 @@ pub fn run_child(request: ParseRequest, limits: ChildLimits) -> ExitCode {
 
 /// The work itself, also what the tests of the formats call.
 pub fn parse_and_chunk(request: &ParseRequest, bytes: &[u8]) -> Result<Parsed, String> {
-    let parsed = parsing::parse(request.format, bytes).map_err(|error| error.to_string())?;
+    let parsed =
+        parsing::parse(request.format, bytes, request.limits).map_err(|error| error.to_string())?;
     let chunks = chunk_sections(
         &parsed.sections,
         request.chunk_size,
@@ -221,6 +224,11 @@ impl Sandbox {
             .args(["--chunk-size", &request.chunk_size.to_string()])
             .args(["--chunk-overlap", &request.chunk_overlap.to_string()])
             .args(["--max-chunks", &request.max_chunks.to_string()])
+            .args([
+                "--docx-max-uncompressed-bytes",
+                &request.limits.docx_max_uncompressed_bytes.to_string(),
+            ])
+            .args(["--pdf-max-pages", &request.limits.pdf_max_pages.to_string()])
             .args(match &request.unit {
                 TokenUnit::Cl100k => vec![],
                 TokenUnit::WordPieces(tokenizer) => {

@@ -6,7 +6,9 @@ pub use super::chunk_store::{ChunkOwner, insert_chunks};
 pub use super::chunking::{Chunk, chunk_sections};
 
 pub mod parsing {
-    pub use crate::modules::documents::parsing::{DocumentFormat, ParsedDocument, Section, parse};
+    pub use crate::modules::documents::parsing::{
+        DocumentFormat, ParseError, ParseLimits, ParsedDocument, Section, parse,
+    };
 }
 
 pub mod retrieval {

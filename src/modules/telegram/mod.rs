@@ -9,6 +9,14 @@ mod service;
 mod subscribers;
 mod tasks;
 
+/// What the fuzz targets drive (feature `testkit`, off in every build that serves): reading a
+/// webhook body, making it storable, reading a stored update as the handler does.
+#[cfg(feature = "testkit")]
+pub mod testkit {
+    pub use super::service::reading::{Addressed, Asks, read_update, read_webhook_body};
+    pub use super::service::store::without_refused_escapes;
+}
+
 use std::sync::Arc;
 
 use crate::app::{AppContext, Module, Registry};

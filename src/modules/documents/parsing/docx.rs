@@ -9,17 +9,22 @@ use serde_json::Map;
 
 use super::{ParseError, ParsedDocument, Section, SectionBuilder, append_with_space};
 
-/// A DOCX part larger than this once decompressed is refused (zip bombs).
-const MAX_DOCX_PART_BYTES: u64 = 256 * 1024 * 1024;
-
-pub(super) fn parse_docx(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
+pub(super) fn parse_docx(
+    bytes: &[u8],
+    max_uncompressed: u64,
+) -> Result<ParsedDocument, ParseError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(zip_error)?;
-    let document_xml = read_zip_part(&mut archive, "word/document.xml")?.ok_or_else(|| {
-        ParseError::Corrupt("it has no word/document.xml, so it is not a Word document".into())
-    })?;
-    // Styles are optional; without them only style ids (not names) identify headings.
-    let heading_styles = match read_zip_part(&mut archive, "word/styles.xml") {
+    let mut budget = Decompression::new(max_uncompressed);
+    let document_xml = budget
+        .read(&mut archive, "word/document.xml")?
+        .ok_or_else(|| {
+            ParseError::Corrupt("it has no word/document.xml, so it is not a Word document".into())
+        })?;
+    // Styles are optional; without them only style ids (not names) identify headings. A
+    // broken styles part is ignored, one past the limit is not: that is a bomb, not a style.
+    let heading_styles = match budget.read(&mut archive, "word/styles.xml") {
         Ok(Some(styles_xml)) => heading_style_ids(&styles_xml),
+        Err(error @ ParseError::TooLarge(_)) => return Err(error),
         _ => HashSet::new(),
     };
     let sections = docx_sections(&document_xml, &heading_styles)?;
@@ -29,32 +34,73 @@ pub(super) fn parse_docx(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     })
 }
 
-fn read_zip_part(
-    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
-    name: &str,
-) -> Result<Option<Vec<u8>>, ParseError> {
-    let part = match archive.by_name(name) {
-        Ok(part) => part,
-        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-        Err(error) => return Err(zip_error(error)),
-    };
-    let too_large = || {
-        ParseError::Unsupported(format!(
-            "{name} is larger than {} MB once decompressed",
-            MAX_DOCX_PART_BYTES / (1024 * 1024)
+/// The bytes the parts read so far decompressed to, against the limit for all of them.
+///
+/// Against zip bombs only what decompression actually produces counts: a part is read through
+/// `Read::take` with what is left of the limit, so a member that declares a small size and
+/// inflates to gigabytes stops at the limit. A compression-ratio test would add no protection
+/// (what a part costs is what it decompresses to, and that is bounded) and would refuse honest,
+/// highly repetitive XML. Nor does the number of entries call for a limit: only two parts are
+/// ever opened, by name, and the central directory is bounded by the upload's size (700 000
+/// entries, a 58 MB archive, take 1.4 s and 131 MB to list).
+struct Decompression {
+    limit: u64,
+    used: u64,
+}
+
+impl Decompression {
+    fn new(limit: u64) -> Self {
+        Decompression { limit, used: 0 }
+    }
+
+    /// The part named `name`, decompressed (`None`: the archive has no such part).
+    fn read(
+        &mut self,
+        archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, ParseError> {
+        let part = match archive.by_name(name) {
+            Ok(part) => part,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(error) => return Err(zip_error(error)),
+        };
+        let left = self.limit.saturating_sub(self.used);
+        // An honest declared size refuses at once; a dishonest one is caught while reading.
+        if part.size() > left {
+            return Err(self.exceeded());
+        }
+        let mut content = Vec::new();
+        part.take(left.saturating_add(1))
+            .read_to_end(&mut content)
+            .map_err(|error| {
+                ParseError::Corrupt(format!("{name} cannot be decompressed ({error})"))
+            })?;
+        let read = content.len() as u64;
+        if read > left {
+            return Err(self.exceeded());
+        }
+        self.used += read;
+        Ok(Some(content))
+    }
+
+    fn exceeded(&self) -> ParseError {
+        ParseError::TooLarge(format!(
+            "the Word document decompresses to more than {}",
+            describe_bytes(self.limit)
         ))
-    };
-    if part.size() > MAX_DOCX_PART_BYTES {
-        return Err(too_large());
     }
-    let mut content = Vec::new();
-    part.take(MAX_DOCX_PART_BYTES + 1)
-        .read_to_end(&mut content)
-        .map_err(|error| ParseError::Corrupt(format!("{name} cannot be decompressed ({error})")))?;
-    if content.len() as u64 > MAX_DOCX_PART_BYTES {
-        return Err(too_large());
+}
+
+/// `200 MB`, `1.5 MB` or `4096 bytes` (MB of 2^20 bytes, as the settings' defaults are).
+fn describe_bytes(bytes: u64) -> String {
+    const MEGABYTE: u64 = 1024 * 1024;
+    if bytes.is_multiple_of(MEGABYTE) && bytes > 0 {
+        format!("{} MB", bytes / MEGABYTE)
+    } else if bytes >= MEGABYTE {
+        format!("{:.1} MB", bytes as f64 / MEGABYTE as f64)
+    } else {
+        format!("{bytes} bytes")
     }
-    Ok(Some(content))
 }
 
 fn zip_error(error: zip::result::ZipError) -> ParseError {

@@ -13,7 +13,7 @@ const MAX_PDF_FORM_DEPTH: usize = 32;
 const MAX_PDF_FORM_EXPANSIONS: usize = 100_000;
 const MAX_PDF_PAGE_TREE_DEPTH: usize = 256;
 
-pub(super) fn parse_pdf(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
+pub(super) fn parse_pdf(bytes: &[u8], max_pages: usize) -> Result<ParsedDocument, ParseError> {
     let document = match catch_panic(|| Document::load_mem(bytes)) {
         Some(Ok(document)) => document,
         Some(Err(pdf_extract::Error::Decryption(_) | pdf_extract::Error::InvalidPassword)) => {
@@ -41,6 +41,13 @@ pub(super) fn parse_pdf(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     let pages = document.get_pages();
     if pages.is_empty() {
         return Err(ParseError::Corrupt("the PDF has no readable pages".into()));
+    }
+    // Before anything is extracted: each page costs its own pass through the content.
+    if pages.len() > max_pages {
+        return Err(ParseError::TooLarge(format!(
+            "the PDF has {} pages, more than the {max_pages} allowed",
+            pages.len()
+        )));
     }
     check_pdf_structure(&document, &pages)?;
 

@@ -28,6 +28,7 @@ use crate::modules::documents::chunking::Chunk;
 use crate::modules::documents::domain::entities::document;
 use crate::modules::documents::domain::errors::DocumentsError;
 use crate::modules::documents::domain::events::DocumentsEvent;
+use crate::modules::documents::parsing::ParseLimits;
 use crate::modules::documents::sandbox::{ParseRequest, Parsed, SandboxError};
 use crate::modules::documents::tasks::ProcessDocument;
 
@@ -408,6 +409,10 @@ impl DocumentsService {
             chunk_size,
             chunk_overlap,
             max_chunks: self.settings.max_chunks_per_document,
+            limits: ParseLimits {
+                docx_max_uncompressed_bytes: self.settings.docx_max_uncompressed_bytes,
+                pdf_max_pages: self.settings.pdf_max_pages,
+            },
             unit: embedder.token_unit(),
         };
         let Parsed {

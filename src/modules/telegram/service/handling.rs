@@ -17,13 +17,14 @@ use crate::core::auth::Actor;
 use crate::core::channel::Channel;
 use crate::core::error::Failure;
 use crate::core::ids::{ConversationId, ProjectId};
-use crate::core::telegram::{BotApi, BotApiError, Update, UpdateContent};
+use crate::core::telegram::{BotApi, BotApiError};
 use crate::modules::chat::{ChatError, Thread, TurnEvent};
 use crate::modules::end_users::Contact;
 
 use super::super::domain::entities::bot;
 use super::super::domain::errors::TelegramError;
 use super::TelegramService;
+use super::reading::{Addressed, Asks, read_update};
 use super::streaming::{Delivered, Relay};
 
 /// How long a claim on an update holds (longer than any answer takes).
@@ -61,34 +62,6 @@ struct Waiting {
 struct ChatRow {
     conversation_id: Option<ConversationId>,
     refused: bool,
-}
-
-/// What a message asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Request<'a> {
-    Start,
-    Help,
-    Reset,
-    Text(&'a str),
-}
-
-/// The command or text of `text`; `/cmd@this_bot` is this bot's command, `/cmd@other` another's.
-fn request<'a>(text: &'a str, username: &str) -> Option<Request<'a>> {
-    let trimmed = text.trim();
-    let Some(command) = trimmed.strip_prefix('/') else {
-        return Some(Request::Text(trimmed));
-    };
-    let word = command.split_whitespace().next().unwrap_or_default();
-    let (name, addressee) = word.split_once('@').unwrap_or((word, username));
-    if !addressee.eq_ignore_ascii_case(username) {
-        return None;
-    }
-    Some(match name.to_ascii_lowercase().as_str() {
-        "start" => Request::Start,
-        "reset" | "new" => Request::Reset,
-        "help" => Request::Help,
-        _ => Request::Help,
-    })
 }
 
 /// `waiting` (in order) as one list per chat, each in order; an update that is not a message
@@ -220,82 +193,57 @@ impl TelegramService {
     ) -> Result<(), TelegramError> {
         let (project_id, bot_id) = (row.project_id, row.bot_id);
         // Kinds the platform does not read (or a shape it does not know) are acknowledged.
-        let Ok(update) = serde_json::from_value::<Update>(claimed.payload.clone()) else {
+        let Some(Addressed {
+            chat,
+            from,
+            private,
+            asks,
+        }) = read_update(claimed.payload.clone(), bot_id, &row.bot_username)
+        else {
             return Ok(());
         };
-        let UpdateContent::Message(message) = update.content else {
-            return Ok(());
-        };
-        let chat_id = message.chat.id;
-        let Some(from) = message.from.as_deref().filter(|user| !user.is_bot) else {
-            return Ok(());
-        };
-        let private = matches!(
-            message.chat.type_field,
-            frankenstein::types::ChatType::Private
-        );
-        let mention = format!("@{}", row.bot_username);
-        let text = message.text.as_deref().map(str::trim);
-        if !private {
-            // In a group: only what is addressed to the bot.
-            let replied_to_bot = message
-                .reply_to_message
-                .as_deref()
-                .and_then(|replied| replied.from.as_deref())
-                .is_some_and(|author| i64::try_from(author.id).ok() == Some(bot_id));
-            let mentioned = text.is_some_and(|text| text.contains(&mention));
-            let command = text.is_some_and(|text| text.starts_with('/'));
-            if !replied_to_bot && !mentioned && !command {
-                return Ok(());
+        let chat_id = chat.id;
+        let outcome = match asks {
+            Asks::NotText => self.say(api, chat_id, TEXT_ONLY).await,
+            Asks::Start => {
+                let greeting = self
+                    .avatars
+                    .get(project_id, row.avatar_id)
+                    .await
+                    .ok()
+                    .and_then(|avatar| avatar.greeting)
+                    .filter(|greeting| !greeting.trim().is_empty());
+                let greeting = greeting.as_deref().unwrap_or(DEFAULT_GREETING);
+                self.say(api, chat_id, greeting).await
             }
-        }
-        let outcome = match text {
-            None => self.say(api, chat_id, TEXT_ONLY).await,
-            Some(text) => {
-                let text = text.replace(&mention, "");
-                match request(&text, &row.bot_username) {
-                    None => return Ok(()),
-                    Some(Request::Start) => {
-                        let greeting = self
-                            .avatars
-                            .get(project_id, row.avatar_id)
-                            .await
-                            .ok()
-                            .and_then(|avatar| avatar.greeting)
-                            .filter(|greeting| !greeting.trim().is_empty());
-                        let greeting = greeting.as_deref().unwrap_or(DEFAULT_GREETING);
-                        self.say(api, chat_id, greeting).await
+            Asks::Help => self.say(api, chat_id, HELP).await,
+            Asks::Reset => {
+                self.remember(row, chat_id, None).await?;
+                self.say(api, chat_id, RESET).await
+            }
+            Asks::Question(question) => {
+                let contact = if private {
+                    let name = match &from.last_name {
+                        Some(last) => format!("{} {last}", from.first_name),
+                        None => from.first_name.clone(),
+                    };
+                    Contact {
+                        channel: Channel::Telegram,
+                        external_id: from.id.to_string(),
+                        display_name: Some(name),
+                        raw_profile: serde_json::to_value(&from).ok(),
                     }
-                    Some(Request::Help) => self.say(api, chat_id, HELP).await,
-                    Some(Request::Reset) => {
-                        self.remember(row, chat_id, None).await?;
-                        self.say(api, chat_id, RESET).await
+                } else {
+                    // A group is one end user with one conversation: everyone in it reads the
+                    // same thread (its id is negative, never a user's).
+                    Contact {
+                        channel: Channel::Telegram,
+                        external_id: chat_id.to_string(),
+                        display_name: chat.title.clone(),
+                        raw_profile: serde_json::to_value(&*chat).ok(),
                     }
-                    Some(Request::Text(question)) => {
-                        let contact = if private {
-                            let name = match &from.last_name {
-                                Some(last) => format!("{} {last}", from.first_name),
-                                None => from.first_name.clone(),
-                            };
-                            Contact {
-                                channel: Channel::Telegram,
-                                external_id: from.id.to_string(),
-                                display_name: Some(name),
-                                raw_profile: serde_json::to_value(from).ok(),
-                            }
-                        } else {
-                            // A group is one end user with one conversation: everyone in it
-                            // reads the same thread (its id is negative, never a user's).
-                            Contact {
-                                channel: Channel::Telegram,
-                                external_id: chat_id.to_string(),
-                                display_name: message.chat.title.clone(),
-                                raw_profile: serde_json::to_value(&*message.chat).ok(),
-                            }
-                        };
-                        self.ask(row, api, chat_id, contact, question).await
-                    }
-                }
+                };
+                self.ask(row, api, chat_id, contact, &question).await
             }
         };
         match outcome {
@@ -511,7 +459,7 @@ fn refusal(error: &ChatError) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{Request, Waiting, by_chat, request};
+    use super::{Waiting, by_chat};
 
     #[test]
     fn updates_are_grouped_by_bot_and_chat_in_order() {
@@ -537,19 +485,6 @@ mod tests {
                 vec![(1, 14)],
                 vec![(2, 5)],
             ]
-        );
-    }
-
-    #[test]
-    fn commands_are_read_with_or_without_the_bot_s_name() {
-        assert_eq!(request("/start", "r_bot"), Some(Request::Start));
-        assert_eq!(request("/start@R_Bot", "r_bot"), Some(Request::Start));
-        assert_eq!(request("/reset", "r_bot"), Some(Request::Reset));
-        assert_eq!(request("/whatever", "r_bot"), Some(Request::Help));
-        assert_eq!(request("/start@other_bot", "r_bot"), None);
-        assert_eq!(
-            request("  How do I update?  ", "r_bot"),
-            Some(Request::Text("How do I update?"))
         );
     }
 }

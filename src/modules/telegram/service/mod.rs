@@ -4,7 +4,8 @@
 
 mod handling;
 mod polling;
-mod store;
+pub(super) mod reading;
+pub(super) mod store;
 mod streaming;
 mod webhook;
 

@@ -65,7 +65,7 @@ pub(super) async fn store_batch(
         })
         .collect();
     let batch = serde_json::to_string(&rows).map_err(|error| DbErr::Custom(error.to_string()))?;
-    let batch = without_nul(batch);
+    let batch = without_refused_escapes(batch);
     // The job as serialised with no updates; the statement sets `updates`.
     let job = task_row(&HandleUpdates { updates: vec![] }, first.received_at)?;
     let stored = conn
@@ -107,31 +107,63 @@ pub(super) async fn store_batch(
         .collect()
 }
 
-/// `json` with every `\u0000` escape made `\ufffd`. PostgreSQL's jsonb cannot hold U+0000,
-/// which Telegram sends that way when a user types it; refused, the update would fail again
-/// at every retry. (An escaped backslash followed by `u0000` is text, and stays.)
-fn without_nul(json: String) -> String {
-    if !json.contains("\\u0000") {
+/// `json` with the escapes PostgreSQL's jsonb refuses made `\ufffd`: U+0000, which Telegram
+/// sends that way when a user types it, and a UTF-16 surrogate without its pair (the webhook
+/// checks the JSON's shape, not its escapes). Refused, the update would fail again at every
+/// retry. (An escaped backslash followed by `u0000` is text, and stays.)
+pub fn without_refused_escapes(json: String) -> String {
+    let bytes = json.as_bytes();
+    let surrogate = bytes.windows(4).any(|window| {
+        window[..2] == *b"\\u"
+            && window[2].eq_ignore_ascii_case(&b'd')
+            && matches!(window[3].to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+    });
+    if !surrogate && !json.contains("\\u0000") {
         return json;
     }
+    const REPLACEMENT: &str = "\\ufffd";
     let mut out = String::with_capacity(json.len());
     let mut rest = json.as_str();
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
         let escape = &rest[at..];
-        let length = if escape.starts_with("\\u0000") {
-            out.push_str("\\ufffd");
-            6
-        } else {
-            // `\` and the one character it escapes; a `\u` escape's hex digits follow as text.
-            let length = 1 + escape[1..].chars().next().map_or(0, char::len_utf8);
-            out.push_str(&escape[..length]);
-            length
+        let length = match unicode_escape(escape) {
+            Some(0 | 0xDC00..=0xDFFF) => {
+                out.push_str(REPLACEMENT);
+                6
+            }
+            // A high surrogate is whole only with a low one right after it.
+            Some(0xD800..=0xDBFF) => match unicode_escape(&escape[6..]) {
+                Some(0xDC00..=0xDFFF) => {
+                    out.push_str(&escape[..12]);
+                    12
+                }
+                _ => {
+                    out.push_str(REPLACEMENT);
+                    6
+                }
+            },
+            _ => {
+                // `\` and the one character it escapes; a `\u` escape's hex digits follow as
+                // text.
+                let length = 1 + escape[1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&escape[..length]);
+                length
+            }
         };
         rest = &escape[length..];
     }
     out.push_str(rest);
     out
+}
+
+/// The UTF-16 code unit of the `\u` escape (four hex digits, e.g. `\ud800`) `text` starts with.
+fn unicode_escape(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("\\u")?.get(..4)?;
+    if !digits.bytes().all(|digit| digit.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok()
 }
 
 /// The most updates one statement carries.
@@ -253,7 +285,7 @@ async fn flush(db: &Db, batch: Vec<Pending>, stats: &AckStats) {
 
 #[cfg(test)]
 mod tests {
-    use super::without_nul;
+    use super::without_refused_escapes;
 
     #[test]
     fn nul_escapes_become_replacement_characters_and_nothing_else_changes() {
@@ -262,11 +294,41 @@ mod tests {
             "other": "\u{e9}\\",
         }))
         .unwrap();
-        let cleaned = without_nul(json);
+        let cleaned = without_refused_escapes(json);
         let value: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
         assert_eq!(value["text"], "a\u{fffd}b \\u0000 c\u{1}\"");
         assert_eq!(value["other"], "\u{e9}\\");
         let plain = r#"{"text": "no escapes at all"}"#.to_owned();
-        assert_eq!(without_nul(plain.clone()), plain);
+        assert_eq!(without_refused_escapes(plain.clone()), plain);
+    }
+
+    #[test]
+    fn surrogates_without_their_pair_become_replacement_characters() {
+        // Found by the telegram fuzz target: the webhook took them, jsonb refused them ("invalid
+        // input syntax for type json"), and Telegram delivered the update again and again.
+        let found = without_refused_escapes(
+            r#"{"update_id": 8, "message": {"text": "Z\u00fcrich \u0000 \ud41d\ude00"}}"#
+                .to_owned(),
+        );
+        let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+        assert_eq!(
+            found["message"]["text"],
+            "Z\u{fc}rich \u{fffd} \u{d41d}\u{fffd}"
+        );
+        let cleaned = without_refused_escapes(
+            r#"{"a": "\ud800", "b": "x\uDC00y", "c": "\ud83d\ude00", "d": "\ud83d\u0041",
+                "e": "\\ud800", "f": "\ud83d", "g": "\ud83d\\ude00"}"#
+                .to_owned(),
+        );
+        let value: serde_json::Value = serde_json::from_str(&cleaned).unwrap();
+        assert_eq!(value["a"], "\u{fffd}");
+        assert_eq!(value["b"], "x\u{fffd}y");
+        assert_eq!(value["c"], "\u{1f600}");
+        assert_eq!(value["d"], "\u{fffd}A");
+        assert_eq!(value["e"], "\\ud800");
+        assert_eq!(value["f"], "\u{fffd}");
+        assert_eq!(value["g"], "\u{fffd}\\ude00");
+        let pair = r#"{"text": "\ud83d\ude00 \u00e9"}"#.to_owned();
+        assert_eq!(without_refused_escapes(pair.clone()), pair);
     }
 }

@@ -3,8 +3,6 @@
 //! Telegram delivers again whatever it did not see acknowledged.
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use std::time::{Duration, Instant};
 
@@ -16,14 +14,9 @@ use crate::core::telegram::secret_matches;
 
 use super::super::domain::entities::bot;
 use super::super::domain::errors::TelegramError;
+use super::reading::read_webhook_body;
 use super::store::{AckWriter, NewUpdate, store_batch};
 use super::{FilterByBot, TelegramService, failure, webhook_context};
-
-/// All the webhook reads of an update before storing it.
-#[derive(Deserialize)]
-struct UpdateId {
-    update_id: i64,
-}
 
 /// What became of a webhook call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,17 +85,13 @@ impl TelegramService {
                 }
             }
         };
-        // Checked as JSON and kept as received: stored as it came, never parsed into a tree.
-        let payload: Box<RawValue> = serde_json::from_slice(body)
-            .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
-        let update: UpdateId = serde_json::from_str(payload.get())
-            .map_err(|error| TelegramError::MalformedUpdate(error.to_string()))?;
+        let (update_id, payload) = read_webhook_body(body)?;
         let new = self
             .acks
             .get_or(|| AckWriter::start(self.db.clone()))
             .store(NewUpdate {
                 bot_id,
-                update_id: update.update_id,
+                update_id,
                 project_id: key.project_id,
                 payload,
                 received_at: self.clock.now(),

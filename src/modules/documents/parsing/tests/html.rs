@@ -73,7 +73,7 @@ fn html_in_a_declared_legacy_charset_is_decoded() {
 fn html_with_only_markup_is_empty_and_deep_nesting_does_not_crash() {
     let only_markup = b"<html><head><script>x()</script></head><body><div> </div></body></html>";
     assert_eq!(
-        parsing::parse(DocumentFormat::Html, only_markup),
+        parsing::parse(DocumentFormat::Html, only_markup, ParseLimits::default()),
         Err(ParseError::Empty(DocumentFormat::Html))
     );
 
@@ -90,8 +90,13 @@ fn html_with_only_markup_is_empty_and_deep_nesting_does_not_crash() {
         parsed(DocumentFormat::Html, nested(1_000).as_bytes()).text(),
         "deep text"
     );
-    let (result, elapsed) =
-        timed(|| parsing::parse(DocumentFormat::Html, nested(20_000).as_bytes()));
+    let (result, elapsed) = timed(|| {
+        parsing::parse(
+            DocumentFormat::Html,
+            nested(20_000).as_bytes(),
+            ParseLimits::default(),
+        )
+    });
     assert_eq!(
         result,
         Err(ParseError::Unsupported(
@@ -101,5 +106,12 @@ fn html_with_only_markup_is_empty_and_deep_nesting_does_not_crash() {
     assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
     // Unclosed paragraphs and list items (end tags are optional) do not count as nesting.
     let sloppy = "<ul>".to_owned() + &"<li><p>item".repeat(5_000) + "</ul>";
-    assert!(parsing::parse(DocumentFormat::Html, sloppy.as_bytes()).is_ok());
+    assert!(
+        parsing::parse(
+            DocumentFormat::Html,
+            sloppy.as_bytes(),
+            ParseLimits::default()
+        )
+        .is_ok()
+    );
 }

@@ -10,8 +10,9 @@ mod text;
 use std::io::{Cursor, Write};
 use std::time::{Duration, Instant};
 
+use crate::modules::documents::parsing::sniff::SniffError;
 use crate::modules::documents::parsing::{
-    self, DocumentFormat, ParseError, ParsedDocument, SniffError,
+    self, DocumentFormat, ParseError, ParseLimits, ParsedDocument,
 };
 use pdf_extract::{
     Dictionary, Document, EncryptionState, EncryptionVersion, Object, ObjectId, Permissions,
@@ -34,7 +35,8 @@ fn refusal(filename: &str, head: &[u8]) -> String {
 }
 
 fn parsed(format: DocumentFormat, bytes: &[u8]) -> ParsedDocument {
-    parsing::parse(format, bytes).unwrap_or_else(|error| panic!("parsing {format}: {error}"))
+    parsing::parse(format, bytes, ParseLimits::default())
+        .unwrap_or_else(|error| panic!("parsing {format}: {error}"))
 }
 
 fn headings(document: &ParsedDocument) -> Vec<Option<&str>> {
@@ -368,7 +370,7 @@ fn arbitrary_bytes_never_panic_in_any_parser() {
         bytes.extend_from_slice(&soup);
         for format in DocumentFormat::ALL {
             // Any outcome but a panic or an abort is fine.
-            let _ = parsing::parse(format, &bytes);
+            let _ = parsing::parse(format, &bytes, ParseLimits::default());
         }
     }
 }

@@ -60,7 +60,7 @@ fn pdf_pages_without_text_are_skipped_and_no_text_at_all_is_empty() {
     // What a scan looks like: pages that only paint.
     let scan = save(build_pdf_document(&[b"0 0 100 100 re f", b"q Q"], None));
     assert_eq!(
-        parsing::parse(DocumentFormat::Pdf, &scan),
+        parsing::parse(DocumentFormat::Pdf, &scan, ParseLimits::default()),
         Err(ParseError::Empty(DocumentFormat::Pdf))
     );
     assert_eq!(
@@ -72,7 +72,11 @@ fn pdf_pages_without_text_are_skipped_and_no_text_at_all_is_empty() {
 #[test]
 fn pdf_needing_a_password_is_encrypted_but_owner_only_protection_is_readable() {
     assert_eq!(
-        parsing::parse(DocumentFormat::Pdf, &encrypted_pdf("secret")),
+        parsing::parse(
+            DocumentFormat::Pdf,
+            &encrypted_pdf("secret"),
+            ParseLimits::default()
+        ),
         Err(ParseError::Encrypted)
     );
     assert_eq!(ParseError::Encrypted.to_string(), "the PDF is encrypted");
@@ -85,7 +89,7 @@ fn pdf_needing_a_password_is_encrypted_but_owner_only_protection_is_readable() {
     let mut broken = b"%PDF-1.4\n1 0 obj << /Filter /Standard /V 99 >> endobj\n".to_vec();
     broken.extend_from_slice(b"trailer << /Root 2 0 R /Encrypt 1 0 R >>\n%%EOF\n");
     assert_eq!(
-        parsing::parse(DocumentFormat::Pdf, &broken),
+        parsing::parse(DocumentFormat::Pdf, &broken, ParseLimits::default()),
         Err(ParseError::Encrypted)
     );
 }
@@ -97,7 +101,7 @@ fn garbage_and_truncated_pdfs_are_corrupt_not_panics() {
         b"%PDF-1.4\n\x00\xff garbage garbage garbage \n%%EOF".to_vec(),
         b"not a pdf at all".to_vec(),
     ] {
-        match parsing::parse(DocumentFormat::Pdf, &bytes) {
+        match parsing::parse(DocumentFormat::Pdf, &bytes, ParseLimits::default()) {
             Err(ParseError::Corrupt(reason)) => assert!(!reason.is_empty()),
             other => panic!("expected Corrupt, got {other:?}"),
         }
@@ -106,7 +110,11 @@ fn garbage_and_truncated_pdfs_are_corrupt_not_panics() {
     // with invented text.
     let whole = two_page_pdf();
     for length in [whole.len() / 4, whole.len() / 2, whole.len() - 40] {
-        match parsing::parse(DocumentFormat::Pdf, &whole[..length]) {
+        match parsing::parse(
+            DocumentFormat::Pdf,
+            &whole[..length],
+            ParseLimits::default(),
+        ) {
             Ok(document) => assert!(document.text().contains("page")),
             Err(ParseError::Corrupt(_) | ParseError::Empty(_)) => {}
             Err(other) => panic!("unexpected {other:?}"),
@@ -149,7 +157,7 @@ fn pdf_with_self_referencing_drawing_or_page_tree_loop_is_corrupt() {
             )])),
         );
     assert_eq!(
-        parsing::parse(DocumentFormat::Pdf, &save(document)),
+        parsing::parse(DocumentFormat::Pdf, &save(document), ParseLimits::default()),
         Err(ParseError::Corrupt(
             "a drawing in the PDF contains itself".into()
         ))
@@ -161,6 +169,37 @@ fn pdf_with_self_referencing_drawing_or_page_tree_loop_is_corrupt() {
         .get_dictionary_mut(page_id)
         .expect("page dictionary")
         .set("Parent", Object::Reference(page_id));
-    let result = parsing::parse(DocumentFormat::Pdf, &save(document));
+    let result = parsing::parse(DocumentFormat::Pdf, &save(document), ParseLimits::default());
     assert!(matches!(result, Err(ParseError::Corrupt(_))), "{result:?}");
+}
+
+// --- page limit ------------------------------------------------------------------------------
+
+#[test]
+fn pdf_over_the_page_limit_fails_before_extraction() {
+    let pages: Vec<Vec<u8>> = (1..=5)
+        .map(|page| format!("BT /F1 18 Tf 72 760 Td (Page {page}) Tj ET").into_bytes())
+        .collect();
+    let pages: Vec<&[u8]> = pages.iter().map(Vec::as_slice).collect();
+    let bytes = save(build_pdf_document(&pages, None));
+    let limit = |pdf_max_pages| ParseLimits {
+        pdf_max_pages,
+        ..ParseLimits::default()
+    };
+    assert_eq!(
+        parsing::parse(DocumentFormat::Pdf, &bytes, limit(4)),
+        Err(ParseError::TooLarge(
+            "the PDF has 5 pages, more than the 4 allowed".into()
+        ))
+    );
+    let document = parsing::parse(DocumentFormat::Pdf, &bytes, limit(5)).expect("at the limit");
+    assert_eq!(document.sections.len(), 5);
+
+    // A real one: R-FAQ.pdf has 52 pages.
+    assert_eq!(
+        parsing::parse(DocumentFormat::Pdf, &fixture("R-FAQ.pdf"), limit(50)),
+        Err(ParseError::TooLarge(
+            "the PDF has 52 pages, more than the 50 allowed".into()
+        ))
+    );
 }

@@ -139,7 +139,12 @@ fn markdown_html_blocks_keep_their_text_and_empty_files_say_so_in_their_own_term
     );
 
     let markup_only = "<div>\n<!-- nothing to read -->\n</div>\n";
-    let error = parsing::parse(DocumentFormat::Markdown, markup_only.as_bytes()).unwrap_err();
+    let error = parsing::parse(
+        DocumentFormat::Markdown,
+        markup_only.as_bytes(),
+        ParseLimits::default(),
+    )
+    .unwrap_err();
     assert_eq!(error.to_string(), "the Markdown file has no text");
     assert!(!error.to_string().contains("PDF"));
 }

@@ -27,11 +27,25 @@ fn markdown_headings_start_sections_and_code_lists_links_tables_stay_text() {
 #[test]
 fn markdown_deeply_nested_quotes_and_lists_do_not_crash() {
     let quotes = format!("{}quoted", "> ".repeat(10_000));
-    assert!(parsing::parse(DocumentFormat::Markdown, quotes.as_bytes()).is_ok());
+    assert!(
+        parsing::parse(
+            DocumentFormat::Markdown,
+            quotes.as_bytes(),
+            ParseLimits::default()
+        )
+        .is_ok()
+    );
     let lists: String = (0..2_000)
         .map(|depth| format!("{}- item {depth}\n", "  ".repeat(depth)))
         .collect();
-    assert!(parsing::parse(DocumentFormat::Markdown, lists.as_bytes()).is_ok());
+    assert!(
+        parsing::parse(
+            DocumentFormat::Markdown,
+            lists.as_bytes(),
+            ParseLimits::default()
+        )
+        .is_ok()
+    );
 }
 
 // --- Plain text ------------------------------------------------------------------------------
@@ -74,12 +88,12 @@ fn whitespace_only_input_is_empty_in_every_text_format() {
         DocumentFormat::Csv,
     ] {
         assert_eq!(
-            parsing::parse(format, b" \r\n\t\n  \x0c"),
+            parsing::parse(format, b" \r\n\t\n  \x0c", ParseLimits::default()),
             Err(ParseError::Empty(format)),
             "{format}"
         );
         assert_eq!(
-            parsing::parse(format, b""),
+            parsing::parse(format, b"", ParseLimits::default()),
             Err(ParseError::Empty(format)),
             "{format}"
         );
@@ -140,7 +154,11 @@ fn csv_delimiters_and_encodings_are_detected() {
     assert_eq!(legacy.metadata["encoding"], json!("windows-1252"));
 
     assert_eq!(
-        parsing::parse(DocumentFormat::Csv, b"only,a,header\n"),
+        parsing::parse(
+            DocumentFormat::Csv,
+            b"only,a,header\n",
+            ParseLimits::default()
+        ),
         Err(ParseError::Empty(DocumentFormat::Csv))
     );
 }

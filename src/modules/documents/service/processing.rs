@@ -56,6 +56,15 @@ struct Run {
 }
 
 /// Why a run stopped early.
+/// What a run stored, for the transaction that makes the document `ready`.
+struct Stored {
+    chunks_count: i32,
+    tokens_count: i32,
+    metadata: serde_json::Map<String, Value>,
+    /// The vectors come later, from the indexing job.
+    background: bool,
+}
+
 enum RunError {
     Permanent(String),
     Transient(String),
@@ -218,7 +227,7 @@ impl DocumentsService {
             run_id: model.processing_run_id.unwrap_or_default(),
         };
         let limit = Duration::from_secs(self.settings.processing_timeout_secs);
-        let result = tokio::select! {
+        let stored = tokio::select! {
             result = tokio::time::timeout(limit, self.run(&model, run)) => match result {
                 Ok(result) => result,
                 Err(_) => Err(RunError::Permanent(format!(
@@ -232,6 +241,12 @@ impl DocumentsService {
                 self.interrupted(run).await?;
                 return Ok(ProcessOutcome::Skipped);
             }
+        };
+        // Past the heartbeat: `ready` ends the run's ownership, which the heartbeat would take
+        // for the document lost and drop the run in the middle of its own commit.
+        let result = match stored {
+            Ok(stored) => self.finish(&model, run, stored).await,
+            Err(error) => Err(error),
         };
         match result {
             Ok((chunks, tokens)) => Ok(ProcessOutcome::Ready { chunks, tokens }),
@@ -369,9 +384,9 @@ impl DocumentsService {
 
     /// parse and chunk (in the sandboxed child) → embed in batches → store; chunks are
     /// written batch by batch (a large document never sits whole in memory as vectors), after
-    /// removing whatever an earlier, interrupted run left, and the document turns `ready` in
-    /// the last transaction — each write only while the run still owns the document.
-    async fn run(&self, model: &document::Model, run: Run) -> Result<(i32, i32), RunError> {
+    /// removing whatever an earlier, interrupted run left — each write only while the run
+    /// still owns the document. [`Self::finish`] then makes it `ready`.
+    async fn run(&self, model: &document::Model, run: Run) -> Result<Stored, RunError> {
         let avatar = self
             .avatars
             .get(model.project_id, model.avatar_id)
@@ -479,9 +494,27 @@ impl DocumentsService {
             }
             uow.commit().await?;
         }
+        Ok(Stored {
+            chunks_count: i32::try_from(chunks.len()).unwrap_or(i32::MAX),
+            tokens_count: chunks.iter().map(|chunk| chunk.token_count).sum::<i32>(),
+            metadata: document_metadata,
+            background,
+        })
+    }
 
-        let chunks_count = i32::try_from(chunks.len()).unwrap_or(i32::MAX);
-        let tokens_count = chunks.iter().map(|chunk| chunk.token_count).sum::<i32>();
+    /// The document turns `ready`, with its `DocumentProcessed` event, if `run` still owns it.
+    async fn finish(
+        &self,
+        model: &document::Model,
+        run: Run,
+        stored: Stored,
+    ) -> Result<(i32, i32), RunError> {
+        let Stored {
+            chunks_count,
+            tokens_count,
+            metadata: document_metadata,
+            background,
+        } = stored;
         let mut uow = self.db.begin().await?;
         let finished = document::Entity::update_many()
             .col_expr(document::Column::Status, Expr::value(DocumentStatus::Ready))

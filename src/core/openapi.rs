@@ -1,6 +1,8 @@
 //! The parts of the OpenAPI 3.1 document that belong to no module: info, the error envelope,
 //! security schemes and the service endpoints. `modules::openapi_document` adds the modules'.
 
+use std::fmt;
+
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -172,11 +174,23 @@ pub fn base_document() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// The methods each documented path answers, to tell "no such path" (404) from "not with this
-/// method" (405 with `Allow`) for requests no route took.
-#[derive(Debug, Clone, Default)]
+/// The documented paths: which one a request's path is (its route, the label of metrics and
+/// the access log), and the methods each answers, to tell "no such path" (404) from "not with
+/// this method" (405 with `Allow`) for requests no route took.
+#[derive(Clone, Default)]
 pub struct RouteTable {
     routes: Vec<(Vec<Segment>, Vec<&'static str>)>,
+    /// Each documented path, its parameters renamed by position (`{p0}`, `{p1}`...: the tree
+    /// takes one name per position), to its template as documented.
+    templates: matchit::Router<String>,
+}
+
+impl fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteTable")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +231,33 @@ impl RouteTable {
                 (segments, methods)
             })
             .collect();
-        RouteTable { routes }
+        let mut templates = matchit::Router::new();
+        for path in document.paths.paths.keys() {
+            let mut position = 0;
+            let positional: Vec<String> = path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') && segment.ends_with('}') {
+                        position += 1;
+                        format!("{{p{}}}", position - 1)
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect();
+            // Two documented paths the tree cannot tell apart would be one path documented
+            // twice; the first keeps the label.
+            let _ = templates.insert(positional.join("/"), path.clone());
+        }
+        RouteTable { routes, templates }
+    }
+
+    /// The documented template `path` is an instance of (`/api/v1/projects/{pid}`), if any.
+    pub fn template(&self, path: &str) -> Option<&str> {
+        self.templates
+            .at(path)
+            .ok()
+            .map(|matched| matched.value.as_str())
     }
 
     /// The methods `path` answers, or `None` when no documented route has this path.

@@ -162,6 +162,11 @@ async fn metrics_count_requests_by_route_and_show_pool_and_jobs() {
         assert_eq!(app.get("/health").await.status, 200);
     }
     app.get("/nope").await;
+    // Labelled with the route's template, not the path (ids would make a series each).
+    let project = app
+        .get("/api/v1/projects/0193a1b2-7c4d-7000-8000-00000000002a")
+        .await;
+    assert_eq!(project.status, 401, "{}", project.text);
     let response = app.get("/metrics").await;
     assert_eq!(response.status, 200);
     assert!(
@@ -184,6 +189,14 @@ async fn metrics_count_requests_by_route_and_show_pool_and_jobs() {
     // The recorder is process-wide: other tests' requests count too.
     assert!(health_count >= 3.0, "{health_count}");
     assert!(text.contains("route=\"unmatched\""), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("http_requests_total{")
+                && line.contains("route=\"/api/v1/projects/{pid}\"")
+                && line.contains("status=\"401\"")),
+        "{text}"
+    );
+    assert!(!text.contains("00000000002a"), "{text}");
     assert!(
         text.contains("http_request_duration_seconds_bucket{"),
         "{text}"

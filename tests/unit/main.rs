@@ -7,3 +7,4 @@ mod cache;
 mod config;
 mod embeddings;
 mod errors;
+mod routes;

@@ -5,16 +5,20 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::postgres::{PgConnection, Postgres};
+use sea_orm::sqlx::{self, Row as _};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::db::Db;
 use crate::core::ids::ProjectId;
-use crate::core::jobs::task_row;
+use crate::core::jobs::{NewTask, task_row};
 
 use super::super::tasks::HandleUpdates;
 use super::handling::CHATS_PER_JOB;
@@ -51,53 +55,19 @@ pub(super) async fn store_batch(
     conn: &impl ConnectionTrait,
     updates: &[NewUpdate],
 ) -> Result<HashSet<(i64, i64)>, DbErr> {
-    let Some(first) = updates.first() else {
+    let Some(statement) = BatchStatement::of(updates)? else {
         return Ok(HashSet::new());
     };
-    let rows: Vec<Row> = updates
-        .iter()
-        .map(|update| Row {
-            bot_id: update.bot_id,
-            update_id: update.update_id,
-            project_id: update.project_id,
-            payload: &update.payload,
-            received_at: update.received_at,
-        })
-        .collect();
-    let batch = serde_json::to_string(&rows).map_err(|error| DbErr::Custom(error.to_string()))?;
-    let batch = without_refused_escapes(batch);
-    // The job as serialised with no updates; the statement sets `updates`.
-    let job = task_row(&HandleUpdates { updates: vec![] }, first.received_at)?;
     let stored = conn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH input AS ( \
-                 SELECT DISTINCT ON (bot_id, update_id) * \
-                 FROM jsonb_to_recordset($1::jsonb) AS t(bot_id bigint, \
-                     update_id bigint, project_id uuid, payload jsonb, received_at timestamptz) \
-             ), stored AS ( \
-                 INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
-                     received_at) \
-                 SELECT bot_id, update_id, project_id, payload, received_at FROM input \
-                 ON CONFLICT DO NOTHING \
-                 RETURNING bot_id, update_id, payload #>> '{message,chat,id}' AS chat \
-             ), jobs AS ( \
-                 INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-                 SELECT gen_random_uuid(), $2::jsonb || jsonb_build_object('updates', \
-                     jsonb_agg(jsonb_build_array(bot_id, update_id) \
-                         ORDER BY bot_id, update_id)), $3, $4 \
-                 FROM (SELECT bot_id, update_id, \
-                           (dense_rank() OVER (ORDER BY bot_id, chat) - 1) / $5 AS part \
-                       FROM stored) by_chat \
-                 GROUP BY part \
-             ) \
-             SELECT bot_id, update_id FROM stored",
+            STORE_BATCH,
             [
-                batch.into(),
-                job.metadata.into(),
-                job.task_type.into(),
-                job.scheduled_at.into(),
-                i64::try_from(CHATS_PER_JOB).unwrap_or(i64::MAX).into(),
+                statement.batch.into(),
+                statement.job.metadata.into(),
+                statement.job.task_type.into(),
+                statement.job.scheduled_at.into(),
+                statement.chats_per_job.into(),
             ],
         ))
         .await?;
@@ -105,6 +75,97 @@ pub(super) async fn store_batch(
         .iter()
         .map(|row| Ok((row.try_get("", "bot_id")?, row.try_get("", "update_id")?)))
         .collect()
+}
+
+/// [`store_batch`] on a connection the caller holds (the [`AckWriter`]'s), through sqlx.
+async fn store_batch_on(
+    conn: &mut PgConnection,
+    updates: &[NewUpdate],
+) -> Result<HashSet<(i64, i64)>, DbErr> {
+    let Some(statement) = BatchStatement::of(updates)? else {
+        return Ok(HashSet::new());
+    };
+    let stored = sqlx::query(STORE_BATCH)
+        .bind(statement.batch)
+        .bind(sqlx::types::Json(statement.job.metadata))
+        .bind(statement.job.task_type)
+        .bind(statement.job.scheduled_at)
+        .bind(statement.chats_per_job)
+        .fetch_all(conn)
+        .await
+        .map_err(sqlx_error)?;
+    stored
+        .iter()
+        .map(|row| {
+            let key = (row.try_get("bot_id")?, row.try_get("update_id")?);
+            Ok::<_, sqlx::Error>(key)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(sqlx_error)
+}
+
+/// A sqlx error as SeaORM reports it (so that `core::db::is_unavailable` reads it the same).
+fn sqlx_error(error: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(error.into()))
+}
+
+/// Unpacks the batch (`$1`), inserts the updates not stored before and a task per
+/// `$5` chats of them (`$2`–`$4`: the task as [`task_row`] makes it, without its updates),
+/// and returns those that were new.
+const STORE_BATCH: &str = "WITH input AS ( \
+         SELECT DISTINCT ON (bot_id, update_id) * \
+         FROM jsonb_to_recordset($1::jsonb) AS t(bot_id bigint, \
+             update_id bigint, project_id uuid, payload jsonb, received_at timestamptz) \
+     ), stored AS ( \
+         INSERT INTO telegram_updates (bot_id, update_id, project_id, payload, \
+             received_at) \
+         SELECT bot_id, update_id, project_id, payload, received_at FROM input \
+         ON CONFLICT DO NOTHING \
+         RETURNING bot_id, update_id, payload #>> '{message,chat,id}' AS chat \
+     ), jobs AS ( \
+         INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+         SELECT gen_random_uuid(), $2::jsonb || jsonb_build_object('updates', \
+             jsonb_agg(jsonb_build_array(bot_id, update_id) \
+                 ORDER BY bot_id, update_id)), $3, $4 \
+         FROM (SELECT bot_id, update_id, \
+                   (dense_rank() OVER (ORDER BY bot_id, chat) - 1) / $5 AS part \
+               FROM stored) by_chat \
+         GROUP BY part \
+     ) \
+     SELECT bot_id, update_id FROM stored";
+
+/// The parameters of [`STORE_BATCH`] for some updates.
+struct BatchStatement {
+    /// The updates as one JSON array; each `payload` as received, never re-parsed here.
+    batch: String,
+    /// The job, as serialised with no updates; the statement sets `updates`.
+    job: NewTask,
+    chats_per_job: i64,
+}
+
+impl BatchStatement {
+    fn of(updates: &[NewUpdate]) -> Result<Option<Self>, DbErr> {
+        let Some(first) = updates.first() else {
+            return Ok(None);
+        };
+        let rows: Vec<Row> = updates
+            .iter()
+            .map(|update| Row {
+                bot_id: update.bot_id,
+                update_id: update.update_id,
+                project_id: update.project_id,
+                payload: &update.payload,
+                received_at: update.received_at,
+            })
+            .collect();
+        let batch =
+            serde_json::to_string(&rows).map_err(|error| DbErr::Custom(error.to_string()))?;
+        Ok(Some(BatchStatement {
+            batch: without_refused_escapes(batch),
+            job: task_row(&HandleUpdates { updates: vec![] }, first.received_at)?,
+            chats_per_job: i64::try_from(CHATS_PER_JOB).unwrap_or(i64::MAX),
+        }))
+    }
 }
 
 /// `json` with the escapes PostgreSQL's jsonb refuses made `\ufffd`: U+0000, which Telegram
@@ -182,8 +243,9 @@ struct Pending {
 /// the one before. If a statement fails, its updates are stored one by one, so that one
 /// update PostgreSQL refuses fails only its own call.
 ///
-/// One writer per HTTP worker thread (each holds one pooled connection at a time, leaving the
-/// pool to the rest of the app). More statements at once per thread were measured slower:
+/// One writer per HTTP worker thread, each keeping one connection of the pool while updates
+/// keep coming (and for [`KEEP_CONNECTION_IDLE`] after): its statements go to one PostgreSQL
+/// backend, warm, rather than each to the pool's least recently used connection. More statements at once per thread were measured slower:
 /// they split the same updates into smaller batches, and PostgreSQL's work per statement is
 /// what the acknowledgements are bound by (docs/benchmarks.md).
 pub(super) struct AckWriter {
@@ -237,8 +299,29 @@ fn spawn_writer(db: &Db, stats: &Arc<AckStats>) -> mpsc::UnboundedSender<Pending
     queue
 }
 
+/// How long a writer keeps its connection with nothing to write.
+const KEEP_CONNECTION_IDLE: Duration = Duration::from_secs(5);
+
 async fn run(db: Db, mut pending: mpsc::UnboundedReceiver<Pending>, stats: Arc<AckStats>) {
-    while let Some(first) = pending.recv().await {
+    // The writer's connection, kept while updates keep coming: one PostgreSQL backend stays
+    // busy with this thread's statements instead of the pool's least recently used connection
+    // taking each one in turn (docs/benchmarks.md).
+    let mut held: Option<PoolConnection<Postgres>> = None;
+    loop {
+        let first = if held.is_some() {
+            match tokio::time::timeout(KEEP_CONNECTION_IDLE, pending.recv()).await {
+                Ok(first) => first,
+                Err(_) => {
+                    held = None;
+                    continue;
+                }
+            }
+        } else {
+            pending.recv().await
+        };
+        let Some(first) = first else {
+            break;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match pending.try_recv() {
@@ -246,13 +329,20 @@ async fn run(db: Db, mut pending: mpsc::UnboundedReceiver<Pending>, stats: Arc<A
                 Err(_) => break,
             }
         }
-        flush(&db, batch, &stats).await;
+        flush(&db, &mut held, batch, &stats).await;
     }
 }
 
-/// One statement for `batch`, then every call answered; if the statement fails, each update
-/// alone. Of the calls that sent the same update, only the first can learn it was new.
-async fn flush(db: &Db, batch: Vec<Pending>, stats: &AckStats) {
+/// One statement for `batch` on the writer's connection (taken from the pool when it has
+/// none), then every call answered. If the statement fails, the connection is given up and
+/// each update is stored alone, through the pool. Of the calls that sent the same update, only
+/// the first can learn it was new.
+async fn flush(
+    db: &Db,
+    held: &mut Option<PoolConnection<Postgres>>,
+    batch: Vec<Pending>,
+    stats: &AckStats,
+) {
     stats.statements.fetch_add(1, Ordering::Relaxed);
     stats
         .updates
@@ -261,19 +351,36 @@ async fn flush(db: &Db, batch: Vec<Pending>, stats: &AckStats) {
         .into_iter()
         .map(|Pending { update, reply }| (update, reply))
         .unzip();
+    let together = match held {
+        Some(conn) => store_batch_on(conn, &updates).await,
+        None => match db
+            .connection()
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+        {
+            Ok(conn) => store_batch_on(held.insert(conn), &updates).await,
+            Err(error) => Err(sqlx_error(error)),
+        },
+    };
     // A call that went away (its client hung up) no longer needs its answer.
-    match store_batch(db.connection(), &updates).await {
+    match together {
         Ok(mut stored) => {
             for (update, reply) in updates.iter().zip(replies) {
                 let _ = reply.send(Ok(stored.remove(&(update.bot_id, update.update_id))));
             }
         }
-        Err(error) if updates.len() == 1 => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(error));
-            }
-        }
         Err(error) => {
+            // Whatever broke, this connection is not trusted again: closed, not pooled.
+            if let Some(mut conn) = held.take() {
+                conn.close_on_drop();
+            }
+            if updates.len() == 1 {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
+                return;
+            }
             tracing::warn!(%error, updates = updates.len(), "storing webhook updates together failed; storing each alone");
             for (update, reply) in updates.iter().zip(replies) {
                 let alone = store_batch(db.connection(), std::slice::from_ref(update)).await;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use avatar_platform::core::config::{Environment, LogFormat, Settings};
+use avatar_platform::modules::documents::ParseLimits;
 use secrecy::ExposeSecret;
 
 fn config_dir() -> PathBuf {
@@ -138,6 +139,8 @@ fn index_settings_outside_pgvector_bounds_or_not_a_size_are_refused() {
 fn timeouts_limits_and_the_fairness_cap_are_checked_against_each_other() {
     let settings = load(&[("APP_ENV", "test"), DB]).unwrap();
     let documents = &settings.documents;
+    // What parsing without settings (tests, benches, fuzz targets) assumes is the default.
+    assert_eq!(ParseLimits::from(documents), ParseLimits::default());
     assert!(documents.parse_cpu_secs <= documents.parse_timeout_secs);
     assert!(documents.parse_timeout_secs <= documents.processing_timeout_secs);
     assert!(documents.job_timeout().as_secs() > documents.processing_timeout_secs);

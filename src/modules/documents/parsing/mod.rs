@@ -23,6 +23,8 @@ use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::core::config::DocumentSettings;
+
 use docx::parse_docx;
 use html::parse_html;
 use markdown::parse_markdown;
@@ -131,8 +133,18 @@ pub struct ParseLimits {
     pub pdf_max_pages: usize,
 }
 
+impl From<&DocumentSettings> for ParseLimits {
+    fn from(settings: &DocumentSettings) -> Self {
+        ParseLimits {
+            docx_max_uncompressed_bytes: settings.docx_max_uncompressed_bytes,
+            pdf_max_pages: settings.pdf_max_pages,
+        }
+    }
+}
+
 impl Default for ParseLimits {
-    /// The settings' defaults (config/default.toml).
+    /// The settings' defaults (config/default.toml; `tests/unit/config.rs` checks they agree),
+    /// for parsing without settings: the tests, the benches and the fuzz targets.
     fn default() -> Self {
         ParseLimits {
             docx_max_uncompressed_bytes: 200 * 1024 * 1024,

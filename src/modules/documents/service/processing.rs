@@ -424,10 +424,7 @@ impl DocumentsService {
             chunk_size,
             chunk_overlap,
             max_chunks: self.settings.max_chunks_per_document,
-            limits: ParseLimits {
-                docx_max_uncompressed_bytes: self.settings.docx_max_uncompressed_bytes,
-                pdf_max_pages: self.settings.pdf_max_pages,
-            },
+            limits: ParseLimits::from(&self.settings),
             unit: embedder.token_unit(),
         };
         let Parsed {
